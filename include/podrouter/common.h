@@ -1,0 +1,43 @@
+/* Shared constants and small types used across modules. */
+#ifndef PODROUTER_COMMON_H
+#define PODROUTER_COMMON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define PR_POD_NAME_MAX 63   /* ^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$ */
+#define PR_ADDRESS_MAX 63    /* host:port or [v6]:port */
+#define PR_ZONE_MAX 63
+#define PR_KEY_MAX 128       /* affinity keys: 1..128 bytes of [A-Za-z0-9_.:-] */
+#define PR_MAX_PODS 1024
+#define PR_ADMIN_BODY_MAX (64 * 1024)
+
+/* Where an affinity key came from, in order of precedence (SPEC 3.1). */
+enum pr_key_kind {
+    PR_KEY_SID = 0,
+    PR_KEY_ROOM,
+    PR_KEY_PARTICIPANT,
+    PR_KEY_COOKIE,
+    PR_KEY_NONE,
+    PR_KEY__COUNT
+};
+
+/* Outcome of an assignment decision (metric label). */
+enum pr_outcome {
+    PR_OUTCOME_HIT = 0,
+    PR_OUTCOME_CREATED,
+    PR_OUTCOME_REASSIGNED,
+    PR_OUTCOME_DEGRADED,
+    PR_OUTCOME__COUNT
+};
+
+const char *pr_key_kind_name(enum pr_key_kind k);
+const char *pr_outcome_name(enum pr_outcome o);
+
+/* Milliseconds since the Unix epoch (wall clock). */
+uint64_t pr_now_ms(void);
+/* Monotonic milliseconds. */
+uint64_t pr_mono_ms(void);
+
+#endif

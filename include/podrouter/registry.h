@@ -1,0 +1,76 @@
+/* Pod table: registration, heartbeats, states, loads (SPEC 4.2). Thread-safe. */
+#ifndef PODROUTER_REGISTRY_H
+#define PODROUTER_REGISTRY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "podrouter/common.h"
+
+enum pr_pod_state { PR_POD_READY = 0, PR_POD_DRAINING, PR_POD_DOWN };
+
+const char *pr_pod_state_name(enum pr_pod_state s);
+
+/* A copy of one pod's row, taken under the registry lock. */
+struct pr_pod_info {
+    char name[PR_POD_NAME_MAX + 1];
+    char address[PR_ADDRESS_MAX + 1];
+    char zone[PR_ZONE_MAX + 1];
+    enum pr_pod_state state; /* down when not heard from for pod_ttl, else draining/ready */
+    bool draining;           /* drain flag, kept while down */
+    uint32_t cap_rooms, cap_participants;
+    uint32_t load_rooms, load_participants, load_connections;
+    uint64_t last_seen_ms;   /* epoch ms of the last heartbeat */
+    int64_t last_seen_ago_ms;
+    int64_t expires_in_ms;   /* until down (0 once down) */
+    bool recently_failed;    /* a connect to it failed within the last 2 s */
+    uint32_t slot;           /* stable index while the pod exists */
+    uint32_t gen;            /* bumps when the slot is reused or the address changes */
+};
+
+struct pr_registry;
+
+/* pod_ttl_ms: a pod not heard from for this long is down; it is forgotten after 4x. */
+struct pr_registry *pr_registry_create(uint64_t pod_ttl_ms);
+void pr_registry_destroy(struct pr_registry *reg);
+
+/* Register or heartbeat. 0 (with *created set) or -EINVAL (bad name/address/capacity) or
+ * -ENOSPC (table full). A draining pod stays draining. */
+int pr_registry_put(struct pr_registry *reg, const char *name, const char *address,
+                    uint32_t cap_rooms, uint32_t cap_participants, const char *zone,
+                    bool *created);
+int pr_registry_drain(struct pr_registry *reg, const char *name);  /* 0 or -ENOENT */
+int pr_registry_delete(struct pr_registry *reg, const char *name); /* 0 or -ENOENT */
+int pr_registry_get(struct pr_registry *reg, const char *name, struct pr_pod_info *out);
+
+/* Copy every pod (including down ones not yet forgotten) into out, sorted by name; returns
+ * how many there are (may exceed max). */
+size_t pr_registry_snapshot(struct pr_registry *reg, struct pr_pod_info *out, size_t max);
+
+/* ready or draining */
+bool pr_registry_is_live(struct pr_registry *reg, const char *name);
+
+void pr_registry_counts(struct pr_registry *reg, uint32_t *ready, uint32_t *draining,
+                        uint32_t *down);
+
+/* Load bookkeeping (called by the store and the proxy). Unknown pods are ignored. */
+void pr_registry_add_load(struct pr_registry *reg, const char *pod, int d_rooms,
+                          int d_participants);
+void pr_registry_set_load(struct pr_registry *reg, const char *pod, uint32_t rooms,
+                          uint32_t participants);
+/* Active proxied connections by slot/gen (lock-free). */
+void pr_registry_add_connections(struct pr_registry *reg, uint32_t slot, uint32_t gen,
+                                 int delta);
+/* A connect to the pod failed: it is passed over for new keys for 2 s. */
+void pr_registry_record_failure(struct pr_registry *reg, const char *name);
+
+/* Forget pods down for longer than 4 x pod_ttl; returns how many were forgotten (their
+ * names are passed to forgotten(), e.g. to release their assignments). */
+size_t pr_registry_expire(struct pr_registry *reg, void (*forgotten)(void *arg, const char *pod),
+                          void *arg);
+
+bool pr_pod_name_valid(const char *s, size_t len);
+bool pr_pod_address_valid(const char *s, size_t len);
+
+#endif

@@ -1,0 +1,42 @@
+#include "podrouter/common.h"
+
+#include <time.h>
+
+static const char *const key_kind_names[PR_KEY__COUNT] = {
+    [PR_KEY_SID] = "sid",
+    [PR_KEY_ROOM] = "room",
+    [PR_KEY_PARTICIPANT] = "participant",
+    [PR_KEY_COOKIE] = "cookie",
+    [PR_KEY_NONE] = "none",
+};
+
+static const char *const outcome_names[PR_OUTCOME__COUNT] = {
+    [PR_OUTCOME_HIT] = "hit",
+    [PR_OUTCOME_CREATED] = "created",
+    [PR_OUTCOME_REASSIGNED] = "reassigned",
+    [PR_OUTCOME_DEGRADED] = "degraded",
+};
+
+const char *pr_key_kind_name(enum pr_key_kind k)
+{
+    return (unsigned)k < PR_KEY__COUNT ? key_kind_names[k] : "?";
+}
+
+const char *pr_outcome_name(enum pr_outcome o)
+{
+    return (unsigned)o < PR_OUTCOME__COUNT ? outcome_names[o] : "?";
+}
+
+uint64_t pr_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+uint64_t pr_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}

@@ -1,0 +1,2 @@
+/* placeholder: being written */
+typedef int pr_placeholder_http_head;
