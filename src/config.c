@@ -1,2 +1,963 @@
-/* placeholder: being written */
-typedef int pr_placeholder_config;
+/* Command line + POD_ROUTER_* environment -> struct pr_config / pr_register_config.
+ *
+ * Both subcommands share one table-driven engine: each flag names its type, its field and
+ * its limits; defaults are applied by feeding each flag's default text through the same
+ * parser, so the usage text and the real defaults cannot drift apart. */
+#include "podrouter/config.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "podrouter/common.h"
+
+#define ENV_PREFIX "POD_ROUTER_"
+#define MAX_FLAGS 32
+/* Durations above a year are certainly typos (and would overflow some store TTL APIs). */
+#define DURATION_MAX_MS (8760ull * 3600 * 1000)
+#define KEY_PREFIX_MAX 100
+#define THREADS_MAX 64
+
+enum flag_type {
+    F_LISTEN,   /* struct pr_listen_addr */
+    F_STRING,   /* char[size], optionally checked */
+    F_DURATION, /* uint64_t ms, min..max */
+    F_FACTOR,   /* double, (1.0, 10] */
+    F_U32,      /* uint32_t, min..max */
+    F_LEVEL,    /* enum pr_log_level */
+    F_FORMAT,   /* enum pr_log_format */
+    F_BOOL,     /* bool */
+};
+
+/* Extra validation of a string value: 0, or -EINVAL with the reason written to why. */
+typedef int (*check_fn)(const char *v, char *why, size_t whylen);
+
+struct flag {
+    const char *name; /* without the leading dashes */
+    enum flag_type type;
+    size_t offset;
+    size_t size;       /* F_STRING: buffer size including NUL */
+    uint64_t min, max; /* F_U32, F_DURATION */
+    check_fn check;    /* F_STRING, optional */
+    bool required;     /* must be set by flag or env (register) */
+    const char *def;   /* default as text (NULL: computed or empty) */
+    const char *metavar;
+    const char *help;
+};
+
+static int check_store(const char *v, char *why, size_t whylen);
+static int check_key_prefix(const char *v, char *why, size_t whylen);
+static int check_param_name(const char *v, char *why, size_t whylen);
+static int check_cookie_name(const char *v, char *why, size_t whylen);
+static int check_readable_file(const char *v, char *why, size_t whylen);
+static int check_admin_url(const char *v, char *why, size_t whylen);
+static int check_pod_name(const char *v, char *why, size_t whylen);
+static int check_address(const char *v, char *why, size_t whylen);
+static int check_zone(const char *v, char *why, size_t whylen);
+
+#define FIELD(st, f) offsetof(struct st, f), sizeof(((struct st *)0)->f)
+
+static const struct flag serve_flags[] = {
+    {"listen", F_LISTEN, FIELD(pr_config, listen), 0, 0, NULL, false, "0.0.0.0:3001", "HOST:PORT",
+     "public listener (behind Traefik); [::]:3001 for IPv6"},
+    {"admin-listen", F_LISTEN, FIELD(pr_config, admin_listen), 0, 0, NULL, false, "0.0.0.0:3002",
+     "HOST:PORT", "admin listener: registry API, /metrics, health, status page"},
+    {"store", F_STRING, FIELD(pr_config, store), 0, 0, check_store, false, "memory", "URL",
+     "memory, redis://[:pw@]host[:port][/db], redis-sentinel://h:p[,h:p...]/master"},
+    {"key-prefix", F_STRING, FIELD(pr_config, key_prefix), 0, 0, check_key_prefix, false,
+     "podrouter:", "PREFIX", "prefix of every Redis key except room:{id}:pod (<= 100 bytes)"},
+    {"pod-ttl", F_DURATION, FIELD(pr_config, pod_ttl_ms), 1, DURATION_MAX_MS, NULL, false, "15s",
+     "DURATION", "a pod silent for this long is down"},
+    {"room-ttl", F_DURATION, FIELD(pr_config, room_ttl_ms), 1, DURATION_MAX_MS, NULL, false, "24h",
+     "DURATION", "lifetime of a room assignment, renewed while used"},
+    {"participant-ttl", F_DURATION, FIELD(pr_config, participant_ttl_ms), 1, DURATION_MAX_MS, NULL,
+     false, "24h", "DURATION", "lifetime of a participant assignment, renewed while used"},
+    {"sid-ttl", F_DURATION, FIELD(pr_config, sid_ttl_ms), 1, DURATION_MAX_MS, NULL, false, "2m",
+     "DURATION", "lifetime of an Engine.IO session pin, renewed while used"},
+    {"balance-factor", F_FACTOR, FIELD(pr_config, balance_factor), 0, 0, NULL, false, "1.25",
+     "FACTOR", "load bound of the degraded-mode consistent hashing (> 1.0, <= 10)"},
+    {"room-param", F_STRING, FIELD(pr_config, room_param), 0, 0, check_param_name, false, "roomId",
+     "NAME", "query parameter carrying the room id"},
+    {"participant-param", F_STRING, FIELD(pr_config, participant_param), 0, 0, check_param_name,
+     false, "participantId", "NAME", "query parameter carrying the participant id"},
+    {"cookie-name", F_STRING, FIELD(pr_config, cookie_name), 0, 0, check_cookie_name, false,
+     "pr_affinity", "NAME", "signed affinity cookie; empty disables it"},
+    {"cookie-secret-file", F_STRING, FIELD(pr_config, cookie_secret_file), 0, 0,
+     check_readable_file, false, NULL, "FILE",
+     "HMAC-SHA256 key file; none = random per-process key (warned)"},
+    {"token-file", F_STRING, FIELD(pr_config, token_file), 0, 0, check_readable_file, false, NULL,
+     "FILE", "bearer token for admin writes; none = loopback-only writes"},
+    {"connect-timeout", F_DURATION, FIELD(pr_config, connect_timeout_ms), 1, DURATION_MAX_MS, NULL,
+     false, "3s", "DURATION", "upstream connect timeout"},
+    {"header-timeout", F_DURATION, FIELD(pr_config, header_timeout_ms), 1, DURATION_MAX_MS, NULL,
+     false, "10s", "DURATION", "time for a client to send complete request headers"},
+    {"idle-timeout", F_DURATION, FIELD(pr_config, idle_timeout_ms), 1, DURATION_MAX_MS, NULL, false,
+     "75s", "DURATION",
+     "idle keep-alive and WebSocket tunnel timeout (keep above Socket.IO's 45s)"},
+    {"drain-timeout", F_DURATION, FIELD(pr_config, drain_timeout_ms), 1, DURATION_MAX_MS, NULL,
+     false, "30s", "DURATION", "on SIGTERM, how long open connections may finish"},
+    {"max-connections", F_U32, FIELD(pr_config, max_connections), 1, 10000000, NULL, false,
+     "100000", "N", "accepted client connections (1..10000000)"},
+    {"max-header-bytes", F_U32, FIELD(pr_config, max_header_bytes), 1024, 1048576, NULL, false,
+     "16384", "BYTES", "larger request heads get 431 (1024..1048576)"},
+    {"threads", F_U32, FIELD(pr_config, threads), 1, THREADS_MAX, NULL, false, NULL, "N",
+     "event-loop threads (1..64)"},
+    {"log-level", F_LEVEL, FIELD(pr_config, log_level), 0, 0, NULL, false, "info", "LEVEL",
+     "debug, info, warn or error"},
+    {"log-format", F_FORMAT, FIELD(pr_config, log_format), 0, 0, NULL, false, "json", "FORMAT",
+     "json (one object per line on stdout) or text"},
+    {"access-log", F_BOOL, FIELD(pr_config, access_log), 0, 0, NULL, false, "true", "BOOL",
+     "log one line per proxied request (true or false)"},
+};
+
+static const struct flag register_flags[] = {
+    {"admin-url", F_STRING, FIELD(pr_register_config, admin_url), 0, 0, check_admin_url, true, NULL,
+     "URL", "router admin listener, http://host:port"},
+    {"name", F_STRING, FIELD(pr_register_config, name), 0, 0, check_pod_name, true, NULL, "NAME",
+     "pod name, e.g. backend-0"},
+    {"address", F_STRING, FIELD(pr_register_config, address), 0, 0, check_address, true, NULL,
+     "HOST:PORT", "address the router connects to, e.g. 10.0.0.7:3000"},
+    {"capacity-rooms", F_U32, FIELD(pr_register_config, capacity_rooms), 1, 1000000, NULL, false,
+     "20", "N", "rooms this pod can hold (>= 1)"},
+    {"capacity-participants", F_U32, FIELD(pr_register_config, capacity_participants), 1, 1000000,
+     NULL, false, "80", "N", "participants this pod can hold (>= 1)"},
+    {"zone", F_STRING, FIELD(pr_register_config, zone), 0, 0, check_zone, false, NULL, "ZONE",
+     "failure zone label, e.g. nyc1-a"},
+    {"interval", F_DURATION, FIELD(pr_register_config, interval_ms), 1, DURATION_MAX_MS, NULL,
+     false, "5s", "DURATION", "heartbeat interval"},
+    {"token-file", F_STRING, FIELD(pr_register_config, token_file), 0, 0, check_readable_file,
+     false, NULL, "FILE", "bearer token for the admin API"},
+    {"drain-grace", F_DURATION, FIELD(pr_register_config, drain_grace_ms), 0, DURATION_MAX_MS, NULL,
+     false, "30s", "DURATION", "on SIGTERM, wait this long after drain before leaving"},
+    {"log-level", F_LEVEL, FIELD(pr_register_config, log_level), 0, 0, NULL, false, "info", "LEVEL",
+     "debug, info, warn or error"},
+    {"log-format", F_FORMAT, FIELD(pr_register_config, log_format), 0, 0, NULL, false, "json",
+     "FORMAT", "json or text"},
+};
+
+#define NFLAGS(t) (sizeof(t) / sizeof((t)[0]))
+_Static_assert(NFLAGS(serve_flags) <= MAX_FLAGS, "raise MAX_FLAGS");
+_Static_assert(NFLAGS(register_flags) <= MAX_FLAGS, "raise MAX_FLAGS");
+
+/* ---- small validators ---------------------------------------------------------------- */
+
+/* Copy v into out for an error message: quoted-safe, printable, truncated with "...". */
+static const char *shown(const char *v, char *out, size_t outlen)
+{
+    size_t n = 0, i = 0;
+    for (; v[i] != '\0' && n + 4 < outlen && i < 80; i++) {
+        unsigned char c = (unsigned char)v[i];
+        out[n++] = (c < 0x20 || c >= 0x7f || c == '"' || c == '\\') ? '?' : (char)c;
+    }
+    if (v[i] != '\0' && n + 4 <= outlen) {
+        memcpy(out + n, "...", 3);
+        n += 3;
+    }
+    out[n] = '\0';
+    return out;
+}
+
+/* Shows a URL with its userinfo (password) replaced by "***", so errors never leak it. */
+static void redact_userinfo(const char *url, char *out, size_t outlen)
+{
+    const char *scheme = strstr(url, "://");
+    const char *at = strrchr(url, '@');
+    if (scheme == NULL || at == NULL || at < scheme)
+        return;
+    char tmp[96];
+    snprintf(tmp, sizeof(tmp), "%.*s://***%.60s", (int)(scheme - url < 20 ? scheme - url : 20), url,
+             at);
+    shown(tmp, out, outlen);
+}
+
+/* true when s[0..len) is 1..5 digits making a port 1..65535. */
+static bool port_valid(const char *s, size_t len)
+{
+    if (len == 0 || len > 5)
+        return false;
+    unsigned long v = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+        v = v * 10 + (unsigned long)(s[i] - '0');
+    }
+    return v >= 1 && v <= 65535;
+}
+
+/* true when s[0..len) is a DNS-ish host name or IPv4 literal: [A-Za-z0-9._-], 1..253. */
+static bool hostname_valid(const char *s, size_t len)
+{
+    if (len == 0 || len > 253)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (!isalnum(c) && c != '.' && c != '-' && c != '_')
+            return false;
+    }
+    return s[0] != '-' && s[0] != '.';
+}
+
+/* true when s[0..len) (without brackets) is an IPv6 literal. */
+static bool ipv6_valid(const char *s, size_t len)
+{
+    char buf[64];
+    struct in6_addr a;
+    if (len == 0 || len >= sizeof(buf))
+        return false;
+    memcpy(buf, s, len);
+    buf[len] = '\0';
+    return inet_pton(AF_INET6, buf, &a) == 1;
+}
+
+/* true when s[0..len) is "host:port" or "[v6]:port" (port 1..65535, host a name or IP). */
+static bool hostport_valid(const char *s, size_t len, bool port_required)
+{
+    const char *end = s + len;
+    if (len > 0 && s[0] == '[') {
+        const char *rb = memchr(s, ']', len);
+        if (rb == NULL || !ipv6_valid(s + 1, (size_t)(rb - s - 1)))
+            return false;
+        if (rb + 1 == end)
+            return !port_required;
+        return rb[1] == ':' && port_valid(rb + 2, (size_t)(end - rb - 2));
+    }
+    const char *colon = memchr(s, ':', len);
+    if (colon == NULL)
+        return !port_required && hostname_valid(s, len);
+    return hostname_valid(s, (size_t)(colon - s)) &&
+           port_valid(colon + 1, (size_t)(end - colon - 1));
+}
+
+/* ---- the pieces of public API that parse one value ----------------------------------- */
+
+/* Parses "250ms", "15s", "1.5s", "2m", "24h" or a bare number of seconds into whole ms. */
+int pr_parse_duration(const char *s, uint64_t *out_ms)
+{
+    if (s == NULL || out_ms == NULL)
+        return -EINVAL;
+    const char *p = s;
+    uint64_t ip = 0, frac = 0, frac_scale = 1;
+    size_t ndig = 0;
+    while (*p >= '0' && *p <= '9') {
+        if (ip > (UINT64_MAX - 9) / 10)
+            return -EINVAL;
+        ip = ip * 10 + (uint64_t)(*p++ - '0');
+        ndig++;
+    }
+    if (*p == '.') {
+        p++;
+        size_t nfrac = 0;
+        while (*p >= '0' && *p <= '9') {
+            if (++nfrac > 9)
+                return -EINVAL;
+            frac = frac * 10 + (uint64_t)(*p++ - '0');
+            frac_scale *= 10;
+        }
+        if (nfrac == 0)
+            return -EINVAL;
+        ndig += nfrac;
+    }
+    if (ndig == 0)
+        return -EINVAL;
+    uint64_t mult;
+    if (strcmp(p, "ms") == 0)
+        mult = 1;
+    else if (strcmp(p, "s") == 0 || *p == '\0')
+        mult = 1000;
+    else if (strcmp(p, "m") == 0)
+        mult = 60 * 1000;
+    else if (strcmp(p, "h") == 0)
+        mult = 3600 * 1000;
+    else
+        return -EINVAL;
+    if (ip > UINT64_MAX / mult)
+        return -EINVAL;
+    /* A fraction must land on a whole millisecond: "1.5s" yes, "1.5ms" no. */
+    if ((frac * mult) % frac_scale != 0)
+        return -EINVAL;
+    uint64_t ms = ip * mult, fms = frac * mult / frac_scale;
+    if (ms > UINT64_MAX - fms)
+        return -EINVAL;
+    *out_ms = ms + fms;
+    return 0;
+}
+
+/* Parses "host:port", "[v6]:port" or ":port" where host is an IP literal or "localhost". */
+int pr_parse_listen(const char *s, struct pr_listen_addr *out)
+{
+    if (s == NULL || out == NULL)
+        return -EINVAL;
+    size_t len = strlen(s);
+    const char *host, *port;
+    size_t host_len;
+    bool v6 = false;
+    if (s[0] == '[') {
+        const char *rb = strchr(s, ']');
+        if (rb == NULL || rb[1] != ':')
+            return -EINVAL;
+        host = s + 1;
+        host_len = (size_t)(rb - host);
+        port = rb + 2;
+        v6 = true;
+    } else {
+        const char *colon = strchr(s, ':');
+        if (colon == NULL || strchr(colon + 1, ':') != NULL)
+            return -EINVAL; /* bare IPv6 must be bracketed */
+        host = s;
+        host_len = (size_t)(colon - s);
+        port = colon + 1;
+    }
+    if (!port_valid(port, len - (size_t)(port - s)))
+        return -EINVAL;
+    char buf[sizeof(out->host)];
+    if (host_len >= sizeof(buf))
+        return -EINVAL;
+    if (host_len == 0) {
+        if (v6)
+            return -EINVAL;
+        snprintf(buf, sizeof(buf), "0.0.0.0");
+    } else {
+        memcpy(buf, host, host_len);
+        buf[host_len] = '\0';
+        unsigned char a[sizeof(struct in6_addr)];
+        if (v6) {
+            if (inet_pton(AF_INET6, buf, a) != 1)
+                return -EINVAL;
+        } else if (strcmp(buf, "localhost") != 0 && inet_pton(AF_INET, buf, a) != 1) {
+            return -EINVAL;
+        }
+    }
+    memset(out, 0, sizeof(*out));
+    snprintf(out->host, sizeof(out->host), "%s", buf);
+    out->port = (uint16_t)strtoul(port, NULL, 10);
+    return 0;
+}
+
+/* ---- string checks ------------------------------------------------------------------- */
+
+#define STORE_HINT                                                                                 \
+    "use memory, redis://[:password@]host[:port][/db] or "                                         \
+    "redis-sentinel://host:port[,host:port...]/master-name"
+
+/* Accepts memory, redis://[userinfo@]host[:port][/db], redis-sentinel://[userinfo@]h:p,.../m. */
+static int check_store(const char *v, char *why, size_t whylen)
+{
+    if (strcmp(v, "memory") == 0)
+        return 0;
+    bool sentinel;
+    const char *rest;
+    if (strncmp(v, "redis://", 8) == 0) {
+        sentinel = false;
+        rest = v + 8;
+    } else if (strncmp(v, "redis-sentinel://", 17) == 0) {
+        sentinel = true;
+        rest = v + 17;
+    } else {
+        snprintf(why, whylen, "unsupported store (" STORE_HINT ")");
+        return -EINVAL;
+    }
+    for (const char *p = v; *p; p++) {
+        if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f) {
+            snprintf(why, whylen, "store URL contains a space or control character");
+            return -EINVAL;
+        }
+    }
+    const char *at = strrchr(rest, '@');
+    if (at != NULL) {
+        if (at == rest || at[-1] == ':') {
+            snprintf(why, whylen, "empty password before '@' (" STORE_HINT ")");
+            return -EINVAL;
+        }
+        rest = at + 1;
+    }
+    const char *slash = strchr(rest, '/');
+    size_t hosts_len = slash ? (size_t)(slash - rest) : strlen(rest);
+    if (!sentinel) {
+        if (!hostport_valid(rest, hosts_len, false)) {
+            snprintf(why, whylen, "invalid redis host[:port] (" STORE_HINT ")");
+            return -EINVAL;
+        }
+        if (slash != NULL) {
+            size_t n = strlen(slash + 1);
+            bool ok = n >= 1 && n <= 6;
+            for (size_t i = 0; ok && i < n; i++)
+                ok = slash[1 + i] >= '0' && slash[1 + i] <= '9';
+            if (!ok) {
+                snprintf(why, whylen, "redis database must be a number (" STORE_HINT ")");
+                return -EINVAL;
+            }
+        }
+        return 0;
+    }
+    /* Sentinel: one or more host:port separated by commas, then /master-name. */
+    const char *p = rest, *end = rest + hosts_len;
+    if (hosts_len == 0) {
+        snprintf(why, whylen, "redis-sentinel needs at least one host:port (" STORE_HINT ")");
+        return -EINVAL;
+    }
+    while (p < end) {
+        const char *comma = memchr(p, ',', (size_t)(end - p));
+        const char *e = comma ? comma : end;
+        if (!hostport_valid(p, (size_t)(e - p), true)) {
+            snprintf(why, whylen, "invalid sentinel host:port (" STORE_HINT ")");
+            return -EINVAL;
+        }
+        p = comma ? comma + 1 : end;
+        if (comma && p == end) {
+            snprintf(why, whylen, "invalid sentinel host:port (" STORE_HINT ")");
+            return -EINVAL;
+        }
+    }
+    const char *m = slash ? slash + 1 : "";
+    size_t mlen = strlen(m);
+    bool ok = mlen >= 1 && mlen <= 63;
+    for (size_t i = 0; ok && i < mlen; i++)
+        ok = isalnum((unsigned char)m[i]) || m[i] == '_' || m[i] == '-' || m[i] == '.';
+    if (!ok) {
+        snprintf(why, whylen,
+                 "redis-sentinel needs /master-name of [A-Za-z0-9_.-] (" STORE_HINT ")");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* Key prefix: at most 100 printable bytes without spaces (may be empty). */
+static int check_key_prefix(const char *v, char *why, size_t whylen)
+{
+    size_t n = strlen(v);
+    if (n > KEY_PREFIX_MAX) {
+        snprintf(why, whylen, "too long (%zu bytes, at most %d)", n, KEY_PREFIX_MAX);
+        return -EINVAL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)v[i];
+        if (c <= 0x20 || c >= 0x7f) {
+            snprintf(why, whylen, "must be printable ASCII without spaces");
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
+/* Query parameter name: 1..63 bytes of [A-Za-z0-9_-]. */
+static int check_param_name(const char *v, char *why, size_t whylen)
+{
+    size_t n = strlen(v);
+    bool ok = n >= 1 && n <= 63;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = isalnum((unsigned char)v[i]) || v[i] == '_' || v[i] == '-';
+    if (!ok) {
+        snprintf(why, whylen, "must be 1..63 characters of [A-Za-z0-9_-]");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* Cookie name: empty (disabled) or an RFC 7230 token of at most 63 bytes. */
+static int check_cookie_name(const char *v, char *why, size_t whylen)
+{
+    size_t n = strlen(v);
+    bool ok = n <= 63;
+    for (size_t i = 0; ok && i < n; i++) {
+        unsigned char c = (unsigned char)v[i];
+        ok = isalnum(c) || (c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+    }
+    if (!ok) {
+        snprintf(why, whylen,
+                 "must be empty (disables the cookie) or a cookie token of at most "
+                 "63 characters");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* A file path that, when given, names a readable file. */
+static int check_readable_file(const char *v, char *why, size_t whylen)
+{
+    if (v[0] == '\0')
+        return 0;
+    if (access(v, R_OK) != 0) {
+        int e = errno;
+        snprintf(why, whylen, "cannot read file: %s", strerror(e));
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* Admin URL: http://host[:port][/path], no spaces. */
+static int check_admin_url(const char *v, char *why, size_t whylen)
+{
+    static const char hint[] = "use http://host:port, e.g. http://pod-router-admin:3002";
+    if (strncmp(v, "http://", 7) != 0) {
+        snprintf(why, whylen, "%s (%s)",
+                 strncmp(v, "https://", 8) == 0 ? "https is not supported" : "not an http:// URL",
+                 hint);
+        return -EINVAL;
+    }
+    const char *h = v + 7;
+    for (const char *p = h; *p; p++) {
+        if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f) {
+            snprintf(why, whylen, "URL contains a space or control character");
+            return -EINVAL;
+        }
+    }
+    const char *slash = strchr(h, '/');
+    size_t hl = slash ? (size_t)(slash - h) : strlen(h);
+    if (!hostport_valid(h, hl, false)) {
+        snprintf(why, whylen, "invalid host or port (%s)", hint);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* Pod name: ^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$ */
+static int check_pod_name(const char *v, char *why, size_t whylen)
+{
+    size_t n = strlen(v);
+    bool ok = n >= 1 && n <= PR_POD_NAME_MAX;
+    for (size_t i = 0; ok && i < n; i++) {
+        char c = v[i];
+        bool alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+        ok = alnum || ((c == '.' || c == '-') && i != 0 && i != n - 1);
+    }
+    if (!ok) {
+        snprintf(why, whylen,
+                 "must be 1..63 characters of [a-z0-9.-], starting and ending with "
+                 "a letter or digit");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* Pod address: host:port or [v6]:port, at most 63 bytes. */
+static int check_address(const char *v, char *why, size_t whylen)
+{
+    size_t n = strlen(v);
+    if (n > PR_ADDRESS_MAX || !hostport_valid(v, n, true)) {
+        snprintf(why, whylen, "must be host:port or [v6]:port with port 1-65535");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* Zone label: empty or 1..63 bytes of [A-Za-z0-9._-]. */
+static int check_zone(const char *v, char *why, size_t whylen)
+{
+    size_t n = strlen(v);
+    bool ok = n <= PR_ZONE_MAX;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = isalnum((unsigned char)v[i]) || v[i] == '.' || v[i] == '_' || v[i] == '-';
+    if (!ok) {
+        snprintf(why, whylen, "must be at most 63 characters of [A-Za-z0-9._-]");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* ---- engine -------------------------------------------------------------------------- */
+
+/* Writes "POD_ROUTER_<NAME>" for a flag name into out. */
+static void env_name(const char *flag, char *out, size_t outlen)
+{
+    size_t n = (size_t)snprintf(out, outlen, "%s", ENV_PREFIX);
+    for (const char *p = flag; *p && n + 1 < outlen; p++)
+        out[n++] = *p == '-' ? '_' : (char)toupper((unsigned char)*p);
+    out[n < outlen ? n : outlen - 1] = '\0';
+}
+
+/* Writes "--flag: " or "--flag (from POD_ROUTER_FLAG): " as the start of an error line. */
+static void err_prefix(const struct flag *f, bool from_env, char *out, size_t outlen)
+{
+    if (from_env) {
+        char env[96];
+        env_name(f->name, env, sizeof(env));
+        snprintf(out, outlen, "--%s (from %s)", f->name, env);
+    } else {
+        snprintf(out, outlen, "--%s", f->name);
+    }
+}
+
+/* Parses a decimal unsigned integer without sign, spaces or junk. */
+static bool parse_u64(const char *s, uint64_t *out)
+{
+    if (*s < '0' || *s > '9')
+        return false;
+    uint64_t v = 0;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9' || v > (UINT64_MAX - 9) / 10)
+            return false;
+        v = v * 10 + (uint64_t)(*s - '0');
+    }
+    *out = v;
+    return true;
+}
+
+/* Parses true/false (also 1/0, yes/no, on/off). */
+static bool parse_bool(const char *s, bool *out)
+{
+    static const char *const t[] = {"true", "1", "yes", "on"};
+    static const char *const f[] = {"false", "0", "no", "off"};
+    for (size_t i = 0; i < 4; i++) {
+        if (strcasecmp(s, t[i]) == 0) {
+            *out = true;
+            return true;
+        }
+        if (strcasecmp(s, f[i]) == 0) {
+            *out = false;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Formats a duration in the largest exact unit, for messages and usage. */
+static void fmt_duration(uint64_t ms, char *out, size_t outlen)
+{
+    if (ms != 0 && ms % 3600000 == 0)
+        snprintf(out, outlen, "%lluh", (unsigned long long)(ms / 3600000));
+    else if (ms != 0 && ms % 60000 == 0)
+        snprintf(out, outlen, "%llum", (unsigned long long)(ms / 60000));
+    else if (ms % 1000 == 0)
+        snprintf(out, outlen, "%llus", (unsigned long long)(ms / 1000));
+    else
+        snprintf(out, outlen, "%llums", (unsigned long long)ms);
+}
+
+/* Validates value for flag f and stores it into base; on error writes one line to err. */
+static int set_flag(const struct flag *f, void *base, const char *value, bool from_env, char *err,
+                    size_t errlen)
+{
+    char *field = (char *)base + f->offset;
+    char who[128], sv[96], why[400];
+    shown(value, sv, sizeof(sv));
+    if (f->check == check_store)
+        redact_userinfo(value, sv, sizeof(sv));
+    why[0] = '\0';
+
+    switch (f->type) {
+    case F_LISTEN: {
+        struct pr_listen_addr a;
+        if (pr_parse_listen(value, &a) != 0) {
+            snprintf(why, sizeof(why),
+                     "invalid address \"%s\" (use host:port, [v6]:port or :port with port "
+                     "1-65535; host an IP or localhost)",
+                     sv);
+            break;
+        }
+        memcpy(field, &a, sizeof(a));
+        return 0;
+    }
+    case F_STRING: {
+        size_t n = strlen(value);
+        if (n >= f->size) {
+            snprintf(why, sizeof(why), "value too long (%zu bytes, at most %zu)", n, f->size - 1);
+            break;
+        }
+        char reason[200];
+        if (f->check != NULL && f->check(value, reason, sizeof(reason)) != 0) {
+            snprintf(why, sizeof(why), "invalid value \"%s\": %s", sv, reason);
+            break;
+        }
+        memcpy(field, value, n + 1);
+        return 0;
+    }
+    case F_DURATION: {
+        uint64_t ms;
+        char lim[32];
+        if (pr_parse_duration(value, &ms) != 0) {
+            snprintf(why, sizeof(why), "invalid duration \"%s\" (use e.g. 250ms, 15s, 2m, 24h)",
+                     sv);
+        } else if (ms < f->min) {
+            snprintf(why, sizeof(why), "duration \"%s\" must be greater than 0", sv);
+        } else if (ms > f->max) {
+            fmt_duration(f->max, lim, sizeof(lim));
+            snprintf(why, sizeof(why), "duration \"%s\" is too long (at most %s)", sv, lim);
+        } else {
+            memcpy(field, &ms, sizeof(ms));
+            return 0;
+        }
+        break;
+    }
+    case F_FACTOR: {
+        char *end = NULL;
+        errno = 0;
+        double d = value[0] ? strtod(value, &end) : NAN;
+        if (end == NULL || *end != '\0' || errno != 0 || !isfinite(d) || !(d > 1.0) || d > 10.0) {
+            snprintf(why, sizeof(why),
+                     "invalid factor \"%s\" (must be a number greater than 1.0 and at most 10)",
+                     sv);
+            break;
+        }
+        memcpy(field, &d, sizeof(d));
+        return 0;
+    }
+    case F_U32: {
+        uint64_t v;
+        if (!parse_u64(value, &v) || v < f->min || v > f->max) {
+            snprintf(why, sizeof(why),
+                     "invalid value \"%s\" (must be an integer from %llu to %llu)", sv,
+                     (unsigned long long)f->min, (unsigned long long)f->max);
+            break;
+        }
+        uint32_t u = (uint32_t)v;
+        memcpy(field, &u, sizeof(u));
+        return 0;
+    }
+    case F_LEVEL: {
+        static const char *const names[] = {"debug", "info", "warn", "error"};
+        for (size_t i = 0; i < 4; i++) {
+            if (strcmp(value, names[i]) == 0) {
+                enum pr_log_level l = (enum pr_log_level)i;
+                memcpy(field, &l, sizeof(l));
+                return 0;
+            }
+        }
+        snprintf(why, sizeof(why), "invalid log level \"%s\" (use debug, info, warn or error)", sv);
+        break;
+    }
+    case F_FORMAT: {
+        enum pr_log_format fm;
+        if (strcmp(value, "json") == 0)
+            fm = PR_LOG_JSON;
+        else if (strcmp(value, "text") == 0)
+            fm = PR_LOG_TEXT;
+        else {
+            snprintf(why, sizeof(why), "invalid log format \"%s\" (use json or text)", sv);
+            break;
+        }
+        memcpy(field, &fm, sizeof(fm));
+        return 0;
+    }
+    case F_BOOL: {
+        bool b;
+        if (!parse_bool(value, &b)) {
+            snprintf(why, sizeof(why), "invalid boolean \"%s\" (use true or false)", sv);
+            break;
+        }
+        memcpy(field, &b, sizeof(b));
+        return 0;
+    }
+    }
+    err_prefix(f, from_env, who, sizeof(who));
+    if (err != NULL && errlen > 0)
+        snprintf(err, errlen, "%s: %s", who, why);
+    return -EINVAL;
+}
+
+/* Finds the flag named name[0..len) in the table. */
+static const struct flag *find_flag(const struct flag *flags, size_t n, const char *name,
+                                    size_t len)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (strlen(flags[i].name) == len && memcmp(flags[i].name, name, len) == 0)
+            return &flags[i];
+    }
+    return NULL;
+}
+
+/* Applies every flag's textual default (the same parser as user input). */
+static void apply_defaults(const struct flag *flags, size_t n, void *base)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (flags[i].def != NULL)
+            set_flag(&flags[i], base, flags[i].def, false, NULL, 0);
+        else if (flags[i].type == F_STRING)
+            ((char *)base + flags[i].offset)[0] = '\0';
+    }
+}
+
+/* Flags from argv, then POD_ROUTER_* for every flag argv did not set. */
+static enum pr_config_result parse_generic(const struct flag *flags, size_t nflags, void *base,
+                                           int argc, char **argv, char *err, size_t errlen)
+{
+    bool set[MAX_FLAGS] = {false};
+    char sv[96];
+
+    if (err == NULL)
+        errlen = 0;
+    else if (errlen > 0)
+        err[0] = '\0';
+    for (int i = 0; i < argc; i++) {
+        const char *arg = argv[i];
+        if (arg == NULL)
+            break;
+        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0)
+            return PR_CONFIG_HELP;
+        if (strncmp(arg, "--", 2) != 0 || arg[2] == '\0' || arg[2] == '=') {
+            snprintf(err, errlen,
+                     "unexpected argument \"%s\" (flags look like --name value; see "
+                     "--help)",
+                     shown(arg, sv, sizeof(sv)));
+            return PR_CONFIG_ERROR;
+        }
+        const char *name = arg + 2;
+        const char *eq = strchr(name, '=');
+        size_t nlen = eq ? (size_t)(eq - name) : strlen(name);
+        const struct flag *f = find_flag(flags, nflags, name, nlen);
+        if (f == NULL) {
+            char nm[96];
+            snprintf(nm, sizeof(nm), "%.*s", (int)(nlen < 80 ? nlen : 80), name);
+            snprintf(err, errlen, "--%s: unknown flag (see --help)", shown(nm, sv, sizeof(sv)));
+            return PR_CONFIG_ERROR;
+        }
+        const char *value;
+        bool dummy;
+        if (eq != NULL) {
+            value = eq + 1;
+        } else if (f->type == F_BOOL) {
+            /* "--access-log" alone means true; "--access-log false" is also accepted. */
+            if (i + 1 < argc && argv[i + 1] != NULL && parse_bool(argv[i + 1], &dummy))
+                value = argv[++i];
+            else
+                value = "true";
+        } else if (i + 1 < argc && argv[i + 1] != NULL && strncmp(argv[i + 1], "--", 2) != 0) {
+            value = argv[++i];
+        } else {
+            snprintf(err, errlen, "--%s: missing value (use --%s %s or --%s=%s)", f->name, f->name,
+                     f->metavar, f->name, f->metavar);
+            return PR_CONFIG_ERROR;
+        }
+        if (set_flag(f, base, value, false, err, errlen) != 0)
+            return PR_CONFIG_ERROR;
+        set[f - flags] = true;
+    }
+    for (size_t i = 0; i < nflags; i++) {
+        char env[96];
+        env_name(flags[i].name, env, sizeof(env));
+        const char *v = getenv(env);
+        if (set[i] || v == NULL)
+            continue;
+        if (set_flag(&flags[i], base, v, true, err, errlen) != 0)
+            return PR_CONFIG_ERROR;
+        set[i] = true;
+    }
+    for (size_t i = 0; i < nflags; i++) {
+        if (flags[i].required && ((char *)base + flags[i].offset)[0] == '\0') {
+            char env[96];
+            env_name(flags[i].name, env, sizeof(env));
+            snprintf(err, errlen, "--%s: required (set --%s %s or %s)", flags[i].name,
+                     flags[i].name, flags[i].metavar, env);
+            return PR_CONFIG_ERROR;
+        }
+    }
+    return PR_CONFIG_OK;
+}
+
+/* Number of online CPUs, clamped to 1..64. */
+static uint32_t default_threads(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    if (n < 1)
+        return 1;
+    return n > THREADS_MAX ? THREADS_MAX : (uint32_t)n;
+}
+
+/* Fills cfg with the documented serve defaults. */
+void pr_config_defaults(struct pr_config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    apply_defaults(serve_flags, NFLAGS(serve_flags), cfg);
+    cfg->threads = default_threads();
+}
+
+/* Resets cfg to defaults, then applies POD_ROUTER_* variables and argv (flags win). */
+enum pr_config_result pr_config_parse(struct pr_config *cfg, int argc, char **argv, char *err,
+                                      size_t errlen)
+{
+    pr_config_defaults(cfg);
+    return parse_generic(serve_flags, NFLAGS(serve_flags), cfg, argc, argv, err, errlen);
+}
+
+/* Fills cfg with the documented register defaults (required fields empty). */
+void pr_register_config_defaults(struct pr_register_config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    apply_defaults(register_flags, NFLAGS(register_flags), cfg);
+}
+
+/* Like pr_config_parse for the register subcommand; --admin-url, --name, --address required. */
+enum pr_config_result pr_register_config_parse(struct pr_register_config *cfg, int argc,
+                                               char **argv, char *err, size_t errlen)
+{
+    pr_register_config_defaults(cfg);
+    return parse_generic(register_flags, NFLAGS(register_flags), cfg, argc, argv, err, errlen);
+}
+
+/* ---- usage --------------------------------------------------------------------------- */
+
+static char serve_usage_buf[8192];
+static char register_usage_buf[4096];
+static pthread_once_t usage_once = PTHREAD_ONCE_INIT;
+
+/* Appends one flag's two usage lines (flag, help, default / env var). */
+static size_t usage_flag(char *buf, size_t cap, size_t n, const struct flag *f)
+{
+    char left[64], env[96], def[96];
+    snprintf(left, sizeof(left), "--%s %s", f->name, f->metavar);
+    env_name(f->name, env, sizeof(env));
+    if (f->required)
+        snprintf(def, sizeof(def), "required");
+    else if (f->def != NULL)
+        snprintf(def, sizeof(def), "default %s", f->def[0] ? f->def : "\"\"");
+    else if (f->type == F_U32)
+        snprintf(def, sizeof(def), "default number of online CPUs (at most 64)");
+    else
+        snprintf(def, sizeof(def), "default none");
+    if (n < cap)
+        n += (size_t)snprintf(buf + n, cap - n, "  %-32s %s\n  %-32s %s; env %s\n", left, f->help,
+                              "", def, env);
+    return n < cap ? n : cap;
+}
+
+/* Builds both usage texts from the flag tables, once. */
+static void build_usage(void)
+{
+    size_t n = (size_t)snprintf(
+        serve_usage_buf, sizeof(serve_usage_buf),
+        "Usage: pod-router [serve] [flags]\n"
+        "       pod-router register --admin-url URL --name NAME --address HOST:PORT [flags]\n"
+        "       pod-router --version | --help\n\n"
+        "Session-affinity router for Socket.IO pods.\n"
+        "Flags take \"--flag value\" or \"--flag=value\". Every flag can also be set with the\n"
+        "environment variable shown; a flag beats its variable. Durations take ms, s, m or h.\n\n"
+        "serve flags:\n");
+    for (size_t i = 0; i < NFLAGS(serve_flags); i++)
+        n = usage_flag(serve_usage_buf, sizeof(serve_usage_buf), n, &serve_flags[i]);
+    if (n < sizeof(serve_usage_buf))
+        snprintf(serve_usage_buf + n, sizeof(serve_usage_buf) - n, "  %-32s show this help\n",
+                 "--help");
+
+    n = (size_t)snprintf(register_usage_buf, sizeof(register_usage_buf),
+                         "Usage: pod-router register --admin-url URL --name NAME --address "
+                         "HOST:PORT [flags]\n\n"
+                         "Registration sidecar: heartbeats PUT /v1/pods/{name} every interval; on "
+                         "SIGTERM\nposts drain, waits --drain-grace, deletes the pod and exits 0.\n"
+                         "Every flag can also be set with the environment variable shown; a flag "
+                         "beats\nits variable. Durations take ms, s, m or h.\n\n"
+                         "register flags:\n");
+    for (size_t i = 0; i < NFLAGS(register_flags); i++)
+        n = usage_flag(register_usage_buf, sizeof(register_usage_buf), n, &register_flags[i]);
+    if (n < sizeof(register_usage_buf))
+        snprintf(register_usage_buf + n, sizeof(register_usage_buf) - n, "  %-32s show this help\n",
+                 "--help");
+}
+
+/* Usage of `pod-router serve`: every flag with its default and environment variable. */
+const char *pr_config_usage(void)
+{
+    pthread_once(&usage_once, build_usage);
+    return serve_usage_buf;
+}
+
+/* Usage of `pod-router register`: every flag with its default and environment variable. */
+const char *pr_register_usage(void)
+{
+    pthread_once(&usage_once, build_usage);
+    return register_usage_buf;
+}
