@@ -1,2 +1,514 @@
-/* placeholder: being written */
-typedef int pr_placeholder_registry;
+/* Pod table: a fixed array of slots plus a name-sorted index, one mutex, per-slot atomics
+ * for connection counts. Every critical section is a bounded scan without allocation. */
+#include "podrouter/registry.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define FAILURE_WINDOW_MS 2000u
+#define FORGET_FACTOR 4u
+#define HOST_MAX 53u
+
+struct pod_slot {
+    bool used;
+    bool draining;
+    char name[PR_POD_NAME_MAX + 1];
+    char address[PR_ADDRESS_MAX + 1];
+    char zone[PR_ZONE_MAX + 1];
+    uint32_t cap_rooms, cap_participants;
+    uint32_t load_rooms, load_participants;
+    uint64_t last_seen_ms;   /* wall clock, for display */
+    uint64_t last_seen_mono; /* monotonic, for state */
+    uint64_t failed_mono;    /* 0 = never */
+    uint32_t gen;            /* under the lock; mirrored in the high half of conn */
+    /* (gen << 32) | connections: one word so a stale gen can never touch a new pod. */
+    _Atomic uint64_t conn;
+};
+
+struct pr_registry {
+    pthread_mutex_t mu;
+    uint64_t ttl_ms;
+    uint32_t n;                  /* pods in order[] */
+    uint16_t order[PR_MAX_PODS]; /* slot indices sorted by name */
+    struct pod_slot slots[PR_MAX_PODS];
+};
+
+/* The state name used by the API ("ready", "draining", "down"). */
+const char *pr_pod_state_name(enum pr_pod_state s)
+{
+    switch (s) {
+    case PR_POD_READY:
+        return "ready";
+    case PR_POD_DRAINING:
+        return "draining";
+    case PR_POD_DOWN:
+        return "down";
+    }
+    return "?";
+}
+
+/* true when s[0..len) matches ^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$ */
+bool pr_pod_name_valid(const char *s, size_t len)
+{
+    if (!s || len == 0 || len > PR_POD_NAME_MAX)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        bool alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+        if (alnum)
+            continue;
+        if ((c == '.' || c == '-') && i != 0 && i != len - 1)
+            continue;
+        return false;
+    }
+    return true;
+}
+
+/* true when s[0..len) is a decimal port 1..65535 without sign or leading zero. */
+static bool port_valid(const char *s, size_t len)
+{
+    if (len == 0 || len > 5 || s[0] == '0')
+        return false;
+    uint32_t v = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+        v = v * 10 + (uint32_t)(s[i] - '0');
+    }
+    return v >= 1 && v <= 65535;
+}
+
+/* true for a DNS hostname (labels of [A-Za-z0-9-], no empty label, no edge hyphen) or, when
+ * it is all digits and dots, a dotted-quad IPv4 literal. */
+static bool host_valid(const char *s, size_t len)
+{
+    if (len == 0 || len > HOST_MAX)
+        return false;
+    bool numeric = true;
+    size_t label = 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (c == '.') {
+            if (label == 0 || s[i - 1] == '-')
+                return false;
+            label = 0;
+            continue;
+        }
+        bool digit = c >= '0' && c <= '9';
+        bool alpha = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+        if (!digit && !alpha && c != '-')
+            return false;
+        if (c == '-' && label == 0)
+            return false;
+        if (!digit)
+            numeric = false;
+        if (++label > 63)
+            return false;
+    }
+    if (label == 0 || s[len - 1] == '-')
+        return false;
+    if (numeric) {
+        char buf[HOST_MAX + 1];
+        struct in_addr a4;
+        memcpy(buf, s, len);
+        buf[len] = '\0';
+        return inet_pton(AF_INET, buf, &a4) == 1;
+    }
+    return true;
+}
+
+/* true when s[0..len) is host:port or [v6]:port as SPEC 4.2 describes. */
+bool pr_pod_address_valid(const char *s, size_t len)
+{
+    if (!s || len == 0 || len > PR_ADDRESS_MAX)
+        return false;
+    if (memchr(s, '\0', len))
+        return false;
+    if (s[0] == '[') {
+        const char *close = memchr(s, ']', len);
+        if (!close || close == s + 1)
+            return false;
+        size_t hlen = (size_t)(close - s - 1);
+        size_t rest = len - (size_t)(close - s) - 1;
+        if (hlen > 45 || rest < 2 || close[1] != ':')
+            return false;
+        char buf[46];
+        struct in6_addr a6;
+        memcpy(buf, s + 1, hlen);
+        buf[hlen] = '\0';
+        if (inet_pton(AF_INET6, buf, &a6) != 1)
+            return false;
+        return port_valid(close + 2, rest - 1);
+    }
+    const char *colon = memchr(s, ':', len);
+    if (!colon || memchr(colon + 1, ':', len - (size_t)(colon - s) - 1))
+        return false;
+    size_t hlen = (size_t)(colon - s);
+    return host_valid(s, hlen) && port_valid(colon + 1, len - hlen - 1);
+}
+
+/* A registry whose pods go down after pod_ttl_ms without heartbeat; NULL on failure. */
+struct pr_registry *pr_registry_create(uint64_t pod_ttl_ms)
+{
+    if (pod_ttl_ms == 0)
+        return NULL;
+    struct pr_registry *reg = calloc(1, sizeof(*reg));
+    if (!reg)
+        return NULL;
+    if (pthread_mutex_init(&reg->mu, NULL) != 0) {
+        free(reg);
+        return NULL;
+    }
+    reg->ttl_ms = pod_ttl_ms;
+    for (size_t i = 0; i < PR_MAX_PODS; i++)
+        atomic_init(&reg->slots[i].conn, 0);
+    return reg;
+}
+
+/* Free the registry; NULL is accepted. */
+void pr_registry_destroy(struct pr_registry *reg)
+{
+    if (!reg)
+        return;
+    pthread_mutex_destroy(&reg->mu);
+    free(reg);
+}
+
+/* Binary search of order[] by name: index in order[] when found, else -(insert pos) - 1. */
+static long find_pos(const struct pr_registry *reg, const char *name)
+{
+    long lo = 0, hi = (long)reg->n - 1;
+    while (lo <= hi) {
+        long mid = lo + (hi - lo) / 2;
+        int c = strcmp(reg->slots[reg->order[mid]].name, name);
+        if (c == 0)
+            return mid;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid - 1;
+    }
+    return -lo - 1;
+}
+
+/* The slot holding name, or NULL. */
+static struct pod_slot *find_slot(struct pr_registry *reg, const char *name)
+{
+    if (!name)
+        return NULL;
+    long pos = find_pos(reg, name);
+    return pos >= 0 ? &reg->slots[reg->order[pos]] : NULL;
+}
+
+/* now - then, or 0 when another thread stamped then after we read now. */
+static uint64_t age(uint64_t now, uint64_t then)
+{
+    return now > then ? now - then : 0;
+}
+
+/* Current state of a slot at monotonic time now. */
+static enum pr_pod_state slot_state(const struct pr_registry *reg, const struct pod_slot *p,
+                                    uint64_t now)
+{
+    if (age(now, p->last_seen_mono) >= reg->ttl_ms)
+        return PR_POD_DOWN;
+    return p->draining ? PR_POD_DRAINING : PR_POD_READY;
+}
+
+/* Start a new generation of a slot: connection count back to zero. */
+static void slot_bump_gen(struct pod_slot *p)
+{
+    p->gen++;
+    atomic_store(&p->conn, (uint64_t)p->gen << 32);
+}
+
+/* Fill out from slot i at monotonic time now (lock held). */
+static void slot_info(const struct pr_registry *reg, uint32_t i, uint64_t now,
+                      struct pr_pod_info *out)
+{
+    const struct pod_slot *p = &reg->slots[i];
+    memcpy(out->name, p->name, sizeof(out->name));
+    memcpy(out->address, p->address, sizeof(out->address));
+    memcpy(out->zone, p->zone, sizeof(out->zone));
+    out->state = slot_state(reg, p, now);
+    out->draining = p->draining;
+    out->cap_rooms = p->cap_rooms;
+    out->cap_participants = p->cap_participants;
+    out->load_rooms = p->load_rooms;
+    out->load_participants = p->load_participants;
+    uint64_t c = atomic_load(&p->conn);
+    int32_t conns = (int32_t)(uint32_t)(c & 0xffffffffu);
+    out->load_connections = conns > 0 ? (uint32_t)conns : 0;
+    out->last_seen_ms = p->last_seen_ms;
+    uint64_t ago = age(now, p->last_seen_mono);
+    out->last_seen_ago_ms = (int64_t)ago;
+    out->expires_in_ms = ago >= reg->ttl_ms ? 0 : (int64_t)(reg->ttl_ms - ago);
+    out->recently_failed = p->failed_mono != 0 && age(now, p->failed_mono) < FAILURE_WINDOW_MS;
+    out->slot = i;
+    out->gen = p->gen;
+}
+
+/* Register or heartbeat a pod; 0, -EINVAL or -ENOSPC. */
+int pr_registry_put(struct pr_registry *reg, const char *name, const char *address,
+                    uint32_t cap_rooms, uint32_t cap_participants, const char *zone, bool *created)
+{
+    if (!reg || !name || !address)
+        return -EINVAL;
+    size_t nlen = strlen(name), alen = strlen(address);
+    size_t zlen = zone ? strnlen(zone, PR_ZONE_MAX + 1) : 0;
+    if (!pr_pod_name_valid(name, nlen) || !pr_pod_address_valid(address, alen) || cap_rooms == 0 ||
+        cap_participants == 0 || zlen > PR_ZONE_MAX)
+        return -EINVAL;
+    for (size_t i = 0; i < zlen; i++)
+        if ((unsigned char)zone[i] < 0x20 || zone[i] == 0x7f)
+            return -EINVAL;
+
+    uint64_t now = pr_mono_ms(), wall = pr_now_ms();
+    pthread_mutex_lock(&reg->mu);
+    long pos = find_pos(reg, name);
+    struct pod_slot *p;
+    bool isnew = pos < 0;
+    if (isnew) {
+        if (reg->n >= PR_MAX_PODS) {
+            pthread_mutex_unlock(&reg->mu);
+            return -ENOSPC;
+        }
+        uint32_t i = 0;
+        while (reg->slots[i].used)
+            i++;
+        p = &reg->slots[i];
+        p->used = true;
+        p->draining = false;
+        p->load_rooms = p->load_participants = 0;
+        p->failed_mono = 0;
+        memcpy(p->name, name, nlen + 1);
+        memcpy(p->address, address, alen + 1);
+        slot_bump_gen(p);
+        size_t at = (size_t)(-pos - 1);
+        memmove(&reg->order[at + 1], &reg->order[at], (reg->n - at) * sizeof(reg->order[0]));
+        reg->order[at] = (uint16_t)i;
+        reg->n++;
+    } else {
+        p = &reg->slots[reg->order[pos]];
+        if (strcmp(p->address, address) != 0) {
+            memcpy(p->address, address, alen + 1);
+            p->failed_mono = 0;
+            slot_bump_gen(p);
+        }
+    }
+    p->cap_rooms = cap_rooms;
+    p->cap_participants = cap_participants;
+    memcpy(p->zone, zone ? zone : "", zlen);
+    p->zone[zlen] = '\0';
+    p->last_seen_mono = now;
+    p->last_seen_ms = wall;
+    pthread_mutex_unlock(&reg->mu);
+    if (created)
+        *created = isnew;
+    return 0;
+}
+
+/* Mark a pod draining (kept across heartbeats and downtime); 0 or -ENOENT. */
+int pr_registry_drain(struct pr_registry *reg, const char *name)
+{
+    int rc = -ENOENT;
+    pthread_mutex_lock(&reg->mu);
+    struct pod_slot *p = find_slot(reg, name);
+    if (p) {
+        p->draining = true;
+        rc = 0;
+    }
+    pthread_mutex_unlock(&reg->mu);
+    return rc;
+}
+
+/* Remove order[pos] and free its slot (lock held). */
+static void remove_at(struct pr_registry *reg, long pos)
+{
+    struct pod_slot *p = &reg->slots[reg->order[pos]];
+    p->used = false;
+    p->name[0] = '\0';
+    p->load_rooms = p->load_participants = 0;
+    slot_bump_gen(p);
+    memmove(&reg->order[pos], &reg->order[pos + 1],
+            (reg->n - (size_t)pos - 1) * sizeof(reg->order[0]));
+    reg->n--;
+}
+
+/* Forget a pod and its loads; 0 or -ENOENT. */
+int pr_registry_delete(struct pr_registry *reg, const char *name)
+{
+    if (!name)
+        return -ENOENT;
+    int rc = -ENOENT;
+    pthread_mutex_lock(&reg->mu);
+    long pos = find_pos(reg, name);
+    if (pos >= 0) {
+        remove_at(reg, pos);
+        rc = 0;
+    }
+    pthread_mutex_unlock(&reg->mu);
+    return rc;
+}
+
+/* Copy one pod's row; 0 or -ENOENT. */
+int pr_registry_get(struct pr_registry *reg, const char *name, struct pr_pod_info *out)
+{
+    int rc = -ENOENT;
+    uint64_t now = pr_mono_ms();
+    pthread_mutex_lock(&reg->mu);
+    long pos = name ? find_pos(reg, name) : -1;
+    if (pos >= 0) {
+        slot_info(reg, reg->order[pos], now, out);
+        rc = 0;
+    }
+    pthread_mutex_unlock(&reg->mu);
+    return rc;
+}
+
+/* Copy up to max pods sorted by name; returns the total number of pods. */
+size_t pr_registry_snapshot(struct pr_registry *reg, struct pr_pod_info *out, size_t max)
+{
+    uint64_t now = pr_mono_ms();
+    pthread_mutex_lock(&reg->mu);
+    size_t n = reg->n;
+    for (size_t k = 0; k < n && k < max; k++)
+        slot_info(reg, reg->order[k], now, &out[k]);
+    pthread_mutex_unlock(&reg->mu);
+    return n;
+}
+
+/* true when the pod exists and is ready or draining. */
+bool pr_registry_is_live(struct pr_registry *reg, const char *name)
+{
+    bool live = false;
+    uint64_t now = pr_mono_ms();
+    pthread_mutex_lock(&reg->mu);
+    struct pod_slot *p = find_slot(reg, name);
+    if (p)
+        live = slot_state(reg, p, now) != PR_POD_DOWN;
+    pthread_mutex_unlock(&reg->mu);
+    return live;
+}
+
+/* Number of pods in each state (any pointer may be NULL). */
+void pr_registry_counts(struct pr_registry *reg, uint32_t *ready, uint32_t *draining,
+                        uint32_t *down)
+{
+    uint32_t c[3] = {0, 0, 0};
+    uint64_t now = pr_mono_ms();
+    pthread_mutex_lock(&reg->mu);
+    for (size_t k = 0; k < reg->n; k++)
+        c[slot_state(reg, &reg->slots[reg->order[k]], now)]++;
+    pthread_mutex_unlock(&reg->mu);
+    if (ready)
+        *ready = c[PR_POD_READY];
+    if (draining)
+        *draining = c[PR_POD_DRAINING];
+    if (down)
+        *down = c[PR_POD_DOWN];
+}
+
+/* v + d clamped to 0..UINT32_MAX. */
+static uint32_t clamp_add(uint32_t v, int d)
+{
+    int64_t r = (int64_t)v + d;
+    if (r < 0)
+        return 0;
+    if (r > (int64_t)UINT32_MAX)
+        return UINT32_MAX;
+    return (uint32_t)r;
+}
+
+/* Adjust a pod's room/participant load (never below zero); unknown pods are ignored. */
+void pr_registry_add_load(struct pr_registry *reg, const char *pod, int d_rooms, int d_participants)
+{
+    if (!reg || !pod || (d_rooms == 0 && d_participants == 0))
+        return;
+    pthread_mutex_lock(&reg->mu);
+    struct pod_slot *p = find_slot(reg, pod);
+    if (p) {
+        p->load_rooms = clamp_add(p->load_rooms, d_rooms);
+        p->load_participants = clamp_add(p->load_participants, d_participants);
+    }
+    pthread_mutex_unlock(&reg->mu);
+}
+
+/* Overwrite a pod's room/participant load; unknown pods are ignored. */
+void pr_registry_set_load(struct pr_registry *reg, const char *pod, uint32_t rooms,
+                          uint32_t participants)
+{
+    if (!reg || !pod)
+        return;
+    pthread_mutex_lock(&reg->mu);
+    struct pod_slot *p = find_slot(reg, pod);
+    if (p) {
+        p->load_rooms = rooms;
+        p->load_participants = participants;
+    }
+    pthread_mutex_unlock(&reg->mu);
+}
+
+/* Add delta to the connection count of slot/gen without locking; stale gens are ignored. */
+void pr_registry_add_connections(struct pr_registry *reg, uint32_t slot, uint32_t gen, int delta)
+{
+    if (!reg || slot >= PR_MAX_PODS)
+        return;
+    _Atomic uint64_t *w = &reg->slots[slot].conn;
+    uint64_t cur = atomic_load_explicit(w, memory_order_relaxed);
+    for (;;) {
+        if ((uint32_t)(cur >> 32) != gen)
+            return;
+        uint32_t lo = (uint32_t)(cur & 0xffffffffu);
+        uint64_t next = (cur & 0xffffffff00000000u) | (uint32_t)(lo + (uint32_t)delta);
+        if (atomic_compare_exchange_weak_explicit(w, &cur, next, memory_order_relaxed,
+                                                  memory_order_relaxed))
+            return;
+    }
+}
+
+/* Remember that a connect to the pod just failed. */
+void pr_registry_record_failure(struct pr_registry *reg, const char *name)
+{
+    if (!reg || !name)
+        return;
+    uint64_t now = pr_mono_ms();
+    pthread_mutex_lock(&reg->mu);
+    struct pod_slot *p = find_slot(reg, name);
+    if (p)
+        p->failed_mono = now ? now : 1;
+    pthread_mutex_unlock(&reg->mu);
+}
+
+/* Forget pods not heard from for 4 x pod_ttl, reporting each to forgotten() outside the
+ * lock; returns how many were forgotten. */
+size_t pr_registry_expire(struct pr_registry *reg, void (*forgotten)(void *arg, const char *pod),
+                          void *arg)
+{
+    size_t count = 0;
+    for (;;) {
+        char name[PR_POD_NAME_MAX + 1];
+        bool found = false;
+        uint64_t now = pr_mono_ms();
+        pthread_mutex_lock(&reg->mu);
+        for (size_t k = 0; k < reg->n; k++) {
+            struct pod_slot *p = &reg->slots[reg->order[k]];
+            if (age(now, p->last_seen_mono) >= FORGET_FACTOR * reg->ttl_ms) {
+                memcpy(name, p->name, sizeof(name));
+                remove_at(reg, (long)k);
+                found = true;
+                break;
+            }
+        }
+        pthread_mutex_unlock(&reg->mu);
+        if (!found)
+            return count;
+        count++;
+        if (forgotten)
+            forgotten(arg, name);
+    }
+}
