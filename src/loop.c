@@ -1,2 +1,454 @@
-/* placeholder: being written */
-typedef int pr_placeholder_loop;
+/* Threads, one uv_loop each, SO_REUSEPORT listeners, timeout queues, drain. */
+#include "server.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "podrouter/log.h"
+#include "podrouter/loop.h"
+#include "podrouter/registry.h"
+#include "podrouter/store.h"
+
+#define PR_TICK_MS 200
+
+struct pr_server pr__srv;
+
+/* ---- timeout queues ---- */
+
+void pr__tq_init(struct pr_tq *q, uint64_t timeout_ms, void (*expire)(struct pr_tq_node *))
+{
+    q->head.prev = q->head.next = &q->head;
+    q->timeout_ms = timeout_ms;
+    q->expire = expire;
+}
+
+void pr__tq_remove(struct pr_tq_node *n)
+{
+    if (!n->next)
+        return;
+    n->prev->next = n->next;
+    n->next->prev = n->prev;
+    n->prev = n->next = NULL;
+}
+
+void pr__tq_push(struct pr_tq *q, struct pr_tq_node *n, uint64_t now)
+{
+    pr__tq_remove(n);
+    n->deadline = now + q->timeout_ms;
+    n->prev = q->head.prev;
+    n->next = &q->head;
+    q->head.prev->next = n;
+    q->head.prev = n;
+}
+
+void pr__tq_sweep(struct pr_tq *q, uint64_t now)
+{
+    while (q->head.next != &q->head && q->head.next->deadline <= now) {
+        struct pr_tq_node *n = q->head.next;
+        pr__tq_remove(n);
+        q->expire(n);
+    }
+}
+
+uint64_t pr__now(struct pr_worker *w)
+{
+    return uv_now(&w->loop);
+}
+
+/* Every read on a worker lands in its one shared buffer: consumers copy what they keep,
+ * so an idle connection owns no read memory. */
+void pr__alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    struct pr_worker *w = h->loop->data;
+    buf->base = w->readbuf;
+    buf->len = sizeof(w->readbuf);
+}
+
+/* ---- listeners ---- */
+
+static int addr_from_listen(const struct pr_listen_addr *la, struct sockaddr_storage *ss)
+{
+    const char *host = la->host;
+    if (strcmp(host, "localhost") == 0)
+        host = "127.0.0.1";
+    if (strchr(host, ':'))
+        return uv_ip6_addr(host, la->port, (struct sockaddr_in6 *)ss);
+    return uv_ip4_addr(host, la->port, (struct sockaddr_in *)ss);
+}
+
+/* Bind a listening socket with SO_REUSEPORT so every worker accepts on its own. */
+static int listen_on(struct pr_worker *w, uv_tcp_t *tcp, const struct pr_listen_addr *la,
+                     uv_connection_cb cb)
+{
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof(ss));
+    int rc = addr_from_listen(la, &ss);
+    if (rc)
+        return rc;
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+    socklen_t sl = ss.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                            : sizeof(struct sockaddr_in);
+    if (bind(fd, (struct sockaddr *)&ss, sl) < 0) {
+        rc = -errno;
+        close(fd);
+        return rc;
+    }
+    rc = uv_tcp_init(&w->loop, tcp);
+    if (rc) {
+        close(fd);
+        return rc;
+    }
+    tcp->data = w;
+    rc = uv_tcp_open(tcp, fd);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)tcp, 4096, cb);
+    if (rc) {
+        uv_close((uv_handle_t *)tcp, NULL);
+        return rc;
+    }
+    return 0;
+}
+
+/* ---- drain and stop ---- */
+
+static void close_walk_cb(uv_handle_t *h, void *arg)
+{
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+static void worker_begin_drain(struct pr_worker *w)
+{
+    if (w->draining)
+        return;
+    w->draining = true;
+    w->drain_deadline = pr__now(w) + pr__srv.cfg.drain_timeout_ms;
+    if (w->has_listener) {
+        uv_close((uv_handle_t *)&w->listener, NULL);
+        w->has_listener = false;
+    }
+    pr__client_drain(w);
+}
+
+static bool worker_has_public_clients(struct pr_worker *w)
+{
+    for (struct pr_client *c = w->clients; c; c = c->next)
+        if (!c->admin)
+            return true;
+    return false;
+}
+
+static void worker_stop(struct pr_worker *w)
+{
+    if (w->stopping)
+        return;
+    w->stopping = true;
+    atomic_fetch_add(&pr__srv.stopped_workers, 1);
+    /* Close every connection and handle; uv_run returns once all close callbacks ran. */
+    while (w->clients) {
+        struct pr_client *c = w->clients;
+        pr__client_close(c); /* unlinks itself */
+    }
+    pr__pools_close_idle(w);
+    uv_walk(&w->loop, close_walk_cb, NULL);
+}
+
+static void forgotten_cb(void *arg, const char *pod)
+{
+    struct pr_store *s = arg;
+    pr_info("pod forgotten", "pod", pod);
+    s->ops->release_pod(s, pod);
+}
+
+static void tick_cb(uv_timer_t *t)
+{
+    struct pr_worker *w = t->data;
+    uint64_t now = pr__now(w);
+    pr__tq_sweep(&w->q_header, now);
+    pr__tq_sweep(&w->q_idle, now);
+    pr__tq_sweep(&w->q_tunnel, now);
+    pr__tq_sweep(&w->q_connect, now);
+    pr__tq_sweep(&w->q_wait, now);
+    pr__tq_sweep(&w->q_pool, now);
+    if (w->id == 0) {
+        static uint64_t last_housekeeping;
+        if (now - last_housekeeping >= 1000) {
+            last_housekeeping = now;
+            pr_registry_expire(pr__srv.reg, forgotten_cb, w->store);
+            if (w->store->ops->tick)
+                w->store->ops->tick(w->store);
+        }
+    }
+    if (w->draining) {
+        if (!worker_has_public_clients(w) || now >= w->drain_deadline) {
+            /* Worker 0 keeps the admin listener until every other worker finished. */
+            if (w->id == 0 && atomic_load(&pr__srv.stopped_workers) + 1 < pr__srv.nworkers)
+                return;
+            worker_stop(w);
+        }
+    }
+}
+
+static void wake_cb(uv_async_t *a)
+{
+    struct pr_worker *w = a->data;
+    if (atomic_load(&pr__srv.draining))
+        worker_begin_drain(w);
+}
+
+static void signal_cb(uv_signal_t *s, int signum)
+{
+    if (atomic_exchange(&pr__srv.draining, true))
+        return;
+    pr_info("drain started", "signal", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+    for (uint32_t i = 0; i < pr__srv.nworkers; i++)
+        uv_async_send(&pr__srv.workers[i]->wake);
+}
+
+/* SIGHUP reopens nothing (SPEC 2): handled so it does not kill the process. */
+static void sighup_cb(uv_signal_t *s, int signum)
+{
+}
+
+/* ---- worker lifecycle ---- */
+
+static void expire_header(struct pr_tq_node *n);
+static void expire_idle(struct pr_tq_node *n);
+static void expire_tunnel(struct pr_tq_node *n);
+static void expire_connect(struct pr_tq_node *n);
+static void expire_wait(struct pr_tq_node *n);
+static void expire_pool(struct pr_tq_node *n);
+
+static void expire_header(struct pr_tq_node *n)
+{
+    struct pr_client *c = pr__container_of(n, struct pr_client, tq);
+    if (c->state == PR_C_HEAD)
+        pr__client_error(c, 408, "request_timeout", "request head not received in time", NULL,
+                         true);
+    else
+        pr__client_close(c);
+}
+
+static void expire_idle(struct pr_tq_node *n)
+{
+    pr__client_close(pr__container_of(n, struct pr_client, tq));
+}
+
+static void expire_tunnel(struct pr_tq_node *n)
+{
+    pr__client_close(pr__container_of(n, struct pr_client, tq));
+}
+
+static void expire_connect(struct pr_tq_node *n)
+{
+    struct pr_upstream *u = pr__container_of(n, struct pr_upstream, tq);
+    struct pr_client *c = u->client;
+    u->client = NULL;
+    pr__upstream_close(u);
+    if (c)
+        pr__proxy_upstream_failed(c, u, UV_ETIMEDOUT);
+}
+
+static void expire_wait(struct pr_tq_node *n)
+{
+    pr__proxy_upstream_timeout(pr__container_of(n, struct pr_upstream, tq));
+}
+
+static void expire_pool(struct pr_tq_node *n)
+{
+    pr__upstream_close(pr__container_of(n, struct pr_upstream, tq));
+}
+
+static struct pr_worker *worker_create(int id, char *err, size_t errlen)
+{
+    struct pr_worker *w = calloc(1, sizeof(*w));
+    if (!w)
+        return NULL;
+    w->id = id;
+    int rc = uv_loop_init(&w->loop);
+    if (rc)
+        goto fail_free;
+    w->loop.data = w;
+    const struct pr_config *cfg = &pr__srv.cfg;
+    pr__tq_init(&w->q_header, cfg->header_timeout_ms, expire_header);
+    pr__tq_init(&w->q_idle, cfg->idle_timeout_ms, expire_idle);
+    pr__tq_init(&w->q_tunnel, cfg->idle_timeout_ms, expire_tunnel);
+    pr__tq_init(&w->q_connect, cfg->connect_timeout_ms, expire_connect);
+    pr__tq_init(&w->q_wait, cfg->idle_timeout_ms, expire_wait);
+    pr__tq_init(&w->q_pool, PR_POOL_IDLE_MS, expire_pool);
+    w->m = pr_metrics_thread_create();
+    w->policy_pods = calloc(PR_MAX_PODS, sizeof(*w->policy_pods));
+    w->pod_infos = calloc(PR_MAX_PODS, sizeof(*w->pod_infos));
+    if (!w->m || !w->policy_pods || !w->pod_infos)
+        goto fail_loop;
+    w->store = pr_store_open(cfg, pr__srv.reg, &w->loop, err, errlen);
+    if (!w->store)
+        goto fail_loop;
+    uv_timer_init(&w->loop, &w->tick);
+    w->tick.data = w;
+    uv_async_init(&w->loop, &w->wake, wake_cb);
+    w->wake.data = w;
+    rc = listen_on(w, &w->listener, &cfg->listen, pr__on_connection);
+    if (rc) {
+        snprintf(err, errlen, "--listen: cannot listen on %s:%u: %s", cfg->listen.host,
+                 (unsigned)cfg->listen.port, uv_strerror(rc));
+        goto fail_loop;
+    }
+    w->has_listener = true;
+    if (id == 0) {
+        rc = listen_on(w, &w->admin_listener, &cfg->admin_listen, pr__on_admin_connection);
+        if (rc) {
+            snprintf(err, errlen, "--admin-listen: cannot listen on %s:%u: %s",
+                     cfg->admin_listen.host, (unsigned)cfg->admin_listen.port, uv_strerror(rc));
+            goto fail_loop;
+        }
+        w->has_admin = true;
+    }
+    uv_timer_start(&w->tick, tick_cb, PR_TICK_MS, PR_TICK_MS);
+    return w;
+fail_loop:
+    /* Handles opened so far are closed by the caller via pr_loop_destroy semantics. */
+    uv_walk(&w->loop, close_walk_cb, NULL);
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    if (w->store)
+        w->store->ops->close(w->store);
+    uv_loop_close(&w->loop);
+    free(w->policy_pods);
+    free(w->pod_infos);
+fail_free:
+    free(w);
+    return NULL;
+}
+
+static void worker_destroy(struct pr_worker *w)
+{
+    if (!w)
+        return;
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    if (w->store)
+        w->store->ops->close(w->store);
+    pr__pools_destroy(w);
+    while (w->free_exchanges) {
+        struct pr_exchange *x = w->free_exchanges;
+        w->free_exchanges = x->next_free;
+        free(x->head);
+        free(x->out);
+        free(x->resp);
+        free(x->body);
+        free(x);
+    }
+    uv_loop_close(&w->loop);
+    free(w->policy_pods);
+    free(w->pod_infos);
+    free(w);
+}
+
+static void worker_thread(void *arg)
+{
+    struct pr_worker *w = arg;
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+}
+
+/* Raise the soft open-file limit to the hard limit; returns the resulting soft limit. */
+static uint64_t raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return 1024;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+        getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    return rl.rlim_cur == RLIM_INFINITY ? 1048576 : (uint64_t)rl.rlim_cur;
+}
+
+int pr_loop_run(const struct pr_config *cfg, struct pr_registry *reg, const uint8_t secret[32],
+                const char *token, size_t token_len, char *err, size_t errlen)
+{
+    memset(&pr__srv, 0, sizeof(pr__srv));
+    pr__srv.cfg = *cfg;
+    pr__srv.reg = reg;
+    memcpy(pr__srv.secret, secret, 32);
+    pr__srv.token = token ? strndup(token, token_len) : NULL;
+    pr__srv.token_len = token_len;
+    pr__srv.aff.room_param = pr__srv.cfg.room_param;
+    pr__srv.aff.participant_param = pr__srv.cfg.participant_param;
+    pr__srv.aff.cookie_name = pr__srv.cfg.cookie_name[0] ? pr__srv.cfg.cookie_name : NULL;
+    pr__srv.aff.secret = pr__srv.secret;
+    pr__srv.aff.secret_len = sizeof(pr__srv.secret);
+    pr__srv.start_ms = pr_now_ms();
+    atomic_init(&pr__srv.draining, false);
+    atomic_init(&pr__srv.nclients, 0);
+    atomic_init(&pr__srv.request_seq, 0);
+    atomic_init(&pr__srv.stopped_workers, 0);
+
+    uint64_t nofile = raise_nofile();
+    uint64_t capacity = nofile > 64 ? (nofile - 64) / 2 : 0;
+    char nofile_s[24], cap_s[24], maxc_s[24], thr_s[12];
+    snprintf(nofile_s, sizeof(nofile_s), "%llu", (unsigned long long)nofile);
+    snprintf(cap_s, sizeof(cap_s), "%llu", (unsigned long long)capacity);
+    snprintf(maxc_s, sizeof(maxc_s), "%u", cfg->max_connections);
+    snprintf(thr_s, sizeof(thr_s), "%u", cfg->threads);
+    pr_info("open file limit", "#nofile", nofile_s, "#proxied_connection_capacity", cap_s,
+            "#max_connections", maxc_s);
+    if (capacity < cfg->max_connections)
+        pr_warn("--max-connections exceeds what the open-file limit allows; the limit wins",
+                "#capacity", cap_s);
+
+    pr__srv.nworkers = cfg->threads;
+    pr__srv.workers = calloc(cfg->threads, sizeof(*pr__srv.workers));
+    if (!pr__srv.workers)
+        return -ENOMEM;
+    int rc = 0;
+    for (uint32_t i = 0; i < cfg->threads; i++) {
+        pr__srv.workers[i] = worker_create((int)i, err, errlen);
+        if (!pr__srv.workers[i]) {
+            rc = -EINVAL;
+            break;
+        }
+    }
+    if (rc == 0) {
+        struct pr_store *s0 = pr__srv.workers[0]->store;
+        pr_metrics_global_set(reg, s0);
+        uv_signal_t sigterm, sigint, sighup;
+        struct pr_worker *w0 = pr__srv.workers[0];
+        uv_signal_init(&w0->loop, &sigterm);
+        uv_signal_init(&w0->loop, &sigint);
+        uv_signal_init(&w0->loop, &sighup);
+        uv_signal_start(&sigterm, signal_cb, SIGTERM);
+        uv_signal_start(&sigint, signal_cb, SIGINT);
+        uv_signal_start(&sighup, sighup_cb, SIGHUP);
+        pr_info("listening", "listen", cfg->listen.host, "admin_listen", cfg->admin_listen.host,
+                "#port", (snprintf(maxc_s, sizeof(maxc_s), "%u", cfg->listen.port), maxc_s),
+                "#threads", thr_s, "store", w0->store->ops->name);
+        for (uint32_t i = 1; i < cfg->threads; i++)
+            uv_thread_create(&pr__srv.workers[i]->thread, worker_thread, pr__srv.workers[i]);
+        uv_run(&w0->loop, UV_RUN_DEFAULT);
+        for (uint32_t i = 1; i < cfg->threads; i++)
+            uv_thread_join(&pr__srv.workers[i]->thread);
+        pr_info("stopped");
+    }
+    for (uint32_t i = 0; i < cfg->threads; i++)
+        worker_destroy(pr__srv.workers[i]);
+    free(pr__srv.workers);
+    free(pr__srv.token);
+    pr_metrics_free_all();
+    return rc;
+}
+
+bool pr_loop_draining(void)
+{
+    return atomic_load(&pr__srv.draining);
+}

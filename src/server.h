@@ -1,0 +1,252 @@
+/* Internals shared by the event-loop modules (loop, http_server, proxy, upstream, tunnel).
+ * Ownership rules are in docs/internals.md. */
+#ifndef PODROUTER_SERVER_INTERNAL_H
+#define PODROUTER_SERVER_INTERNAL_H
+
+#include <llhttp.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "podrouter/affinity.h"
+#include "podrouter/common.h"
+#include "podrouter/config.h"
+#include "podrouter/http_head.h"
+#include "podrouter/metrics.h"
+#include "podrouter/policy.h"
+#include "podrouter/registry.h"
+
+#define pr__container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+
+#define PR_READ_BUF 65536
+#define PR_RESP_HEAD_MAX 65536
+#define PR_POOL_IDLE_MS 3000 /* below Node's 5 s keepAliveTimeout: no reuse races */
+#define PR_POOL_MAX_IDLE 64  /* idle upstream connections kept per pod per thread */
+#define PR_EXCHANGE_FREELIST 256
+
+/* ---- timeout queues: all members share one timeout, so the list stays sorted ---- */
+struct pr_tq_node {
+    struct pr_tq_node *prev, *next;
+    uint64_t deadline;
+};
+struct pr_tq {
+    struct pr_tq_node head;
+    uint64_t timeout_ms;
+    void (*expire)(struct pr_tq_node *n);
+};
+void pr__tq_init(struct pr_tq *q, uint64_t timeout_ms, void (*expire)(struct pr_tq_node *));
+void pr__tq_push(struct pr_tq *q, struct pr_tq_node *n, uint64_t now);
+void pr__tq_remove(struct pr_tq_node *n);
+void pr__tq_sweep(struct pr_tq *q, uint64_t now);
+
+/* ---- pending write with its own copy of the bytes (only when the socket is full) ---- */
+struct pr_wreq {
+    uv_write_t req;
+    void *owner;
+    size_t len;
+    char data[];
+};
+
+struct pr_pool;
+struct pr_client;
+struct pr_upstream;
+
+/* One event-loop thread. */
+struct pr_worker {
+    uv_loop_t loop;
+    int id;
+    uv_thread_t thread;
+    uv_tcp_t listener;
+    uv_tcp_t admin_listener;
+    bool has_listener, has_admin;
+    uv_timer_t tick;
+    uv_async_t wake;
+    struct pr_tq q_header;   /* clients waiting for a complete head */
+    struct pr_tq q_idle;     /* idle keep-alive clients */
+    struct pr_tq q_tunnel;   /* websocket tunnels */
+    struct pr_tq q_connect;  /* upstream connects */
+    struct pr_tq q_wait;     /* upstream exchanges in flight */
+    struct pr_tq q_pool;     /* idle pooled upstream connections */
+    struct pr_store *store;
+    struct pr_metrics *m;
+    struct pr_pool **pools;
+    size_t npools;
+    struct pr_exchange *free_exchanges;
+    size_t nfree_exchanges;
+    struct pr_policy_pod *policy_pods; /* scratch for new assignments */
+    struct pr_pod_info *pod_infos;
+    struct pr_client *clients; /* every open client connection (for drain) */
+    bool draining, stopping;
+    uint64_t drain_deadline;
+    char readbuf[PR_READ_BUF];
+};
+
+/* Process-wide state, read-only after start-up except the atomics. */
+struct pr_server {
+    struct pr_config cfg;
+    struct pr_registry *reg;
+    struct pr_worker **workers;
+    uint32_t nworkers;
+    uint8_t secret[32];
+    char *token;
+    size_t token_len;
+    struct pr_affinity_config aff;
+    atomic_bool draining;
+    atomic_uint_fast32_t nclients;
+    atomic_uint_fast64_t request_seq;
+    atomic_uint stopped_workers;
+    uint64_t start_ms;
+    bool ipv6_admin;
+};
+extern struct pr_server pr__srv;
+
+enum pr_client_state {
+    PR_C_IDLE = 0,  /* keep-alive, waiting for the first byte */
+    PR_C_HEAD,      /* reading the request head */
+    PR_C_ROUTING,   /* head complete, choosing a pod (store may be async) */
+    PR_C_PROXYING,  /* request forwarded, response streaming */
+    PR_C_LOCAL,     /* writing a locally generated response */
+    PR_C_TUNNEL,    /* websocket relay */
+    PR_C_CLOSING,
+};
+
+/* Everything one request/response needs; pooled per worker, absent between requests. */
+struct pr_exchange {
+    struct pr_exchange *next_free;
+    llhttp_t req_parser;
+    llhttp_t resp_parser;
+    char *head;       /* raw request head bytes (and the first body bytes after it) */
+    uint32_t head_len, head_cap, head_end; /* head_end: offset just past the blank line */
+    uint32_t url_off, url_len;
+    uint32_t nheaders;
+    bool in_value;
+    uint32_t hdr_name_off[PR_MAX_HEADERS], hdr_name_len[PR_MAX_HEADERS];
+    uint32_t hdr_val_off[PR_MAX_HEADERS], hdr_val_len[PR_MAX_HEADERS];
+    struct pr_header headers[PR_MAX_HEADERS];
+    struct pr_request_head rh;
+    struct pr_affinity aff;
+    char *out;        /* rewritten request head for the pod */
+    uint32_t out_len, out_cap;
+    char *resp;       /* raw response head bytes */
+    uint32_t resp_len, resp_cap;
+    /* request facts */
+    bool req_keepalive, req_upgrade, req_complete, req_has_body, is_head;
+    bool resp_started, resp_complete, resp_keepalive, resp_head_done, sniffing, retried;
+    bool set_cookie, body_pending_resume;
+    uint8_t key_kind, outcome;
+    char pod[PR_POD_NAME_MAX + 1];
+    char first_pod[PR_POD_NAME_MAX + 1];
+    char request_id[48];
+    int status;
+    uint64_t start_ns;
+    struct pr_sid_sniffer sniffer;
+    /* admin body */
+    char *body;
+    uint32_t body_len;
+};
+
+struct pr_client {
+    uv_tcp_t tcp;
+    struct pr_worker *w;
+    struct pr_tq_node tq;
+    struct pr_client *prev, *next; /* worker->clients */
+    struct pr_exchange *x;
+    struct pr_upstream *up; /* request in flight / tunnel peer */
+    char *pending;          /* bytes read past the current message (pipelining) */
+    uint32_t pending_len;
+    uint8_t state;
+    bool admin, closing, reading, writing, close_after_write, peer_loopback;
+    uint32_t pod_slot, pod_gen;
+    uint32_t nrequests;
+};
+
+enum pr_upstream_state {
+    PR_U_CONNECTING = 0,
+    PR_U_ACTIVE,
+    PR_U_IDLE,
+    PR_U_TUNNEL,
+    PR_U_CLOSING,
+};
+
+struct pr_upstream {
+    uv_tcp_t tcp;
+    union {
+        uv_connect_t connect_req;
+        struct {
+            struct pr_upstream *prev, *next; /* pool idle list */
+        } idle;
+    } u;
+    struct pr_worker *w;
+    struct pr_pool *pool;
+    struct pr_client *client;
+    struct pr_tq_node tq;
+    uint8_t state;
+    bool reading, writing, reused, got_bytes, counted;
+    uint64_t connect_start_ns;
+};
+
+struct pr_pool {
+    char name[PR_POD_NAME_MAX + 1];
+    char address[PR_ADDRESS_MAX + 1];
+    struct sockaddr_storage addr;
+    uint32_t slot, gen;
+    struct pr_upstream idle; /* sentinel of the idle list */
+    uint32_t nidle;
+    bool resolved;
+};
+
+/* loop.c */
+uint64_t pr__now(struct pr_worker *w);
+void pr__alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+
+/* http_server.c */
+void pr__on_connection(uv_stream_t *server, int status);
+void pr__on_admin_connection(uv_stream_t *server, int status);
+void pr__client_close(struct pr_client *c);
+void pr__client_respond(struct pr_client *c, int status, const char *content_type,
+                        const char *extra_headers, const char *body, size_t body_len,
+                        bool close);
+void pr__client_error(struct pr_client *c, int status, const char *code, const char *message,
+                      const char *extra_headers, bool close);
+void pr__client_request_done(struct pr_client *c);
+void pr__client_start_read(struct pr_client *c);
+void pr__client_stop_read(struct pr_client *c);
+int pr__client_send(struct pr_client *c, const char *data, size_t len);
+void pr__client_drain(struct pr_worker *w);
+void pr__exchange_release(struct pr_worker *w, struct pr_exchange *x);
+void pr__access_log(struct pr_client *c);
+
+/* proxy.c */
+void pr__proxy_route(struct pr_client *c);
+void pr__proxy_upstream_ready(struct pr_client *c, struct pr_upstream *u);
+void pr__proxy_upstream_failed(struct pr_client *c, struct pr_upstream *u, int err);
+void pr__proxy_on_upstream_data(struct pr_upstream *u, const char *data, size_t len);
+void pr__proxy_on_upstream_eof(struct pr_upstream *u, int err);
+void pr__proxy_on_client_body(struct pr_client *c, const char *data, size_t len);
+void pr__proxy_upstream_timeout(struct pr_upstream *u);
+void pr__proxy_client_gone(struct pr_client *c);
+void pr__proxy_upstream_drained(struct pr_upstream *u);
+void pr__proxy_client_drained(struct pr_client *c);
+
+/* upstream.c */
+struct pr_pool *pr__pool_get(struct pr_worker *w, const struct pr_pod_info *pod);
+int pr__upstream_acquire(struct pr_worker *w, struct pr_pool *p, struct pr_client *c);
+void pr__upstream_release(struct pr_upstream *u, bool reusable);
+void pr__upstream_close(struct pr_upstream *u);
+int pr__upstream_send(struct pr_upstream *u, const char *data, size_t len);
+void pr__upstream_start_read(struct pr_upstream *u);
+void pr__upstream_stop_read(struct pr_upstream *u);
+void pr__pools_close_idle(struct pr_worker *w);
+void pr__pools_destroy(struct pr_worker *w);
+
+/* tunnel.c */
+void pr__tunnel_start(struct pr_client *c, const char *rest, size_t rest_len);
+void pr__tunnel_touch(struct pr_client *c);
+void pr__tunnel_from_client(struct pr_client *c, const char *data, size_t len);
+void pr__tunnel_from_upstream(struct pr_upstream *u, const char *data, size_t len);
+
+/* write helper shared by both sides: 0 sent now, 1 queued (caller pauses its source), <0 */
+int pr__stream_send(uv_stream_t *s, void *owner, const char *data, size_t len, uv_write_cb cb);
+
+#endif
