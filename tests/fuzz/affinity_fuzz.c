@@ -22,9 +22,8 @@ static void check_affinity(const struct pr_affinity *a)
         abort();
     if (a->room_len && (!pr_key_valid(a->room, a->room_len) || a->room[a->room_len] != '\0'))
         abort();
-    if (a->participant_len &&
-        (!pr_key_valid(a->participant, a->participant_len) ||
-         a->participant[a->participant_len] != '\0'))
+    if (a->participant_len && (!pr_key_valid(a->participant, a->participant_len) ||
+                               a->participant[a->participant_len] != '\0'))
         abort();
     if (a->handshake && (!a->engineio || a->sid_len))
         abort();
