@@ -10,6 +10,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "podrouter/affinity.h"
 #include "podrouter/common.h"
 #include "podrouter/log.h"
 #include "podrouter/registry.h"
@@ -111,20 +112,6 @@ static bool method_allowed(const char *allow, const char *method)
             p++;
     }
     return false;
-}
-
-/* true when s[0..len) is an affinity key (SPEC 3.1): 1..128 bytes of [A-Za-z0-9_.:-]. */
-static bool key_ok(const char *s, size_t len)
-{
-    if (len == 0 || len > PR_KEY_MAX)
-        return false;
-    for (size_t i = 0; i < len; i++) {
-        char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '_' || c == '.' || c == ':' || c == '-'))
-            return false;
-    }
-    return true;
 }
 
 /* Match a normalized path (no trailing slash) to a route; cuts "/drain" off path. */
@@ -405,7 +392,7 @@ static void handle_pod(const struct pr_admin_ctx *ctx, const struct pr_admin_req
         if (ctx->store)
             ctx->store->ops->release_pod(ctx->store, name);
         pr_info("pod deleted", "pod", name);
-        respond(resp, 204, CT_JSON, NULL, 0);
+        respond(resp, 204, NULL, NULL, 0);
     } else {
         respond_pod(ctx, resp, 200, name);
     }
@@ -490,7 +477,7 @@ static void handle_assignment_put(const struct pr_admin_ctx *ctx,
 static void handle_assignment(const struct pr_admin_ctx *ctx, const struct pr_admin_request *req,
                               struct pr_admin_response *resp, enum pr_key_kind kind, const char *id)
 {
-    if (!key_ok(id, strlen(id))) {
+    if (!pr_key_valid(id, strlen(id))) {
         respond_error(resp, 400, "bad_key", "ids are 1-128 bytes of [A-Za-z0-9_.:-]");
         return;
     }
@@ -512,7 +499,7 @@ static void handle_assignment(const struct pr_admin_ctx *ctx, const struct pr_ad
                 pr_info("room unassigned", "room", id);
             else
                 pr_info("participant unassigned", "participant", id);
-            respond(resp, 204, CT_JSON, NULL, 0);
+            respond(resp, 204, NULL, NULL, 0);
         }
     } else {
         respond_assignment(ctx, resp, kind, id);

@@ -349,6 +349,7 @@ Test(admin, request_table)
             cr_expect_str_eq(resp.extra_headers, "", "row %zu", i);
         if (w->status == 204) {
             cr_expect_null(resp.body, "row %zu: 204 has no body", i);
+            cr_expect_null(resp.content_type, "row %zu: 204 has no content type", i);
             cr_expect_eq(resp.body_len, 0);
         } else {
             cr_assert_not_null(resp.body, "row %zu has a body", i);
