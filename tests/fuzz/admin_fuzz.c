@@ -51,6 +51,7 @@ static void send(const char *method, const char *path, const uint8_t *data, size
     free(resp.body);
 }
 
+/* Feed one input to both write routes; must never crash or leak. */
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     init_once();
