@@ -152,9 +152,12 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
     return 0;
 }
 
+/* Pause right after the head when a body follows; a bodyless request pauses at its
+ * message end instead, so the head is known complete either way. */
 static int on_headers_complete(llhttp_t *p)
 {
-    return HPE_PAUSED;
+    bool body = (p->flags & F_CHUNKED) || ((p->flags & F_CONTENT_LENGTH) && p->content_length);
+    return body && !p->upgrade ? HPE_PAUSED : 0;
 }
 
 static int on_body(llhttp_t *p, const char *at, size_t len)
@@ -572,12 +575,24 @@ static void head_complete(struct pr_client *c)
             return;
         }
         /* Read the (small, bounded) body through the parser, then dispatch. */
-        llhttp_resume(&x->req_parser);
         size_t rest = x->head_len - x->head_end;
         x->head_len = x->head_end;
+        if (x->req_complete) {
+            if (rest) {
+                c->pending = malloc(rest);
+                if (c->pending) {
+                    memcpy(c->pending, x->head + x->head_end, rest);
+                    c->pending_len = (uint32_t)rest;
+                }
+            }
+            pr__client_stop_read(c);
+            admin_dispatch(c);
+            return;
+        }
+        llhttp_resume(&x->req_parser);
         if (rest)
             client_feed(c, x->head + x->head_end, rest);
-        else if (!x->req_complete)
+        else
             pr__client_start_read(c);
         return;
     }
@@ -680,6 +695,8 @@ static void client_feed(struct pr_client *c, const char *data, size_t len)
         pr__proxy_on_client_body(c, data, len);
         return;
     case PR_C_TUNNEL:
+        pr__tunnel_from_client(c, data, len);
+        return;
     case PR_C_LOCAL:
     case PR_C_CLOSING:
     default:

@@ -51,9 +51,14 @@ static int r_on_header_value(llhttp_t *p, const char *at, size_t len)
 static int r_on_headers_complete(llhttp_t *p)
 {
     struct pr_exchange *x = ((struct pr_client *)p->data)->x;
-    /* A HEAD response has no body whatever its framing headers say. */
+    /* A HEAD response has no body whatever its framing headers say. Bodyless responses
+     * pause at their message end (below), others right after the head. */
     if (x->is_head && p->status_code >= 200)
         return 1;
+    int s = p->status_code;
+    if (s < 200 || s == 204 || s == 304 ||
+        ((p->flags & F_CONTENT_LENGTH) && p->content_length == 0 && !(p->flags & F_CHUNKED)))
+        return 0;
     return HPE_PAUSED;
 }
 
@@ -640,13 +645,17 @@ static void finish_exchange(struct pr_client *c, struct pr_upstream *u)
     pr__client_request_done(c);
 }
 
+static void pinned_cb(void *arg, int status, const char *pod)
+{
+}
+
 static void pin_sid(struct pr_client *c, const char *sid, size_t sid_len)
 {
     struct pr_exchange *x = c->x;
     struct pr_store *s = c->w->store;
     /* Learned from the handshake body: later polls carrying this sid stay on this pod,
      * also through other router replicas. */
-    s->ops->create(s, PR_KEY_SID, sid, sid_len, x->pod, NULL, NULL);
+    s->ops->create(s, PR_KEY_SID, sid, sid_len, x->pod, pinned_cb, NULL);
     count_assignment(c, PR_KEY_SID, PR_OUTCOME_CREATED);
     if (x->aff.room_len && !x->aff.participant_len)
         s->ops->room_join(s, x->aff.room, x->aff.room_len, sid, sid_len);
