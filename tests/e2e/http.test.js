@@ -176,15 +176,30 @@ describe('HTTP proxying', { timeout: 180000 }, () => {
     assert.equal(res.headers['x-pod-router-pod'], room.json.pod);
   });
 
+  it('the affinity cookie routes plain requests to its pod; a forged one is ignored', async () => {
+    const hs = await cluster.get(`/socket.io/?EIO=4&transport=polling&t=ck${tag}`);
+    const pod = hs.headers['x-pod'];
+    const cookie = [].concat(hs.headers['set-cookie'] || []).find((c) => /^pr_affinity=/.test(c));
+    assert.ok(cookie, 'pr_affinity set');
+    const pair = cookie.split(';')[0];
+    for (let i = 0; i < 10; i++) {
+      const res = await cluster.get('/api/headers', { headers: { cookie: `other=1; ${pair}` } });
+      assert.equal(res.status, 200);
+      assert.equal(res.headers['x-pod'], pod, 'cookie affinity');
+    }
+    const other = ['backend-0', 'backend-1', 'backend-2'].find((p) => p !== pod);
+    const forged = await cluster.get('/api/headers', { headers: { cookie: `pr_affinity=${other}.${'0'.repeat(64)}` } });
+    assert.equal(forged.status, 200, 'a forged cookie is ignored, not an error');
+  });
+  // Runs last: it drains pods of the shared cluster.
   it('polling handshake sets pr_affinity and pins the sid to its pod', async (t) => {
-    const pods = new Set();
+    const sessions = [];
     for (let i = 0; i < 10; i++) {
       const hs = await cluster.get(`/socket.io/?EIO=4&transport=polling&t=hs${tag}${i}`);
       assert.equal(hs.status, 200, hs.text);
       assert.match(hs.text, /^0\{"sid":"/);
       const sid = JSON.parse(hs.text.slice(1)).sid;
       const pod = hs.headers['x-pod'];
-      pods.add(pod);
       assert.equal(hs.headers['x-pod-router-pod'], pod);
       const cookies = [].concat(hs.headers['set-cookie'] || []);
       const aff = cookies.find((c) => /^pr_affinity=/.test(c));
@@ -204,23 +219,37 @@ describe('HTTP proxying', { timeout: 180000 }, () => {
       assert.equal(poll.status, 200, `GET with sid: ${poll.text}`);
       assert.equal(poll.headers['x-pod'], pod, 'GET reaches the handshake pod');
       assert.match(poll.text, /^40\{"sid":"/);
+      sessions.push({ sid, pod });
     }
-    t.diagnostic(`handshake pods: ${[...pods].sort().join(',')}`);
-  });
+    const used = [...new Set(sessions.map((x) => x.pod))].sort();
+    t.diagnostic(`handshake pods: ${used.join(',')}`);
 
-  it('the affinity cookie routes plain requests to its pod; a forged one is ignored', async () => {
-    const hs = await cluster.get(`/socket.io/?EIO=4&transport=polling&t=ck${tag}`);
-    const pod = hs.headers['x-pod'];
-    const cookie = [].concat(hs.headers['set-cookie'] || []).find((c) => /^pr_affinity=/.test(c));
-    assert.ok(cookie, 'pr_affinity set');
-    const pair = cookie.split(';')[0];
-    for (let i = 0; i < 10; i++) {
-      const res = await cluster.get('/api/headers', { headers: { cookie: `other=1; ${pair}` } });
-      assert.equal(res.status, 200);
-      assert.equal(res.headers['x-pod'], pod, 'cookie affinity');
+    // Drain the pods that took the handshakes (when one is left over), so
+    // the policy alone would now send these requests elsewhere: only the
+    // sid pin keeps them on their pod.
+    if (used.length < 3) {
+      for (const pod of used) {
+        const d = await cluster.admin('POST', `/v1/pods/${pod}/drain`);
+        assert.equal(d.status, 200, `drain ${pod}: ${d.text}`);
+      }
+      const fresh = await cluster.get(`/socket.io/?EIO=4&transport=polling&t=fresh${tag}`);
+      assert.equal(fresh.status, 200);
+      assert.ok(!used.includes(fresh.headers['x-pod']), 'a new handshake avoids the draining pods');
     }
-    const other = ['backend-0', 'backend-1', 'backend-2'].find((p) => p !== pod);
-    const forged = await cluster.get('/api/headers', { headers: { cookie: `pr_affinity=${other}.${'0'.repeat(64)}` } });
-    assert.equal(forged.status, 200, 'a forged cookie is ignored, not an error');
+    for (const { sid, pod } of sessions) {
+      const post = await cluster.get(`/socket.io/?EIO=4&transport=polling&sid=${sid}`, {
+        method: 'POST', headers: { 'content-type': 'text/plain;charset=UTF-8' }, body: '421["whoami"]',
+      });
+      assert.equal(post.status, 200, `POST whoami: ${post.text}`);
+      assert.equal(post.headers['x-pod'], pod, 'POST stays on the handshake pod');
+      const poll = await cluster.get(`/socket.io/?EIO=4&transport=polling&sid=${sid}`);
+      assert.equal(poll.status, 200, `GET: ${poll.text}`);
+      assert.equal(poll.headers['x-pod'], pod, 'GET stays on the handshake pod');
+      const m = /431(\[[^\x1e]*\])/.exec(poll.text);
+      assert.ok(m, `whoami ack in the poll (got ${JSON.stringify(poll.text)})`);
+      const who = JSON.parse(m[1])[0];
+      assert.equal(who.pod, pod);
+      assert.equal(who.sid, sid);
+    }
   });
 });

@@ -1,6 +1,7 @@
 'use strict';
 // 20 anonymous long-polling clients (no room, no participant) exchange echo
-// events for 30 s: they stay pinned to their pod by sid alone.
+// events for 30 s: they stay pinned to their pod by sid alone, also when
+// their pod starts draining.
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
@@ -27,6 +28,19 @@ test('anonymous polling-only clients stay on one pod for 30 s', { timeout: 90000
   const failures = [];
   let echoes = 0;
   const deadline = Date.now() + DURATION_MS;
+
+  // A third of the way in, drain the pods these sessions use (when one is
+  // left over): from then on only the sid pin keeps them where they are.
+  const used = [...new Set(first.map((w) => w.pod))].sort();
+  const drainer = (async () => {
+    await sleep(DURATION_MS / 3);
+    if (used.length >= 3) return;
+    for (const pod of used) {
+      const res = await cluster.admin('POST', `/v1/pods/${pod}/drain`);
+      if (res.status !== 200) failures.push(`drain ${pod}: ${res.status} ${res.text}`);
+    }
+    t.diagnostic(`drained ${used.join(',')} mid-run`);
+  })();
   await Promise.all(sockets.map(async (s, i) => {
     let n = 0;
     while (Date.now() < deadline) {
@@ -53,6 +67,7 @@ test('anonymous polling-only clients stay on one pod for 30 s', { timeout: 90000
     }
   }));
 
+  await drainer;
   const last = await Promise.all(sockets.map((s) => whoami(s)));
   for (let i = 0; i < CLIENTS; i++) {
     assert.equal(last[i].pod, first[i].pod, `client ${i} stays on its pod`);
@@ -66,5 +81,5 @@ test('anonymous polling-only clients stay on one pod for 30 s', { timeout: 90000
   assert.deepEqual(engineErrors, [], 'no engine error (e.g. "Session ID unknown")');
   assert.deepEqual(failures, [], 'every echo acked intact');
   assert.ok(echoes >= CLIENTS * (DURATION_MS / EVERY_MS) * 0.5, `enough echoes exchanged (${echoes})`);
-  t.diagnostic(`echoes: ${echoes}; pods used: ${[...new Set(first.map((w) => w.pod))].sort().join(',')}`);
+  t.diagnostic(`echoes: ${echoes}; pods used: ${used.join(',')}`);
 });
