@@ -195,7 +195,9 @@ static int on_message_complete(llhttp_t *p)
 static void client_close_cb(uv_handle_t *h)
 {
     struct pr_client *c = pr__container_of(h, struct pr_client, tcp);
-    free(c);
+    c->handle_closed = true;
+    if (c->store_refs == 0)
+        free(c);
 }
 
 void pr__client_close(struct pr_client *c)
@@ -349,10 +351,18 @@ void pr__client_respond(struct pr_client *c, int status, const char *content_typ
         close = true;
     if (x && !x->req_complete)
         close = true; /* unread request body: do not try to resync */
+    bool bodyless = status == 204 || status == 304;
+    if (bodyless)
+        body_len = 0;
+    char clen[48] = "";
+    if (!bodyless)
+        snprintf(clen, sizeof(clen), "Content-Length: %zu\r\n", body_len);
+    if (x && x->is_head)
+        body_len = 0; /* HEAD: the head of the GET response, without its body */
     char head[1024];
     int n = snprintf(head, sizeof(head),
-                     "HTTP/1.1 %d %s\r\nContent-Length: %zu\r\n%s%s%s%s%s%s%s\r\n", status,
-                     reason(status), body_len, content_type ? "Content-Type: " : "",
+                     "HTTP/1.1 %d %s\r\n%s%s%s%s%s%s%s%s\r\n", status,
+                     reason(status), clen, content_type ? "Content-Type: " : "",
                      content_type ? content_type : "", content_type ? "\r\n" : "",
                      x && x->request_id[0] ? "X-Request-Id: " : "",
                      x && x->request_id[0] ? x->request_id : "",

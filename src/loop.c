@@ -357,6 +357,7 @@ static void worker_destroy(struct pr_worker *w)
 static void worker_thread(void *arg)
 {
     struct pr_worker *w = arg;
+    pr_metrics_self = w->m;
     uv_run(&w->loop, UV_RUN_DEFAULT);
 }
 
@@ -435,6 +436,7 @@ int pr_loop_run(const struct pr_config *cfg, struct pr_registry *reg, const uint
                 "#threads", thr_s, "store", w0->store->ops->name);
         for (uint32_t i = 1; i < cfg->threads; i++)
             uv_thread_create(&pr__srv.workers[i]->thread, worker_thread, pr__srv.workers[i]);
+        pr_metrics_self = w0->m;
         uv_run(&w0->loop, UV_RUN_DEFAULT);
         for (uint32_t i = 1; i < cfg->threads; i++)
             uv_thread_join(&pr__srv.workers[i]->thread);

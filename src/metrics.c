@@ -18,6 +18,8 @@ static const double bucket_bounds[PR_HIST_BUCKETS] = {
     0.05,   0.1,     0.25,   0.5,   1,      2.5,   5,     10,
 };
 
+_Thread_local struct pr_metrics *pr_metrics_self;
+
 static pthread_mutex_t blocks_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct pr_metrics **blocks;
 static size_t nblocks;

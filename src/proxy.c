@@ -251,6 +251,23 @@ static int build_request_head(struct pr_client *c)
 
 /* ---- decision ---- */
 
+/* A store callback may come after the client left (async store): hold a reference. */
+static void hold(struct pr_client *c)
+{
+    c->store_refs++;
+}
+
+/* Drop the reference; false when the client is gone and the answer must be ignored. */
+static bool release(struct pr_client *c)
+{
+    c->store_refs--;
+    if (!c->closing)
+        return true;
+    if (c->store_refs == 0 && c->handle_closed)
+        free(c);
+    return false;
+}
+
 static void count_assignment(struct pr_client *c, enum pr_key_kind kind, enum pr_outcome o)
 {
     c->w->m->assignments[kind][o]++;
@@ -367,6 +384,8 @@ static void join_room(struct pr_client *c)
 static void assigned_cb(void *arg, int status, const char *pod)
 {
     struct pr_client *c = arg;
+    if (!release(c))
+        return;
     struct pr_exchange *x = c->x;
     enum pr_key_kind kind = (enum pr_key_kind)x->key_kind;
     enum pr_outcome outcome = (enum pr_outcome)x->outcome;
@@ -389,6 +408,8 @@ static void assigned_cb(void *arg, int status, const char *pod)
 static void key_lookup_cb(void *arg, int status, const char *pod)
 {
     struct pr_client *c = arg;
+    if (!release(c))
+        return;
     struct pr_exchange *x = c->x;
     struct pr_store *s = c->w->store;
     enum pr_key_kind kind = (enum pr_key_kind)x->key_kind;
@@ -409,15 +430,18 @@ static void key_lookup_cb(void *arg, int status, const char *pod)
     snprintf(x->pod, sizeof(x->pod), "%s", chosen.name);
     if (degraded) {
         x->outcome = PR_OUTCOME_DEGRADED;
+        hold(c);
         s->ops->create(s, kind, key, kl, chosen.name, assigned_cb, c);
     } else if (status == 0) {
         /* Its pod is down or gone: move it (only if nobody moved it first). */
         char old[PR_POD_NAME_MAX + 1];
         snprintf(old, sizeof(old), "%s", pod);
         x->outcome = PR_OUTCOME_REASSIGNED;
+        hold(c);
         s->ops->replace(s, kind, key, kl, old, chosen.name, assigned_cb, c);
     } else {
         x->outcome = PR_OUTCOME_CREATED;
+        hold(c);
         s->ops->create(s, kind, key, kl, chosen.name, assigned_cb, c);
     }
 }
@@ -427,6 +451,8 @@ static void decide_from(struct pr_client *c, enum pr_key_kind from);
 static void sid_lookup_cb(void *arg, int status, const char *pod)
 {
     struct pr_client *c = arg;
+    if (!release(c))
+        return;
     if (status == 0) {
         if (pr_registry_is_live(pr__srv.reg, pod)) {
             route_to(c, pod, PR_KEY_SID, PR_OUTCOME_HIT);
@@ -447,16 +473,19 @@ static void decide_from(struct pr_client *c, enum pr_key_kind from)
     const struct pr_affinity *a = &x->aff;
     if (from <= PR_KEY_SID && a->sid_len) {
         x->key_kind = PR_KEY_SID;
+        hold(c);
         s->ops->get(s, PR_KEY_SID, a->sid, a->sid_len, sid_lookup_cb, c);
         return;
     }
     if (from <= PR_KEY_ROOM && a->room_len) {
         x->key_kind = PR_KEY_ROOM;
+        hold(c);
         s->ops->get(s, PR_KEY_ROOM, a->room, a->room_len, key_lookup_cb, c);
         return;
     }
     if (from <= PR_KEY_PARTICIPANT && a->participant_len) {
         x->key_kind = PR_KEY_PARTICIPANT;
+        hold(c);
         s->ops->get(s, PR_KEY_PARTICIPANT, a->participant, a->participant_len, key_lookup_cb,
                     c);
         return;
@@ -930,19 +959,20 @@ void pr__proxy_upstream_failed(struct pr_client *c, struct pr_upstream *u, int e
         x->retried = true;
         snprintf(x->first_pod, sizeof(x->first_pod), "%s", x->pod);
         enum pr_key_kind kind = (enum pr_key_kind)x->key_kind;
-        if (kind == PR_KEY_ROOM || kind == PR_KEY_PARTICIPANT) {
-            size_t kl;
-            const char *key = key_of(x, kind, &kl);
-            struct pr_pod_info chosen;
-            if (choose(c, key, kl, store_degraded(c), &chosen) == 0) {
-                snprintf(x->pod, sizeof(x->pod), "%s", chosen.name);
+        size_t kl;
+        const char *key = key_of(x, kind, &kl);
+        struct pr_pod_info chosen;
+        if (choose(c, key, kl, store_degraded(c), &chosen) == 0) {
+            snprintf(x->pod, sizeof(x->pod), "%s", chosen.name);
+            if (kind == PR_KEY_ROOM || kind == PR_KEY_PARTICIPANT) {
                 x->outcome = PR_OUTCOME_REASSIGNED;
+                hold(c);
                 c->w->store->ops->replace(c->w->store, kind, key, kl, x->first_pod,
                                           chosen.name, assigned_cb, c);
-                return;
+            } else {
+                x->key_kind = PR_KEY_NONE;
+                go_to_pod(c, &chosen);
             }
-        } else {
-            decide_from(c, PR_KEY_COOKIE);
             return;
         }
     }

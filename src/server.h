@@ -159,6 +159,8 @@ struct pr_client {
     bool admin, closing, reading, writing, close_after_write, peer_loopback;
     uint32_t pod_slot, pod_gen;
     uint32_t nrequests;
+    uint16_t store_refs; /* store callbacks still to come */
+    bool handle_closed;
 };
 
 enum pr_upstream_state {

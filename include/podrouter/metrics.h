@@ -50,6 +50,10 @@ struct pr_metrics {
 struct pr_registry;
 struct pr_store;
 
+/* The calling loop thread's block (NULL outside loop threads). Modules without access to
+ * their worker (e.g. a store) count through it. */
+extern _Thread_local struct pr_metrics *pr_metrics_self;
+
 /* Register a thread's block (called once per loop thread at start-up). */
 struct pr_metrics *pr_metrics_thread_create(void);
 void pr_metrics_global_set(struct pr_registry *reg, struct pr_store *store);
