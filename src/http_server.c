@@ -438,9 +438,7 @@ void pr__client_request_done(struct pr_client *c)
     if (c->closing)
         return;
     if (c->x) {
-        if (!c->admin && c->state != PR_C_LOCAL)
-            pr__access_log(c);
-        else if (!c->admin)
+        if (!c->admin)
             pr__access_log(c);
         pr__exchange_release(w, c->x);
         c->x = NULL;

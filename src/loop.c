@@ -431,9 +431,12 @@ int pr_loop_run(const struct pr_config *cfg, struct pr_registry *reg, const uint
         uv_signal_start(&sigterm, signal_cb, SIGTERM);
         uv_signal_start(&sigint, signal_cb, SIGINT);
         uv_signal_start(&sighup, sighup_cb, SIGHUP);
-        pr_info("listening", "listen", cfg->listen.host, "admin_listen", cfg->admin_listen.host,
-                "#port", (snprintf(maxc_s, sizeof(maxc_s), "%u", cfg->listen.port), maxc_s),
-                "#threads", thr_s, "store", w0->store->ops->name);
+        char pub[96], adm[96];
+        snprintf(pub, sizeof(pub), "%s:%u", cfg->listen.host, (unsigned)cfg->listen.port);
+        snprintf(adm, sizeof(adm), "%s:%u", cfg->admin_listen.host,
+                 (unsigned)cfg->admin_listen.port);
+        pr_info("listening", "listen", pub, "admin_listen", adm, "#threads", thr_s, "store",
+                w0->store->ops->name);
         for (uint32_t i = 1; i < cfg->threads; i++)
             uv_thread_create(&pr__srv.workers[i]->thread, worker_thread, pr__srv.workers[i]);
         pr_metrics_self = w0->m;
