@@ -25,9 +25,10 @@ async function assertHealthy(cluster) {
   assert.equal(res.status, 200, 'router still answers /healthz');
 }
 
-// Sends one request on a raw connection and parses the response.
-async function raw(cluster, text, opts = {}) {
-  const r = await rawExchange(cluster.routerPort, text, { timeoutMs: 5000, ...opts });
+// Sends one request on a raw connection and parses the response. Returns
+// once a complete response is in, or with waitClose once the router closed.
+async function raw(cluster, text, { waitClose = false, ...opts } = {}) {
+  const r = await rawExchange(cluster.routerPort, text, { timeoutMs: 5000, untilResponse: !waitClose, ...opts });
   return { ...r, res: parseResponse(r.data) };
 }
 
@@ -71,7 +72,7 @@ describe('public listener errors (1 pod, --header-timeout 1s, --idle-timeout 2s)
   after(() => cluster && cluster.stop());
 
   it('malformed request line: 400 bad_request, then close', async () => {
-    const r = await raw(cluster, 'THIS IS NOT HTTP\r\n\r\n');
+    const r = await raw(cluster, 'THIS IS NOT HTTP\r\n\r\n', { waitClose: true });
     assertError(r.res, 400, 'bad_request', 'malformed request line');
     assert.ok(r.closed, 'connection closed');
     await assertHealthy(cluster);
@@ -79,7 +80,7 @@ describe('public listener errors (1 pod, --header-timeout 1s, --idle-timeout 2s)
 
   it('Content-Length and Transfer-Encoding together: 400 bad_request, then close', async () => {
     const r = await raw(cluster,
-      'POST /api/echo HTTP/1.1\r\nHost: e2e\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n');
+      'POST /api/echo HTTP/1.1\r\nHost: e2e\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n', { waitClose: true });
     assertError(r.res, 400, 'bad_request', 'CL+TE');
     assert.ok(r.closed, 'connection closed');
     await assertHealthy(cluster);
@@ -102,7 +103,7 @@ describe('public listener errors (1 pod, --header-timeout 1s, --idle-timeout 2s)
   });
 
   it('head not complete within --header-timeout: 408 request_timeout, then close', async () => {
-    const r = await raw(cluster, 'GET /api/headers HTTP/1.1\r\nHost: e2e\r\n', { timeoutMs: 6000 });
+    const r = await raw(cluster, 'GET /api/headers HTTP/1.1\r\nHost: e2e\r\n', { timeoutMs: 6000, waitClose: true });
     assertError(r.res, 408, 'request_timeout', 'stalled head');
     assert.ok(r.closed, 'connection closed');
     assert.ok(r.firstByteMs >= 700 && r.firstByteMs <= 4000, `408 after about 1 s (took ${r.firstByteMs} ms)`);
@@ -113,7 +114,7 @@ describe('public listener errors (1 pod, --header-timeout 1s, --idle-timeout 2s)
     const parts = ['GET /api/headers HTTP/1.1\r\nHost: e2e\r\n'];
     for (let i = 0; i < 15; i++) parts.push(200, `X-Drip-${i}: x\r\n`);
     parts.push('\r\n');
-    const r = await raw(cluster, parts, { timeoutMs: 6000 });
+    const r = await raw(cluster, parts, { timeoutMs: 6000, waitClose: true });
     assertError(r.res, 408, 'request_timeout', 'slowloris head');
     assert.ok(r.firstByteMs <= 2500, `the timeout bounds the whole head (answered after ${r.firstByteMs} ms)`);
     await assertHealthy(cluster);
@@ -205,6 +206,21 @@ describe('upstream failures', { timeout: 120000 }, () => {
       assert.deepEqual(r.res.json, { code: 1, message: 'Session ID unknown' }, `${method}: Engine.IO's own error body`);
     }
     await assertHealthy(cluster);
+  });
+
+  it("the router's own answers honour Connection: close (RFC 9112 9.6)", async (t) => {
+    const cluster = new Cluster('errors-conn-close', { pods: 0 });
+    t.after(() => cluster.stop());
+    await cluster.start();
+    const cases = [
+      ['/api/headers', 503, 'no_pod'],
+      ['/api/headers?roomId=bad!key', 400, 'bad_key'],
+    ];
+    for (const [p, status, code] of cases) {
+      const r = await raw(cluster, `GET ${p} HTTP/1.1\r\nHost: e2e\r\nConnection: close\r\n\r\n`, { waitClose: true, timeoutMs: 3000 });
+      assertError(r.res, status, code, p);
+      assert.ok(r.closed && r.elapsedMs < 1000, `${p}: connection closed after the ${status} (closed=${r.closed}, ${r.elapsedMs} ms)`);
+    }
   });
 
   it('--max-connections 5: the 6th concurrent connection is closed at once', async (t) => {

@@ -24,11 +24,11 @@ test('websocket tunnels', { timeout: 120000 }, async (t) => {
   const cluster = await startCluster(t, { name: 'websocket', pods: 3 });
   const tag = Date.now().toString(36);
 
-  await t.test('raw Engine.IO over ws: 101 names the pod, packets relayed', async () => {
+  await t.test('raw Engine.IO over ws: 101 names the pod, packets relayed', async (st) => {
     const roomId = `room_ws${tag}`;
     const url = `ws://127.0.0.1:${cluster.routerPort}/socket.io/?EIO=4&transport=websocket&roomId=${roomId}`;
     const ws = new WebSocket(url, { perMessageDeflate: false, handshakeTimeout: 5000 });
-    t.after(() => ws.terminate());
+    st.after(() => ws.terminate());
     const upgrade = new Promise((resolve, reject) => {
       ws.once('upgrade', resolve);
       ws.once('error', reject);

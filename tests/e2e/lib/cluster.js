@@ -190,10 +190,25 @@ function request(url, { method = 'GET', headers = {}, body, agent = false, timeo
 
 // ---------------------------------------------------------------- raw TCP
 
+// True when buf holds one complete HTTP response (head and framed body).
+function responseComplete(buf) {
+  const end = buf.indexOf('\r\n\r\n');
+  if (end < 0) return false;
+  const head = buf.subarray(0, end).toString('latin1');
+  const status = Number((/^HTTP\/1\.[01] (\d{3})/.exec(head) || [])[1]);
+  if ((status >= 100 && status < 200) || status === 204 || status === 304) return true;
+  const body = buf.subarray(end + 4);
+  const cl = /\r\ncontent-length:\s*(\d+)/i.exec(head);
+  if (cl) return body.length >= Number(cl[1]);
+  if (/\r\ntransfer-encoding:[^\r]*chunked/i.test(head)) return body.includes('0\r\n\r\n');
+  return false;
+}
+
 // Connects to port, writes each chunk (string/Buffer; a number = pause ms),
-// and collects everything until the peer closes or timeoutMs passes.
+// and collects everything until the peer closes or timeoutMs passes (or,
+// with untilResponse, until one complete response has arrived).
 // Resolves { data: Buffer, closed, error, elapsedMs, firstByteMs }.
-function rawExchange(port, chunks, { timeoutMs = 5000, endAfterWrite = false } = {}) {
+function rawExchange(port, chunks, { timeoutMs = 5000, endAfterWrite = false, untilResponse = false } = {}) {
   return new Promise((resolve) => {
     const start = Date.now();
     const parts = [];
@@ -212,6 +227,7 @@ function rawExchange(port, chunks, { timeoutMs = 5000, endAfterWrite = false } =
     sock.on('data', (d) => {
       if (firstByteMs === null) firstByteMs = Date.now() - start;
       parts.push(d);
+      if (untilResponse && responseComplete(Buffer.concat(parts))) finish(false);
     });
     sock.on('error', (err) => {
       error = err;
@@ -592,7 +608,10 @@ class Cluster {
       }
       if (!before) {
         const info = await signalAndWait(this.router, 'SIGTERM', 5000);
-        if (!info) await signalAndWait(this.router, 'SIGKILL', 5000);
+        if (!info) {
+          fs.appendFileSync(this.routerLog, '# e2e harness: still running 5 s after SIGTERM; sent SIGKILL\n');
+          await signalAndWait(this.router, 'SIGKILL', 5000);
+        }
         else if (info.code !== 0 && !this.expectRouterExit) {
           crash = `router exited ${JSON.stringify(info)} after SIGTERM (expected 0)`;
         }
@@ -629,6 +648,7 @@ module.exports = {
   waitFor,
   request,
   rawExchange,
+  responseComplete,
   parseResponse,
   pattern,
   sha256,
