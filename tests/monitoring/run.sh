@@ -5,7 +5,10 @@
 #
 # Needs: promtool (Debian package prometheus), kubectl (with kustomize),
 # yamllint, python3 with PyYAML (python3-yaml), shellcheck (optional: its
-# check is skipped when absent). One line per check, "ok - name" or
+# check is skipped when absent). When a built router is found (build/ or
+# builddir/, or PODROUTER_BIN), its real /metrics is checked against the
+# queries too (it listens on two free loopback ports and is stopped after).
+# One line per check, "ok - name" or
 # "not ok - name" (diagnostics before it, prefixed "# "); the last line is
 # "N passed, N failed"; the exit status is 1 when anything failed.
 set -u
@@ -408,6 +411,89 @@ check_shellcheck() {
     shellcheck "$here/run.sh"
 }
 
+# With a built router: its real /metrics passes `promtool check metrics` and
+# exposes every podrouter_* series, and every label="value" pair, that the
+# dashboards and rules select on.
+find_router() {
+    local c
+    for c in "${PODROUTER_BIN:-}" "$repo"/build/src/pod-router "$repo"/builddir/src/pod-router; do
+        if [ -n "$c" ] && [ -x "$c" ]; then
+            echo "$c"
+            return 0
+        fi
+    done
+    return 1
+}
+
+check_live_metrics() {
+    local bin=$1 pub adm pid rc=0
+    need promtool "apt-get install -y prometheus" || return 1
+    read -r pub adm < <(python3 -c '
+import socket
+s = [socket.socket() for _ in range(2)]
+for x in s: x.bind(("127.0.0.1", 0))
+print(*[x.getsockname()[1] for x in s])')
+    "$bin" serve --listen "127.0.0.1:$pub" --admin-listen "127.0.0.1:$adm" --threads 1 \
+        --store memory --log-level warn >"$tmp/router.log" 2>&1 &
+    pid=$!
+    for _ in $(seq 1 50); do
+        curl -fsS -m 1 "http://127.0.0.1:$adm/healthz" >/dev/null 2>&1 && break
+        sleep 0.1
+    done
+    # One registered pod (so that the per-pod series exist) and one request.
+    curl -fsS -m 2 -o /dev/null -X PUT -H 'Content-Type: application/json' \
+        -d '{"address":"127.0.0.1:9"}' "http://127.0.0.1:$adm/v1/pods/backend-0" || rc=1
+    curl -sS -m 2 -o /dev/null "http://127.0.0.1:$pub/api/room/room_monitoring/state" || true
+    curl -fsS -m 2 "http://127.0.0.1:$adm/metrics" >"$tmp/metrics.txt" || rc=1
+    kill "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    if [ "$rc" -ne 0 ]; then
+        echo "router did not answer; its log:"
+        cat "$tmp/router.log"
+        return 1
+    fi
+    promtool check metrics <"$tmp/metrics.txt" || return 1
+    python3 - "$tmp/metrics.txt" "$rules" "$dashboards"/*.json <<'PY'
+import json, re, sys, yaml
+expo = {}
+for line in open(sys.argv[1]):
+    m = re.match(r"^(podrouter_\w+)(?:\{(.*)\})?\s", line)
+    if m:
+        pairs = set(re.findall(r'(\w+)="([^"]*)"', m.group(2) or ""))
+        expo.setdefault(m.group(1), set()).update(pairs)
+queries = []
+def walk(o):
+    if isinstance(o, dict):
+        for k, v in o.items():
+            if k in ("expr", "query", "definition") and isinstance(v, str):
+                queries.append(v)
+            else:
+                walk(v)
+    elif isinstance(o, list):
+        for v in o:
+            walk(v)
+for f in sys.argv[2:]:
+    if f.endswith(".json"):
+        walk(json.load(open(f)))
+    else:
+        queries += [r["expr"] for g in yaml.safe_load(open(f))["groups"] for r in g["rules"]]
+bad = set()
+for q in queries:
+    for name, sel in re.findall(r"\b(podrouter_\w+)(?:\{([^}]*)\})?", q):
+        if name not in expo:
+            bad.add(f"{name} is not exposed by the router")
+            continue
+        for lab, val in re.findall(r'(\w+)\s*=\s*"([^"]*)"', sel or ""):
+            if lab == "job" or lab == "instance":
+                continue
+            if (lab, val) not in expo[name]:
+                bad.add(f'{name}{{{lab}="{val}"}} is not exposed by the router')
+for b in sorted(bad):
+    print(b)
+sys.exit(1 if bad else 0)
+PY
+}
+
 cd "$repo" || exit 1
 run "promtool check rules" check_rules
 run "promtool test rules" check_rules_tests
@@ -427,6 +513,12 @@ run "docs/operations.md describes every SPEC section 7 metric" check_docs_metric
 run "kubectl kustomize deploy/monitoring renders" check_kustomize
 run "prometheus.yml syntax and consistency" check_prometheus_config
 run "yamllint deploy/monitoring" check_yamllint
+if router=$(find_router); then
+    run "live router /metrics: promtool check metrics, every queried series and label value exposed" \
+        check_live_metrics "$router"
+else
+    skip "live router /metrics" "no pod-router binary (build it, or set PODROUTER_BIN)"
+fi
 if command -v shellcheck >/dev/null 2>&1; then
     run "shellcheck tests/monitoring/run.sh" check_shellcheck
 else
