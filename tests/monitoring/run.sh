@@ -317,8 +317,14 @@ check_docs_metrics() {
 }
 
 check_kustomize() {
-    need kubectl "kubectl with kustomize is required" || return 1
-    kubectl kustomize "$mon" >"$tmp/rendered.yaml" || return 1
+    if command -v kubectl >/dev/null 2>&1; then
+        kubectl kustomize "$mon" >"$tmp/rendered.yaml" || return 1
+    elif command -v kustomize >/dev/null 2>&1; then
+        kustomize build "$mon" >"$tmp/rendered.yaml" || return 1
+    else
+        echo "neither kubectl nor kustomize found (kubectl >= 1.21 embeds kustomize v4+)"
+        return 1
+    fi
     python3 - "$tmp/rendered.yaml" "$dashboards" <<'PY'
 import glob, os, sys, yaml
 docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
