@@ -332,19 +332,31 @@ static void session_unknown(struct pr_client *c)
     pr__client_respond(c, 400, "application/json", NULL, body, sizeof(body) - 1, false);
 }
 
-static void route_to(struct pr_client *c, const char *pod, enum pr_key_kind kind,
-                     enum pr_outcome outcome)
+/* One registry look-up per routed request: the pod's row, if it is live. */
+static bool live_info(const char *pod, struct pr_pod_info *info)
+{
+    return pr_registry_get(pr__srv.reg, pod, info) == 0 && info->state != PR_POD_DOWN;
+}
+
+static void route_info(struct pr_client *c, const struct pr_pod_info *info,
+                       enum pr_key_kind kind, enum pr_outcome outcome)
 {
     struct pr_exchange *x = c->x;
-    struct pr_pod_info info;
-    if (pr_registry_get(pr__srv.reg, pod, &info) != 0 || info.state == PR_POD_DOWN) {
-        fail_no_pod(c);
-        return;
-    }
     x->key_kind = (uint8_t)kind;
     x->outcome = (uint8_t)outcome;
     count_assignment(c, kind, outcome);
-    go_to_pod(c, &info);
+    go_to_pod(c, info);
+}
+
+static void route_to(struct pr_client *c, const char *pod, enum pr_key_kind kind,
+                     enum pr_outcome outcome)
+{
+    struct pr_pod_info info;
+    if (!live_info(pod, &info)) {
+        fail_no_pod(c);
+        return;
+    }
+    route_info(c, &info, kind, outcome);
 }
 
 static const char *key_of(struct pr_exchange *x, enum pr_key_kind kind, size_t *len)
@@ -415,10 +427,11 @@ static void key_lookup_cb(void *arg, int status, const char *pod)
     enum pr_key_kind kind = (enum pr_key_kind)x->key_kind;
     size_t kl;
     const char *key = key_of(x, kind, &kl);
-    if (status == 0 && pr_registry_is_live(pr__srv.reg, pod)) {
+    struct pr_pod_info info;
+    if (status == 0 && live_info(pod, &info)) {
         if (kind == PR_KEY_ROOM)
             join_room(c);
-        route_to(c, pod, kind, PR_OUTCOME_HIT);
+        route_info(c, &info, kind, PR_OUTCOME_HIT);
         return;
     }
     bool degraded = status != 0 && status != -ENOENT;
@@ -454,8 +467,9 @@ static void sid_lookup_cb(void *arg, int status, const char *pod)
     if (!release(c))
         return;
     if (status == 0) {
-        if (pr_registry_is_live(pr__srv.reg, pod)) {
-            route_to(c, pod, PR_KEY_SID, PR_OUTCOME_HIT);
+        struct pr_pod_info info;
+        if (live_info(pod, &info)) {
+            route_info(c, &info, PR_KEY_SID, PR_OUTCOME_HIT);
         } else {
             /* Exactly Engine.IO's answer: the client starts a fresh handshake. */
             c->x->key_kind = PR_KEY_SID;
