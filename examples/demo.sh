@@ -107,5 +107,7 @@ while true; do
             exit 1
         fi
     done
-    sleep 1
+    # In the background so that a signal is handled at once.
+    sleep 1 &
+    wait "$!" || true
 done

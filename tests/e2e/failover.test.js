@@ -1,7 +1,8 @@
 'use strict';
 // kill -9 one of three pods: rooms of the other pods never move or drop;
 // the dead pod's rooms reconnect (socket.io auto-reconnect) to one other pod
-// within pod-ttl + 5 s; the admin API shows the pod down.
+// within pod-ttl + 5 s; the admin API shows the pod down; when it returns,
+// nothing moves back.
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
@@ -111,5 +112,19 @@ test('kill -9 of one pod moves only its rooms', { timeout: 120000 }, async (t) =
   for (const room of victimRooms) {
     assert.ok(room.lastAck && room.lastAck.at > killedAt && room.lastAck.pod === room.newPod,
       `${room.roomId}: messages flow again on ${room.newPod}`);
+  }
+
+  // The pod comes back: nothing moves back to it (SPEC 5), and a late
+  // participant of a moved room joins the room's new pod.
+  await cluster.restartPod(victim);
+  for (const room of victimRooms) {
+    const res = await cluster.admin('GET', `/v1/rooms/${room.roomId}`);
+    assert.equal(res.json && res.json.pod, room.newPod, `${room.roomId} stays on ${room.newPod} after ${victim} returns`);
+    const late = cluster.connect('/experiment', { roomId: room.roomId, participantId: `p_${tag}_late_${room.roomId}` });
+    await waitConnected(late);
+    assert.equal((await whoami(late)).pod, room.newPod, `${room.roomId}: a late participant joins ${room.newPod}`);
+  }
+  for (const room of otherRooms) {
+    assert.equal((await whoami(room.a)).pod, room.pod, `${room.roomId} did not move when ${victim} returned`);
   }
 });
