@@ -7,7 +7,8 @@ const { describe, it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const crypto = require('node:crypto');
 const http = require('node:http');
-const { Cluster, request, pattern, sha256 } = require('./lib/cluster');
+const net = require('node:net');
+const { Cluster, request, pattern, sha256, waitFor } = require('./lib/cluster');
 
 const MB = 1024 * 1024;
 
@@ -191,6 +192,28 @@ describe('HTTP proxying', { timeout: 180000 }, () => {
     const forged = await cluster.get('/api/headers', { headers: { cookie: `pr_affinity=${other}.${'0'.repeat(64)}` } });
     assert.equal(forged.status, 200, 'a forged cookie is ignored, not an error');
   });
+  it('a client that aborts a pending long-poll is let go (SPEC 7 connection gauge)', async () => {
+    const gauge = async () => {
+      const res = await cluster.admin('GET', '/metrics');
+      const m = /^podrouter_connections_active\{kind="client"\} (\d+)/m.exec(res.text);
+      assert.ok(m, 'podrouter_connections_active{kind="client"} exported');
+      return Number(m[1]);
+    };
+    const hs = await cluster.get(`/socket.io/?EIO=4&transport=polling&t=abort${tag}`);
+    const sid = JSON.parse(hs.text.slice(1)).sid;
+    await cluster.get(`/socket.io/?EIO=4&transport=polling&sid=${sid}`, { method: 'POST', body: '40', headers: { 'content-type': 'text/plain' } });
+    const first = await cluster.get(`/socket.io/?EIO=4&transport=polling&sid=${sid}`);
+    assert.match(first.text, /^40/);
+    const base = await gauge();
+    // The next GET is held by the pod (nothing to send until its ping).
+    const sock = net.connect({ host: '127.0.0.1', port: cluster.routerPort });
+    sock.on('error', () => {});
+    sock.write(`GET /socket.io/?EIO=4&transport=polling&sid=${sid} HTTP/1.1\r\nHost: e2e\r\n\r\n`);
+    await waitFor(async () => (await gauge()) === base + 1, { timeoutMs: 3000, what: 'the long-poll to be counted' });
+    sock.destroy();
+    await waitFor(async () => (await gauge()) === base, { timeoutMs: 3000, what: 'the aborted long-poll connection to be closed by the router' });
+  });
+
   // Runs last: it drains pods of the shared cluster.
   it('polling handshake sets pr_affinity and pins the sid to its pod', async (t) => {
     const sessions = [];
