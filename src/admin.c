@@ -367,6 +367,8 @@ static void handle_pod_put(const struct pr_admin_ctx *ctx, const struct pr_admin
         respond_error(resp, 400, "bad_field", "zone: must not contain control characters");
         return;
     }
+    if (ctx->store && ctx->store->ops->pod_put)
+        ctx->store->ops->pod_put(ctx->store, name);
     respond_pod(ctx, resp, created ? 201 : 200, name);
 }
 
@@ -380,6 +382,8 @@ static void handle_pod(const struct pr_admin_ctx *ctx, const struct pr_admin_req
             respond_error(resp, 404, "not_found", "no such pod");
             return;
         }
+        if (ctx->store && ctx->store->ops->pod_drain)
+            ctx->store->ops->pod_drain(ctx->store, name);
         pr_info("pod draining", "pod", name);
         respond_pod(ctx, resp, 200, name);
     } else if (strcmp(m, "PUT") == 0) {
@@ -391,6 +395,8 @@ static void handle_pod(const struct pr_admin_ctx *ctx, const struct pr_admin_req
         }
         if (ctx->store)
             ctx->store->ops->release_pod(ctx->store, name);
+        if (ctx->store && ctx->store->ops->pod_delete)
+            ctx->store->ops->pod_delete(ctx->store, name);
         pr_info("pod deleted", "pod", name);
         respond(resp, 204, NULL, NULL, 0);
     } else {

@@ -312,6 +312,78 @@ int pr_registry_put(struct pr_registry *reg, const char *name, const char *addre
     return 0;
 }
 
+/* Merge a row shared by another replica; see registry.h. */
+int pr_registry_merge(struct pr_registry *reg, const struct pr_pod_remote *r, bool *created)
+{
+    if (created)
+        *created = false;
+    if (!reg || !r || !r->name || !r->address)
+        return -EINVAL;
+    size_t nlen = strlen(r->name), alen = strlen(r->address);
+    size_t zlen = r->zone ? strnlen(r->zone, PR_ZONE_MAX + 1) : 0;
+    if (!pr_pod_name_valid(r->name, nlen) || !pr_pod_address_valid(r->address, alen) ||
+        r->cap_rooms == 0 || r->cap_participants == 0 || zlen > PR_ZONE_MAX)
+        return -EINVAL;
+    for (size_t i = 0; i < zlen; i++)
+        if ((unsigned char)r->zone[i] < 0x20 || r->zone[i] == 0x7f)
+            return -EINVAL;
+
+    uint64_t now = pr_mono_ms(), wall = pr_now_ms();
+    uint64_t ago = wall > r->last_seen_ms ? wall - r->last_seen_ms : 0;
+    uint64_t seen_mono = now > ago ? now - ago : 0;
+    pthread_mutex_lock(&reg->mu);
+    long pos = find_pos(reg, r->name);
+    struct pod_slot *p;
+    if (pos < 0) {
+        if (ago >= FORGET_FACTOR * reg->ttl_ms) {
+            pthread_mutex_unlock(&reg->mu);
+            return -ESTALE;
+        }
+        if (reg->n >= PR_MAX_PODS) {
+            pthread_mutex_unlock(&reg->mu);
+            return -ENOSPC;
+        }
+        uint32_t i = 0;
+        while (reg->slots[i].used)
+            i++;
+        p = &reg->slots[i];
+        p->used = true;
+        p->draining = false;
+        p->load_rooms = p->load_participants = 0;
+        p->failed_mono = 0;
+        p->last_seen_mono = 0;
+        p->last_seen_ms = 0;
+        memcpy(p->name, r->name, nlen + 1);
+        memcpy(p->address, r->address, alen + 1);
+        slot_bump_gen(p);
+        size_t at = (size_t)(-pos - 1);
+        memmove(&reg->order[at + 1], &reg->order[at], (reg->n - at) * sizeof(reg->order[0]));
+        reg->order[at] = (uint16_t)i;
+        reg->n++;
+        if (created)
+            *created = true;
+    } else {
+        p = &reg->slots[reg->order[pos]];
+        if (strcmp(p->address, r->address) != 0) {
+            memcpy(p->address, r->address, alen + 1);
+            p->failed_mono = 0;
+            slot_bump_gen(p);
+        }
+    }
+    p->cap_rooms = r->cap_rooms;
+    p->cap_participants = r->cap_participants;
+    memcpy(p->zone, r->zone ? r->zone : "", zlen);
+    p->zone[zlen] = '\0';
+    if (r->draining)
+        p->draining = true;
+    if (seen_mono > p->last_seen_mono)
+        p->last_seen_mono = seen_mono;
+    if (r->last_seen_ms > p->last_seen_ms)
+        p->last_seen_ms = r->last_seen_ms;
+    pthread_mutex_unlock(&reg->mu);
+    return 0;
+}
+
 /* Mark a pod draining (kept across heartbeats and downtime); 0 or -ENOENT. */
 int pr_registry_drain(struct pr_registry *reg, const char *name)
 {

@@ -16,7 +16,6 @@ static bool starts_with(const char *s, const char *prefix)
 struct pr_store *pr_store_open(const struct pr_config *cfg, struct pr_registry *reg,
                                uv_loop_t *loop, char *err, size_t errlen)
 {
-    (void)loop;
     if (!cfg) {
         snprintf(err, errlen, "store: no configuration");
         return NULL;
@@ -27,10 +26,8 @@ struct pr_store *pr_store_open(const struct pr_config *cfg, struct pr_registry *
             snprintf(err, errlen, "store: out of memory");
         return s;
     }
-    if (starts_with(cfg->store, "redis://") || starts_with(cfg->store, "redis-sentinel://")) {
-        snprintf(err, errlen, "redis store not built yet");
-        return NULL;
-    }
+    if (starts_with(cfg->store, "redis://") || starts_with(cfg->store, "redis-sentinel://"))
+        return pr_store_redis_open(cfg, reg, loop, err, errlen);
     snprintf(err, errlen, "--store: unknown store \"%.64s\" (memory, redis://, redis-sentinel://)",
              cfg->store);
     return NULL;

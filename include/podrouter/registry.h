@@ -40,6 +40,20 @@ void pr_registry_destroy(struct pr_registry *reg);
 int pr_registry_put(struct pr_registry *reg, const char *name, const char *address,
                     uint32_t cap_rooms, uint32_t cap_participants, const char *zone,
                     bool *created);
+/* A pod row as another router replica shared it (Redis store, SPEC 6.1 P pod:{name}). */
+struct pr_pod_remote {
+    const char *name;
+    const char *address;
+    const char *zone; /* "" or NULL: none */
+    uint32_t cap_rooms, cap_participants;
+    bool draining;
+    uint64_t last_seen_ms; /* epoch ms of the pod's last heartbeat at any replica */
+};
+
+/* Merge a remote row: creates the pod unless it was last seen so long ago that it would be
+ * forgotten; updates address, capacity and zone; draining is sticky; last_seen never moves
+ * backwards. 0 (with *created set), -EINVAL, -ENOSPC, or -ESTALE (too old, not created). */
+int pr_registry_merge(struct pr_registry *reg, const struct pr_pod_remote *r, bool *created);
 int pr_registry_drain(struct pr_registry *reg, const char *name);  /* 0 or -ENOENT */
 int pr_registry_delete(struct pr_registry *reg, const char *name); /* 0 or -ENOENT */
 int pr_registry_get(struct pr_registry *reg, const char *name, struct pr_pod_info *out);

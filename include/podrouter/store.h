@@ -55,6 +55,12 @@ struct pr_store_ops {
     bool (*up)(struct pr_store *s);
     /* Periodic housekeeping (TTL expiry), called about once a second from one loop. */
     void (*tick)(struct pr_store *s);
+    /* Optional (NULL for the memory store): share a registry change made through this
+     * replica's admin API with the other replicas, after the local registry applied it.
+     * pod_put reads the pod's current row from the registry. Fire-and-forget. */
+    void (*pod_put)(struct pr_store *s, const char *name);
+    void (*pod_drain)(struct pr_store *s, const char *name);
+    void (*pod_delete)(struct pr_store *s, const char *name);
 };
 
 struct pr_store {
@@ -67,5 +73,12 @@ struct pr_store *pr_store_open(const struct pr_config *cfg, struct pr_registry *
                                uv_loop_t *loop, char *err, size_t errlen);
 
 struct pr_store *pr_store_memory_open(const struct pr_config *cfg, struct pr_registry *reg);
+
+/* A Redis store handle bound to loop (redis:// or redis-sentinel:// in cfg->store). The first
+ * handle opened in a process also owns the pub/sub subscriber (and the Sentinel watch). The
+ * handle connects in the background: until Redis answers it routes in degraded mode. NULL
+ * with err filled when the URL is unusable or memory runs out. */
+struct pr_store *pr_store_redis_open(const struct pr_config *cfg, struct pr_registry *reg,
+                                     uv_loop_t *loop, char *err, size_t errlen);
 
 #endif

@@ -115,11 +115,13 @@ Test(store_memory, open_by_name)
 
     struct pr_config c = cfg;
     snprintf(c.store, sizeof(c.store), "redis://localhost:6379/0");
+    /* The Redis store needs an event loop (tests/unit/store_redis_test.c opens it on one). */
     cr_expect_null(pr_store_open(&c, reg, NULL, err, sizeof(err)));
-    cr_expect_str_eq(err, "redis store not built yet");
+    cr_expect_not_null(strstr(err, "event loop"));
     snprintf(c.store, sizeof(c.store), "redis-sentinel://h:26379/mymaster");
+    err[0] = '\0';
     cr_expect_null(pr_store_open(&c, reg, NULL, err, sizeof(err)));
-    cr_expect_str_eq(err, "redis store not built yet");
+    cr_expect_not_null(strstr(err, "event loop"));
     snprintf(c.store, sizeof(c.store), "etcd://x");
     err[0] = '\0';
     cr_expect_null(pr_store_open(&c, reg, NULL, err, sizeof(err)));

@@ -1,0 +1,154 @@
+/* The store's Lua script as a C string (included once, by redis_proto.c). Every call passes
+ * ARGV[1] = operation and ARGV[2] = the P events channel; the rest per operation:
+ *
+ *   create   KEYS key                 ARGV kind id pod ttl count assignedAt
+ *            -> {1, value} written (NX), or {0, existing value} (the winner; TTL renewed)
+ *   replace  KEYS key                 ARGV kind id expect pod ttl now
+ *            -> {1, value} moved (or created when absent), or {0, current value}
+ *   set      KEYS key                 ARGV kind id pod ttl now       -> {1, value}
+ *   del      KEYS key [members]       ARGV kind id                   -> keys removed
+ *   join     KEYS room members        ARGV id who ttl max            -> count or -1 (no room)
+ *   renew    KEYS key [members]       ARGV ttl                       -> 1, or 0 when key is gone
+ *   podput   KEYS pod pods            ARGV name json ttl             -> 1 changed, 0 heartbeat
+ *   pods     KEYS pods                ARGV pod-key-prefix            -> {json, ...}
+ *   poddrain KEYS pod                 ARGV name                      -> 1 or 0 (unknown)
+ *   poddel   KEYS pod pods            ARGV name                      -> 1 or 0
+ *
+ * A room value that is not JSON with a string podId counts as absent (overwritten); a
+ * HyperStudy value with a podId is the assignment, whoever wrote it. Messages published on
+ * the channel are described in redis_proto.h. */
+#ifndef PODROUTER_REDIS_SCRIPT_LUA_H
+#define PODROUTER_REDIS_SCRIPT_LUA_H
+
+#define PR_REDIS_SCRIPT_TEXT                                                                       \
+    "local op, ch = ARGV[1], ARGV[2]\n"                                                            \
+    "local function num(n) return string.format('%.0f', tonumber(n) or 0) end\n"                   \
+    "local function parse(kind, v)\n"                                                              \
+    "  if not v then return nil end\n"                                                             \
+    "  if kind ~= 'room' then return v, nil end\n"                                                 \
+    "  local ok, t = pcall(cjson.decode, v)\n"                                                     \
+    "  if ok and type(t) == 'table' and type(t.podId) == 'string' and t.podId ~= '' then\n"        \
+    "    return t.podId, t\n"                                                                      \
+    "  end\n"                                                                                      \
+    "  return nil\n"                                                                               \
+    "end\n"                                                                                        \
+    "local function same(cur, want)\n"                                                             \
+    "  return cur == want or string.sub(cur, 1, #want + 1) == want .. '.'\n"                       \
+    "end\n"                                                                                        \
+    "local function value(kind, pod, count, at)\n"                                                 \
+    "  if kind ~= 'room' then return pod end\n"                                                    \
+    "  return cjson.encode({podId = pod, participantCount = tonumber(count) or 0,\n"               \
+    "                       assignedAt = tonumber(at) or 0})\n"                                    \
+    "end\n"                                                                                        \
+    "local function announce(kind, id, pod, count, at)\n"                                          \
+    "  if kind ~= 'sid' then\n"                                                                    \
+    "    redis.call('PUBLISH', ch, 'set ' .. kind .. ' ' .. id .. ' ' .. pod .. ' ' ..\n"          \
+    "                num(count) .. ' ' .. num(at))\n"                                              \
+    "  end\n"                                                                                      \
+    "end\n"                                                                                        \
+    "if op == 'create' then\n"                                                                     \
+    "  local kind, id, pod, ttl = ARGV[3], ARGV[4], ARGV[5], ARGV[6]\n"                            \
+    "  local cur = redis.call('GET', KEYS[1])\n"                                                   \
+    "  if parse(kind, cur) then\n"                                                                 \
+    "    redis.call('PEXPIRE', KEYS[1], ttl)\n"                                                    \
+    "    return {0, cur}\n"                                                                        \
+    "  end\n"                                                                                      \
+    "  local v = value(kind, pod, ARGV[7], ARGV[8])\n"                                             \
+    "  redis.call('SET', KEYS[1], v, 'PX', ttl)\n"                                                 \
+    "  announce(kind, id, pod, ARGV[7], ARGV[8])\n"                                                \
+    "  return {1, v}\n"                                                                            \
+    "elseif op == 'replace' or op == 'set' then\n"                                                 \
+    "  local kind, id = ARGV[3], ARGV[4]\n"                                                        \
+    "  local expect, pod, ttl, now\n"                                                              \
+    "  if op == 'replace' then\n"                                                                  \
+    "    expect, pod, ttl, now = ARGV[5], ARGV[6], ARGV[7], ARGV[8]\n"                             \
+    "  else\n"                                                                                     \
+    "    pod, ttl, now = ARGV[5], ARGV[6], ARGV[7]\n"                                              \
+    "  end\n"                                                                                      \
+    "  local cur = redis.call('GET', KEYS[1])\n"                                                   \
+    "  local p, t = parse(kind, cur)\n"                                                            \
+    "  if p and op == 'replace' and not same(p, expect) then return {0, cur} end\n"                \
+    "  local count = 0\n"                                                                          \
+    "  if t and tonumber(t.participantCount) then count = tonumber(t.participantCount) end\n"      \
+    "  local v = value(kind, pod, count, now)\n"                                                   \
+    "  redis.call('SET', KEYS[1], v, 'PX', ttl)\n"                                                 \
+    "  announce(kind, id, pod, count, now)\n"                                                      \
+    "  return {1, v}\n"                                                                            \
+    "elseif op == 'del' then\n"                                                                    \
+    "  local n = redis.call('DEL', unpack(KEYS))\n"                                                \
+    "  redis.call('PUBLISH', ch, 'del ' .. ARGV[3] .. ' ' .. ARGV[4])\n"                           \
+    "  return n\n"                                                                                 \
+    "elseif op == 'join' then\n"                                                                   \
+    "  local id, who, ttl, max = ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])\n"                   \
+    "  local cur = redis.call('GET', KEYS[1])\n"                                                   \
+    "  local p, t = parse('room', cur)\n"                                                          \
+    "  if not p then return -1 end\n"                                                              \
+    "  local n = redis.call('SCARD', KEYS[2])\n"                                                   \
+    "  local added = 0\n"                                                                          \
+    "  if n < max then added = redis.call('SADD', KEYS[2], who) end\n"                             \
+    "  redis.call('PEXPIRE', KEYS[2], ttl)\n"                                                      \
+    "  local count = tonumber(t.participantCount) or 0\n"                                          \
+    "  if added == 1 then\n"                                                                       \
+    "    n = n + 1\n"                                                                              \
+    "    if n > count then count = n end\n"                                                        \
+    "    t.participantCount = count\n"                                                             \
+    "    local left = redis.call('PTTL', KEYS[1])\n"                                               \
+    "    if left <= 0 then left = ttl end\n"                                                       \
+    "    redis.call('SET', KEYS[1], cjson.encode(t), 'PX', left)\n"                                \
+    "    redis.call('PUBLISH', ch, 'count ' .. id .. ' ' .. num(count))\n"                         \
+    "  end\n"                                                                                      \
+    "  return count\n"                                                                             \
+    "elseif op == 'renew' then\n"                                                                  \
+    "  local r = redis.call('PEXPIRE', KEYS[1], ARGV[3])\n"                                        \
+    "  if KEYS[2] then redis.call('PEXPIRE', KEYS[2], ARGV[3]) end\n"                              \
+    "  return r\n"                                                                                 \
+    "elseif op == 'podput' then\n"                                                                 \
+    "  local name, ttl = ARGV[3], ARGV[5]\n"                                                       \
+    "  local new = cjson.decode(ARGV[4])\n"                                                        \
+    "  local cur = redis.call('GET', KEYS[1])\n"                                                   \
+    "  local changed = 1\n"                                                                        \
+    "  if cur then\n"                                                                              \
+    "    local ok, old = pcall(cjson.decode, cur)\n"                                               \
+    "    if ok and type(old) == 'table' then\n"                                                    \
+    "      if old.draining == true then new.draining = true end\n"                                 \
+    "      local a, b = tonumber(old.last_seen_at) or 0, tonumber(new.last_seen_at) or 0\n"        \
+    "      if a > b then new.last_seen_at = a end\n"                                               \
+    "      local oc, nc = old.capacity or {}, new.capacity or {}\n"                                \
+    "      if old.address == new.address and old.draining == new.draining and\n"                  \
+    "         old.zone == new.zone and oc.rooms == nc.rooms and\n"                                 \
+    "         oc.participants == nc.participants then changed = 0 end\n"                           \
+    "    end\n"                                                                                    \
+    "  end\n"                                                                                      \
+    "  local v = cjson.encode(new)\n"                                                              \
+    "  redis.call('SET', KEYS[1], v, 'PX', ttl)\n"                                                 \
+    "  redis.call('SADD', KEYS[2], name)\n"                                                        \
+    "  if changed == 1 then redis.call('PUBLISH', ch, 'pod ' .. v) end\n"                          \
+    "  return changed\n"                                                                           \
+    "elseif op == 'pods' then\n"                                                                   \
+    "  local out = {}\n"                                                                           \
+    "  for _, name in ipairs(redis.call('SMEMBERS', KEYS[1])) do\n"                                \
+    "    local v = redis.call('GET', ARGV[3] .. name)\n"                                           \
+    "    if v then table.insert(out, v) else redis.call('SREM', KEYS[1], name) end\n"              \
+    "  end\n"                                                                                      \
+    "  return out\n"                                                                               \
+    "elseif op == 'poddrain' then\n"                                                               \
+    "  local cur = redis.call('GET', KEYS[1])\n"                                                   \
+    "  if not cur then return 0 end\n"                                                             \
+    "  local ok, t = pcall(cjson.decode, cur)\n"                                                   \
+    "  if not ok or type(t) ~= 'table' then return 0 end\n"                                        \
+    "  t.draining = true\n"                                                                        \
+    "  local v = cjson.encode(t)\n"                                                                \
+    "  local left = redis.call('PTTL', KEYS[1])\n"                                                 \
+    "  if left > 0 then redis.call('SET', KEYS[1], v, 'PX', left)\n"                               \
+    "  else redis.call('SET', KEYS[1], v) end\n"                                                   \
+    "  redis.call('PUBLISH', ch, 'pod ' .. v)\n"                                                   \
+    "  return 1\n"                                                                                 \
+    "elseif op == 'poddel' then\n"                                                                 \
+    "  local n = redis.call('DEL', KEYS[1])\n"                                                     \
+    "  redis.call('SREM', KEYS[2], ARGV[3])\n"                                                     \
+    "  redis.call('PUBLISH', ch, 'delpod ' .. ARGV[3])\n"                                          \
+    "  return n\n"                                                                                 \
+    "end\n"                                                                                        \
+    "return redis.error_reply('podrouter: unknown op')\n"
+
+#endif

@@ -1,0 +1,5 @@
+/* placeholder, replaced below */
+#include <criterion/criterion.h>
+Test(store_redis, placeholder)
+{
+}
