@@ -123,8 +123,7 @@ static void table_grow(struct table *t)
 }
 
 /* Slot of the live entry for (kind, key), or NULL; an expired one is removed (lock held). */
-static struct entry **lookup(uint8_t kind, const char *key, size_t len, uint64_t hash,
-                             uint64_t now)
+static struct entry **lookup(uint8_t kind, const char *key, size_t len, uint64_t hash, uint64_t now)
 {
     struct entry **pp = &g_t->buckets[hash & (g_t->nbuckets - 1)];
     while (*pp) {
@@ -280,8 +279,8 @@ int pr__rc_get(enum pr_key_kind kind, const char *key, size_t len, char pod[PR_P
 }
 
 /* Cache kind:key -> pod. */
-int pr__rc_put(enum pr_key_kind kind, const char *key, size_t len, const char *pod,
-               uint32_t count, uint64_t assigned_at, enum pr__rc_mode mode, bool dirty,
+int pr__rc_put(enum pr_key_kind kind, const char *key, size_t len, const char *pod, uint32_t count,
+               uint64_t assigned_at, enum pr__rc_mode mode, bool dirty,
                char out[PR_POD_NAME_MAX + 1])
 {
     if (!args_ok(kind, key, len) || !pod || !pod[0])

@@ -41,8 +41,8 @@ int pr__rc_get(enum pr_key_kind kind, const char *key, size_t len, char pod[PR_P
                bool *renew);
 /* Cache kind:key -> pod (count/assigned_at for rooms; assigned_at 0 = now). dirty marks an
  * assignment the store has not seen yet. out (may be NULL) gets the cached pod after. */
-int pr__rc_put(enum pr_key_kind kind, const char *key, size_t len, const char *pod,
-               uint32_t count, uint64_t assigned_at, enum pr__rc_mode mode, bool dirty,
+int pr__rc_put(enum pr_key_kind kind, const char *key, size_t len, const char *pod, uint32_t count,
+               uint64_t assigned_at, enum pr__rc_mode mode, bool dirty,
                char out[PR_POD_NAME_MAX + 1]);
 /* Local compare-and-set (store unreachable): move to pod if at expect or absent. Marks dirty.
  * out gets the value after. 0 or -ENOMEM. */

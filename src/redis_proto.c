@@ -346,8 +346,7 @@ done:
 int pr_redis_room_format(char *out, size_t cap, const struct pr_redis_room *r)
 {
     int n = snprintf(out, cap, "{\"podId\":\"%s\",\"participantCount\":%u,\"assignedAt\":%llu}",
-                     r->pod, (unsigned)r->participant_count,
-                     (unsigned long long)r->assigned_at_ms);
+                     r->pod, (unsigned)r->participant_count, (unsigned long long)r->assigned_at_ms);
     return n < 0 || (size_t)n >= cap ? -ENOSPC : n;
 }
 
@@ -431,6 +430,8 @@ int pr_redis_pod_parse(const char *json, size_t len, struct pr_redis_pod *out)
             v > 0)
             out->cap_participants = (uint32_t)v;
     }
+    if (zone && !cJSON_IsString(zone) && !cJSON_IsNull(zone))
+        goto done;
     if (cJSON_IsString(zone)) {
         if (strlen(zone->valuestring) > PR_ZONE_MAX)
             goto done;

@@ -76,7 +76,7 @@
 enum role { ROLE_CMD = 0, ROLE_SUB, ROLE_SENT_Q, ROLE_SENT_SUB, ROLE__COUNT };
 
 static const char *const role_names[ROLE__COUNT] = {"command", "subscriber", "sentinel-query",
-                                                   "sentinel-watch"};
+                                                    "sentinel-watch"};
 
 enum conn_state { CS_CONNECTING = 0, CS_READY, CS_DEAD };
 
@@ -693,8 +693,7 @@ static void conn_kill_later(struct conn *c, int status)
 /* true when reply is an error whose message starts with word. */
 static bool reply_error_is(const redisReply *r, const char *word)
 {
-    return r && r->type == REDIS_REPLY_ERROR && r->str &&
-           strncmp(r->str, word, strlen(word)) == 0;
+    return r && r->type == REDIS_REPLY_ERROR && r->str && strncmp(r->str, word, strlen(word)) == 0;
 }
 
 static void handle_reply(struct req *q, redisReply *r, int status);
@@ -782,8 +781,7 @@ static void handle_setup(struct req *q, redisReply *r, int status)
              r->element[0]->type == REDIS_REPLY_STRING && strcmp(r->element[0]->str, "master") == 0;
     if (ok && q->op == OP_SENTINEL) {
         ok = r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
-             r->element[0]->type == REDIS_REPLY_STRING &&
-             r->element[1]->type == REDIS_REPLY_STRING;
+             r->element[0]->type == REDIS_REPLY_STRING && r->element[1]->type == REDIS_REPLY_STRING;
         uint16_t port = 0;
         long p = ok ? strtol(r->element[1]->str, NULL, 10) : 0;
         if (ok && p > 0 && p < 65536 && r->element[0]->len <= PR_REDIS_HOST_MAX) {
@@ -795,10 +793,10 @@ static void handle_setup(struct req *q, redisReply *r, int status)
         }
     }
     if (!ok) {
-        const char *why = !r ? "no reply"
+        const char *why = !r                             ? "no reply"
                           : r->type == REDIS_REPLY_ERROR ? r->str
-                          : q->op == OP_ROLE            ? "not a master"
-                                                        : "unexpected reply";
+                          : q->op == OP_ROLE             ? "not a master"
+                                                         : "unexpected reply";
         char port[8];
         snprintf(port, sizeof(port), "%u", (unsigned)c->port);
         if (r && q->op != OP_ROLE)
@@ -857,8 +855,8 @@ static void handle_reply(struct req *q, redisReply *r, int status)
     case OP_CREATE:
     case OP_REPLACE:
         if (status == 0 && script_value(q, r, pod, &count, &at, &written) == 0) {
-            if (pr__rc_put(kind, q->key, q->key_len, pod, count, at, PR_RC_OVERWRITE, false,
-                           out) != 0)
+            if (pr__rc_put(kind, q->key, q->key_len, pod, count, at, PR_RC_OVERWRITE, false, out) !=
+                0)
                 snprintf(out, sizeof(out), "%s", pod);
             q->cb(q->arg, 0, out);
             return;
@@ -876,8 +874,8 @@ static void handle_reply(struct req *q, redisReply *r, int status)
                 rs->wb_written++;
             } else if (strcmp(pod, q->pod) != 0) {
                 rs->wb_adopted++;
-                pr_info("assignment adopted from another replica", "kind",
-                        pr_redis_kind_name(kind), "key", q->key, "pod", pod, "was", q->pod);
+                pr_info("assignment adopted from another replica", "kind", pr_redis_kind_name(kind),
+                        "key", q->key, "pod", pod, "was", q->pod);
             }
             pr__rc_put(kind, q->key, q->key_len, pod, count, at, PR_RC_OVERWRITE, false, NULL);
         }
@@ -899,9 +897,9 @@ static void handle_reply(struct req *q, redisReply *r, int status)
                 struct pr_redis_pod p;
                 if (e->type != REDIS_REPLY_STRING || pr_redis_pod_parse(e->str, e->len, &p) != 0)
                     continue;
-                struct pr_pod_remote rem = {p.name,          p.address,    p.zone,
-                                            p.cap_rooms,     p.cap_participants,
-                                            p.draining,      p.last_seen_ms};
+                struct pr_pod_remote rem = {p.name,        p.address,          p.zone,
+                                            p.cap_rooms,   p.cap_participants, p.draining,
+                                            p.last_seen_ms};
                 bool created = false;
                 if (pr_registry_merge(rs->reg, &rem, &created) == 0 && created)
                     pr_info("pod learned from another replica", "pod", p.name, "address",
@@ -1102,8 +1100,8 @@ static void r_replace(struct pr_store *s, enum pr_key_kind kind, const char *key
         snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)g.ttl[kind]);
         snprintf(now, sizeof(now), "%llu", (unsigned long long)pr_now_ms());
         const char *keys[] = {k};
-        const char *args[] = {"replace", pr_redis_kind_name(kind), id, expect ? expect : "",
-                              pod,       ttl,                      now};
+        const char *args[] = {
+            "replace", pr_redis_kind_name(kind), id, expect ? expect : "", pod, ttl, now};
         q = script(rs, OP_REPLACE, 1, keys, 7, args);
     }
     if (!q) {
@@ -1166,8 +1164,8 @@ static void r_room_join(struct pr_store *s, const char *room, size_t len, const 
     char pod[PR_POD_NAME_MAX + 1];
     if (pr__rc_join(room, len, who, who_len, pod) != 1 || !is_up(rs))
         return;
-    char k[PR_REDIS_KEY_MAX], m[PR_REDIS_KEY_MAX], id[PR_KEY_MAX + 1], w[PR_KEY_MAX + 1],
-        ttl[24], max[16];
+    char k[PR_REDIS_KEY_MAX], m[PR_REDIS_KEY_MAX], id[PR_KEY_MAX + 1], w[PR_KEY_MAX + 1], ttl[24],
+        max[16];
     if (!akey(k, sizeof(k), PR_KEY_ROOM, room, len) ||
         pr_redis_members_key(m, sizeof(m), g.prefix, room, len) <= 0 || who_len > PR_KEY_MAX)
         return;
@@ -1283,8 +1281,8 @@ static void apply_event(struct redis_store *rs, const char *msg, size_t len)
         struct pr_redis_pod p;
         if (pr_redis_pod_parse(ev.json, ev.json_len, &p) != 0)
             break;
-        struct pr_pod_remote rem = {p.name,      p.address,        p.zone,     p.cap_rooms,
-                                    p.cap_participants, p.draining, p.last_seen_ms};
+        struct pr_pod_remote rem = {
+            p.name, p.address, p.zone, p.cap_rooms, p.cap_participants, p.draining, p.last_seen_ms};
         pr_registry_merge(rs->reg, &rem, NULL);
         break;
     }
@@ -1395,8 +1393,7 @@ static void reconnect(struct redis_store *rs, uint64_t now)
             conn_start(rs, ROLE_SENT_Q, h->host, h->port, 0);
         }
         if (!rs->live[ROLE_SENT_SUB] && now >= rs->retry_at[ROLE_SENT_SUB]) {
-            const struct pr_redis_host *h =
-                &u->hosts[rs->sentinel_next[ROLE_SENT_SUB] % u->nhosts];
+            const struct pr_redis_host *h = &u->hosts[rs->sentinel_next[ROLE_SENT_SUB] % u->nhosts];
             conn_start(rs, ROLE_SENT_SUB, h->host, h->port, 0);
         }
     }

@@ -29,9 +29,9 @@ struct pr_redis_url {
     char user[PR_REDIS_SECRET_MAX + 1];     /* ACL user (redis://user:pw@), usually empty */
     char password[PR_REDIS_SECRET_MAX + 1]; /* empty: no AUTH */
     struct pr_redis_host hosts[PR_REDIS_MAX_HOSTS];
-    size_t nhosts;                          /* 1 for redis://, 1..8 sentinels */
-    uint32_t db;                            /* SELECT db (redis:// only) */
-    char master[PR_REDIS_MASTER_MAX + 1];   /* sentinel master name */
+    size_t nhosts;                        /* 1 for redis://, 1..8 sentinels */
+    uint32_t db;                          /* SELECT db (redis:// only) */
+    char master[PR_REDIS_MASTER_MAX + 1]; /* sentinel master name */
 };
 
 /* Parse url into out; 0, or -EINVAL with a one-line reason in err (never the password). */
@@ -105,13 +105,13 @@ enum pr_redis_event_type {
 
 struct pr_redis_event {
     enum pr_redis_event_type type;
-    enum pr_key_kind kind;           /* set, del; ROOM for count */
-    char key[PR_KEY_MAX + 1];        /* set, del, count */
+    enum pr_key_kind kind;    /* set, del; ROOM for count */
+    char key[PR_KEY_MAX + 1]; /* set, del, count */
     size_t key_len;
-    char pod[PR_POD_NAME_MAX + 1];   /* set; delpod: the name */
-    uint32_t count;                  /* set, count */
-    uint64_t assigned_at_ms;         /* set */
-    const char *json;                /* pod: borrowed from the message */
+    char pod[PR_POD_NAME_MAX + 1]; /* set; delpod: the name */
+    uint32_t count;                /* set, count */
+    uint64_t assigned_at_ms;       /* set */
+    const char *json;              /* pod: borrowed from the message */
     size_t json_len;
 };
 
