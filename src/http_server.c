@@ -351,6 +351,8 @@ void pr__client_respond(struct pr_client *c, int status, const char *content_typ
         close = true;
     if (x && !x->req_complete)
         close = true; /* unread request body: do not try to resync */
+    if (x && x->head_end && !x->req_keepalive)
+        close = true; /* the client asked for Connection: close (or spoke HTTP/1.0) */
     bool bodyless = status == 204 || status == 304;
     if (bodyless)
         body_len = 0;
@@ -722,13 +724,8 @@ static void client_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     if (nread == 0)
         return;
-    /* EOF or error. */
-    if (c->state == PR_C_PROXYING && c->x && c->x->req_complete && nread == UV_EOF) {
-        /* Half-close after a complete request: let the response finish, then close. */
-        pr__client_stop_read(c);
-        c->close_after_write = true;
-        return;
-    }
+    /* EOF or error. A client that hangs up mid-exchange (e.g. leaves a pending long-poll)
+     * has left: release it and its pod connection now rather than when the pod answers. */
     pr__client_close(c);
 }
 
