@@ -122,13 +122,13 @@ static int on_url(llhttp_t *p, const char *at, size_t len)
     return 0;
 }
 
-static int on_header_field(llhttp_t *p, const char *at, size_t len)
+/* Record a (possibly split) header-name slice as an offset from base. */
+int pr__hdr_field(struct pr_exchange *x, const char *base, const char *at, size_t len)
 {
-    struct pr_exchange *x = px(p);
     if (x->in_value || x->nheaders == 0) {
         if (x->nheaders >= PR_MAX_HEADERS)
             return -1;
-        x->hdr_name_off[x->nheaders] = (uint32_t)(at - x->head);
+        x->hdr_name_off[x->nheaders] = (uint32_t)(at - base);
         x->hdr_name_len[x->nheaders] = 0;
         x->hdr_val_off[x->nheaders] = 0;
         x->hdr_val_len[x->nheaders] = 0;
@@ -139,17 +139,29 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
     return 0;
 }
 
-static int on_header_value(llhttp_t *p, const char *at, size_t len)
+/* Record a (possibly split) header-value slice as an offset from base. */
+int pr__hdr_value(struct pr_exchange *x, const char *base, const char *at, size_t len)
 {
-    struct pr_exchange *x = px(p);
     if (x->nheaders == 0)
         return 0;
     if (!x->in_value) {
-        x->hdr_val_off[x->nheaders - 1] = (uint32_t)(at - x->head);
+        x->hdr_val_off[x->nheaders - 1] = (uint32_t)(at - base);
         x->in_value = true;
     }
     x->hdr_val_len[x->nheaders - 1] += (uint32_t)len;
     return 0;
+}
+
+static int on_header_field(llhttp_t *p, const char *at, size_t len)
+{
+    struct pr_exchange *x = px(p);
+    return pr__hdr_field(x, x->head, at, len);
+}
+
+static int on_header_value(llhttp_t *p, const char *at, size_t len)
+{
+    struct pr_exchange *x = px(p);
+    return pr__hdr_value(x, x->head, at, len);
 }
 
 /* Pause right after the head when a body follows; a bodyless request pauses at its

@@ -21,31 +21,13 @@ static void go_to_pod(struct pr_client *c, const struct pr_pod_info *pod);
 static int r_on_header_field(llhttp_t *p, const char *at, size_t len)
 {
     struct pr_exchange *x = ((struct pr_client *)p->data)->x;
-    if (x->in_value || x->nheaders == 0) {
-        if (x->nheaders >= PR_MAX_HEADERS)
-            return -1;
-        x->hdr_name_off[x->nheaders] = (uint32_t)(at - x->resp);
-        x->hdr_name_len[x->nheaders] = 0;
-        x->hdr_val_off[x->nheaders] = 0;
-        x->hdr_val_len[x->nheaders] = 0;
-        x->nheaders++;
-        x->in_value = false;
-    }
-    x->hdr_name_len[x->nheaders - 1] += (uint32_t)len;
-    return 0;
+    return pr__hdr_field(x, x->resp, at, len);
 }
 
 static int r_on_header_value(llhttp_t *p, const char *at, size_t len)
 {
     struct pr_exchange *x = ((struct pr_client *)p->data)->x;
-    if (x->nheaders == 0)
-        return 0;
-    if (!x->in_value) {
-        x->hdr_val_off[x->nheaders - 1] = (uint32_t)(at - x->resp);
-        x->in_value = true;
-    }
-    x->hdr_val_len[x->nheaders - 1] += (uint32_t)len;
-    return 0;
+    return pr__hdr_value(x, x->resp, at, len);
 }
 
 static int r_on_headers_complete(llhttp_t *p)

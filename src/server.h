@@ -218,6 +218,8 @@ int pr__client_send(struct pr_client *c, const char *data, size_t len);
 void pr__client_drain(struct pr_worker *w);
 void pr__exchange_release(struct pr_worker *w, struct pr_exchange *x);
 void pr__access_log(struct pr_client *c);
+int pr__hdr_field(struct pr_exchange *x, const char *base, const char *at, size_t len);
+int pr__hdr_value(struct pr_exchange *x, const char *base, const char *at, size_t len);
 
 /* proxy.c */
 void pr__proxy_route(struct pr_client *c);
