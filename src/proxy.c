@@ -819,7 +819,7 @@ void pr__proxy_on_upstream_data(struct pr_upstream *u, const char *data, size_t 
             x->resp_cap = (uint32_t)nc;
         }
         char *start = x->resp + x->resp_len;
-        memcpy(start, data, len);
+        memmove(start, data, len);
         x->resp_len += (uint32_t)len;
         llhttp_errno_t err = llhttp_execute(&x->resp_parser, start, len);
         if (err == HPE_OK) {
@@ -842,8 +842,7 @@ void pr__proxy_on_upstream_data(struct pr_upstream *u, const char *data, size_t 
                 return;
             }
             uint32_t rest = x->resp_len - head_end;
-            char tmp[PR_READ_BUF];
-            memcpy(tmp, x->resp + head_end, rest < sizeof(tmp) ? rest : sizeof(tmp));
+            memmove(x->resp, x->resp + head_end, rest);
             llhttp_init(&x->resp_parser, HTTP_RESPONSE, &resp_settings);
             x->resp_parser.data = c;
             x->resp_len = 0;
@@ -852,8 +851,8 @@ void pr__proxy_on_upstream_data(struct pr_upstream *u, const char *data, size_t 
             x->resp_complete = false;
             if (rest == 0)
                 return;
-            data = tmp;
-            len = rest < sizeof(tmp) ? rest : sizeof(tmp);
+            data = x->resp; /* re-parse what followed the interim head, in place */
+            len = rest;
             continue;
         }
         x->resp_head_done = true;
