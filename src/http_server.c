@@ -558,6 +558,17 @@ static void admin_dispatch(struct pr_client *c)
 
 /* ---- head completion ---- */
 
+/* An incoming X-Request-Id is kept when it is 1..128 visible ASCII characters. */
+static bool request_id_ok(const char *v, size_t len)
+{
+    if (len == 0 || len > 128)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)v[i] <= 0x20 || (unsigned char)v[i] >= 0x7f)
+            return false;
+    return true;
+}
+
 static void head_complete(struct pr_client *c)
 {
     struct pr_exchange *x = c->x;
@@ -580,10 +591,12 @@ static void head_complete(struct pr_client *c)
     x->req_upgrade = x->req_parser.upgrade;
     x->is_head = x->req_parser.method == HTTP_HEAD;
     const struct pr_header *rid = pr_head_find(&x->rh, "x-request-id");
-    if (rid && rid->value_len > 0 && rid->value_len < sizeof(x->request_id)) {
+    if (rid && request_id_ok(rid->value, rid->value_len)) {
         memcpy(x->request_id, rid->value, rid->value_len);
         x->request_id[rid->value_len] = 0;
+        x->rid_from_client = true;
     } else {
+        /* Absent, empty, oversized or unprintable: ours replaces it, for pod and log alike. */
         uint64_t seq = atomic_fetch_add(&pr__srv.request_seq, 1);
         snprintf(x->request_id, sizeof(x->request_id), "%08llx-%02x%010llx",
                  (unsigned long long)(pr__srv.start_ms & 0xffffffffu), (unsigned)w->id,

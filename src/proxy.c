@@ -193,8 +193,11 @@ static int build_request_head(struct pr_client *c)
             has_proto = true;
         else if (name_is(h->name, h->name_len, "x-forwarded-host"))
             has_fhost = true;
-        else if (name_is(h->name, h->name_len, "x-request-id"))
+        else if (name_is(h->name, h->name_len, "x-request-id")) {
+            if (!x->rid_from_client)
+                continue; /* replaced by ours below */
             has_rid = true;
+        }
         ob_add(&o, h->name, h->name_len);
         ob_str(&o, ": ");
         ob_add(&o, h->value, h->value_len);

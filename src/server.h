@@ -137,7 +137,8 @@ struct pr_exchange {
     uint8_t key_kind, outcome;
     char pod[PR_POD_NAME_MAX + 1];
     char first_pod[PR_POD_NAME_MAX + 1];
-    char request_id[48];
+    char request_id[129]; /* the client's X-Request-Id (1..128 printable) or ours */
+    bool rid_from_client;
     int status;
     uint64_t start_ns;
     struct pr_sid_sniffer sniffer;
