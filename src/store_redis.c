@@ -749,13 +749,30 @@ static void sub_cb(redisAsyncContext *ac, void *r, void *privdata)
         switch_master(c->rs, reply->element[2]->str, reply->element[2]->len);
 }
 
+/* A podId another writer gave as a DNS name (backend-1.backend.ns.svc…) names the
+ * registered pod of its first label, unless a pod is registered under the full name. */
+static void pod_alias(struct pr_registry *reg, char pod[PR_POD_NAME_MAX + 1])
+{
+    const char *dot = strchr(pod, '.');
+    struct pr_pod_info info;
+    if (!dot || pr_registry_get(reg, pod, &info) == 0)
+        return;
+    char first[PR_POD_NAME_MAX + 1];
+    snprintf(first, sizeof(first), "%.*s", (int)(dot - pod), pod);
+    if (pr_registry_get(reg, first, &info) == 0)
+        memcpy(pod, first, sizeof(first));
+}
+
 /* Parse a plain or room value of q's key; 0 with pod/count/at, or -EINVAL. */
 static int value_of(const struct req *q, const redisReply *v, char pod[PR_POD_NAME_MAX + 1],
                     uint32_t *count, uint64_t *at)
 {
     if (!v || v->type != REDIS_REPLY_STRING)
         return -EINVAL;
-    return pr_redis_value_pod((enum pr_key_kind)q->kind, v->str, v->len, pod, count, at);
+    int rc = pr_redis_value_pod((enum pr_key_kind)q->kind, v->str, v->len, pod, count, at);
+    if (rc == 0)
+        pod_alias(q->conn->rs->reg, pod);
+    return rc;
 }
 
 /* The [flag, value] answer of create/replace; 0 with the value parsed, else -EINVAL. */

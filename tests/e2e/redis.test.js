@@ -1,0 +1,181 @@
+'use strict';
+// Redis store, end to end (SPEC 5, 6): two router replicas on one real
+// redis-server, the example Socket.IO pods registered through replica A only.
+
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const { request, sleep, waitFor, waitConnected, whoami } = require('./lib/cluster');
+const { startRedis, startReplicas } = require('./lib/redis');
+
+const uniq = () => `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
+
+// The Engine.IO open packet of a polling handshake body: { sid, ... }.
+function openPacket(text) {
+  assert.match(text, /^0\{/, `not an open packet: ${text.slice(0, 80)}`);
+  return JSON.parse(text.slice(1).split('\x1e')[0]);
+}
+
+test('registry: pods registered through A are routable through B; drain and delete apply on both', async (t) => {
+  const redis = await startRedis(t, 'registry');
+  const { a, b, names } = await startReplicas(t, 'redis-registry', `redis://${'127.0.0.1'}:${redis.port}`);
+  assert.deepEqual(names, ['backend-0', 'backend-1', 'backend-2']);
+  const podsB = await b.podsByName();
+  for (const n of names) assert.equal(podsB.get(n).address, a.pods.get(n) ? `127.0.0.1:${a.pods.get(n).port}` : undefined);
+  assert.equal(await redis.cli('SCARD', 'podrouter:pods'), '3');
+
+  // A pod registered through B (no heartbeat) shows up on A within a second.
+  const t0 = Date.now();
+  const put = await b.admin('PUT', '/v1/pods/extra-0', { body: { address: '127.0.0.1:9', capacity: { rooms: 5, participants: 10 } } });
+  assert.equal(put.status, 201);
+  await waitFor(async () => (await a.podsByName()).has('extra-0'), { timeoutMs: 1000, what: 'extra-0 on A' });
+  t.diagnostic(`pod registered through B visible on A after ${Date.now() - t0} ms`);
+  const extra = (await a.podsByName()).get('extra-0');
+  assert.equal(extra.capacity.rooms, 5);
+
+  // Drain through A applies on B; delete through B applies on A.
+  assert.equal((await a.admin('POST', '/v1/pods/extra-0/drain')).status, 200);
+  await waitFor(async () => (await b.podsByName()).get('extra-0').state === 'draining', { timeoutMs: 1000, what: 'drain on B' });
+  assert.equal((await b.admin('DELETE', '/v1/pods/extra-0')).status, 204);
+  await waitFor(async () => !(await a.podsByName()).has('extra-0'), { timeoutMs: 1000, what: 'delete on A' });
+  await sleep(1200); // a reload must not bring it back
+  assert.equal((await a.podsByName()).has('extra-0'), false);
+  assert.equal(await redis.cli('EXISTS', 'podrouter:pod:extra-0'), '0');
+
+  const ready = await b.admin('GET', '/readyz');
+  assert.deepEqual(ready.json, { status: 'ready', store: 'up' });
+});
+
+test('polling: a handshake through A continues with its sid through B (20 sessions, zero 400s)', async (t) => {
+  const redis = await startRedis(t, 'polling');
+  const { a, b } = await startReplicas(t, 'redis-polling', `redis://127.0.0.1:${redis.port}`);
+  const statuses = [];
+  await Promise.all(Array.from({ length: 20 }, async (_, i) => {
+    const hs = await a.get(`/socket.io/?EIO=4&transport=polling&t=h${i}`);
+    assert.equal(hs.status, 200);
+    const pod = hs.headers['x-pod-router-pod'];
+    const { sid } = openPacket(hs.text);
+    // Straight to the other replica: the pin must already be in Redis.
+    const post = await request(`${b.routerUrl}/socket.io/?EIO=4&transport=polling&sid=${sid}`, {
+      method: 'POST', headers: { 'content-type': 'text/plain;charset=UTF-8' }, body: '40',
+    });
+    statuses.push(post.status);
+    assert.equal(post.status, 200, `POST via B: ${post.status} ${post.text}`);
+    assert.equal(post.headers['x-pod-router-pod'], pod);
+    const poll = await b.get(`/socket.io/?EIO=4&transport=polling&sid=${sid}&t=p${i}`);
+    statuses.push(poll.status);
+    assert.equal(poll.status, 200, `GET via B: ${poll.text}`);
+    assert.equal(poll.headers['x-pod-router-pod'], pod);
+    assert.match(poll.text, /^40/);
+    // And back through A.
+    const ping = await request(`${a.routerUrl}/socket.io/?EIO=4&transport=polling&sid=${sid}`, {
+      method: 'POST', headers: { 'content-type': 'text/plain;charset=UTF-8' }, body: '42["whoami"]',
+    });
+    statuses.push(ping.status);
+    assert.equal(ping.status, 200);
+    assert.equal(await redis.cli('GET', `podrouter:sid:${sid}`), pod);
+  }));
+  assert.equal(statuses.filter((s) => s === 400).length, 0);
+  assert.equal(statuses.length, 60);
+});
+
+test('rooms: two participants arriving at once through different replicas meet on one pod (20 rooms)', async (t) => {
+  const redis = await startRedis(t, 'rooms');
+  const { a, b } = await startReplicas(t, 'redis-rooms', `redis://127.0.0.1:${redis.port}`);
+  const tag = uniq();
+  const results = await Promise.all(Array.from({ length: 20 }, async (_, i) => {
+    const roomId = `room_race_${tag}_${i}`;
+    const sa = a.connect('/experiment', { roomId, participantId: `pa${i}` });
+    const sb = b.connect('/experiment', { roomId, participantId: `pb${i}` });
+    await Promise.all([waitConnected(sa), waitConnected(sb)]);
+    const [wa, wb] = await Promise.all([whoami(sa), whoami(sb)]);
+    // They share a Socket.IO room only when they share a pod.
+    const got = new Promise((resolve) => sb.once('room-msg', resolve));
+    await sa.timeout(3000).emitWithAck('room-msg', { n: i });
+    const msg = await Promise.race([got, sleep(3000).then(() => null)]);
+    const stored = JSON.parse(await redis.cli('GET', `room:${roomId}:pod`));
+    return { roomId, wa: wa.pod, wb: wb.pod, msg, stored };
+  }));
+  const pods = new Set();
+  for (const r of results) {
+    assert.equal(r.wa, r.wb, `${r.roomId}: A ${r.wa} vs B ${r.wb}`);
+    assert.ok(r.msg, `${r.roomId}: message not relayed`);
+    assert.equal(r.stored.podId, r.wa, `${r.roomId}: redis says ${r.stored.podId}`);
+    assert.ok(r.stored.assignedAt > 0);
+    pods.add(r.wa);
+  }
+  t.diagnostic(`20 rooms spread over ${pods.size} pods`);
+  // Both participants are counted once each, whichever replica saw them.
+  await waitFor(async () => {
+    const st = JSON.parse(await redis.cli('GET', `room:${results[0].roomId}:pod`));
+    return st.participantCount === 2;
+  }, { timeoutMs: 3000, what: 'participantCount 2' });
+  const infoB = await b.admin('GET', `/v1/rooms/${results[0].roomId}`);
+  assert.equal(infoB.status, 200);
+  assert.equal(infoB.json.pod, results[0].wa);
+});
+
+test('rooms: a room pinned by HyperStudy writing its JSON into Redis is honoured', async (t) => {
+  const redis = await startRedis(t, 'hyperstudy');
+  const { a, b } = await startReplicas(t, 'redis-hyperstudy', `redis://127.0.0.1:${redis.port}`);
+  const tag = uniq();
+  for (const [i, podId] of [['1', 'backend-2'], ['2', 'backend-1'], ['3', 'backend-0.backend.hyperstudy.svc.cluster.local']]) {
+    const roomId = `room_hs_${tag}_${i}`;
+    const want = podId.split('.')[0];
+    await redis.cli('SET', `room:${roomId}:pod`, JSON.stringify({ podId, participantCount: 2, assignedAt: Date.now() }), 'EX', '600');
+    const sa = a.connect('/experiment', { roomId, participantId: 'x' });
+    const sb = b.connect('/sync', { roomId, participantId: 'y' });
+    await Promise.all([waitConnected(sa), waitConnected(sb)]);
+    assert.equal((await whoami(sa)).pod, want);
+    assert.equal((await whoami(sb)).pod, want);
+    const http = await b.get(`/api/room/${roomId}/state`);
+    assert.equal(http.json.pod, want);
+    // HyperStudy's browser redirect names the same pod.
+    const page = await a.get(`/experiment/${roomId}`, { headers: { accept: 'text/html' } });
+    assert.equal(page.status, 302);
+    assert.match(page.headers.location, new RegExp(`pod=${want}$`));
+    const stored = JSON.parse(await redis.cli('GET', `room:${roomId}:pod`));
+    assert.equal(stored.podId, podId, 'the writer\'s value is left as it was');
+  }
+});
+
+test('steady state: requests for known keys cost no Redis command (INFO commandstats)', async (t) => {
+  const redis = await startRedis(t, 'bench');
+  // Slow heartbeats so the background is small and measurable.
+  const { a, b } = await startReplicas(t, 'redis-bench', `redis://127.0.0.1:${redis.port}`, {
+    routerArgs: ['--pod-ttl', '10s'], podEnv: { HEARTBEAT_MS: '2000' },
+  });
+  const rooms = Array.from({ length: 20 }, (_, i) => `room_bench_${uniq()}_${i}`);
+  for (const r of rooms) {
+    assert.equal((await a.get(`/api/room/${r}/state`)).status, 200);
+    assert.equal((await b.get(`/api/room/${r}/state`)).status, 200);
+  }
+  const total = async () => (await redis.commandStats()).total;
+  // Background (heartbeats, pod reloads) over an idle window.
+  await redis.cli('CONFIG', 'RESETSTAT');
+  const idleStart = Date.now();
+  await sleep(3000);
+  const idle = await total();
+  const idleMs = Date.now() - idleStart;
+  await redis.cli('CONFIG', 'RESETSTAT');
+  const n = 2000;
+  const start = Date.now();
+  const agent = new (require('node:http').Agent)({ keepAlive: true, maxSockets: 16 });
+  let i = 0;
+  await Promise.all(Array.from({ length: 16 }, async () => {
+    while (i < n) {
+      const k = i++;
+      const c = k % 2 ? a : b;
+      const res = await request(`${c.routerUrl}/api/room/${rooms[k % rooms.length]}/state`, { agent });
+      assert.equal(res.status, 200);
+    }
+  }));
+  const busyMs = Date.now() - start;
+  const stats = await redis.commandStats();
+  agent.destroy();
+  const background = (idle * busyMs) / idleMs;
+  const perRequest = Math.max(0, stats.total - 1 - background) / n; // -1: the INFO itself
+  t.diagnostic(`steady state: ${n} proxied requests in ${busyMs} ms, ${stats.total} Redis commands ` +
+    `(${JSON.stringify(stats.per)}), background ~${background.toFixed(1)} ` +
+    `(${idle} in ${idleMs} ms idle) => ${perRequest.toFixed(4)} commands per request`);
+  assert.ok(perRequest < 0.01, `expected ~0 commands per request, got ${perRequest}`);
+});
