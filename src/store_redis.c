@@ -96,6 +96,12 @@ enum op {
 
 struct redis_store;
 
+/* When a pod last heartbeated through this replica's own admin API. */
+struct beat {
+    char name[PR_POD_NAME_MAX + 1];
+    uint64_t mono;
+};
+
 struct conn {
     struct conn *next_all;
     struct redis_store *rs;
@@ -150,6 +156,7 @@ struct shared {
     char sha[41];
     uint64_t ttl[3];
     uint64_t pod_key_ttl;
+    uint64_t pod_ttl;
     char master_host[PR_REDIS_HOST_MAX + 1];
     uint16_t master_port;
     uint32_t master_gen; /* 0: unknown yet */
@@ -176,6 +183,9 @@ struct redis_store {
     uint32_t wb_inflight;
     uint64_t wb_written, wb_adopted;
     uint32_t rand_state;
+    uint32_t seen_gen;  /* master generation the reconnect schedule is for */
+    struct beat *beats; /* owner: pods heartbeating through this replica's admin API */
+    size_t nbeats;
 };
 
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -1222,10 +1232,56 @@ static bool r_up(struct pr_store *s)
     return is_up((struct redis_store *)s);
 }
 
-/* Share pod name's registry row through Redis (register/heartbeat). */
-static void r_pod_put(struct pr_store *s, const char *name)
+/* Remember that name heartbeated here just now. */
+static void beat_record(struct redis_store *rs, const char *name)
 {
-    struct redis_store *rs = (struct redis_store *)s;
+    if (!rs->beats)
+        return;
+    size_t i = 0;
+    while (i < rs->nbeats && strcmp(rs->beats[i].name, name) != 0)
+        i++;
+    if (i == rs->nbeats) {
+        if (rs->nbeats >= PR_MAX_PODS)
+            return;
+        rs->nbeats++;
+        snprintf(rs->beats[i].name, sizeof(rs->beats[i].name), "%s", name);
+    }
+    rs->beats[i].mono = now_ms();
+}
+
+/* true when name heartbeated through this replica within the pod TTL. */
+static bool beat_recent(const struct redis_store *rs, const char *name, uint64_t now)
+{
+    for (size_t i = 0; i < rs->nbeats; i++)
+        if (strcmp(rs->beats[i].name, name) == 0)
+            return now - rs->beats[i].mono < g.pod_ttl;
+    return false;
+}
+
+/* While Redis is down, pods that heartbeat only through other replicas cannot be heard
+ * from: keep the live ones live (SPEC 6.3: keep routing from what we know) instead of
+ * letting them go down and their rooms move. */
+static void keep_remote_pods_alive(struct redis_store *rs)
+{
+    struct pr_pod_info *pods = malloc(PR_MAX_PODS * sizeof(*pods));
+    if (!pods)
+        return;
+    uint64_t now = now_ms(), wall = pr_now_ms();
+    size_t n = pr_registry_snapshot(rs->reg, pods, PR_MAX_PODS);
+    for (size_t i = 0; i < n && i < PR_MAX_PODS; i++) {
+        const struct pr_pod_info *p = &pods[i];
+        if (p->state == PR_POD_DOWN || beat_recent(rs, p->name, now))
+            continue;
+        struct pr_pod_remote rem = {p->name, p->address, p->zone, p->cap_rooms, p->cap_participants,
+                                    false,   wall};
+        pr_registry_merge(rs->reg, &rem, NULL);
+    }
+    free(pods);
+}
+
+/* Write pod name's registry row to Redis (podput script; fire-and-forget). */
+static void pod_share(struct redis_store *rs, const char *name)
+{
     struct pr_pod_info info;
     if (!is_up(rs) || pr_registry_get(rs->reg, name, &info) != 0)
         return;
@@ -1249,6 +1305,14 @@ static void r_pod_put(struct pr_store *s, const char *name)
     free(json);
 }
 
+/* A pod registered or heartbeated through this replica: share it. */
+static void r_pod_put(struct pr_store *s, const char *name)
+{
+    struct redis_store *rs = (struct redis_store *)s;
+    beat_record(rs, name);
+    pod_share(rs, name);
+}
+
 /* Share a drain. */
 static void r_pod_drain(struct pr_store *s, const char *name)
 {
@@ -1260,7 +1324,7 @@ static void r_pod_drain(struct pr_store *s, const char *name)
     const char *args[] = {"poddrain", name};
     if (!script(rs, OP_FIRE, 1, keys, 2, args))
         return;
-    r_pod_put(s, name); /* in case Redis had no row for it yet */
+    pod_share(rs, name); /* in case Redis had no row for it yet */
 }
 
 /* Share a deletion. */
@@ -1327,6 +1391,7 @@ static void switch_master(struct redis_store *rs, const char *msg, size_t len)
         return;
     pr_info("redis sentinel failover", "master", name, "new_host", nip);
     master_set(nip, (uint16_t)nport);
+    rs->need_master = false;
 }
 
 /* Reload the shared pod table (one EVALSHA). */
@@ -1353,7 +1418,7 @@ static void writeback_start(struct redis_store *rs, bool full)
         size_t n = pods ? pr_registry_snapshot(rs->reg, pods, PR_MAX_PODS) : 0;
         for (size_t i = 0; i < n && i < PR_MAX_PODS; i++)
             if (pods[i].state != PR_POD_DOWN)
-                r_pod_put(&rs->base, pods[i].name);
+                pod_share(rs, pods[i].name);
         free(pods);
     }
     schedule_soon(rs);
@@ -1451,6 +1516,12 @@ static void timer_cb(uv_timer_t *t)
                 rs->need_master = false; /* the switch told us where it is */
         }
     }
+    if (gen != rs->seen_gen) {
+        /* A new master: try it at once, whatever the backoff against the old one was. */
+        rs->seen_gen = gen;
+        rs->backoff[ROLE_CMD] = rs->backoff[ROLE_SUB] = 0;
+        rs->retry_at[ROLE_CMD] = rs->retry_at[ROLE_SUB] = now;
+    }
     reconnect(rs, now);
     writeback_step(rs);
     if (uv_timer_get_repeat(t) != TIMER_MS)
@@ -1471,6 +1542,8 @@ static void r_tick(struct pr_store *s)
 {
     struct redis_store *rs = (struct redis_store *)s;
     pr__rc_tick();
+    if (rs->owner && !is_up(rs))
+        keep_remote_pods_alive(rs);
     if (!rs->owner || !is_up(rs))
         return;
     if (now_ms() - rs->last_reload >= RELOAD_MS - 100)
@@ -1529,6 +1602,7 @@ static void r_close(struct pr_store *s)
     if (--g.refs == 0)
         memset(&g, 0, sizeof(g));
     pthread_mutex_unlock(&g_mu);
+    free(rs->beats);
     free(rs);
 }
 
@@ -1574,6 +1648,7 @@ static int shared_init(const struct pr_config *cfg, char *err, size_t errlen)
     g.ttl[PR_KEY_ROOM] = cfg->room_ttl_ms;
     g.ttl[PR_KEY_PARTICIPANT] = cfg->participant_ttl_ms;
     g.pod_key_ttl = cfg->pod_ttl_ms * 4;
+    g.pod_ttl = cfg->pod_ttl_ms;
     if (!g.url.sentinel) {
         snprintf(g.master_host, sizeof(g.master_host), "%s", g.url.hosts[0].host);
         g.master_port = g.url.hosts[0].port;
@@ -1617,6 +1692,8 @@ struct pr_store *pr_store_redis_open(const struct pr_config *cfg, struct pr_regi
         free(rs);
         return NULL;
     }
+    if (rs->owner)
+        rs->beats = calloc(PR_MAX_PODS, sizeof(*rs->beats));
     rs->base.ops = &redis_ops;
     rs->loop = loop;
     rs->reg = reg;
