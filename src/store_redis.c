@@ -800,7 +800,7 @@ static int script_value(const struct req *q, const redisReply *r, char pod[PR_PO
 static void handle_setup(struct req *q, redisReply *r, int status)
 {
     struct conn *c = q->conn;
-    if (c->state == CS_DEAD)
+    if (c->state == CS_DEAD || c->kill)
         return;
     bool ok = r && r->type != REDIS_REPLY_ERROR;
     if (ok && q->op == OP_ROLE)
@@ -826,7 +826,7 @@ static void handle_setup(struct req *q, redisReply *r, int status)
                                                          : "unexpected reply";
         char port[8];
         snprintf(port, sizeof(port), "%u", (unsigned)c->port);
-        if (r && q->op != OP_ROLE)
+        if (r && q->op != OP_ROLE && !c->rs->down_logged[c->role])
             pr_warn("redis setup failed", "role", role_names[c->role], "host", c->host, "#port",
                     port, "error", why);
         if (q->op == OP_ROLE && c->rs->owner)
