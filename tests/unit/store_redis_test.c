@@ -393,3 +393,53 @@ Test(redis_script, has_every_operation)
     for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++)
         cr_expect_not_null(strstr(pr_redis_script, ops[i]), "%s", ops[i]);
 }
+
+/* ---- registry merge of remote pod rows ---- */
+
+#include "podrouter/registry.h"
+
+Test(redis_registry, merge_remote_rows)
+{
+    struct pr_registry *reg = pr_registry_create(3000);
+    cr_assert_not_null(reg);
+    uint64_t now = pr_now_ms();
+    struct pr_pod_remote r = {"backend-1", "10.0.0.1:3000", "z1", 5, 10, false, now - 500};
+    bool created = false;
+    cr_assert_eq(pr_registry_merge(reg, &r, &created), 0);
+    cr_expect(created);
+    struct pr_pod_info info;
+    cr_assert_eq(pr_registry_get(reg, "backend-1", &info), 0);
+    cr_expect_eq(info.state, PR_POD_READY);
+    cr_expect_eq(info.cap_rooms, 5);
+    cr_expect_str_eq(info.zone, "z1");
+    cr_expect_geq(info.last_seen_ago_ms, 400);
+    uint32_t gen = info.gen;
+
+    /* Older news never moves last_seen back; draining is sticky; a new address bumps gen. */
+    r.last_seen_ms = now - 2500;
+    r.draining = true;
+    r.address = "10.0.0.2:3000";
+    cr_assert_eq(pr_registry_merge(reg, &r, &created), 0);
+    cr_expect_not(created);
+    cr_assert_eq(pr_registry_get(reg, "backend-1", &info), 0);
+    cr_expect_lt(info.last_seen_ago_ms, 1500);
+    cr_expect_eq(info.state, PR_POD_DRAINING);
+    cr_expect_str_eq(info.address, "10.0.0.2:3000");
+    cr_expect_neq(info.gen, gen);
+    r.draining = false;
+    r.last_seen_ms = pr_now_ms();
+    cr_assert_eq(pr_registry_merge(reg, &r, NULL), 0);
+    cr_assert_eq(pr_registry_get(reg, "backend-1", &info), 0);
+    cr_expect(info.draining);
+
+    /* A row so old it would be forgotten is not created; bad rows are refused. */
+    struct pr_pod_remote old = {"backend-9", "10.0.0.9:3000", NULL, 1, 1, false, now - 60000};
+    cr_expect_eq(pr_registry_merge(reg, &old, &created), -ESTALE);
+    cr_expect_neq(pr_registry_get(reg, "backend-9", &info), 0);
+    struct pr_pod_remote bad = {"Bad", "10.0.0.9:3000", NULL, 1, 1, false, now};
+    cr_expect_eq(pr_registry_merge(reg, &bad, NULL), -EINVAL);
+    bad.name = "ok";
+    bad.cap_rooms = 0;
+    cr_expect_eq(pr_registry_merge(reg, &bad, NULL), -EINVAL);
+    pr_registry_destroy(reg);
+}
