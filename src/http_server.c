@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -282,14 +283,16 @@ static void client_write_cb(uv_write_t *req, int status)
     pr__proxy_client_drained(c);
 }
 
-int pr__stream_send(uv_stream_t *s, void *owner, const char *data, size_t len, uv_write_cb cb)
+int pr__stream_send2(uv_stream_t *s, void *owner, const char *a, size_t alen, const char *b,
+                     size_t blen, uv_write_cb cb)
 {
-    size_t off = 0;
+    size_t len = alen + blen, off = 0;
     if (len == 0)
         return 0;
     if (s->write_queue_size == 0) {
-        uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
-        int n = uv_try_write(s, &b, 1);
+        uv_buf_t bufs[2] = {uv_buf_init((char *)a, (unsigned)alen),
+                            uv_buf_init((char *)b, (unsigned)blen)};
+        int n = uv_try_write(s, alen ? bufs : bufs + 1, alen && blen ? 2 : 1);
         if (n >= 0 && (size_t)n == len)
             return 0;
         if (n > 0)
@@ -297,19 +300,40 @@ int pr__stream_send(uv_stream_t *s, void *owner, const char *data, size_t len, u
         else if (n != UV_EAGAIN)
             return n;
     }
+    /* The socket is full: keep a copy of the rest until it drains. */
     struct pr_wreq *wr = malloc(sizeof(*wr) + (len - off));
     if (!wr)
         return UV_ENOMEM;
     wr->owner = owner;
     wr->len = len - off;
-    memcpy(wr->data, data + off, len - off);
-    uv_buf_t b = uv_buf_init(wr->data, (unsigned)wr->len);
-    int rc = uv_write(&wr->req, s, &b, 1, cb);
+    size_t w = 0;
+    if (off < alen) {
+        memcpy(wr->data, a + off, alen - off);
+        w = alen - off;
+        memcpy(wr->data + w, b, blen);
+    } else {
+        memcpy(wr->data, b + (off - alen), blen - (off - alen));
+    }
+    uv_buf_t buf = uv_buf_init(wr->data, (unsigned)wr->len);
+    int rc = uv_write(&wr->req, s, &buf, 1, cb);
     if (rc) {
         free(wr);
         return rc;
     }
     return 1;
+}
+
+int pr__stream_send(uv_stream_t *s, void *owner, const char *data, size_t len, uv_write_cb cb)
+{
+    return pr__stream_send2(s, owner, data, len, NULL, 0, cb);
+}
+
+int pr__client_send2(struct pr_client *c, const char *a, size_t alen, const char *b, size_t blen)
+{
+    int rc = pr__stream_send2((uv_stream_t *)&c->tcp, c, a, alen, b, blen, client_write_cb);
+    if (rc == 1)
+        c->writing = true;
+    return rc;
 }
 
 int pr__client_send(struct pr_client *c, const char *data, size_t len)
@@ -481,23 +505,41 @@ void pr__client_request_done(struct pr_client *c)
     pr__client_start_read(c);
 }
 
-static bool peer_is_loopback(uv_tcp_t *t)
+/* Remember the peer address once per connection (no getpeername per request). */
+static void read_peer(struct pr_client *c)
 {
     struct sockaddr_storage ss;
     int l = sizeof(ss);
-    if (uv_tcp_getpeername(t, (struct sockaddr *)&ss, &l))
-        return false;
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &l))
+        return;
     if (ss.ss_family == AF_INET) {
-        const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
-        return (ntohl(a->sin_addr.s_addr) >> 24) == 127;
+        memcpy(c->peer_addr, &((const struct sockaddr_in *)&ss)->sin_addr, 4);
+        c->peer_family = AF_INET;
+    } else if (ss.ss_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)&ss)->sin6_addr;
+        if (IN6_IS_ADDR_V4MAPPED(a)) {
+            memcpy(c->peer_addr, a->s6_addr + 12, 4);
+            c->peer_family = AF_INET;
+        } else {
+            memcpy(c->peer_addr, a, 16);
+            c->peer_family = AF_INET6;
+        }
     }
-    if (ss.ss_family == AF_INET6) {
-        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
-        if (IN6_IS_ADDR_LOOPBACK(&a->sin6_addr))
-            return true;
-        if (IN6_IS_ADDR_V4MAPPED(&a->sin6_addr))
-            return a->sin6_addr.s6_addr[12] == 127;
-    }
+}
+
+void pr__peer_ip(const struct pr_client *c, char *out, size_t outlen)
+{
+    out[0] = 0;
+    if (c->peer_family == AF_INET || c->peer_family == AF_INET6)
+        inet_ntop(c->peer_family, c->peer_addr, out, (socklen_t)outlen);
+}
+
+static bool peer_is_loopback(const struct pr_client *c)
+{
+    if (c->peer_family == AF_INET)
+        return c->peer_addr[0] == 127;
+    if (c->peer_family == AF_INET6)
+        return IN6_IS_ADDR_LOOPBACK((const struct in6_addr *)c->peer_addr);
     return false;
 }
 
@@ -558,6 +600,20 @@ static void admin_dispatch(struct pr_client *c)
 
 /* ---- head completion ---- */
 
+/* "<8 hex start>-<2 hex worker><10 hex seq>": unique per process start, no snprintf. */
+static void format_request_id(char *out, uint32_t start, uint8_t worker, uint64_t seq)
+{
+    static const char hex[] = "0123456789abcdef";
+    for (int i = 7; i >= 0; i--, start >>= 4)
+        out[i] = hex[start & 15];
+    out[8] = '-';
+    out[9] = hex[worker >> 4];
+    out[10] = hex[worker & 15];
+    for (int i = 20; i >= 11; i--, seq >>= 4)
+        out[i] = hex[seq & 15];
+    out[21] = 0;
+}
+
 /* An incoming X-Request-Id is kept when it is 1..128 visible ASCII characters. */
 static bool request_id_ok(const char *v, size_t len)
 {
@@ -597,10 +653,8 @@ static void head_complete(struct pr_client *c)
         x->rid_from_client = true;
     } else {
         /* Absent, empty, oversized or unprintable: ours replaces it, for pod and log alike. */
-        uint64_t seq = atomic_fetch_add(&pr__srv.request_seq, 1);
-        snprintf(x->request_id, sizeof(x->request_id), "%08llx-%02x%010llx",
-                 (unsigned long long)(pr__srv.start_ms & 0xffffffffu), (unsigned)w->id,
-                 (unsigned long long)seq);
+        uint64_t seq = atomic_fetch_add_explicit(&pr__srv.request_seq, 1, memory_order_relaxed);
+        format_request_id(x->request_id, (uint32_t)pr__srv.start_ms, (uint8_t)w->id, seq);
     }
     c->state = PR_C_ROUTING;
     if (c->admin) {
@@ -631,7 +685,7 @@ static void head_complete(struct pr_client *c)
             pr__client_start_read(c);
         return;
     }
-    pr__client_stop_read(c);
+    /* Reading goes on while a pod is chosen: early body bytes join the head buffer. */
     pr__proxy_route(c);
 }
 
@@ -724,7 +778,16 @@ static void client_feed(struct pr_client *c, const char *data, size_t len)
             }
             return;
         }
-        /* Public: routing pauses reads; keep bytes for later (should not happen). */
+        /* Public: body bytes that arrive while a pod is chosen (async store) wait in the
+         * head buffer; past a bound, reading pauses until the pod connection is up. */
+        if (grow(&x->head, &x->head_cap, (size_t)x->head_len + len)) {
+            pr__client_close(c);
+            return;
+        }
+        memcpy(x->head + x->head_len, data, len);
+        x->head_len += (uint32_t)len;
+        if (x->head_len - x->head_end > PR_ROUTING_BUFFER)
+            pr__client_stop_read(c);
         return;
     case PR_C_PROXYING:
         pr__proxy_on_client_body(c, data, len);
@@ -773,6 +836,7 @@ static struct pr_client *client_accept(uv_stream_t *server, bool admin)
     atomic_fetch_add(&pr__srv.nclients, 1);
     w->m->conns[PR_CONN_CLIENT]++;
     uv_tcp_nodelay(&c->tcp, 1);
+    read_peer(c);
     c->next = w->clients;
     if (w->clients)
         w->clients->prev = c;
@@ -819,7 +883,7 @@ void pr__on_admin_connection(uv_stream_t *server, int status)
         return;
     struct pr_client *c = client_accept(server, true);
     if (c)
-        c->peer_loopback = peer_is_loopback(&c->tcp);
+        c->peer_loopback = peer_is_loopback(c);
 }
 
 /* SIGTERM: close idle keep-alive connections now, the rest after their response. */

@@ -82,9 +82,9 @@ static int addr_from_listen(const struct pr_listen_addr *la, struct sockaddr_sto
     return uv_ip4_addr(host, la->port, (struct sockaddr_in *)ss);
 }
 
-/* Bind a listening socket with SO_REUSEPORT so every worker accepts on its own. */
+/* Bind a listening socket; with reuseport every worker accepts on its own socket. */
 static int listen_on(struct pr_worker *w, uv_tcp_t *tcp, const struct pr_listen_addr *la,
-                     uv_connection_cb cb)
+                     bool reuseport, uv_connection_cb cb)
 {
     struct sockaddr_storage ss;
     memset(&ss, 0, sizeof(ss));
@@ -96,7 +96,8 @@ static int listen_on(struct pr_worker *w, uv_tcp_t *tcp, const struct pr_listen_
         return -errno;
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+    if (reuseport)
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
     socklen_t sl = ss.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
                                             : sizeof(struct sockaddr_in);
     if (bind(fd, (struct sockaddr *)&ss, sl) < 0) {
@@ -118,6 +119,27 @@ static int listen_on(struct pr_worker *w, uv_tcp_t *tcp, const struct pr_listen_
         return rc;
     }
     return 0;
+}
+
+/* SO_REUSEPORT would let a second router on the same port share its traffic silently:
+ * check first, without it, that nobody listens there. 0 or a negative errno. */
+static int probe_port_free(const struct pr_listen_addr *la)
+{
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof(ss));
+    int rc = addr_from_listen(la, &ss);
+    if (rc)
+        return rc;
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    socklen_t sl = ss.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                            : sizeof(struct sockaddr_in);
+    rc = bind(fd, (struct sockaddr *)&ss, sl) < 0 ? -errno : 0;
+    close(fd);
+    return rc;
 }
 
 /* ---- drain and stop ---- */
@@ -299,7 +321,7 @@ static struct pr_worker *worker_create(int id, char *err, size_t errlen)
     w->tick.data = w;
     uv_async_init(&w->loop, &w->wake, wake_cb);
     w->wake.data = w;
-    rc = listen_on(w, &w->listener, &cfg->listen, pr__on_connection);
+    rc = listen_on(w, &w->listener, &cfg->listen, true, pr__on_connection);
     if (rc) {
         snprintf(err, errlen, "--listen: cannot listen on %s:%u: %s", cfg->listen.host,
                  (unsigned)cfg->listen.port, uv_strerror(rc));
@@ -307,7 +329,7 @@ static struct pr_worker *worker_create(int id, char *err, size_t errlen)
     }
     w->has_listener = true;
     if (id == 0) {
-        rc = listen_on(w, &w->admin_listener, &cfg->admin_listen, pr__on_admin_connection);
+        rc = listen_on(w, &w->admin_listener, &cfg->admin_listen, false, pr__on_admin_connection);
         if (rc) {
             snprintf(err, errlen, "--admin-listen: cannot listen on %s:%u: %s",
                      cfg->admin_listen.host, (unsigned)cfg->admin_listen.port, uv_strerror(rc));
@@ -408,6 +430,13 @@ int pr_loop_run(const struct pr_config *cfg, struct pr_registry *reg, const uint
         pr_warn("--max-connections exceeds what the open-file limit allows; the limit wins",
                 "#capacity", cap_s);
 
+    int prc = probe_port_free(&cfg->listen);
+    if (prc) {
+        snprintf(err, errlen, "--listen: cannot listen on %s:%u: %s", cfg->listen.host,
+                 (unsigned)cfg->listen.port, uv_strerror(prc));
+        free(pr__srv.token);
+        return prc;
+    }
     pr__srv.nworkers = cfg->threads;
     pr__srv.workers = calloc(cfg->threads, sizeof(*pr__srv.workers));
     if (!pr__srv.workers)

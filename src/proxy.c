@@ -150,19 +150,6 @@ static void ob_str(struct obuf *o, const char *s)
     ob_add(o, s, strlen(s));
 }
 
-static void peer_ip(struct pr_client *c, char *out, size_t outlen)
-{
-    struct sockaddr_storage ss;
-    int l = sizeof(ss);
-    out[0] = 0;
-    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &l) == 0) {
-        if (ss.ss_family == AF_INET6)
-            uv_ip6_name((struct sockaddr_in6 *)&ss, out, outlen);
-        else
-            uv_ip4_name((struct sockaddr_in *)&ss, out, outlen);
-    }
-}
-
 /* Rewrite the request head for the pod into x->out. */
 static int build_request_head(struct pr_client *c)
 {
@@ -204,7 +191,7 @@ static int build_request_head(struct pr_client *c)
         ob_str(&o, "\r\n");
     }
     char ip[64];
-    peer_ip(c, ip, sizeof(ip));
+    pr__peer_ip(c, ip, sizeof(ip));
     ob_str(&o, "X-Forwarded-For: ");
     if (xff && xff->value_len) {
         ob_add(&o, xff->value, xff->value_len);
@@ -689,12 +676,12 @@ static void pin_sid(struct pr_client *c, const char *sid, size_t sid_len)
         s->ops->room_join(s, x->aff.room, x->aff.room_len, sid, sid_len);
 }
 
-static int send_response_head(struct pr_client *c, uint32_t head_end)
+/* Rewrite the pod's response head into x->out (the request head is sent by now; a reused
+ * connection is only retried before any response byte). Returns its length or -ENOMEM. */
+static int build_response_head(struct pr_client *c, uint32_t head_end)
 {
     struct pr_exchange *x = c->x;
-    char *out = NULL;
-    uint32_t cap = 0;
-    struct obuf o = {.buf = &out, .cap = &cap};
+    struct obuf o = {.buf = &x->out, .cap = &x->out_cap};
     int status = x->resp_parser.status_code;
     const char *eol = memchr(x->resp, '\n', head_end);
     if (!eol)
@@ -751,10 +738,7 @@ static int send_response_head(struct pr_client *c, uint32_t head_end)
         ob_str(&o, "Connection: close\r\n");
     }
     ob_str(&o, "\r\n");
-    int rc = o.oom ? -ENOMEM : pr__client_send(c, out, o.len);
-    c->w->m->bytes_to_client += o.len;
-    free(out);
-    return rc;
+    return o.oom ? -ENOMEM : (int)o.len;
 }
 
 static void upstream_bad(struct pr_client *c, struct pr_upstream *u, enum pr_proxy_error reason,
@@ -771,22 +755,26 @@ static void upstream_bad(struct pr_client *c, struct pr_upstream *u, enum pr_pro
         pr__client_close(c);
 }
 
-/* Relay response body bytes (framing untouched) and finish when the message completes. */
-static void relay_body(struct pr_client *c, struct pr_upstream *u, const char *data, size_t len)
+/* Relay response body bytes (framing untouched), preceded by the rewritten head when it
+ * is still unsent (one writev for both), and finish when the message completes. */
+static void relay(struct pr_client *c, struct pr_upstream *u, const char *head, size_t head_len,
+                  const char *data, size_t len)
 {
     struct pr_exchange *x = c->x;
-    if (x->resp_complete || len == 0)
-        return;
-    llhttp_errno_t err = llhttp_execute(&x->resp_parser, data, len);
-    size_t used = len;
-    if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE)
-        used = (size_t)(llhttp_get_error_pos(&x->resp_parser) - data);
-    else if (err != HPE_OK) {
-        upstream_bad(c, u, PR_ERR_RESET, 502, "upstream_unavailable", "bad response framing");
-        return;
+    size_t used = 0;
+    if (!x->resp_complete && len) {
+        llhttp_errno_t err = llhttp_execute(&x->resp_parser, data, len);
+        used = len;
+        if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE)
+            used = (size_t)(llhttp_get_error_pos(&x->resp_parser) - data);
+        else if (err != HPE_OK) {
+            upstream_bad(c, u, PR_ERR_RESET, 502, "upstream_unavailable",
+                         "bad response framing");
+            return;
+        }
     }
-    c->w->m->bytes_to_client += used;
-    int rc = pr__client_send(c, data, used);
+    c->w->m->bytes_to_client += head_len + used;
+    int rc = pr__client_send2(c, head, head_len, data, used);
     if (rc < 0) {
         pr__client_close(c);
         return;
@@ -804,7 +792,7 @@ void pr__proxy_on_upstream_data(struct pr_upstream *u, const char *data, size_t 
     struct pr_worker *w = c->w;
     pr__tq_push(&w->q_wait, &u->tq, pr__now(w));
     if (x->resp_head_done) {
-        relay_body(c, u, data, len);
+        relay(c, u, NULL, 0, data, len);
         return;
     }
     for (;;) {
@@ -868,22 +856,24 @@ void pr__proxy_on_upstream_data(struct pr_upstream *u, const char *data, size_t 
                       x->req_parser.method == HTTP_GET;
         if (x->sniffing)
             pr_sid_sniffer_init(&x->sniffer);
-        if (send_response_head(c, head_end) < 0) {
+        int hl = build_response_head(c, head_end);
+        if (hl < 0) {
             pr__client_close(c);
             return;
         }
-        if (status == 101 && x->req_upgrade) {
-            pr__tunnel_start(c, x->resp + head_end, x->resp_len - head_end);
-            return;
-        }
         uint32_t rest = x->resp_len - head_end;
-        if (x->resp_complete) {
-            finish_exchange(c, u);
+        if (status == 101 && x->req_upgrade) {
+            c->w->m->bytes_to_client += (uint64_t)hl;
+            if (pr__client_send(c, x->out, (size_t)hl) < 0) {
+                pr__client_close(c);
+                return;
+            }
+            pr__tunnel_start(c, x->resp + head_end, rest);
             return;
         }
-        llhttp_resume(&x->resp_parser);
-        if (rest)
-            relay_body(c, u, x->resp + head_end, rest);
+        if (!x->resp_complete)
+            llhttp_resume(&x->resp_parser);
+        relay(c, u, x->out, (size_t)hl, x->resp + head_end, x->resp_complete ? 0 : rest);
         return;
     }
 }

@@ -23,7 +23,8 @@
 #define PR_RESP_HEAD_MAX 65536
 #define PR_POOL_IDLE_MS 3000 /* below Node's 5 s keepAliveTimeout: no reuse races */
 #define PR_POOL_MAX_IDLE 64  /* idle upstream connections kept per pod per thread */
-#define PR_EXCHANGE_FREELIST 256
+#define PR_EXCHANGE_FREELIST 32
+#define PR_ROUTING_BUFFER (256 * 1024) /* body bytes kept while a pod is chosen */
 
 /* ---- timeout queues: all members share one timeout, so the list stays sorted ---- */
 struct pr_tq_node {
@@ -161,6 +162,8 @@ struct pr_client {
     uint32_t pod_slot, pod_gen;
     uint32_t nrequests;
     uint16_t store_refs; /* store callbacks still to come */
+    uint8_t peer_family;   /* AF_INET / AF_INET6, 0 unknown */
+    uint8_t peer_addr[16]; /* read once at accept: X-Forwarded-For, loopback check */
     bool handle_closed;
 };
 
@@ -253,5 +256,10 @@ void pr__tunnel_from_upstream(struct pr_upstream *u, const char *data, size_t le
 
 /* write helper shared by both sides: 0 sent now, 1 queued (caller pauses its source), <0 */
 int pr__stream_send(uv_stream_t *s, void *owner, const char *data, size_t len, uv_write_cb cb);
+/* Same for two pieces sent as one writev (a response head and the first body bytes). */
+int pr__stream_send2(uv_stream_t *s, void *owner, const char *a, size_t alen, const char *b,
+                     size_t blen, uv_write_cb cb);
+int pr__client_send2(struct pr_client *c, const char *a, size_t alen, const char *b, size_t blen);
+void pr__peer_ip(const struct pr_client *c, char *out, size_t outlen);
 
 #endif
