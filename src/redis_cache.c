@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "idset.h"
 #include "podrouter/registry.h"
 
 #define KIND_COUNT 3u
@@ -16,14 +17,6 @@
 #define TICK_BUCKETS 8192u
 #define RENEW_MIN_MS 60000u     /* renew a key's TTL at most once a minute... */
 #define RENEW_SHORT_TTL 120000u /* ...or every ttl/2 when the ttl is under 2 minutes */
-#define IDSET_INITIAL 8u
-#define IDSET_MAX 4096u
-
-/* Distinct identities of a room as 64-bit hashes (open addressing; 0 marks a free cell). */
-struct idset {
-    uint32_t cap, n;
-    uint64_t h[];
-};
 
 struct entry {
     struct entry *next;
@@ -31,7 +24,7 @@ struct entry {
     uint64_t expires; /* monotonic ms; UINT64_MAX = never */
     uint64_t renewed; /* monotonic ms of the last TTL renewal sent */
     uint64_t assigned_at_ms;
-    struct idset *ids;
+    struct pr_idset *ids;
     uint32_t participant_count;
     uint8_t kind;
     uint8_t keylen;
@@ -351,56 +344,6 @@ int pr__rc_del(enum pr_key_kind kind, const char *key, size_t len)
     return pp ? 0 : -ENOENT;
 }
 
-/* Copy of s with room for cap cells, or NULL when out of memory. */
-static struct idset *idset_resize(const struct idset *s, uint32_t cap)
-{
-    struct idset *ns = calloc(1, sizeof(*ns) + cap * sizeof(uint64_t));
-    if (!ns)
-        return NULL;
-    ns->cap = cap;
-    for (uint32_t i = 0; s && i < s->cap; i++) {
-        if (!s->h[i])
-            continue;
-        uint32_t j = (uint32_t)s->h[i] & (cap - 1);
-        while (ns->h[j])
-            j = (j + 1) & (cap - 1);
-        ns->h[j] = s->h[i];
-        ns->n++;
-    }
-    return ns;
-}
-
-/* Add h to a room's identity set; true when it was not there yet (bounded by IDSET_MAX). */
-static bool idset_add(struct entry *e, uint64_t h)
-{
-    if (h == 0)
-        h = 1;
-    struct idset *s = e->ids;
-    if (s) {
-        uint32_t j = (uint32_t)h & (s->cap - 1);
-        while (s->h[j]) {
-            if (s->h[j] == h)
-                return false;
-            j = (j + 1) & (s->cap - 1);
-        }
-        if (s->n >= IDSET_MAX)
-            return false;
-    }
-    if (!s || (s->n + 1) * 10 > s->cap * 7) {
-        struct idset *ns = idset_resize(s, s ? s->cap * 2 : IDSET_INITIAL);
-        if (!ns)
-            return false;
-        free(s);
-        e->ids = s = ns;
-    }
-    uint32_t j = (uint32_t)h & (s->cap - 1);
-    while (s->h[j])
-        j = (j + 1) & (s->cap - 1);
-    s->h[j] = h;
-    s->n++;
-    return true;
-}
-
 /* Count who into the room's identities seen by this replica. */
 int pr__rc_join(const char *room, size_t len, const char *who, size_t who_len,
                 char pod[PR_POD_NAME_MAX + 1])
@@ -414,7 +357,7 @@ int pr__rc_join(const char *room, size_t len, const char *who, size_t who_len,
     struct entry **pp = lookup(PR_KEY_ROOM, room, len, hash, now);
     if (pp) {
         rc = 0;
-        if (idset_add(*pp, id)) {
+        if (pr__idset_add(&(*pp)->ids, id)) {
             /* Counted locally at once; the store's answer (all replicas) follows. */
             move(*pp, (*pp)->pod, (*pp)->participant_count + 1, 0, now);
             memcpy(pod, (*pp)->pod, PR_POD_NAME_MAX + 1);
