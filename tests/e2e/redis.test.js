@@ -179,3 +179,25 @@ test('steady state: requests for known keys cost no Redis command (INFO commands
     `(${idle} in ${idleMs} ms idle) => ${perRequest.toFixed(4)} commands per request`);
   assert.ok(perRequest < 0.01, `expected ~0 commands per request, got ${perRequest}`);
 });
+
+test('AUTH and SELECT: redis://:password@host:port/db keeps its keys in that database', async (t) => {
+  const password = `pw-${uniq()}`;
+  const redis = await startRedis(t, 'auth', { password });
+  const { a } = await startReplicas(t, 'redis-auth', `redis://:${password}@127.0.0.1:${redis.port}/2`, { pods: 1 });
+  const room = `room_auth_${uniq()}`;
+  const r = await a.get(`/api/room/${room}/state`);
+  assert.equal(r.status, 200);
+  const pod = r.headers['x-pod-router-pod'];
+  const stored = JSON.parse(await redis.cli('-n', '2', 'GET', `room:${room}:pod`));
+  assert.equal(stored.podId, pod);
+  assert.equal(await redis.cli('-n', '0', 'EXISTS', `room:${room}:pod`), '0');
+  assert.equal(await redis.cli('-n', '2', 'SISMEMBER', 'podrouter:pods', pod), '1');
+  const ready = await a.admin('GET', '/readyz');
+  assert.deepEqual(ready.json, { status: 'ready', store: 'up' });
+  // The password never reaches a log line.
+  const fs = require('node:fs');
+  // (the harness's own first line, '# <command line>', is not the router's output)
+  const log = fs.readFileSync(a.routerLog, 'utf8').split('\n').filter((l) => !l.startsWith('#')).join('\n');
+  assert.ok(log.includes('"msg"'));
+  assert.equal(log.includes(password), false, 'password found in the router log');
+});

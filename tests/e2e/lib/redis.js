@@ -79,8 +79,9 @@ async function stopProc(child, signal = 'SIGTERM') {
 
 // One redis-server on 127.0.0.1:port (port kept across restarts).
 class RedisServer {
-  constructor(name, { appendonly = false, replicaof = null } = {}) {
+  constructor(name, { appendonly = false, replicaof = null, password = null } = {}) {
     this.name = name;
+    this.password = password;
     this.appendonly = appendonly;
     this.replicaof = replicaof;
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'podrouter-redis-'));
@@ -92,6 +93,7 @@ class RedisServer {
     const a = ['--bind', HOST, '--port', String(this.port), '--save', '', '--dir', this.dir,
       '--appendonly', this.appendonly ? 'yes' : 'no', '--daemonize', 'no', '--protected-mode', 'no'];
     if (this.replicaof) a.push('--replicaof', HOST, String(this.replicaof));
+    if (this.password) a.push('--requirepass', this.password);
     return a;
   }
 
@@ -104,7 +106,7 @@ class RedisServer {
     await waitFor(async () => {
       if (this.proc.exitInfo) throw new Error(`redis-server exited: ${JSON.stringify(this.proc.exitInfo)}`);
       // LOADING answers an error until the AOF is read back.
-      return (await cli(this.port, 'PING')) === 'PONG';
+      return (await this.cli('PING')) === 'PONG';
     }, { timeoutMs: 10000, what: `${this.name} PING` });
     return this;
   }
@@ -119,8 +121,9 @@ class RedisServer {
     for (const f of fs.readdirSync(this.dir)) fs.rmSync(path.join(this.dir, f), { recursive: true, force: true });
   }
 
+  // redis-cli with this server's password, if any (options such as -n go first).
   cli(...args) {
-    return cli(this.port, ...args);
+    return cli(this.port, ...(this.password ? ['-a', this.password, '--no-auth-warning'] : []), ...args);
   }
 
   // Sum of calls over every command in INFO commandstats, and the per-command map.
@@ -170,7 +173,7 @@ class RedisSentinel {
     this.proc = spawnTracked('redis-sentinel', [this.conf], this.logPath);
     await waitFor(async () => {
       if (this.proc.exitInfo) throw new Error(`redis-sentinel exited: ${JSON.stringify(this.proc.exitInfo)}`);
-      return (await cli(this.port, 'PING')) === 'PONG';
+      return (await this.cli('PING')) === 'PONG';
     }, { timeoutMs: 10000, what: `${this.name} PING` });
     return this;
   }
