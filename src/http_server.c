@@ -424,6 +424,19 @@ void pr__client_respond(struct pr_client *c, int status, const char *content_typ
     count_request(c, status);
     if (x)
         x->status = status;
+    if (!close && x && x->head_end && x->head_len > x->head_end) {
+        /* Pipelined requests that arrived while this one was routed: keep them. */
+        uint32_t n = x->head_len - x->head_end;
+        char *p = realloc(c->pending, c->pending_len + n);
+        if (!p) {
+            pr__client_close(c);
+            return;
+        }
+        memcpy(p + c->pending_len, x->head + x->head_end, n);
+        c->pending = p;
+        c->pending_len += n;
+        x->head_len = x->head_end;
+    }
     c->state = PR_C_LOCAL;
     c->close_after_write = close;
     int rc = pr__client_send(c, buf, total);
