@@ -1,0 +1,230 @@
+/* The assignment table shared by the memory store and the Redis cache. */
+#include "atable.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "podrouter/registry.h"
+
+#define INITIAL_BUCKETS 1024u
+#define TICK_BUCKETS 8192u      /* buckets examined per expiry pass */
+#define RENEW_MIN_MS 60000u     /* renew a key's TTL at most once a minute... */
+#define RENEW_SHORT_TTL 120000u /* ...or every ttl/2 when the ttl is under 2 minutes */
+
+struct pr_atab *pr__atab_create(struct pr_registry *reg, const uint64_t ttl[PR_ATAB_KINDS])
+{
+    struct pr_atab *t = calloc(1, sizeof(*t));
+    if (!t)
+        return NULL;
+    t->buckets = calloc(INITIAL_BUCKETS, sizeof(*t->buckets));
+    if (!t->buckets) {
+        free(t);
+        return NULL;
+    }
+    t->nbuckets = INITIAL_BUCKETS;
+    t->reg = reg;
+    memcpy(t->ttl, ttl, sizeof(t->ttl));
+    return t;
+}
+
+void pr__atab_destroy(struct pr_atab *t)
+{
+    if (!t)
+        return;
+    for (size_t i = 0; i < t->nbuckets; i++) {
+        struct pr_atab_entry *e = t->buckets[i];
+        while (e) {
+            struct pr_atab_entry *next = e->next;
+            free(e->ids);
+            free(e);
+            e = next;
+        }
+    }
+    free(t->buckets);
+    free(t);
+}
+
+uint64_t pr__atab_hash(uint8_t seed, const char *data, size_t len)
+{
+    uint64_t h = 0xcbf29ce484222325u;
+    h = (h ^ seed) * 0x100000001b3u;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (uint8_t)data[i]) * 0x100000001b3u;
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdu;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53u;
+    h ^= h >> 33;
+    return h;
+}
+
+bool pr__atab_key_ok(enum pr_key_kind kind, const char *key, size_t len)
+{
+    return (unsigned)kind < PR_ATAB_KINDS && key && len > 0 && len <= PR_KEY_MAX;
+}
+
+void pr__atab_load(const struct pr_atab *t, const struct pr_atab_entry *e, int sign)
+{
+    if (e->kind == PR_KEY_ROOM)
+        pr_registry_add_load(t->reg, e->pod, sign, sign * (int)e->participant_count);
+    else if (e->kind == PR_KEY_PARTICIPANT)
+        pr_registry_add_load(t->reg, e->pod, 0, sign);
+}
+
+void pr__atab_set_dirty(struct pr_atab *t, struct pr_atab_entry *e, bool dirty)
+{
+    if (e->dirty == dirty)
+        return;
+    e->dirty = dirty;
+    if (dirty)
+        t->dirty++;
+    else
+        t->dirty--;
+}
+
+void pr__atab_remove(struct pr_atab *t, struct pr_atab_entry **pp)
+{
+    struct pr_atab_entry *e = *pp;
+    *pp = e->next;
+    pr__atab_load(t, e, -1);
+    t->count--;
+    t->kind_count[e->kind]--;
+    if (e->dirty)
+        t->dirty--;
+    free(e->ids);
+    free(e);
+}
+
+/* Double the bucket array; on allocation failure the table just stays denser. */
+static void grow(struct pr_atab *t)
+{
+    size_t n = t->nbuckets * 2;
+    struct pr_atab_entry **b = calloc(n, sizeof(*b));
+    if (!b)
+        return;
+    for (size_t i = 0; i < t->nbuckets; i++) {
+        struct pr_atab_entry *e = t->buckets[i];
+        while (e) {
+            struct pr_atab_entry *next = e->next;
+            size_t j = (size_t)e->hash & (n - 1);
+            e->next = b[j];
+            b[j] = e;
+            e = next;
+        }
+    }
+    free(t->buckets);
+    t->buckets = b;
+    t->nbuckets = n;
+    t->cursor = 0;
+}
+
+struct pr_atab_entry **pr__atab_lookup(struct pr_atab *t, uint8_t kind, const char *key, size_t len,
+                                       uint64_t hash, uint64_t now)
+{
+    struct pr_atab_entry **pp = &t->buckets[hash & (t->nbuckets - 1)];
+    while (*pp) {
+        struct pr_atab_entry *e = *pp;
+        if (e->hash == hash && e->kind == kind && e->keylen == len &&
+            memcmp(e->key, key, len) == 0) {
+            if (now >= e->expires) {
+                pr__atab_remove(t, pp);
+                return NULL;
+            }
+            return pp;
+        }
+        pp = &e->next;
+    }
+    return NULL;
+}
+
+uint64_t pr__atab_deadline(const struct pr_atab *t, uint8_t kind, uint64_t now)
+{
+    uint64_t ttl = t->ttl[kind];
+    return ttl == 0 ? UINT64_MAX : now + ttl;
+}
+
+bool pr__atab_renew(struct pr_atab *t, struct pr_atab_entry *e, uint64_t now)
+{
+    uint64_t ttl = t->ttl[e->kind];
+    uint64_t every = ttl < RENEW_SHORT_TTL ? ttl / 2 : RENEW_MIN_MS;
+    if (now > e->renewed && now - e->renewed > every) {
+        e->renewed = now;
+        e->expires = pr__atab_deadline(t, e->kind, now);
+        return true;
+    }
+    return false;
+}
+
+struct pr_atab_entry *pr__atab_insert(struct pr_atab *t, uint8_t kind, const char *key, size_t len,
+                                      uint64_t hash, const char *pod, uint32_t count,
+                                      uint64_t assigned_at, uint64_t now)
+{
+    struct pr_atab_entry *e = calloc(1, sizeof(*e) + len + 1);
+    if (!e)
+        return NULL;
+    e->hash = hash;
+    e->kind = kind;
+    e->keylen = (uint8_t)len;
+    memcpy(e->key, key, len);
+    snprintf(e->pod, sizeof(e->pod), "%s", pod);
+    e->renewed = now;
+    e->expires = pr__atab_deadline(t, kind, now);
+    e->assigned_at_ms = assigned_at ? assigned_at : pr_now_ms();
+    e->participant_count = kind == PR_KEY_ROOM ? count : 0;
+    size_t b = (size_t)hash & (t->nbuckets - 1);
+    e->next = t->buckets[b];
+    t->buckets[b] = e;
+    t->count++;
+    t->kind_count[kind]++;
+    pr__atab_load(t, e, +1);
+    if (t->count > t->nbuckets)
+        grow(t);
+    return e;
+}
+
+void pr__atab_move(struct pr_atab *t, struct pr_atab_entry *e, const char *pod, uint32_t count,
+                   uint64_t assigned_at, uint64_t now)
+{
+    bool same = strcmp(e->pod, pod) == 0;
+    if (same && (e->kind != PR_KEY_ROOM || e->participant_count == count))
+        return;
+    pr__atab_load(t, e, -1);
+    if (!same) {
+        snprintf(e->pod, sizeof(e->pod), "%s", pod);
+        e->assigned_at_ms = assigned_at ? assigned_at : pr_now_ms();
+        e->renewed = now;
+        e->expires = pr__atab_deadline(t, e->kind, now);
+    }
+    if (e->kind == PR_KEY_ROOM)
+        e->participant_count = count;
+    pr__atab_load(t, e, +1);
+}
+
+void pr__atab_release_pod(struct pr_atab *t, const char *pod)
+{
+    for (size_t i = 0; i < t->nbuckets; i++) {
+        struct pr_atab_entry **pp = &t->buckets[i];
+        while (*pp) {
+            if (strcmp((*pp)->pod, pod) == 0)
+                pr__atab_remove(t, pp);
+            else
+                pp = &(*pp)->next;
+        }
+    }
+}
+
+void pr__atab_expire_some(struct pr_atab *t, uint64_t now)
+{
+    size_t todo = t->nbuckets < TICK_BUCKETS ? t->nbuckets : TICK_BUCKETS;
+    for (size_t k = 0; k < todo; k++) {
+        struct pr_atab_entry **pp = &t->buckets[t->cursor];
+        while (*pp) {
+            if (now >= (*pp)->expires)
+                pr__atab_remove(t, pp);
+            else
+                pp = &(*pp)->next;
+        }
+        t->cursor = (t->cursor + 1) & (t->nbuckets - 1);
+    }
+}
