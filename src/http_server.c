@@ -503,7 +503,6 @@ void pr__client_request_done(struct pr_client *c)
         return;
     }
     c->state = PR_C_IDLE;
-    c->nrequests++;
     if (c->pending) {
         char *p = c->pending;
         uint32_t n = c->pending_len;

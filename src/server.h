@@ -132,9 +132,8 @@ struct pr_exchange {
     char *resp;       /* raw response head bytes */
     uint32_t resp_len, resp_cap;
     /* request facts */
-    bool req_keepalive, req_upgrade, req_complete, req_has_body, is_head;
-    bool resp_started, resp_complete, resp_keepalive, resp_head_done, sniffing, retried;
-    bool set_cookie, body_pending_resume;
+    bool req_keepalive, req_upgrade, req_complete, is_head;
+    bool resp_started, resp_complete, resp_head_done, sniffing, retried, set_cookie;
     uint8_t key_kind, outcome;
     char pod[PR_POD_NAME_MAX + 1];
     char first_pod[PR_POD_NAME_MAX + 1];
@@ -159,8 +158,6 @@ struct pr_client {
     uint32_t pending_len;
     uint8_t state;
     bool admin, closing, reading, writing, close_after_write, peer_loopback;
-    uint32_t pod_slot, pod_gen;
-    uint32_t nrequests;
     uint16_t store_refs; /* store callbacks still to come */
     uint8_t peer_family;   /* AF_INET / AF_INET6, 0 unknown */
     uint8_t peer_addr[16]; /* read once at accept: X-Forwarded-For, loopback check */
@@ -178,7 +175,7 @@ enum pr_upstream_state {
 struct pr_upstream {
     uv_tcp_t tcp;
     union {
-        uv_connect_t connect_req;
+        uv_connect_t *connect_req; /* while connecting (heap: idle tunnels stay small) */
         struct {
             struct pr_upstream *prev, *next; /* pool idle list */
         } idle;

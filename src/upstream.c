@@ -191,7 +191,8 @@ static void upstream_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 
 static void connect_cb(uv_connect_t *req, int status)
 {
-    struct pr_upstream *u = pr__container_of(req, struct pr_upstream, u.connect_req);
+    struct pr_upstream *u = req->data;
+    free(req);
     struct pr_worker *w = u->w;
     if (u->state == PR_U_CLOSING)
         return;
@@ -250,13 +251,18 @@ int pr__upstream_acquire(struct pr_worker *w, struct pr_pool *p, struct pr_clien
     u->state = PR_U_CONNECTING;
     u->connect_start_ns = uv_hrtime();
     w->m->conns[PR_CONN_UPSTREAM]++;
-    rc = uv_tcp_connect(&u->u.connect_req, &u->tcp, (struct sockaddr *)&p->addr, connect_cb);
+    uv_connect_t *req = malloc(sizeof(*req));
+    rc = req ? uv_tcp_connect(req, &u->tcp, (struct sockaddr *)&p->addr, connect_cb) : UV_ENOMEM;
+    if (req)
+        req->data = u;
     if (rc) {
+        free(req);
         u->client = NULL;
         u->state = PR_U_ACTIVE;
         pr__upstream_close(u);
         return rc;
     }
+    u->u.connect_req = req;
     c->up = u;
     count_pod_connection(u, 1);
     u->counted = true;
