@@ -562,7 +562,53 @@ static bool admin_draining(void)
     return atomic_load(&pr__srv.draining);
 }
 
+static void admin_handle(struct pr_client *c);
+
+/* The shared store answered the look-up below; its cache now holds the key, if any. */
+static void admin_prefetched(void *arg, int status, const char *pod)
+{
+    struct pr_client *c = arg;
+    c->store_refs--;
+    if (c->closing) {
+        if (c->store_refs == 0 && c->handle_closed)
+            free(c);
+        return;
+    }
+    admin_handle(c);
+}
+
+/* With a shared store (Redis) this replica's cache may not know an assignment another
+ * replica made: GET /v1/rooms/{id} and /v1/participants/{id} look it up in the store first
+ * (asynchronously), then answer from the cache like every other admin route. */
 static void admin_dispatch(struct pr_client *c)
+{
+    struct pr_exchange *x = c->x;
+    struct pr_store *st = c->w->store;
+    if (st->ops->pod_put && x->req_parser.method == HTTP_GET) {
+        static const struct {
+            const char *prefix;
+            enum pr_key_kind kind;
+        } routes[] = {{"/v1/rooms/", PR_KEY_ROOM}, {"/v1/participants/", PR_KEY_PARTICIPANT}};
+        const char *url = x->head + x->url_off;
+        size_t ul = x->url_len;
+        for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+            size_t pl = strlen(routes[i].prefix);
+            if (ul <= pl || memcmp(url, routes[i].prefix, pl) != 0)
+                continue;
+            size_t kl = 0;
+            while (pl + kl < ul && url[pl + kl] != '?' && url[pl + kl] != '/')
+                kl++;
+            if (!pr_key_valid(url + pl, kl))
+                break;
+            c->store_refs++;
+            st->ops->get(st, routes[i].kind, url + pl, kl, admin_prefetched, c);
+            return;
+        }
+    }
+    admin_handle(c);
+}
+
+static void admin_handle(struct pr_client *c)
 {
     struct pr_exchange *x = c->x;
     char method[16], path[1024];

@@ -201,3 +201,31 @@ test('AUTH and SELECT: redis://:password@host:port/db keeps its keys in that dat
   assert.ok(log.includes('"msg"'));
   assert.equal(log.includes(password), false, 'password found in the router log');
 });
+
+test('admin reads: B shows rooms and participants assigned through A or written into Redis by HyperStudy', async (t) => {
+  const redis = await startRedis(t, 'admin-reads');
+  const { a, b } = await startReplicas(t, 'redis-admin-reads', `redis://127.0.0.1:${redis.port}`);
+  const room = `room_reads_${uniq()}`;
+  const who = `p_${uniq()}`;
+  const r1 = await a.get(`/api/room/${room}/state`);
+  assert.equal(r1.status, 200);
+  const r2 = await a.get(`/api/headers?participantId=${who}`);
+  assert.equal(r2.status, 200);
+  const viaB = await b.admin('GET', `/v1/rooms/${room}`);
+  assert.equal(viaB.status, 200, JSON.stringify(viaB.json));
+  assert.equal(viaB.json.pod, r1.headers['x-pod-router-pod']);
+  assert.equal(viaB.json.room, room);
+  const partB = await b.admin('GET', `/v1/participants/${who}`);
+  assert.equal(partB.status, 200, JSON.stringify(partB.json));
+  assert.equal(partB.json.pod, r2.headers['x-pod-router-pod']);
+  // Written by another writer (HyperStudy's backend) straight into Redis, announced nowhere.
+  const pinned = `room_hs_${uniq()}`;
+  const assignedAt = Date.now() - 5000;
+  await redis.cli('SET', `room:${pinned}:pod`, JSON.stringify({ podId: 'backend-1', participantCount: 3, assignedAt }));
+  const hs = await b.admin('GET', `/v1/rooms/${pinned}`);
+  assert.equal(hs.status, 200, JSON.stringify(hs.json));
+  assert.equal(hs.json.pod, 'backend-1');
+  assert.equal(hs.json.participantCount, 3);
+  assert.equal((await b.admin('GET', `/v1/rooms/room_nobody_${uniq()}`)).status, 404);
+  assert.equal((await b.admin('GET', '/v1/rooms/bad%20key')).status, 400);
+});
