@@ -1,6 +1,7 @@
 /* The assignment table shared by the memory store and the Redis cache. */
 #include "atable.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -199,6 +200,19 @@ void pr__atab_move(struct pr_atab *t, struct pr_atab_entry *e, const char *pod, 
     if (e->kind == PR_KEY_ROOM)
         e->participant_count = count;
     pr__atab_load(t, e, +1);
+}
+
+int pr__atab_info(struct pr_atab *t, uint8_t kind, const char *key, size_t len,
+                  struct pr_assignment *out)
+{
+    uint64_t hash = pr__atab_hash(kind, key, len);
+    struct pr_atab_entry **pp = pr__atab_lookup(t, kind, key, len, hash, pr_mono_ms());
+    if (!pp)
+        return -ENOENT;
+    memcpy(out->pod, (*pp)->pod, sizeof(out->pod));
+    out->participant_count = (*pp)->participant_count;
+    out->assigned_at_ms = (*pp)->assigned_at_ms;
+    return 0;
 }
 
 void pr__atab_release_pod(struct pr_atab *t, const char *pod)

@@ -10,6 +10,7 @@
 
 #include "idset.h"
 #include "podrouter/common.h"
+#include "podrouter/store.h"
 
 #define PR_ATAB_KINDS 3u /* sid, room, participant */
 
@@ -72,6 +73,9 @@ bool pr__atab_renew(struct pr_atab *t, struct pr_atab_entry *e, uint64_t now);
 void pr__atab_load(const struct pr_atab *t, const struct pr_atab_entry *e, int sign);
 /* Set e's dirty mark, keeping t->dirty. */
 void pr__atab_set_dirty(struct pr_atab *t, struct pr_atab_entry *e, bool dirty);
+/* Copy the live entry for (kind, key) for the admin API: 0 or -ENOENT. */
+int pr__atab_info(struct pr_atab *t, uint8_t kind, const char *key, size_t len,
+                  struct pr_assignment *out);
 /* Drop every entry pointing at pod. */
 void pr__atab_release_pod(struct pr_atab *t, const char *pod);
 /* Evict expired entries from the next few thousand buckets (bounded work per call). */

@@ -177,16 +177,10 @@ int pr__rc_info(enum pr_key_kind kind, const char *key, size_t len, struct pr_as
 {
     if (!pr__atab_key_ok(kind, key, len))
         return -EINVAL;
-    uint64_t hash = pr__atab_hash((uint8_t)kind, key, len), now = pr_mono_ms();
     pthread_mutex_lock(&g_mu);
-    struct pr_atab_entry **pp = pr__atab_lookup(g_t, (uint8_t)kind, key, len, hash, now);
-    if (pp) {
-        memcpy(out->pod, (*pp)->pod, sizeof(out->pod));
-        out->participant_count = (*pp)->participant_count;
-        out->assigned_at_ms = (*pp)->assigned_at_ms;
-    }
+    int rc = pr__atab_info(g_t, (uint8_t)kind, key, len, out);
     pthread_mutex_unlock(&g_mu);
-    return pp ? 0 : -ENOENT;
+    return rc;
 }
 
 /* Forget every assignment pointing at pod. */

@@ -252,6 +252,30 @@ static void slot_info(const struct pr_registry *reg, uint32_t i, uint64_t now,
     out->gen = p->gen;
 }
 
+/* Take a free slot for a new pod at sorted position -pos-1 (lock held); NULL when full. */
+static struct pod_slot *slot_claim(struct pr_registry *reg, long pos, const char *name, size_t nlen,
+                                   const char *address, size_t alen)
+{
+    if (reg->n >= PR_MAX_PODS)
+        return NULL;
+    uint32_t i = 0;
+    while (reg->slots[i].used)
+        i++;
+    struct pod_slot *p = &reg->slots[i];
+    p->used = true;
+    p->draining = false;
+    p->load_rooms = p->load_participants = 0;
+    p->failed_mono = 0;
+    memcpy(p->name, name, nlen + 1);
+    memcpy(p->address, address, alen + 1);
+    slot_bump_gen(p);
+    size_t at = (size_t)(-pos - 1);
+    memmove(&reg->order[at + 1], &reg->order[at], (reg->n - at) * sizeof(reg->order[0]));
+    reg->order[at] = (uint16_t)i;
+    reg->n++;
+    return p;
+}
+
 /* Register or heartbeat a pod; 0, -EINVAL or -ENOSPC. */
 int pr_registry_put(struct pr_registry *reg, const char *name, const char *address,
                     uint32_t cap_rooms, uint32_t cap_participants, const char *zone, bool *created)
@@ -273,25 +297,11 @@ int pr_registry_put(struct pr_registry *reg, const char *name, const char *addre
     struct pod_slot *p;
     bool isnew = pos < 0;
     if (isnew) {
-        if (reg->n >= PR_MAX_PODS) {
+        p = slot_claim(reg, pos, name, nlen, address, alen);
+        if (!p) {
             pthread_mutex_unlock(&reg->mu);
             return -ENOSPC;
         }
-        uint32_t i = 0;
-        while (reg->slots[i].used)
-            i++;
-        p = &reg->slots[i];
-        p->used = true;
-        p->draining = false;
-        p->load_rooms = p->load_participants = 0;
-        p->failed_mono = 0;
-        memcpy(p->name, name, nlen + 1);
-        memcpy(p->address, address, alen + 1);
-        slot_bump_gen(p);
-        size_t at = (size_t)(-pos - 1);
-        memmove(&reg->order[at + 1], &reg->order[at], (reg->n - at) * sizeof(reg->order[0]));
-        reg->order[at] = (uint16_t)i;
-        reg->n++;
     } else {
         p = &reg->slots[reg->order[pos]];
         if (strcmp(p->address, address) != 0) {
@@ -339,27 +349,13 @@ int pr_registry_merge(struct pr_registry *reg, const struct pr_pod_remote *r, bo
             pthread_mutex_unlock(&reg->mu);
             return -ESTALE;
         }
-        if (reg->n >= PR_MAX_PODS) {
+        p = slot_claim(reg, pos, r->name, nlen, r->address, alen);
+        if (!p) {
             pthread_mutex_unlock(&reg->mu);
             return -ENOSPC;
         }
-        uint32_t i = 0;
-        while (reg->slots[i].used)
-            i++;
-        p = &reg->slots[i];
-        p->used = true;
-        p->draining = false;
-        p->load_rooms = p->load_participants = 0;
-        p->failed_mono = 0;
         p->last_seen_mono = 0;
         p->last_seen_ms = 0;
-        memcpy(p->name, r->name, nlen + 1);
-        memcpy(p->address, r->address, alen + 1);
-        slot_bump_gen(p);
-        size_t at = (size_t)(-pos - 1);
-        memmove(&reg->order[at + 1], &reg->order[at], (reg->n - at) * sizeof(reg->order[0]));
-        reg->order[at] = (uint16_t)i;
-        reg->n++;
         if (created)
             *created = true;
     } else {
