@@ -310,7 +310,8 @@ int pr__stream_send2(uv_stream_t *s, void *owner, const char *a, size_t alen, co
     if (off < alen) {
         memcpy(wr->data, a + off, alen - off);
         w = alen - off;
-        memcpy(wr->data + w, b, blen);
+        if (blen)
+            memcpy(wr->data + w, b, blen);
     } else {
         memcpy(wr->data, b + (off - alen), blen - (off - alen));
     }
