@@ -138,8 +138,7 @@ static const struct flag register_flags[] = {
      false, "30s", "DURATION", "on SIGTERM, wait this long after drain before leaving"},
     {"health-url", F_STRING, FIELD(pr_register_config, health_url), 0, 0, check_health_url, false,
      NULL, "URL",
-     "backend health endpoint, e.g. http://127.0.0.1:3000/health: register and heartbeat only "
-     "while it answers 2xx (checked each interval, 1s timeout)"},
+     "backend health URL: heartbeat only while it answers 2xx (1s timeout)"},
     {"log-level", F_LEVEL, FIELD(pr_register_config, log_level), 0, 0, NULL, false, "info", "LEVEL",
      "debug, info, warn or error"},
     {"log-format", F_FORMAT, FIELD(pr_register_config, log_format), 0, 0, NULL, false, "json",
