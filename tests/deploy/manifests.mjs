@@ -148,6 +148,41 @@ report.check('self-test: the IngressRoute schema rejects bad routes and unknown 
     return problems;
 });
 
+report.check('self-test: CRD objects are validated by their @kubernetes-models classes, unknown fields included', () => {
+    const problems = [];
+    const cert = () => ({
+        apiVersion: 'cert-manager.io/v1', kind: 'Certificate', metadata: { name: 'c', namespace: 'hyperstudy' },
+        spec: { secretName: 's', dnsNames: ['a.b'], issuerRef: { kind: 'ClusterIssuer', name: 'le' } },
+    });
+    const ir = () => ({
+        apiVersion: 'traefik.io/v1alpha1', kind: 'IngressRoute', metadata: { name: 'r', namespace: 'hyperstudy' },
+        spec: { entryPoints: ['websecure'], routes: [{ kind: 'Rule', match: 'Host(`a.b`)', services: [{ name: 's', port: 80 }] }], tls: { secretName: 's' } },
+    });
+    for (const [what, o] of [['Certificate', cert()], ['IngressRoute', ir()]]) {
+        if (schemaProblems([o]).length || unknownFieldProblems([o]).length) problems.push(`valid ${what} rejected: ${schemaProblems([o])} ${unknownFieldProblems([o])}`);
+    }
+    const typo = cert();
+    typo.spec.dnsName = ['a.b'];
+    if (unknownFieldProblems([typo]).length !== 1) problems.push(`Certificate .spec.dnsName typo not reported: ${unknownFieldProblems([typo])}`);
+    const missing = cert();
+    delete missing.spec.issuerRef;
+    if (schemaProblems([missing]).length === 0) problems.push('Certificate without issuerRef accepted');
+    const irTypo = ir();
+    irTypo.spec.tls.secretname = 'x';
+    if (unknownFieldProblems([irTypo]).length !== 1) problems.push(`IngressRoute .spec.tls.secretname typo not reported: ${unknownFieldProblems([irTypo])}`);
+    const badKind = ir();
+    badKind.spec.routes[0].kind = 'Match';
+    if (schemaProblems([badKind]).length === 0) problems.push('IngressRoute route kind Match accepted');
+    const issuer = {
+        apiVersion: 'cert-manager.io/v1', kind: 'ClusterIssuer', metadata: { name: 'le' },
+        spec: { acme: { server: 'https://x', privateKeySecretRef: { name: 'k' }, solvers: [{ dns01: { digitalocean: { tokenSecretRef: { name: 't', key: 'k' } } } }] } },
+    };
+    if (schemaProblems([issuer]).length || unknownFieldProblems([issuer]).length) problems.push(`valid ClusterIssuer rejected: ${schemaProblems([issuer])}`);
+    issuer.spec.acme.solvers[0].dns01.digitalOcean = {};
+    if (unknownFieldProblems([issuer]).length !== 1) problems.push('ClusterIssuer solver typo digitalOcean not reported');
+    return problems;
+});
+
 // ---- per render ------------------------------------------------------------
 
 const loaded = new Map();
@@ -162,7 +197,7 @@ for (const [name, file] of renders) {
 
 for (const [name, objs] of loaded) {
     const others = [...loaded].filter(([n]) => n !== name).flatMap(([, o]) => o);
-    report.check(`${name}: every object validates against its Kubernetes schema (kubernetes-models; IngressRoute by our CRD schema)`, () => schemaProblems(objs));
+    report.check(`${name}: every object validates against its schema (kubernetes-models; CRDs by @kubernetes-models/traefik and /cert-manager, IngressRoute rules by ours)`, () => schemaProblems(objs));
     report.check(`${name}: no unknown fields`, () => unknownFieldProblems(objs));
     report.check(`${name}: workload selectors match their pod template labels`, () => selectorProblems(objs));
     report.check(`${name}: every Service selects a workload's pods on existing target ports`, () => serviceProblems(objs));
