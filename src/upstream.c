@@ -156,8 +156,20 @@ static void upstream_write_cb(uv_write_t *req, int status)
     }
     if (u->tcp.write_queue_size == 0) {
         u->writing = false;
+        if (u->state == PR_U_TUNNEL && !u->close_when_drained)
+            pr__tq_remove(&u->tq); /* the pod took everything: no send timeout now */
         pr__proxy_upstream_drained(u);
     }
+}
+
+/* A tunnel's client left while bytes for the pod were queued: deliver them, then close
+ * (or close when the send timeout passes first). */
+void pr__upstream_linger(struct pr_upstream *u)
+{
+    u->client = NULL;
+    u->close_when_drained = true;
+    pr__upstream_stop_read(u);
+    pr__tq_push(&u->w->q_linger, &u->tq, pr__now(u->w));
 }
 
 int pr__upstream_send(struct pr_upstream *u, const char *data, size_t len)
