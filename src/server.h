@@ -223,6 +223,7 @@ struct pr_pool {
     bool resolved, resolving;
     uint64_t resolve_retry_at;   /* a name that did not resolve is not retried before this */
     uv_getaddrinfo_t *gai;       /* in flight */
+    uint32_t gai_port;
     struct pr_client **waiters;  /* clients waiting for the name to resolve */
     uint32_t nwaiters, cwaiters;
     struct pr_worker *w;

@@ -401,6 +401,23 @@ describe('edge hardening (SPEC 3.5, 3.6, 4.3)', () => {
     await alive();
   });
 
+  it('resolves DNS pod addresses off the event loop, with a negative cache', async () => {
+    let res = await cluster.admin('PUT', '/v1/pods/dns-0', { body: { address: 'no-such-pod.invalid:3000' } });
+    assert.equal(res.status, 201);
+    res = await cluster.admin('PUT', '/v1/rooms/room_dns', { body: { pod: 'dns-0' } });
+    assert.equal(res.status, 200, res.text);
+    const t0 = Date.now();
+    const answers = await Promise.all([1, 2, 3].map(() => request(`${cluster.routerUrl}/x?roomId=room_dns`, { timeoutMs: 15000 })));
+    for (const a of answers) assert.equal(a.status, 502, `unresolvable pod: 502 (${a.text})`);
+    // Meanwhile the loop kept serving; a second round hits the negative cache at once.
+    const t1 = Date.now();
+    const again = await request(`${cluster.routerUrl}/x?roomId=room_dns`, { timeoutMs: 5000 });
+    assert.equal(again.status, 502);
+    assert.ok(Date.now() - t1 < 1000, `negative cache answers at once (${Date.now() - t1} ms; first round ${t1 - t0} ms)`);
+    await cluster.admin('DELETE', '/v1/pods/dns-0');
+    await alive();
+  });
+
   it('refuses cross-site admin writes (Origin, DNS-rebinding Host) with 403', async () => {
     const cases = [
       [{ origin: 'http://evil.example' }, 403],
