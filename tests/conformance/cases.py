@@ -638,7 +638,15 @@ def fam_pod():
             out.append(one(f, name, data if data is not None else get + NEXT, pod=sc, **kw))
 
     def fixed(raw, close=False, later=None):
-        return lambda r, s: PodAction(raw(r, s) if callable(raw) else raw, close=close, later=later)
+        """The scripted response for the first request; constant responses answer later
+        requests normally, so that left-over bytes cannot pass for a later response."""
+        def respond(r, s):
+            if callable(raw):
+                return PodAction(raw(r, s), close=close, later=later)
+            if s > 0:
+                return normal_responder(r, s)
+            return PodAction(raw, close=close, later=later)
+        return respond
 
     pod("normal", None)
     pod("chunked", fixed(lambda r, s: b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked(b"hello", body_for(r, s))))
@@ -691,7 +699,7 @@ def fam_pod():
                                        + chunked(body_for(r, s)) + smug))
     pod("garbage-later", lambda r, s: PodAction(response(body=body_for(r, s)), later=[(0.01, smug)]),
         segs=[seg(get), seg(NEXT, delay=0.08)])
-    pod("body-longer-than-cl", fixed(lambda r, s: b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokEXTRA-BYTES"))
+    pod("body-longer-than-cl", fixed(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokEXTRA-BYTES"))
     # The pod closes after each response without saying so (stale pooled connections).
     closer = lambda r, s: PodAction(response(body=body_for(r, s)), close=True)
     pod("close-each-get-get", closer, unforwarded_502_ok=True, data=req(b"GET", b"/c1") + req(b"GET", b"/c2"))

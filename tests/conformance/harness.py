@@ -247,6 +247,7 @@ class PodServer(threading.Thread):
     def end_case(self):
         """Stop attributing bytes to the case; close connections that are not cleanly idle
         (mid-message, switched, broken, closing) so the next case starts on a clean state."""
+        closed = 0
         with self.lock:
             recs = self.records
             self.records = {}
@@ -258,7 +259,10 @@ class PodServer(threading.Thread):
                          and not c.h.trailing_data[0])
                 if not clean:
                     self._close(c)
+                    closed += 1
         self._wake()
+        if closed:
+            time.sleep(0.05)  # let the router see these closes before the next case
         return sorted(recs.values(), key=lambda r: r.conn_id)
 
     def stop(self):
