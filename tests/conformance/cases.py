@@ -589,7 +589,7 @@ def fam_pipeline():
     out.append(one(f, "get-post-get", NEXT + req(b"POST", b"/pp", [], b"hello") + NEXT))
     out.append(one(f, "post-chunked-get", req(b"POST", b"/pp", [b"Transfer-Encoding: chunked"], chunked(b"hello"), cl=False) + NEXT))
     out.append(one(f, "head-get", req(b"HEAD", b"/head") + NEXT))
-    g700 = gets(700, pad=66)
+    g700 = gets(700, pad=57)
     out.append(one(f, "700-gets-one-write", g700, note="%d bytes" % len(g700)))
     sid = b"".join(req(b"GET", b"/?sid=!") for _ in range(3000))
     out.append(one(f, "3000-local-answers", sid, note="%d bytes" % len(sid)))
