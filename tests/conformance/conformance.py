@@ -213,7 +213,7 @@ def main():
     ap.add_argument("--san-dir", help="directory of ASAN/UBSAN log_path reports (sanitizer build)")
     ap.add_argument("--jobs", type=int, default=int(os.environ.get("CONFORMANCE_JOBS", "4")))
     ap.add_argument("--filter", help="only cases whose name matches this regex")
-    ap.add_argument("--quiet", type=float, default=1.0, help="seconds without progress before a case counts as unanswered")
+    ap.add_argument("--quiet", type=float, default=2.0, help="seconds without progress before a case counts as unanswered")
     ap.add_argument("--grace", type=float, default=0.12, help="seconds to wait for unexpected extra bytes")
     ap.add_argument("--settle", type=float, default=0.03)
     ap.add_argument("--list", action="store_true")

@@ -377,6 +377,12 @@ class PodServer(threading.Thread):
                 c.broken = True
                 if c.cur is not None:
                     c.cur.aborted = True
+                # As a strict server would: 400 and close (the case fails on rec.error anyway).
+                self._write(c, b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                            unsolicited=True)
+                c.closing = True
+                if not c.out:
+                    self._half_close(c)
                 return
             t = type(ev)
             if t is h11.Request:
