@@ -601,6 +601,16 @@ def fam_pipeline():
     big_then = req(b"POST", b"/big", [], b"B" * 100000) + NEXT
     out.append(one(f, "big-body-then-get", big_then))
     out.append(Case(f, "get-then-get-delayed", [seg(NEXT), seg(NEXT, delay=0.05)]))
+    body = b"0123456789" * 30
+    post = req(b"POST", b"/slow-body", [], body)
+    hl = len(post) - len(body)
+    out.append(Case(f, "slow-cl-body", [seg(post[:hl + 10])] + [seg(post[hl + k:hl + k + 70], delay=0.02)
+                                                               for k in range(10, len(body), 70)] + [seg(NEXT, delay=0.02)]))
+    cbody = chunked(*[b"c%02d" % k * 10 for k in range(8)], trailer=b"X-T: done\r\n")
+    cpost = req(b"POST", b"/slow-chunked", [b"Transfer-Encoding: chunked"], cbody, cl=False)
+    hl = len(cpost) - len(cbody)
+    out.append(Case(f, "slow-chunked-body", [seg(cpost[:hl])] + [seg(cpost[hl + k:hl + k + 37], delay=0.02)
+                                                                for k in range(0, len(cbody), 37)] + [seg(NEXT, delay=0.02)]))
     return out
 
 
@@ -713,6 +723,18 @@ def fam_pod():
                                                 seg(req(b"POST", b"/c2", [], b"hello body"), delay=0.05)])
     pod("conn-close-header", lambda r, s: PodAction(response(headers=b"Connection: close\r\n", body=body_for(r, s)), close=True),
         data=req(b"GET", b"/c1") + req(b"POST", b"/c2", [], b"hello body") + req(b"GET", b"/c3"))
+    # Streaming and timing: slow, large and truncated responses.
+    pod("slow-response-then-pipelined", lambda r, s: PodAction(b"", later=[(0.25 if s == 0 else 0.0, response(body=body_for(r, s)))]),
+        data=req(b"GET", b"/slow") + req(b"GET", b"/fast"))
+    pod("chunked-slow-chunks", lambda r, s: PodAction(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", later=[
+        (0.02 * (k + 1), b"5\r\nchunk\r\n") for k in range(5)] + [(0.15, b"0\r\n\r\n")]))
+    pod("big-body-1mb", fixed(lambda r, s: response(body=(body_for(r, s) * 70000)[:1048576])))
+    pod("big-chunked-1mb", fixed(lambda r, s: b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                 + chunked(*([b"z" * 16384] * 64))))
+    pod("truncated-cl-body", fixed(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly-part", close=True))
+    pod("truncated-chunked-body", fixed(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10\r\nonly-part", close=True))
+    pod("truncated-head", fixed(b"HTTP/1.1 200 OK\r\nContent-Len", close=True))
+    pod("close-without-response", fixed(b"", close=True))
     # Upgrades.
     ws = req(b"GET", b"/socket.io/?EIO=4&transport=websocket", WS)
     big = bytes(range(256)) * 160  # 40 KiB
