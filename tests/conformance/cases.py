@@ -601,6 +601,17 @@ def fam_pipeline():
     big_then = req(b"POST", b"/big", [], b"B" * 100000) + NEXT
     out.append(one(f, "big-body-then-get", big_then))
     out.append(Case(f, "get-then-get-delayed", [seg(NEXT), seg(NEXT, delay=0.05)]))
+    g2000 = gets(2000, pad=200, prefix=b"/q")
+    out.append(one(f, "2000-proxied-one-write", g2000, note="%d bytes" % len(g2000)))
+    posts = b"".join(req(b"POST", b"/cp/%d" % i, [b"Transfer-Encoding: chunked"],
+                         chunked(b"x" * i, b"y", trailer=b"X-N: %d\r\n" % i), cl=False) for i in range(50))
+    out.append(one(f, "50-chunked-posts-trailers", posts))
+    # Heads around --max-header-bytes (16384): accepted whole or refused with 431.
+    for size in (16300, 16384, 16385, 17000, 60000):
+        base = req(b"GET", b"/size", [b"X-Fill: "])
+        fill = size - len(base)
+        out.append(one(f, "head-%d" % size, req(b"GET", b"/size", [b"X-Fill: " + b"f" * fill]) + NEXT))
+    out.append(one(f, "headers-300", req(b"GET", b"/many", [b"X-M%03d: v" % i for i in range(300)]) + NEXT))
     body = b"0123456789" * 30
     post = req(b"POST", b"/slow-body", [], body)
     hl = len(post) - len(body)
@@ -629,6 +640,17 @@ def fam_split():
         mand = 0 if bname == "conn-cl-smuggle" else None
         for k in range(1, len(data)):
             out.append(Case(f, "%s@%03d" % (bname, k), [seg(data[:k]), seg(data[k:], delay=0.015)], reject_at=mand))
+    # A WebSocket upgrade split every 5 bytes, tunnel bytes after the 101.
+    ws = req(b"GET", b"/socket.io/?EIO=4&transport=websocket", WS)
+    for k in range(1, len(ws), 5):
+        out.append(Case(f, "ws-upgrade@%03d" % k, [seg(ws[:k]), seg(ws[k:], delay=0.015), seg(FRAME, wait="switch", need=9)]))
+    # The pod's answer split at every byte: interim, head, chunks, trailer.
+    resp = (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-A: 1\r\n\r\n"
+            b"5;e=1\r\nhello\r\n0\r\nX-T: 1\r\n\r\n")
+    for k in range(1, len(resp)):
+        sc = PodScript(lambda r, s, k=k: PodAction(resp[:k], later=[(0.015, resp[k:])]) if s == 0 else normal_responder(r, s),
+                       label="split-response")
+        out.append(Case(f, "pod-response@%03d" % k, [seg(req(b"GET", b"/sr") + NEXT)], pod=sc))
     return out
 
 

@@ -112,7 +112,7 @@ class Worker(threading.Thread):
             self.router.start(self.pod_name, self.pod.port)
         return {
             "name": case.name, "family": case.family, "ok": reason is None, "reason": reason,
-            "seconds": round(time.monotonic() - t0, 3), "worker": self.idx,
+            "seconds": round(time.monotonic() - t0, 3), "worker": self.idx, "started": round(t0, 3),
             "reject_at": case.reject_at, "note": case.note, "pod_script": case.pod.label,
             "client_sent": b64(cres.sent), "client_received": b64(cres.recv),
             "client_eof": cres.eof, "client_timed_out": cres.timed_out,

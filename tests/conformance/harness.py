@@ -3,6 +3,7 @@ raw-socket client. Everything listens on 127.0.0.1 only."""
 import http.client
 import json
 import os
+import select
 import selectors
 import signal
 import socket
@@ -233,6 +234,7 @@ class PodServer(threading.Thread):
         self.wake_r.setblocking(False)
         self.sel.register(self.wake_r, selectors.EVENT_READ, "wake")
         self.accepted = 0
+        self.last_io = time.monotonic()
 
     # ---- control (worker thread)
 
@@ -244,9 +246,26 @@ class PodServer(threading.Thread):
             self.seq = 0
             self.timers = []
 
+    def quiesce(self, quiet=0.05, limit=1.5):
+        """Wait until the pod has read everything sent to it and nothing arrived for `quiet`
+        seconds, so late bytes of this case are not taken for the next one's."""
+        end = time.monotonic() + limit
+        while time.monotonic() < end:
+            with self.lock:
+                socks = [c.sock for c in self.conns.values() if not c.closed] + [self.lsock]
+                idle = time.monotonic() - self.last_io
+            try:
+                readable, _, _ = select.select(socks, [], [], 0)
+            except (OSError, ValueError):
+                readable = [None]
+            if not readable and idle >= quiet:
+                return
+            time.sleep(0.01)
+
     def end_case(self):
         """Stop attributing bytes to the case; close connections that are not cleanly idle
         (mid-message, switched, broken, closing) so the next case starts on a clean state."""
+        self.quiesce()
         closed = 0
         with self.lock:
             recs = self.records
@@ -319,6 +338,7 @@ class PodServer(threading.Thread):
                 s, _ = self.lsock.accept()
             except (BlockingIOError, InterruptedError):
                 return
+            self.last_io = time.monotonic()
             s.setblocking(False)
             s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             c = _PodConn(s, self.next_id)
@@ -344,6 +364,7 @@ class PodServer(threading.Thread):
             return
         except OSError:
             data = b""
+        self.last_io = time.monotonic()
         rec = self._record(c)
         if not data:
             if rec:
