@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Differential HTTP conformance suite (SPEC v1.1 §3.3-§3.5) against one router build.
 #
-#   tests/conformance/run.sh [release|asan]     (default release)
+#   tests/conformance/run.sh [release|asan|selftest]     (default release)
 #
 # release: build/src/pod-router; asan: build-asan/src/pod-router with ASAN/UBSAN reports
-# written to test-output/conformance/asan/san/ (any report is a failing case).
+# written to test-output/conformance/asan/san/ (any report is a failing case); selftest: a
+# byte-transparent proxy (passthrough.py) in place of the router, against which every case
+# must fail (the suite's negative control).
 # Environment: POD_ROUTER_BIN (overrides the binary), CONFORMANCE_JOBS (parallel routers,
 # default 4), CONFORMANCE_FILTER (regex of case names).
 # Output: one FAIL line per failing case, a summary per family, per-case details in
@@ -47,8 +49,13 @@ asan)
     export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$san/ubsan"
     args+=(--san-dir "$san")
     ;;
+selftest)
+    # Negative control: against a byte-transparent proxy every case must fail.
+    bin="$repo/tests/conformance/passthrough.py"
+    args+=(--filter "${CONFORMANCE_FILTER:-^(?!split)}")
+    ;;
 *)
-    echo "usage: $0 [release|asan]" >&2
+    echo "usage: $0 [release|asan|selftest]" >&2
     exit 2
     ;;
 esac
@@ -69,6 +76,16 @@ if ! tail -n 1 "$out/run.log" | grep -qE '^[0-9]+ passed, [0-9]+ failed$'; then
     echo "conformance: the run ended without a summary (exit $status)"
     echo "0 passed, 1 failed"
     exit 1
+fi
+if [ "$label" = selftest ]; then
+    # Turn it around: each case that failed against the passthrough counts as passed.
+    line="$(tail -n 1 "$out/run.log")"
+    p="$(echo "$line" | awk '{print $1}')"
+    f="$(echo "$line" | awk '{print $3}')"
+    [ "$p" -gt 0 ] && echo "selftest: $p case(s) passed against a transparent proxy (see $out/cases.jsonl)"
+    echo "$f passed, $p failed"
+    [ "$p" -eq 0 ]
+    exit
 fi
 tail -n 1 "$out/run.log"
 exit "$status"
