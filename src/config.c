@@ -826,20 +826,32 @@ static int set_flag(const struct flag *f, void *base, const char *value, bool fr
         }
         break;
     }
-    case F_FACTOR: {
+    case F_FACTOR:
+    case F_RATE:
+    case F_RATIO: {
         char *end = NULL;
         errno = 0;
         double d = value[0] ? strtod(value, &end) : NAN;
-        if (end == NULL || *end != '\0' || errno != 0 || !isfinite(d) || !(d > 1.0) || d > 10.0) {
-            snprintf(why, sizeof(why),
-                     "invalid factor \"%s\" (must be a number greater than 1.0 and at most 10)",
-                     sv);
+        bool ok = end != NULL && *end == '\0' && errno == 0 && isfinite(d);
+        if (f->type == F_FACTOR)
+            ok = ok && d > 1.0 && d <= 10.0;
+        else if (f->type == F_RATE)
+            ok = ok && d >= 0.0 && d <= 1e6;
+        else
+            ok = ok && d > 0.0 && d <= 1.0;
+        if (!ok) {
+            snprintf(why, sizeof(why), "invalid %s \"%s\" (must be a number %s)",
+                     f->type == F_FACTOR ? "factor" : "value", sv,
+                     f->type == F_FACTOR  ? "greater than 1.0 and at most 10"
+                     : f->type == F_RATE ? "from 0 to 1000000"
+                                         : "greater than 0 and at most 1");
             break;
         }
         memcpy(field, &d, sizeof(d));
         return 0;
     }
-    case F_U32: {
+    case F_U32:
+    case F_U64: {
         uint64_t v;
         if (!parse_u64(value, &v) || v < f->min || v > f->max) {
             snprintf(why, sizeof(why),
@@ -847,8 +859,12 @@ static int set_flag(const struct flag *f, void *base, const char *value, bool fr
                      (unsigned long long)f->min, (unsigned long long)f->max);
             break;
         }
-        uint32_t u = (uint32_t)v;
-        memcpy(field, &u, sizeof(u));
+        if (f->type == F_U32) {
+            uint32_t u = (uint32_t)v;
+            memcpy(field, &u, sizeof(u));
+        } else {
+            memcpy(field, &v, sizeof(v));
+        }
         return 0;
     }
     case F_LEVEL: {
@@ -898,35 +914,6 @@ static int set_flag(const struct flag *f, void *base, const char *value, bool fr
         }
         memcpy(field, tmp, sizeof(tmp));
         memcpy(field + f->size, &n, sizeof(n));
-        return 0;
-    }
-    case F_RATE:
-    case F_RATIO: {
-        char *end = NULL;
-        errno = 0;
-        double d = value[0] ? strtod(value, &end) : NAN;
-        bool ok = end != NULL && *end == '\0' && errno == 0 && isfinite(d);
-        if (f->type == F_RATE)
-            ok = ok && d >= 0.0 && d <= 1e6;
-        else
-            ok = ok && d > 0.0 && d <= 1.0;
-        if (!ok) {
-            snprintf(why, sizeof(why), "invalid value \"%s\" (must be a number %s)", sv,
-                     f->type == F_RATE ? "from 0 to 1000000" : "greater than 0 and at most 1");
-            break;
-        }
-        memcpy(field, &d, sizeof(d));
-        return 0;
-    }
-    case F_U64: {
-        uint64_t v;
-        if (!parse_u64(value, &v) || v < f->min || v > f->max) {
-            snprintf(why, sizeof(why),
-                     "invalid value \"%s\" (must be an integer from %llu to %llu)", sv,
-                     (unsigned long long)f->min, (unsigned long long)f->max);
-            break;
-        }
-        memcpy(field, &v, sizeof(v));
         return 0;
     }
     case F_PLACEMENT: {

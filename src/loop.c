@@ -415,12 +415,7 @@ static void worker_destroy(struct pr_worker *w)
     while (w->free_exchanges) {
         struct pr_exchange *x = w->free_exchanges;
         w->free_exchanges = x->next_free;
-        free(x->head);
-        free(x->out);
-        free(x->resp);
-        free(x->replay);
-        free(x->body);
-        free(x);
+        pr__exchange_free(x);
     }
     uv_loop_close(&w->loop);
     free(w->policy_pods);

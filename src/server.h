@@ -250,6 +250,7 @@ void pr__client_stop_read(struct pr_client *c);
 int pr__client_send(struct pr_client *c, const char *data, size_t len);
 void pr__client_drain(struct pr_worker *w);
 void pr__exchange_release(struct pr_worker *w, struct pr_exchange *x);
+void pr__exchange_free(struct pr_exchange *x);
 void pr__access_log(struct pr_client *c);
 int pr__hdr_field(struct pr_hdr_tab *t, uint32_t off, size_t len);
 int pr__hdr_value(struct pr_hdr_tab *t, uint32_t off, size_t len);
