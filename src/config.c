@@ -867,29 +867,35 @@ static int set_flag(const struct flag *f, void *base, const char *value, bool fr
         }
         return 0;
     }
-    case F_LEVEL: {
-        static const char *const names[] = {"debug", "info", "warn", "error"};
-        for (size_t i = 0; i < 4; i++) {
-            if (strcmp(value, names[i]) == 0) {
-                enum pr_log_level l = (enum pr_log_level)i;
-                memcpy(field, &l, sizeof(l));
-                return 0;
-            }
-        }
-        snprintf(why, sizeof(why), "invalid log level \"%s\" (use debug, info, warn or error)", sv);
-        break;
-    }
-    case F_FORMAT: {
-        enum pr_log_format fm;
-        if (strcmp(value, "json") == 0)
-            fm = PR_LOG_JSON;
-        else if (strcmp(value, "text") == 0)
-            fm = PR_LOG_TEXT;
-        else {
-            snprintf(why, sizeof(why), "invalid log format \"%s\" (use json or text)", sv);
+    case F_LEVEL:
+    case F_FORMAT:
+    case F_PLACEMENT: {
+        static const char *const levels[] = {"debug", "info", "warn", "error", NULL};
+        static const char *const formats[] = {"json", "text", NULL};
+        static const char *const placements[] = {"least-loaded", "pack", NULL};
+        const char *const *names = f->type == F_LEVEL    ? levels
+                                   : f->type == F_FORMAT ? formats
+                                                         : placements;
+        int v = -1;
+        for (int i = 0; names[i]; i++)
+            if (strcmp(value, names[i]) == 0)
+                v = i;
+        if (v < 0) {
+            snprintf(why, sizeof(why), "invalid %s \"%s\" (use %s)",
+                     f->type == F_LEVEL    ? "log level"
+                     : f->type == F_FORMAT ? "log format"
+                                           : "placement",
+                     sv,
+                     f->type == F_LEVEL    ? "debug, info, warn or error"
+                     : f->type == F_FORMAT ? "json or text"
+                                           : "least-loaded or pack");
             break;
         }
-        memcpy(field, &fm, sizeof(fm));
+        _Static_assert(sizeof(enum pr_log_level) == sizeof(int) &&
+                           sizeof(enum pr_log_format) == sizeof(int) &&
+                           sizeof(enum pr_placement) == sizeof(int),
+                       "enum flags are stored as int");
+        memcpy(field, &v, sizeof(v)); /* the enums are int-sized, in table order */
         return 0;
     }
     case F_BOOL: {
@@ -914,19 +920,6 @@ static int set_flag(const struct flag *f, void *base, const char *value, bool fr
         }
         memcpy(field, tmp, sizeof(tmp));
         memcpy(field + f->size, &n, sizeof(n));
-        return 0;
-    }
-    case F_PLACEMENT: {
-        enum pr_placement pl;
-        if (strcmp(value, "least-loaded") == 0)
-            pl = PR_PLACEMENT_LEAST_LOADED;
-        else if (strcmp(value, "pack") == 0)
-            pl = PR_PLACEMENT_PACK;
-        else {
-            snprintf(why, sizeof(why), "invalid placement \"%s\" (use least-loaded or pack)", sv);
-            break;
-        }
-        memcpy(field, &pl, sizeof(pl));
         return 0;
     }
     }
