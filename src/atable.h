@@ -23,8 +23,8 @@ struct pr_atab_entry {
     uint64_t expires; /* monotonic ms; UINT64_MAX = never */
     uint64_t renewed; /* monotonic ms of the last TTL renewal */
     uint64_t assigned_at_ms;
-    uint64_t active;   /* monotonic ms of the last use (0: none since creation) */
-    uint64_t reported; /* Redis cache: monotonic ms activity was last shared */
+    uint64_t active;      /* monotonic ms of the last use (0: none since creation) */
+    uint64_t reported;    /* Redis cache: monotonic ms activity was last shared */
     struct pr_idset *ids; /* rooms only */
     uint32_t participant_count;
     uint8_t kind;

@@ -537,8 +537,9 @@ static void go_to_pod(struct pr_client *c, const struct pr_pod_info *pod)
     struct pr_exchange *x = c->x;
     struct pr_worker *w = c->w;
     snprintf(x->pod, sizeof(x->pod), "%s", pod->name);
-    if (x->aff.room_len && !(x->key_kind == PR_KEY_ROOM && x->outcome == PR_OUTCOME_CREATED))
-        w->store->ops->touch(w->store, PR_KEY_ROOM, x->aff.room, x->aff.room_len);
+    if (x->aff.room_len && !(x->key_kind == PR_KEY_ROOM && (x->outcome == PR_OUTCOME_CREATED ||
+                                                             x->outcome == PR_OUTCOME_DEGRADED)))
+        w->store->ops->touch(w->store, PR_KEY_ROOM, x->aff.room, x->aff.room_len); /* SPEC 5 */
     if (x->aff.browser_redirect && x->key_kind == PR_KEY_ROOM) {
         redirect(c);
         return;
