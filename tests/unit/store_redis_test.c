@@ -702,3 +702,28 @@ Test(redis_script_live, active_sums_per_pod, .timeout = 30)
     freeReplyObject(r);
     redis_stop(c);
 }
+
+/* ---- the per-loop touch throttle ------------------------------------------------------- */
+
+Test(touch_cache, repeats_within_the_period_cost_no_lock)
+{
+    static struct pr_touch_cache c;
+    memset(&c, 0, sizeof(c));
+    const int n = 3000; /* active rooms on one loop */
+    for (int i = 0; i < n; i++)
+        cr_assert(pr__touch_due(&c, pr__atab_hash(PR_KEY_ROOM, (const char *)&i, sizeof(i)), 1000,
+                                500),
+                  "first touch of %d", i);
+    int due = 0;
+    for (int round = 0; round < 3; round++)
+        for (int i = 0; i < n; i++)
+            due += pr__touch_due(&c, pr__atab_hash(PR_KEY_ROOM, (const char *)&i, sizeof(i)),
+                                 1100 + round, 500);
+    cr_expect_lt(due, n * 3 / 50, "%d of %d repeats took the lock", due, n * 3);
+    /* after the period every room is due again */
+    cr_expect(pr__touch_due(&c, pr__atab_hash(PR_KEY_ROOM, (const char *)&n, sizeof(n)), 1000,
+                            500));
+    int zero = 0;
+    cr_expect(pr__touch_due(&c, pr__atab_hash(PR_KEY_ROOM, (const char *)&zero, sizeof(zero)),
+                            1600, 500));
+}
