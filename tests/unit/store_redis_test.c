@@ -562,7 +562,25 @@ Test(redis_cache, max_assignments)
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 static pid_t redis_pid;
+
+/* A loopback port nobody listens on right now. */
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_geq(fd, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    socklen_t len = sizeof(a);
+    cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    close(fd);
+    return ntohs(a.sin_port);
+}
 
 static redisContext *redis_start(int port)
 {
@@ -627,7 +645,7 @@ static long long pttl(redisContext *c, const char *key)
 
 Test(redis_script_live, tentative_create_then_second_use, .timeout = 30)
 {
-    int port = 26000 + (int)(getpid() % 3000);
+    int port = free_port();
     redisContext *c = redis_start(port);
     const char *k[] = {"room:r1:pod", "podrouter:room-members:r1"};
     /* create with the short TTL (tentative) */
@@ -669,7 +687,7 @@ Test(redis_script_live, tentative_create_then_second_use, .timeout = 30)
 
 Test(redis_script_live, active_sums_per_pod, .timeout = 30)
 {
-    int port = 29000 + (int)(getpid() % 3000);
+    int port = free_port();
     redisContext *c = redis_start(port);
     long long now = 1700000100000LL;
     redisReply *r = redisCommand(
