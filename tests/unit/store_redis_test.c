@@ -613,8 +613,21 @@ static redisContext *redis_start(int port)
 static void redis_stop(redisContext *c)
 {
     redisFree(c);
-    kill(redis_pid, SIGTERM);
-    waitpid(redis_pid, NULL, 0);
+    if (redis_pid > 0) {
+        kill(redis_pid, SIGTERM);
+        waitpid(redis_pid, NULL, 0);
+        redis_pid = 0;
+    }
+}
+
+/* Also after a failed assertion: never leave a redis-server behind. */
+static void redis_fini(void)
+{
+    if (redis_pid > 0) {
+        kill(redis_pid, SIGKILL);
+        waitpid(redis_pid, NULL, 0);
+        redis_pid = 0;
+    }
 }
 
 /* EVAL the store's script with nkeys keys then args. */
@@ -643,7 +656,7 @@ static long long pttl(redisContext *c, const char *key)
     return v;
 }
 
-Test(redis_script_live, tentative_create_then_second_use, .timeout = 30)
+Test(redis_script_live, tentative_create_then_second_use, .timeout = 30, .fini = redis_fini)
 {
     int port = free_port();
     redisContext *c = redis_start(port);
@@ -685,7 +698,7 @@ Test(redis_script_live, tentative_create_then_second_use, .timeout = 30)
     redis_stop(c);
 }
 
-Test(redis_script_live, active_sums_per_pod, .timeout = 30)
+Test(redis_script_live, active_sums_per_pod, .timeout = 30, .fini = redis_fini)
 {
     int port = free_port();
     redisContext *c = redis_start(port);
