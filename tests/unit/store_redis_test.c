@@ -589,8 +589,9 @@ static redisContext *redis_start(int port)
     redis_pid = fork();
     cr_assert_geq(redis_pid, 0);
     if (redis_pid == 0) {
-        execlp("redis-server", "redis-server", "--port", p, "--bind", "127.0.0.1", "--save", "",
-               "--appendonly", "no", "--loglevel", "warning", (char *)NULL);
+        /* bounded life even if this test process dies without cleaning up */
+        execlp("timeout", "timeout", "60", "redis-server", "--port", p, "--bind", "127.0.0.1",
+               "--save", "", "--appendonly", "no", "--loglevel", "warning", (char *)NULL);
         _exit(127);
     }
     for (int i = 0; i < 100; i++) {
@@ -624,7 +625,7 @@ static void redis_stop(redisContext *c)
 static void redis_fini(void)
 {
     if (redis_pid > 0) {
-        kill(redis_pid, SIGKILL);
+        kill(redis_pid, SIGTERM); /* timeout(1) passes it on to redis-server */
         waitpid(redis_pid, NULL, 0);
         redis_pid = 0;
     }
