@@ -182,6 +182,7 @@ struct pr_client {
     bool admin, closing, reading, writing, close_after_write, peer_loopback;
     bool feeding, in_full;  /* feeding: inside the input loop; in_full: reading paused */
     bool tq_send;           /* tq is in q_send (bytes queued for the client) */
+    uint64_t room_hash;     /* a tunnel's room (pr_store_key_hash), 0 none: touched as active */
     uint16_t store_refs; /* store callbacks still to come */
     uint8_t peer_family;   /* AF_INET / AF_INET6, 0 unknown */
     uint8_t peer_addr[16]; /* read once at accept: X-Forwarded-For, loopback check */
