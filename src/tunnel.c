@@ -8,13 +8,13 @@
 #include "podrouter/registry.h"
 #include "podrouter/store.h"
 
-/* Activity on a tunnel: its idle timeout restarts and, at most about once a second, its
- * room is marked active (SPEC 5: a tunnel byte keeps a room active). */
+/* Activity on a tunnel: its idle timeout restarts and its room is marked active (SPEC 5:
+ * a tunnel byte keeps a room active; the store's per-loop stamp cache makes repeats cost a
+ * probe, no lock). */
 void pr__tunnel_touch(struct pr_client *c)
 {
     struct pr_worker *w = c->w;
-    uint64_t now = pr__now(w);
-    if (c->room_hash && now + w->q_tunnel.timeout_ms >= c->tq.deadline + 1000)
+    if (c->room_hash)
         w->store->ops->touch_hash(w->store, PR_KEY_ROOM, c->room_hash);
     pr__client_queue(c, &w->q_tunnel);
 }
