@@ -13,6 +13,7 @@
 #include "podrouter/log.h"
 #include "podrouter/loop.h"
 #include "podrouter/registry.h"
+#include "podrouter/scaling.h"
 #include "podrouter/store.h"
 
 #define PR_TICK_MS 200
@@ -210,6 +211,7 @@ static void tick_cb(uv_timer_t *t)
             pr_registry_expire(pr__srv.reg, forgotten_cb, w->store);
             if (w->store->ops->tick)
                 w->store->ops->tick(w->store);
+            pr_scaling_tick(pr__srv.reg);
         }
     }
     if (w->draining) {
@@ -452,6 +454,7 @@ int pr_loop_run(const struct pr_config *cfg, struct pr_registry *reg, const uint
     if (rc == 0) {
         struct pr_store *s0 = pr__srv.workers[0]->store;
         pr_metrics_global_set(reg, s0);
+        pr_scaling_configure(cfg);
         uv_signal_t sigterm, sigint, sighup;
         struct pr_worker *w0 = pr__srv.workers[0];
         uv_signal_init(&w0->loop, &sigterm);

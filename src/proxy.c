@@ -289,9 +289,14 @@ static int choose(struct pr_client *c, const char *key, size_t key_len, bool deg
                 w->policy_pods[i].eligible = false;
     if (!eligible)
         return -ENOENT;
-    int idx = degraded ? pr_policy_bounded_hash(w->policy_pods, n, key, key_len,
-                                                pr__srv.cfg.balance_factor)
-                       : pr_policy_least_loaded(w->policy_pods, n, key, key_len);
+    int idx;
+    if (degraded)
+        idx = pr_policy_bounded_hash(w->policy_pods, n, key, key_len, pr__srv.cfg.balance_factor);
+    else if (pr__srv.cfg.placement == PR_PLACEMENT_PACK)
+        idx = pr_policy_pack(w->policy_pods, n, key, key_len, x->key_kind == PR_KEY_ROOM,
+                             pr__srv.cfg.pack_utilization);
+    else
+        idx = pr_policy_least_loaded(w->policy_pods, n, key, key_len);
     if (idx < 0)
         return -ENOENT;
     *out = w->pod_infos[idx];
