@@ -378,6 +378,18 @@ static void assigned_cb(void *arg, int status, const char *pod)
     struct pr_exchange *x = c->x;
     enum pr_key_kind kind = (enum pr_key_kind)x->key_kind;
     enum pr_outcome outcome = (enum pr_outcome)x->outcome;
+    if (status == -ENOSPC) {
+        /* --max-assignments reached: place as in degraded mode, store nothing (SPEC 3.6). */
+        struct pr_pod_info chosen;
+        size_t kl;
+        const char *key = key_of(x, kind, &kl);
+        if (choose(c, key, kl, true, &chosen) != 0) {
+            fail_no_pod(c);
+            return;
+        }
+        route_info(c, &chosen, kind, PR_OUTCOME_OVERFLOW);
+        return;
+    }
     if (status != 0) {
         /* Store unreachable: place without coordination; written back when it returns. */
         if (x->pod[0]) {
@@ -525,6 +537,8 @@ static void go_to_pod(struct pr_client *c, const struct pr_pod_info *pod)
     struct pr_exchange *x = c->x;
     struct pr_worker *w = c->w;
     snprintf(x->pod, sizeof(x->pod), "%s", pod->name);
+    if (x->aff.room_len && !(x->key_kind == PR_KEY_ROOM && x->outcome == PR_OUTCOME_CREATED))
+        w->store->ops->touch(w->store, PR_KEY_ROOM, x->aff.room, x->aff.room_len);
     if (x->aff.browser_redirect && x->key_kind == PR_KEY_ROOM) {
         redirect(c);
         return;
