@@ -309,6 +309,7 @@ class Run {
         p.lost = reason;
         if (!room.interrupted) {
           room.interrupted = true;
+          room.interruptedAt = this.t();
           this.log(`room ${room.id} interrupted: ${pid} on ${p.pod} lost its pod (${reason})`);
         }
       }
@@ -411,6 +412,8 @@ class Run {
       used, ideal, ratio: used / ideal, podSecondsAll: podSeconds,
       peakPods: Math.max(...this.samples.map((s) => s.pods)),
       rolloutS: this.rolloutEnd !== undefined ? this.rolloutEnd - this.rolloutStarted : null,
+      rolloutStart: this.rolloutStarted === undefined ? null : this.rolloutStarted,
+      rolloutEnd: this.rolloutEnd === undefined ? null : this.rolloutEnd,
       rolloutRc: this.rolloutRc,
       duration: this.workloadEnd,
       kubectlCalls: this.kube.calls,
@@ -419,8 +422,8 @@ class Run {
     const cols = ['t', 'spec', 'pods', 'ready', 'desired', 'hpa', 'rooms', 'participants', 'routerActive', 'ideal'];
     fs.writeFileSync(path.join(OUT, `${this.mode}.dat`),
       `# ${cols.join(' ')}\n${this.samples.map((s) => cols.map((c) => (s[c] === '' || s[c] === undefined ? 'NaN' : (typeof s[c] === 'number' ? +s[c].toFixed(3) : s[c]))).join(' ')).join('\n')}\n`);
-    fs.writeFileSync(path.join(OUT, `${this.mode}-events.txt`),
-      `rollout start ${this.rolloutStarted}\nrollout end ${this.rolloutEnd}\n`);
+    fs.writeFileSync(path.join(OUT, `${this.mode}-interrupts.dat`),
+      `# t (s) of each interrupted room\n${this.rooms.filter((r) => r.interrupted).map((r) => r.interruptedAt.toFixed(2)).join('\n')}\n`);
     await this.stopAll();
     return this.result;
   }
@@ -474,6 +477,14 @@ async function main() {
         `${r.stillOld.length ? `, still old: ${r.stillOld.join(' ')}` : ''}`);
     }
   }
+  // Variables for tests/sim/plot.gp.
+  const gv = (name, v) => `${name} = ${v === null || v === undefined ? 'NaN' : Number(v).toFixed(2)}\n`;
+  fs.writeFileSync(path.join(OUT, 'plotvars.gp'), results.map((r, i) => {
+    const tag = i === 0 ? 'aware' : 'base';
+    if (!r) return '';
+    return gv(`${tag}_roll_start`, r.rolloutStart) + gv(`${tag}_roll_end`, r.rolloutEnd) + gv(`${tag}_ratio`, r.ratio) +
+      gv(`${tag}_interrupted`, r.interrupted) + gv(`${tag}_end`, r.duration);
+  }).join('') + gv('max_replicas', P.maxReplicas));
   fs.writeFileSync(path.join(OUT, 'results.json'), `${JSON.stringify({ seed: SEED, long: LONG, params: P, results }, null, 2)}\n`);
 
   let passed = 0;
