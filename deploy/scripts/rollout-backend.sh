@@ -15,10 +15,13 @@
 #      (GET /v1/pods/backend-N says "state":"ready"), then the next one.
 # Surge: before the first drain the StatefulSet gets one pod more (at the new
 # revision), so new rooms always have an up-to-date place while old pods drain.
-# When an autoscaler owns the StatefulSet (KEDA ScaledObject or HPA) its floor
-# is raised to the surge size for the rollout and restored afterwards; the
-# autoscaler then removes the extra pod once it holds no active room. Without
-# one, the script scales back itself, but only when the extra pod is empty.
+# When an autoscaler owns the StatefulSet (KEDA ScaledObject or HPA), the
+# surge is its floor (minReplicaCount / minReplicas): first the current size
+# + 1, then, while pods drain, the router's desired replicas + 1, so a
+# rollout that waits hours for rooms to end does not pin the peak size; the
+# original floor is restored at the end (also on failure), and the autoscaler
+# removes the extra pod once it holds no active room. Without an autoscaler
+# the script scales back itself, but only when the extra pod is empty.
 #
 # A rollout that runs out of time (--timeout for the whole rollout,
 # --drain-timeout per pod) deletes nothing more: every room keeps running, the
@@ -232,21 +235,52 @@ wait_new() {
 
 floor_kind=""
 floor_saved=""
+floor_now=""
+set_floor() {
+    local n=$1
+    [ -n "$floor_kind" ] && [ "$n" != "$floor_now" ] || return 0
+    if [ "$floor_kind" = scaledobject ]; then
+        k patch scaledobject "$scaledobject" --type merge -p "{\"spec\":{\"minReplicaCount\":$n}}" >/dev/null || return 1
+    else
+        k patch hpa "$hpa" --type merge -p "{\"spec\":{\"minReplicas\":$n}}" >/dev/null || return 1
+    fi
+    log "$floor_kind floor $floor_now -> $n"
+    floor_now=$n
+}
+
 restore_floor() {
-    case $floor_kind in
-        scaledobject)
-            k patch scaledobject "$scaledobject" --type merge \
-                -p "{\"spec\":{\"minReplicaCount\":$floor_saved}}" >/dev/null && log "scaledobject/$scaledobject minReplicaCount back to $floor_saved" ;;
-        hpa)
-            k patch hpa "$hpa" --type merge \
-                -p "{\"spec\":{\"minReplicas\":$floor_saved}}" >/dev/null && log "hpa/$hpa minReplicas back to $floor_saved" ;;
-    esac
+    [ -n "$floor_kind" ] || return 0
+    set_floor "$floor_saved" || true
     floor_kind=""
+}
+
+# The router's desired replica count (SPEC 5.1), read inside the router pod.
+desired_now() {
+    admin GET /v1/cluster 2>/dev/null | tr -d '\r' | sed -n 's/.*"desiredReplicas":\([0-9]*\).*/\1/p' | head -n 1
+}
+
+# With an autoscaler, the floor follows the router: desired replicas + 1 (the
+# pod being drained takes no new rooms), never below the original floor. So
+# the surge pod stays while it is needed, and the autoscaler still shrinks the
+# StatefulSet during a long rollout as rooms end (never removing a pod that
+# holds an active room: those count in desired replicas).
+follow_floor() {
+    [ -n "$floor_kind" ] || return 0
+    local d
+    d=$(desired_now)
+    [[ $d =~ ^[0-9]+$ ]] || return 0
+    d=$((d + 1))
+    [ "$d" -ge "$floor_saved" ] || d=$floor_saved
+    set_floor "$d" || true
+}
+
+sts_replicas() {
+    k get statefulset "$statefulset" -o 'jsonpath={.spec.replicas}'
 }
 
 still_old() {
     local stale
-    mapfile -t stale < <(old_ordinals "$replicas")
+    mapfile -t stale < <(old_ordinals "$(sts_replicas)")
     if [ "${#stale[@]}" -gt 0 ]; then
         echo "rollout-backend: still on the old revision: $(printf "$statefulset-%s " "${stale[@]}")" >&2
     fi
@@ -274,23 +308,15 @@ if [ "$surge" -eq 1 ]; then
         floor_kind=hpa
         floor_saved=$hpa_min
     fi
-    if [ -n "$floor_kind" ] && [ "$floor_saved" -lt "$target" ]; then
-        if [ "$floor_kind" = scaledobject ]; then
-            k patch scaledobject "$scaledobject" --type merge -p "{\"spec\":{\"minReplicaCount\":$target}}" >/dev/null
-        else
-            k patch hpa "$hpa" --type merge -p "{\"spec\":{\"minReplicas\":$target}}" >/dev/null
-        fi
-        log "$floor_kind floor raised from $floor_saved to $target for the rollout"
-    else
-        floor_kind=""
-    fi
-    current=$(k get statefulset "$statefulset" -o 'jsonpath={.spec.replicas}')
-    if [ "$current" -lt "$target" ]; then
+    floor_now=$floor_saved
+    [ "$target" -ge "$floor_saved" ] || target=$floor_saved
+    set_floor "$target"
+    if [ "$(sts_replicas)" -lt "$target" ]; then
         k scale statefulset "$statefulset" --replicas="$target" >/dev/null
         log "surge: statefulset/$statefulset scaled to $target"
     fi
-    wait_new "$statefulset-$replicas" || {
-        echo "rollout-backend: surge pod $statefulset-$replicas not Ready and registered in time" >&2
+    wait_new "$statefulset-$((target - 1))" || {
+        echo "rollout-backend: surge pod $statefulset-$((target - 1)) not Ready and registered in time" >&2
         exit 1
     }
 fi
@@ -299,6 +325,15 @@ fi
 
 for i in "${old[@]}"; do
     name=$statefulset-$i
+    # A scale-down during the rollout may have removed it (it held no active
+    # room); the StatefulSet creates it at the new revision if it comes back.
+    if [ "$i" -ge "$(sts_replicas)" ]; then
+        log "$name: removed by a scale-down meanwhile; skipped"
+        continue
+    fi
+    if [ "$(pod_revision "$name")" = "$revision" ]; then
+        continue
+    fi
     left=$(remaining)
     if [ "$left" -le 0 ]; then
         echo "rollout-backend: --timeout $timeout reached before $name" >&2
@@ -306,10 +341,18 @@ for i in "${old[@]}"; do
     fi
     t=$drain_s
     [ "$t" -le "$left" ] || t=$left
+    follow_floor
     log "$name: drain --wait-empty (up to ${t}s)"
-    drc=0
     in_router pod-router drain --wait-empty --timeout "${t}s" --admin-url "$admin_url" \
-        ${token_file:+--token-file "$token_file"} "$name" || drc=$?
+        ${token_file:+--token-file "$token_file"} "$name" &
+    drain_pid=$!
+    # While the drain waits for rooms to end, the floor keeps following.
+    while kill -0 "$drain_pid" 2>/dev/null; do
+        sleep "$poll"
+        follow_floor
+    done
+    drc=0
+    wait "$drain_pid" || drc=$?
     if [ "$drc" -ne 0 ]; then
         if [ "$drc" -eq 3 ]; then
             echo "rollout-backend: $name still holds active rooms after ${t}s; left running (draining)" >&2
@@ -318,10 +361,15 @@ for i in "${old[@]}"; do
         fi
         exit 1
     fi
+    if [ "$i" -ge "$(sts_replicas)" ]; then
+        log "$name: empty and removed by a scale-down meanwhile"
+        continue
+    fi
     log "$name: empty; deleting the pod"
     k delete pod "$name" --wait=false >/dev/null
     # The old pod is gone once the name shows the new revision.
     wait_new "$name" || {
+        [ "$i" -ge "$(sts_replicas)" ] && continue
         echo "rollout-backend: $name not Ready and registered at revision $revision in time" >&2
         exit 1
     }
@@ -334,16 +382,16 @@ log "all pods of statefulset/$statefulset run revision $revision"
 if [ "$surge" -eq 1 ]; then
     if [ -n "$floor_kind" ]; then
         restore_floor
-        log "the autoscaler removes $statefulset-$replicas once it holds no active room"
+        log "the autoscaler removes the extra pod once it holds no active room"
     else
         extra=$statefulset-$((target - 1))
         admin_json=$(admin GET "/v1/pods/$extra" 2>/dev/null | tr -d '\r' || true)
         rooms=$(sed -n 's/.*"load":{"rooms":\([0-9]*\).*/\1/p' <<<"$admin_json" | head -n 1)
-        if [ "${rooms:-1}" = 0 ] && [ "$(k get statefulset "$statefulset" -o 'jsonpath={.spec.replicas}')" = "$target" ]; then
-            k scale statefulset "$statefulset" --replicas="$replicas" >/dev/null
-            log "surge: statefulset/$statefulset back to $replicas"
+        if [ "${rooms:-1}" = 0 ] && [ "$(sts_replicas)" = "$target" ]; then
+            k scale statefulset "$statefulset" --replicas="$((target - 1))" >/dev/null
+            log "surge: statefulset/$statefulset back to $((target - 1))"
         else
-            log "surge pod $extra holds active rooms (or the count changed): left at $target replicas"
+            log "surge pod $extra holds active rooms (or the count changed): left at $(sts_replicas) replicas"
         fi
     fi
 fi

@@ -15,7 +15,8 @@
 //
 // Time is compressed 100x (2 min of --room-active is 1.2 s, an HPA window of
 // 300 s is 3 s); room durations are seconds instead of minutes.
-// Environment: SIM_LONG=1 (longer workload), SIM_SEED, POD_ROUTER_BIN,
+// Environment: SIM_LONG=1 (longer workload), SIM_SEED, SIM_TRANSPORT
+// (websocket, the default, or polling), POD_ROUTER_BIN,
 // SIM_OUT (default test-output/sim). Prints figures and ends with
 // "N passed, N failed".
 
@@ -36,6 +37,9 @@ const OUT = path.resolve(process.env.SIM_OUT || path.join(REPO, 'test-output', '
 const LONG = process.env.SIM_LONG === '1';
 const SEED = Number(process.env.SIM_SEED || 20261201);
 const HOST = '127.0.0.1';
+// Participants' Engine.IO transport: websocket (what browsers end up on; room
+// activity is then tunnel bytes) or polling (every message is a request).
+const TRANSPORT = process.env.SIM_TRANSPORT === 'polling' ? 'polling' : 'websocket';
 
 // ---------------------------------------------------------------- parameters
 
@@ -53,15 +57,15 @@ const P = {
   syncMs: 500, // HPA sync period (15 s in Kubernetes; scrape and KEDA polling alike)
   msgEveryMs: 400, // participant traffic (an experiment keeps its room active)
   // Workload: arrivals over `arrivalS` seconds, durations uniform in [dMin, dMax].
-  arrivalS: LONG ? 180 : 60,
-  dMin: LONG ? 4 : 3,
-  dMax: LONG ? 24 : 12,
-  rolloutAt: LONG ? 70 : 26,
+  arrivalS: LONG ? 180 : 50,
+  dMin: LONG ? 6 : 5,
+  dMax: LONG ? 40 : 20,
+  rolloutAt: LONG ? 70 : 22,
 };
 // Room arrival rate (rooms/s) over time: a ramp to a peak, then a trough.
 function lambda(t) {
   const T = P.arrivalS;
-  const peak = LONG ? 1.6 : 2.2;
+  const peak = LONG ? 1.0 : 1.3;
   const low = 0.25;
   const x = t / T;
   if (x < 0.15) return low + (peak - low) * (x / 0.15) * 0.5;
@@ -203,19 +207,27 @@ class Run {
     this.log(`started: routers ${this.routers.map((r) => r.url).join(' ')}, ${P.minReplicas} pods, sidecar --health-url ${healthUrl ? 'yes' : 'no (emulated: started after Ready)'}`);
   }
 
-  // Ground truth from the clients: connected participants per pod, active rooms.
+  // Ground truth from the clients: connected participants per pod (for the
+  // synthesised CPU), and the active load as SPEC 5 defines it: a room is
+  // active while one of its participants sent something within --room-active
+  // (they send every msgEveryMs while connected).
   truth() {
     const perPod = new Map();
+    const now = Date.now();
+    const recent = (p) => p.connected || (p.leftAt && now - p.leftAt <= P.roomActiveMs);
     let rooms = 0;
     let participants = 0;
+    let connectedRooms = 0;
     for (const room of this.rooms) {
       const live = room.participants.filter((p) => p.connected);
-      if (live.length === 0) continue;
-      rooms++;
-      participants += live.length;
       for (const p of live) perPod.set(p.pod, (perPod.get(p.pod) || 0) + 1);
+      if (live.length) connectedRooms++;
+      const active = room.participants.filter(recent);
+      if (active.length === 0) continue;
+      rooms++;
+      participants += active.length;
     }
-    return { rooms, participants, perPod };
+    return { rooms, participants, perPod, connectedRooms };
   }
 
   async scrapeDesired() {
@@ -265,7 +277,7 @@ class Run {
       this.samples.push({
         t: this.t(), spec: this.sts.replicas, pods: this.sts.pods.size, ready: ready.length,
         desired: desired === undefined ? routerDesired : desired, hpa: this.hpa.last ? this.hpa.last.desired : '',
-        rooms: truth.rooms, participants: truth.participants, routerActive, ideal,
+        rooms: truth.rooms, participants: truth.participants, routerActive, ideal, connected: truth.connectedRooms,
       });
       await sleep(Math.max(0, P.syncMs - (Date.now() - started)));
     }
@@ -277,7 +289,7 @@ class Run {
     const r = this.routers[(Number(room.id.slice(8)) + k) % 2];
     const pid = `${room.id}_p${k}`;
     const socket = io(r.url, {
-      forceNew: true, reconnection: false, transports: ['websocket'], timeout: 5000,
+      forceNew: true, reconnection: false, transports: [TRANSPORT], timeout: 5000,
       query: { roomId: room.id, participantId: pid },
     });
     this.sockets.add(socket);
@@ -304,6 +316,7 @@ class Run {
       clearInterval(timer);
       const was = p.connected;
       p.connected = false;
+      if (was) p.leftAt = Date.now();
       this.sockets.delete(socket);
       if (!p.leaving && was) {
         p.lost = reason;
@@ -419,7 +432,7 @@ class Run {
       kubectlCalls: this.kube.calls,
       stillOld: [...this.sts.pods.values()].filter((p) => p.revision !== this.sts.updateRevision).map((p) => p.name),
     };
-    const cols = ['t', 'spec', 'pods', 'ready', 'desired', 'hpa', 'rooms', 'participants', 'routerActive', 'ideal'];
+    const cols = ['t', 'spec', 'pods', 'ready', 'desired', 'hpa', 'rooms', 'participants', 'routerActive', 'ideal', 'connected'];
     fs.writeFileSync(path.join(OUT, `${this.mode}.dat`),
       `# ${cols.join(' ')}\n${this.samples.map((s) => cols.map((c) => (s[c] === '' || s[c] === undefined ? 'NaN' : (typeof s[c] === 'number' ? +s[c].toFixed(3) : s[c]))).join(' ')).join('\n')}\n`);
     fs.writeFileSync(path.join(OUT, `${this.mode}-interrupts.dat`),
@@ -450,7 +463,7 @@ async function main() {
   }
   fs.mkdirSync(OUT, { recursive: true });
   const rooms = schedule(SEED);
-  console.log(`sim: ${LONG ? 'long' : 'short'} variant, seed ${SEED}: ${rooms.length} rooms arriving over ${P.arrivalS} s ` +
+  console.log(`sim: ${LONG ? 'long' : 'short'} variant, seed ${SEED}, ${TRANSPORT} participants: ${rooms.length} rooms arriving over ${P.arrivalS} s ` +
     `(Poisson, peak and trough), 2-8 participants each, ${P.dMin}-${P.dMax} s; rollout at ${P.rolloutAt} s; ` +
     `capacity ${P.capacity.rooms} rooms / ${P.capacity.participants} participants per pod, u ${P.u}, headroom ${P.headroom}, ` +
     `replicas ${P.minReplicas}..${P.maxReplicas}; timers compressed ${SCALE}x`);

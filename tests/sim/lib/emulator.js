@@ -333,7 +333,7 @@ class StatefulSet {
 
 // ---------------------------------------------------------------- kubectl API
 
-// Serves POST /kubectl {argv} -> {code, stdout, stderr} for the shim.
+// Serves POST /kubectl (NUL-separated argv) for the shim (tests/sim/bin/kubectl).
 class KubectlApi {
   constructor({ sts, hpa, scaledObject, routerPods, log }) {
     this.sts = sts;
@@ -349,16 +349,18 @@ class KubectlApi {
       const chunks = [];
       req.on('data', (c) => chunks.push(c));
       req.on('end', () => {
+        const argv = Buffer.concat(chunks).toString('utf8').split('\0');
+        if (argv[argv.length - 1] === '') argv.pop();
         let out;
         try {
-          out = this.run(JSON.parse(Buffer.concat(chunks).toString('utf8')).argv);
+          out = this.run(argv);
         } catch (e) {
           out = { code: 1, stdout: '', stderr: `emulator: ${e.message}\n` };
         }
         this.calls++;
-        if (this.log) this.log(`kubectl ${JSON.parse(Buffer.concat(chunks).toString('utf8')).argv.join(' ')} -> ${out.code}`);
-        const body = JSON.stringify(out);
-        res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+        if (this.log) this.log(`kubectl ${argv.join(' ')} -> ${out.code}`);
+        const body = `${out.code}\n${Buffer.from(out.stderr).toString('base64')}\n${out.stdout}.`;
+        res.writeHead(200, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body) });
         res.end(body);
       });
     });
