@@ -78,7 +78,7 @@ function lambda(t) {
 // Behaviour of the two HPAs, compressed SCALE times.
 const ROOM_AWARE_HPA = {
   scaleUp: { window: 0, policies: [{ pods: 2, period: 60 / SCALE }] },
-  scaleDown: { window: 300 / SCALE, policies: [{ pods: 1, period: 120 / SCALE }] },
+  scaleDown: { window: 150 / SCALE, policies: [{ pods: 1, period: 60 / SCALE }] },
 };
 const GUIDE_HPA = {
   scaleUp: { window: 60 / SCALE, policies: [{ pods: 2, period: 60 / SCALE }] },
