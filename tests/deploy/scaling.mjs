@@ -153,6 +153,26 @@ function onDeleteCheck(objs) {
     return t === 'OnDelete' ? [] : [`backend updateStrategy ${t}: the controller would restart pods holding rooms; OnDelete + deploy/scripts/rollout-backend.sh`];
 }
 
+function rolloutRbacCheck(objs) {
+    const problems = [];
+    const binding = findAll(objs, 'RoleBinding').find((b) => b.metadata.namespace === NS && b.roleRef.kind === 'Role' &&
+        (b.subjects || []).some((x) => x.kind === 'ServiceAccount' && x.name === 'github-actions') &&
+        (find(objs, 'Role', b.roleRef.name, NS) || { rules: [] }).rules.some((r) => r.resources.includes('pods/exec')));
+    if (!binding) return ['no namespaced Role bound to github-actions grants pods/exec (rollout-backend.sh runs pod-router drain in a router pod)'];
+    const role = find(objs, 'Role', binding.roleRef.name, NS);
+    const can = (group, resource, verb) => role.rules.some((r) => r.apiGroups.includes(group) && r.resources.includes(resource) && r.verbs.includes(verb));
+    for (const [g, r, v] of [['', 'pods/exec', 'create'], ['', 'pods', 'delete'], ['', 'pods', 'get'], ['apps', 'statefulsets', 'get'],
+        ['apps', 'statefulsets/scale', 'patch'], ['keda.sh', 'scaledobjects', 'patch'], ['keda.sh', 'scaledobjects', 'get']]) {
+        if (!can(g, r, v)) problems.push(`Role ${role.metadata.name} cannot ${v} ${g ? `${g}/` : ''}${r}`);
+    }
+    for (const r of role.rules) {
+        if (r.verbs.includes('*') || r.resources.includes('*') || r.apiGroups.includes('*')) problems.push(`wildcard in ${JSON.stringify(r)}`);
+        if (r.resources.includes('secrets')) problems.push('access to Secrets');
+    }
+    if (findAll(objs, 'ClusterRoleBinding').some((b) => (b.subjects || []).some((x) => x.name === 'github-actions'))) problems.push('cluster-wide binding for github-actions');
+    return problems;
+}
+
 // ---- self-tests: each check rejects a broken copy of the production render
 
 const prod = renders.get('production');
@@ -192,6 +212,8 @@ if (prod) {
                 a[a.indexOf('--placement') + 1] = 'least-loaded';
             }],
             ['bounds differ', routerCheck, (o) => { so(o).spec.maxReplicaCount = 10; }],
+            ['no exec grant', rolloutRbacCheck, (o) => { find(o, 'Role', 'github-actions-rollout', NS).rules = find(o, 'Role', 'github-actions-rollout', NS).rules.filter((r) => !r.resources.includes('pods/exec')); }],
+            ['wildcard verbs', rolloutRbacCheck, (o) => { find(o, 'Role', 'github-actions-rollout', NS).rules[0].verbs = ['*']; }],
             ['RollingUpdate', onDeleteCheck, (o) => { find(o, 'StatefulSet', 'backend', NS).spec.updateStrategy = { type: 'RollingUpdate' }; }],
         ];
         for (const [what, check, mutate] of cases) {
@@ -206,6 +228,7 @@ if (prod) {
     report.check('production: scale-down one pod at a time, window >= --room-active; KEDA adopts backend-hpa; no second owner', () => behaviourCheck(prod));
     report.check('production: pod-router --placement pack, bounds equal the ScaledObject\'s, headroom >= 1', () => routerCheck(prod));
     report.check('production: backend StatefulSet updateStrategy OnDelete (room-aware rollout)', () => onDeleteCheck(prod));
+    report.check('production: github-actions may run the rollout (exec into the router, delete pods, scale, move the floor), namespaced, no wildcards or Secrets', () => rolloutRbacCheck(prod));
 } else {
     report.check('production render given', () => ['no production render: nothing to check']);
 }
