@@ -54,18 +54,18 @@ const P = {
   drainGraceMs: 60000 / SCALE, // sidecar --drain-grace 60s
   heartbeatMs: 500,
   podTtl: '3s',
-  syncMs: 500, // HPA sync period (15 s in Kubernetes; scrape and KEDA polling alike)
+  syncMs: 200, // HPA sync period (15 s in Kubernetes, 0.15 s compressed; scrape and KEDA polling alike)
   msgEveryMs: 400, // participant traffic (an experiment keeps its room active)
   // Workload: arrivals over `arrivalS` seconds, durations uniform in [dMin, dMax].
-  arrivalS: LONG ? 180 : 50,
-  dMin: LONG ? 6 : 5,
-  dMax: LONG ? 40 : 20,
-  rolloutAt: LONG ? 70 : 22,
+  arrivalS: LONG ? 180 : 40,
+  dMin: LONG ? 6 : 8,
+  dMax: LONG ? 54 : 30,
+  rolloutAt: LONG ? 80 : 18,
 };
 // Room arrival rate (rooms/s) over time: a ramp to a peak, then a trough.
 function lambda(t) {
   const T = P.arrivalS;
-  const peak = LONG ? 1.0 : 1.3;
+  const peak = LONG ? 0.6 : 1.0;
   const low = 0.25;
   const x = t / T;
   if (x < 0.15) return low + (peak - low) * (x / 0.15) * 0.5;
