@@ -70,7 +70,9 @@ void pr__atab_load(const struct pr_atab *t, const struct pr_atab_entry *e, int s
     if (!e->counted)
         return; /* idle and tentative assignments keep their pod but add no load */
     if (e->kind == PR_KEY_ROOM)
-        pr_registry_add_load(t->reg, e->pod, sign, sign * (int)e->participant_count);
+        pr_registry_add_load(t->reg, e->pod, sign,
+                             sign * (int)(e->participant_count > 1000000 ? 1000000
+                                                                         : e->participant_count));
     else if (e->kind == PR_KEY_PARTICIPANT)
         pr_registry_add_load(t->reg, e->pod, 0, sign);
 }

@@ -291,14 +291,14 @@ report.check('deploy/scripts/rollout-backend.sh exists, is executable, runs drai
     return problems;
 });
 
-report.check('deploy-application.yml runs deploy/scripts/rollout-backend.sh after the apply', () => {
+report.check('deploy-application.yml runs deploy/scripts/rollout-backend.sh after the apply of the overlay', () => {
     const f = path.join(root, '.github/workflows/deploy-application.yml');
     const wf = YAML.parse(fs.readFileSync(f, 'utf8'));
     const steps = Object.values(wf.jobs || {}).flatMap((j) => j.steps || []);
     const i = steps.findIndex((s) => typeof s.run === 'string' && s.run.includes('deploy/scripts/rollout-backend.sh'));
-    const apply = steps.findIndex((s) => typeof s.run === 'string' && /kubectl apply -k/.test(s.run));
+    const apply = steps.findIndex((s) => typeof s.run === 'string' && /kubectl (kustomize|apply -k)/.test(s.run) && /kubectl apply/.test(s.run));
     if (i < 0) return ['no step runs deploy/scripts/rollout-backend.sh'];
-    return apply >= 0 && apply < i ? [] : ['the rollout step does not come after `kubectl apply -k`'];
+    return apply >= 0 && apply < i ? [] : ['the rollout step does not come after the apply of the overlay'];
 });
 
 console.log(`# scaling: ${report.passed} ok, ${report.failed} not ok`);
