@@ -6,7 +6,7 @@
 # then the same workload with the guide's CPU-only HPA as the baseline.
 #
 #   bash tests/sim/run.sh            short variant (about 3 minutes; in scripts/test.sh)
-#   SIM_LONG=1 bash tests/sim/run.sh long variant (about 8 minutes)
+#   SIM_LONG=1 bash tests/sim/run.sh long variant (about 10 minutes)
 #
 # Environment: POD_ROUTER_BIN (default build/src/pod-router), SIM_SEED,
 # SIM_OUT (default test-output/sim: samples *.dat, results.json, every log).
@@ -35,8 +35,8 @@ if ! command -v redis-server >/dev/null 2>&1; then
     exit 1
 fi
 
-limit=300
-[ "${SIM_LONG:-0}" = 1 ] && limit=900
+limit=420
+[ "${SIM_LONG:-0}" = 1 ] && limit=1200
 status=0
 timeout --kill-after=10 "$limit" nice -n 5 node tests/sim/sim.js || status=$?
 if [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then

@@ -369,7 +369,7 @@ class Run {
     };
     const log = path.join(this.dir, 'rollout.log');
     const proc = spawnLogged('bash', [path.join(REPO, 'deploy', 'scripts', 'rollout-backend.sh'), '-n', 'hyperstudy',
-      '--admin-url', this.routers[0].admin, '--token-file', '', '--timeout', LONG ? '150s' : '90s',
+      '--admin-url', this.routers[0].admin, '--token-file', '', '--timeout', LONG ? '400s' : '150s',
       '--drain-timeout', '60s', '--ready-timeout', '20s', '--poll', '0.3'], { env, logPath: log });
     this.rolloutProc = proc;
     this.rolloutDone = proc.exited.then((info) => {
@@ -396,7 +396,7 @@ class Run {
     this.sts.lastTick = Date.now();
     const hpa = this.hpaLoop();
     await this.workload();
-    if (this.rolloutDone) await Promise.race([this.rolloutDone, sleep(LONG ? 160000 : 100000)]);
+    if (this.rolloutDone) await Promise.race([this.rolloutDone, sleep(LONG ? 410000 : 160000)]);
     const podSeconds = this.sts.podSeconds;
     this.routerCount = await this.routerInterrupted();
     this.stopping = true;
