@@ -16,7 +16,8 @@
 // Time is compressed 100x (2 min of --room-active is 1.2 s, an HPA window of
 // 300 s is 3 s); room durations are seconds instead of minutes.
 // Environment: SIM_LONG=1 (longer workload), SIM_SEED, SIM_TRANSPORT
-// (websocket, the default, or polling), POD_ROUTER_BIN,
+// (websocket, the default, or polling), SIM_ONLY (room-aware, baseline or
+// rollout-timeout: one part, for debugging; the checks of the others fail), POD_ROUTER_BIN,
 // SIM_OUT (default test-output/sim). Prints figures and ends with
 // "N passed, N failed".
 
@@ -125,7 +126,7 @@ function schedule(seed) {
 class Run {
   constructor(mode, rooms) {
     this.mode = mode; // 'room-aware' | 'baseline'
-    this.aware = mode === 'room-aware';
+    this.aware = mode !== 'baseline';
     this.rooms = rooms.map((r) => ({ ...r, participants: [], interrupted: false, pods: new Set(), rejected: 0 }));
     this.dir = path.join(OUT, mode);
     this.samples = [];
@@ -286,7 +287,7 @@ class Run {
   // One participant: connects through one of the router replicas, says who
   // it is, sends a message every msgEveryMs, leaves at the room's end.
   participant(room, k) {
-    const r = this.routers[(Number(room.id.slice(8)) + k) % 2];
+    const r = this.routers[(Number((/(\d+)$/.exec(room.id) || [0, 0])[1]) + k) % 2];
     const pid = `${room.id}_p${k}`;
     const socket = io(r.url, {
       forceNew: true, reconnection: false, transports: [TRANSPORT], timeout: 5000,
@@ -441,6 +442,53 @@ class Run {
     return this.result;
   }
 
+  // A rollout that cannot finish: one room stays connected on every pod;
+  // the script, bounded by --drain-timeout, must stop with exit 1, list the
+  // pods still old, delete none of them, and leave every room running.
+  async timeoutScenario() {
+    await this.start();
+    this.t0 = Date.now();
+    const rooms = [];
+    for (let i = 0; i < P.minReplicas; i++) {
+      // Pack fills backend-0 first: make each room big enough to need its own pod.
+      const room = { id: `room_stay${i}`, n: 8, joins: Array(8).fill(0), participants: [], interrupted: false, pods: new Set(), rejected: 0 };
+      this.rooms.push(room);
+      rooms.push(room);
+      for (let k = 0; k < room.n; k++) this.participant(room, k);
+      await sleep(1500);
+    }
+    const pods = new Set(rooms.flatMap((r) => [...r.pods]));
+    this.sts.newRevision('backend-rev2');
+    const env = {
+      ...process.env,
+      PATH: `${path.join(__dirname, 'bin')}:${path.dirname(ROUTER_BIN)}:${process.env.PATH}`,
+      SIM_KUBE_URL: this.kube.url,
+    };
+    const log = path.join(this.dir, 'rollout.log');
+    const proc = spawnLogged('bash', [path.join(REPO, 'deploy', 'scripts', 'rollout-backend.sh'), '-n', 'hyperstudy',
+      '--admin-url', this.routers[0].admin, '--token-file', '', '--timeout', '60s', '--drain-timeout', '3s',
+      '--ready-timeout', '30s', '--poll', '0.3'], { env, logPath: log });
+    const info = await proc.exited;
+    await sleep(500);
+    const out = fs.readFileSync(log, 'utf8');
+    const old = [...this.sts.pods.values()].filter((p) => p.revision !== this.sts.updateRevision && p.ordinal < P.minReplicas).map((p) => p.name);
+    const result = {
+      rc: info.code,
+      listed: old.length > 0 && old.every((n) => new RegExp(`still on the old revision:.*\\b${n}\\b`).test(out)),
+      old,
+      pods: [...pods],
+      roomPodsOld: [...pods].every((n) => old.includes(n)),
+      interrupted: rooms.filter((r) => r.interrupted).length,
+      connected: rooms.every((r) => r.participants.length > 0 && r.participants.every((p) => p.connected)),
+      deleted: this.sts.deleted,
+      floor: this.hpa.spec.minReplicas,
+    };
+    this.log(`timeout scenario: ${JSON.stringify(result)}`);
+    for (const sck of this.sockets) sck.close();
+    await this.stopAll();
+    return result;
+  }
+
   async stopAll() {
     this.stopping = true;
     this.kube.close();
@@ -468,7 +516,12 @@ async function main() {
     `capacity ${P.capacity.rooms} rooms / ${P.capacity.participants} participants per pod, u ${P.u}, headroom ${P.headroom}, ` +
     `replicas ${P.minReplicas}..${P.maxReplicas}; timers compressed ${SCALE}x`);
   const results = [];
+  const only = process.env.SIM_ONLY || '';
   for (const mode of ['room-aware', 'baseline']) {
+    if (only && only !== mode) {
+      results.push(null);
+      continue;
+    }
     const run = new Run(mode, rooms);
     try {
       results.push(await run.execute());
@@ -490,6 +543,23 @@ async function main() {
         `${r.stillOld.length ? `, still old: ${r.stillOld.join(' ')}` : ''}`);
     }
   }
+  // The timeout path of the rollout script.
+  let to = null;
+  const trun = new Run('rollout-timeout', []);
+  if (!only || only === 'rollout-timeout') try {
+    to = await trun.timeoutScenario();
+    console.log(`sim: rollout timeout: exit ${to.rc}; rooms on ${to.pods.join(', ')} interrupted ${to.interrupted}, ` +
+      `all participants still connected ${to.connected}; pods still old ${to.old.join(' ')} (listed: ${to.listed}); ` +
+      `pods deleted ${to.deleted}; autoscaler floor back to ${to.floor}`);
+  } catch (e) {
+    console.log(`sim: rollout-timeout run failed: ${e.stack || e}`);
+    try {
+      await trun.stopAll();
+    } catch {
+      // down
+    }
+  }
+
   // Variables for tests/sim/plot.gp.
   const gv = (name, v) => `${name} = ${v === null || v === undefined ? 'NaN' : Number(v).toFixed(2)}\n`;
   fs.writeFileSync(path.join(OUT, 'plotvars.gp'), results.map((r, i) => {
@@ -513,6 +583,9 @@ async function main() {
   check(aware && aware.rolloutRc === 0 && aware.stillOld.length === 0, `room-aware: rollout-backend.sh replaced every pod and exited 0 (exit ${aware ? aware.rolloutRc : '-'}${aware && aware.stillOld.length ? `, old: ${aware.stillOld}` : ''})`);
   check(aware && aware.ratio <= 1.25, `room-aware: pod-seconds <= 1.25x ideal (got ${aware ? aware.ratio.toFixed(3) : '-'})`);
   check(aware && aware.split === 0, `room-aware: every room on one pod (split ${aware ? aware.split : '-'})`);
+  check(to && to.rc === 1 && to.interrupted === 0 && to.connected && to.roomPodsOld && to.listed,
+    `rollout timeout: exit 1, every room still running on its old pod, every old pod listed (${to ? `exit ${to.rc}, interrupted ${to.interrupted}, rooms on ${to.pods.join(' ')}, old ${to.old.join(' ')}, listed ${to.listed}` : 'no run'})`);
+  check(to && to.floor === P.minReplicas, `rollout timeout: the autoscaler floor is restored (${to ? to.floor : '-'})`);
   check(base && base.interrupted > 0, `baseline (CPU HPA + least-loaded + RollingUpdate) interrupts rooms (got ${base ? base.interrupted : 'no run'})`);
   console.log(`${passed} passed, ${failed} failed`);
   process.exit(failed ? 1 : 0);
