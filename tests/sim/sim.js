@@ -46,7 +46,7 @@ const TRANSPORT = process.env.SIM_TRANSPORT === 'polling' ? 'polling' : 'websock
 
 const SCALE = 100; // real seconds per simulated second for the Kubernetes/router timers
 const P = {
-  capacity: { rooms: 4, participants: 20 },
+  capacity: { rooms: 8, participants: 40 },
   u: 0.75,
   headroom: 1,
   minReplicas: 2,
@@ -66,7 +66,7 @@ const P = {
 // Room arrival rate (rooms/s) over time: a ramp to a peak, then a trough.
 function lambda(t) {
   const T = P.arrivalS;
-  const peak = LONG ? 0.6 : 1.0;
+  const peak = LONG ? 0.8 : 1.2;
   const low = 0.25;
   const x = t / T;
   if (x < 0.15) return low + (peak - low) * (x / 0.15) * 0.5;
@@ -86,10 +86,10 @@ const GUIDE_HPA = {
   scaleDown: { window: 600 / SCALE, policies: [{ pods: 1, period: 120 / SCALE }] },
 };
 // Synthesised resource signals of a backend pod (of its request): CPU 5 %
-// idle + 3.7 % per connected participant (60 % at 15 participants, the
-// pack target of 3 rooms x 5), memory 30 % + 2 % per participant.
-const cpuOf = (participants) => 0.05 + 0.0367 * participants;
-const memOf = (participants) => 0.3 + 0.02 * participants;
+// idle + 1.83 % per connected participant (60 % at 30 participants, the
+// pack target of 6 rooms x 5), memory 30 % + 1 % per participant.
+const cpuOf = (participants) => 0.05 + 0.0183 * participants;
+const memOf = (participants) => 0.3 + 0.01 * participants;
 
 // ---------------------------------------------------------------- workload
 
