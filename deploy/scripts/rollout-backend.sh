@@ -206,6 +206,10 @@ remaining() {
     echo $((deadline - SECONDS))
 }
 
+sts_replicas() {
+    k get statefulset "$statefulset" -o 'jsonpath={.spec.replicas}'
+}
+
 # wait_new NAME: until NAME runs the update revision, is Ready and the router
 # lists it as ready. A registry entry left `draining` by the old pod (one that
 # was killed before its sidecar could unregister) is removed once, so that the
@@ -214,6 +218,8 @@ wait_new() {
     local name=$1 until=$((SECONDS + ready_s)) state cleared=0
     [ "$until" -le "$deadline" ] || until=$deadline
     while [ "$SECONDS" -lt "$until" ]; do
+        # Removed by a scale-down meanwhile: nothing to wait for.
+        [ "${name##*-}" -lt "$(sts_replicas)" ] || return 2
         if [ "$(pod_revision "$name")" = "$revision" ] && pod_ready "$name"; then
             state=$(registered_state "$name")
             if [ "$state" = ready ]; then
@@ -272,10 +278,6 @@ follow_floor() {
     d=$((d + 1))
     [ "$d" -ge "$floor_saved" ] || d=$floor_saved
     set_floor "$d" || true
-}
-
-sts_replicas() {
-    k get statefulset "$statefulset" -o 'jsonpath={.spec.replicas}'
 }
 
 still_old() {
@@ -368,11 +370,14 @@ for i in "${old[@]}"; do
     log "$name: empty; deleting the pod"
     k delete pod "$name" --wait=false >/dev/null
     # The old pod is gone once the name shows the new revision.
-    wait_new "$name" || {
-        [ "$i" -ge "$(sts_replicas)" ] && continue
+    wrc=0
+    wait_new "$name" || wrc=$?
+    if [ "$wrc" -eq 2 ]; then
+        log "$name: removed by a scale-down meanwhile"
+    elif [ "$wrc" -ne 0 ]; then
         echo "rollout-backend: $name not Ready and registered at revision $revision in time" >&2
         exit 1
-    }
+    fi
 done
 
 log "all pods of statefulset/$statefulset run revision $revision"
