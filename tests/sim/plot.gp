@@ -7,7 +7,7 @@ if (!exists("dir")) dir = 'test-output/sim'
 if (!exists("out")) out = 'docs/img/scaling-sim.png'
 load dir.'/plotvars.gp'
 
-set terminal pngcairo size 1100,900 font ",10"
+set terminal pngcairo size 1100,900 font ",10" noenhanced
 set output out
 set multiplot layout 2,1 margins 0.07,0.93,0.07,0.95 spacing 0,0.08
 set grid ytics
