@@ -1,0 +1,11 @@
+aware_roll_start = 82.90
+aware_roll_end = 207.57
+aware_ratio = 1.42
+aware_interrupted = 0.00
+aware_end = 212.48
+base_roll_start = 82.89
+base_roll_end = 91.34
+base_ratio = 0.74
+base_interrupted = 33.00
+base_end = 212.47
+max_replicas = 10.00
