@@ -398,11 +398,21 @@ void pr__atab_recount(struct pr_atab *t)
 
 bool pr__touch_due(struct pr_touch_cache *c, uint64_t hash, uint64_t now, uint64_t every_ms)
 {
-    size_t i = (size_t)hash & (PR_TOUCH_SLOTS - 1);
-    if (c->hash[i] == hash && c->at[i] != 0 && now - c->at[i] < every_ms)
-        return false;
-    c->hash[i] = hash;
-    c->at[i] = now ? now : 1;
+    size_t set = (size_t)(hash >> 20) & (PR_TOUCH_SETS - 1);
+    uint64_t *h = c->hash[set], *at = c->at[set];
+    size_t victim = 0;
+    for (size_t k = 0; k < PR_TOUCH_WAYS; k++) {
+        if (h[k] == hash && at[k] != 0) {
+            if (now >= at[k] && now - at[k] < every_ms)
+                return false;
+            victim = k;
+            break;
+        }
+        if (at[k] < at[victim])
+            victim = k; /* else replace the stalest way */
+    }
+    h[victim] = hash;
+    at[victim] = now ? now : 1;
     return true;
 }
 

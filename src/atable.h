@@ -23,8 +23,8 @@ struct pr_atab_entry {
     uint64_t expires; /* monotonic ms; UINT64_MAX = never */
     uint64_t renewed; /* monotonic ms of the last TTL renewal */
     uint64_t assigned_at_ms;
-    uint64_t active;   /* monotonic ms of the last use (0: none since creation) */
-    uint64_t reported; /* Redis cache: monotonic ms activity was last shared */
+    uint64_t active;      /* monotonic ms of the last use (0: none since creation) */
+    uint64_t reported;    /* Redis cache: monotonic ms activity was last shared */
     struct pr_idset *ids; /* rooms only */
     uint32_t participant_count;
     uint8_t kind;
@@ -44,11 +44,14 @@ enum {
 };
 
 /* Per store handle (one loop thread, no lock): when each recently touched key was last
- * stamped in the table, so repeated touches of one room cost no lock (direct-mapped). */
-#define PR_TOUCH_SLOTS 512u
+ * stamped in the table, so repeated touches of one room cost no lock. 8-way set-associative
+ * (a set's hashes fill one cache line), 8192 entries: a few thousand active rooms per loop
+ * fit without conflict misses. */
+#define PR_TOUCH_WAYS 8u
+#define PR_TOUCH_SETS 1024u
 struct pr_touch_cache {
-    uint64_t hash[PR_TOUCH_SLOTS];
-    uint64_t at[PR_TOUCH_SLOTS];
+    uint64_t hash[PR_TOUCH_SETS][PR_TOUCH_WAYS];
+    uint64_t at[PR_TOUCH_SETS][PR_TOUCH_WAYS];
 };
 
 struct pr_atab {

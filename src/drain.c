@@ -129,8 +129,8 @@ static int apply(struct drain_opts *o, const char *flag, const char *v, char *er
 }
 
 static const char *const env_flags[][2] = {
-    {"POD_ROUTER_ADMIN_URL", "admin-url"},   {"POD_ROUTER_TOKEN_FILE", "token-file"},
-    {"POD_ROUTER_WAIT_EMPTY", "wait-empty"}, {"POD_ROUTER_TIMEOUT", "timeout"},
+    {"POD_ROUTER_ADMIN_URL", "admin-url"},         {"POD_ROUTER_TOKEN_FILE", "token-file"},
+    {"POD_ROUTER_WAIT_EMPTY", "wait-empty"},       {"POD_ROUTER_TIMEOUT", "timeout"},
     {"POD_ROUTER_POLL_INTERVAL", "poll-interval"},
 };
 
@@ -285,7 +285,8 @@ static void on_pod(struct drainer *d, const struct pr_http_response *res)
     fmt_dur(waited, sizeof(waited), now - d->start);
     fmt_dur(limit, sizeof(limit), o->timeout_ms);
     if (res->status == 404) {
-        fprintf(stderr, "pod-router drain: %s is no longer registered: it holds no room (after %s)\n",
+        fprintf(stderr,
+                "pod-router drain: %s is no longer registered: it holds no room (after %s)\n",
                 o->name, waited);
         finish(d, 0);
         return;
@@ -298,8 +299,8 @@ static void on_pod(struct drainer *d, const struct pr_http_response *res)
     if (!cJSON_IsNumber(rooms)) {
         char detail[200];
         body_detail(res, detail, sizeof(detail));
-        fprintf(stderr, "pod-router drain: %s: unexpected answer %d from the router: %s\n",
-                o->name, res->status, detail);
+        fprintf(stderr, "pod-router drain: %s: unexpected answer %d from the router: %s\n", o->name,
+                res->status, detail);
         cJSON_Delete(j);
         if (now >= d->deadline)
             finish(d, 3);
@@ -346,8 +347,8 @@ static void on_response(struct pr_http_client *c, int err, const struct pr_http_
     const struct drain_opts *o = d->o;
     uint64_t now = uv_now(&d->loop);
     if (err != 0) {
-        fprintf(stderr, "pod-router drain: %s: router %s unreachable: %s\n", o->name,
-                o->admin_url, uv_strerror(err));
+        fprintf(stderr, "pod-router drain: %s: router %s unreachable: %s\n", o->name, o->admin_url,
+                uv_strerror(err));
         if (!d->drained) {
             finish(d, 1);
             return;
@@ -369,8 +370,8 @@ static void on_response(struct pr_http_client *c, int err, const struct pr_http_
             return;
         }
         if (res->status != 200) {
-            fprintf(stderr, "pod-router drain: %s: the router refused the drain: %d %s\n",
-                    o->name, res->status, detail);
+            fprintf(stderr, "pod-router drain: %s: the router refused the drain: %d %s\n", o->name,
+                    res->status, detail);
             finish(d, 1);
             return;
         }

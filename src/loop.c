@@ -333,10 +333,14 @@ static void expire_send(struct pr_tq_node *n)
 static void expire_linger(struct pr_tq_node *n)
 {
     struct pr_upstream *u = pr__container_of(n, struct pr_upstream, tq);
-    if (u->client)
-        pr__client_close(u->client); /* closes u too */
-    else
-        pr__upstream_close(u);
+    struct pr_client *c = u->client;
+    if (c) {
+        c->up = NULL;
+        u->client = NULL;
+    }
+    pr__upstream_close(u);
+    if (c)
+        pr__client_close(c);
 }
 
 static struct pr_worker *worker_create(int id, char *err, size_t errlen)
@@ -413,12 +417,7 @@ static void worker_destroy(struct pr_worker *w)
     while (w->free_exchanges) {
         struct pr_exchange *x = w->free_exchanges;
         w->free_exchanges = x->next_free;
-        free(x->head);
-        free(x->out);
-        free(x->resp);
-        free(x->replay);
-        free(x->body);
-        free(x);
+        pr__exchange_free(x);
     }
     uv_loop_close(&w->loop);
     free(w->policy_pods);

@@ -25,8 +25,8 @@ struct pr_desired_params pr_scaling_params(const struct pr_config *cfg)
 {
     if (!cfg)
         return (struct pr_desired_params){0.75, 1, 3, 12};
-    return (struct pr_desired_params){cfg->pack_utilization, cfg->headroom_pods,
-                                      cfg->min_replicas, cfg->max_replicas};
+    return (struct pr_desired_params){cfg->pack_utilization, cfg->headroom_pods, cfg->min_replicas,
+                                      cfg->max_replicas};
 }
 
 void pr_scaling_configure(const struct pr_config *cfg)
@@ -49,8 +49,8 @@ uint32_t pr_scaling_desired_of(const struct pr_pod_info *pods, size_t n,
     struct pr_desired_pod d[64];
     if (n <= 64) {
         for (size_t i = 0; i < n; i++)
-            d[i] = (struct pr_desired_pod){pods[i].name, pods[i].state != PR_POD_DOWN,
-                                           pods[i].cap_rooms, pods[i].cap_participants,
+            d[i] = (struct pr_desired_pod){pods[i].name,       pods[i].state != PR_POD_DOWN,
+                                           pods[i].cap_rooms,  pods[i].cap_participants,
                                            pods[i].load_rooms, pods[i].load_participants};
         return pr_policy_desired_replicas(d, n, p);
     }
@@ -58,8 +58,8 @@ uint32_t pr_scaling_desired_of(const struct pr_pod_info *pods, size_t n,
     if (!big)
         return p ? p->max : 0; /* never scale down on an allocation failure */
     for (size_t i = 0; i < n; i++)
-        big[i] = (struct pr_desired_pod){pods[i].name, pods[i].state != PR_POD_DOWN,
-                                         pods[i].cap_rooms, pods[i].cap_participants,
+        big[i] = (struct pr_desired_pod){pods[i].name,       pods[i].state != PR_POD_DOWN,
+                                         pods[i].cap_rooms,  pods[i].cap_participants,
                                          pods[i].load_rooms, pods[i].load_participants};
     uint32_t r = pr_policy_desired_replicas(big, n, p);
     free(big);
@@ -104,8 +104,8 @@ void pr_scaling_tick(struct pr_registry *reg)
     for (size_t i = 0; i < g_nseen; i++) {
         while (j < n && strcmp(pods[j].name, g_seen[i].name) < 0)
             j++;
-        bool gone = j >= n || strcmp(pods[j].name, g_seen[i].name) != 0 ||
-                    pods[j].state == PR_POD_DOWN;
+        bool gone =
+            j >= n || strcmp(pods[j].name, g_seen[i].name) != 0 || pods[j].state == PR_POD_DOWN;
         if (gone)
             lost += g_seen[i].rooms;
     }

@@ -225,8 +225,8 @@ static void mem_tick(struct pr_store *s)
 }
 
 /* Mark kind:key used now; lock-free when this handle stamped it recently. */
-static void mem_touch_at(struct mem_store *ms, enum pr_key_kind kind, const char *key,
-                         size_t len, uint64_t hash)
+static void mem_touch_at(struct mem_store *ms, enum pr_key_kind kind, const char *key, size_t len,
+                         uint64_t hash)
 {
     uint64_t now = pr_mono_ms();
     /* g_table->active_ms is fixed after open: reading it unlocked is safe. */

@@ -54,13 +54,13 @@
 #include <string.h>
 #include <uv.h>
 
+#include "atable.h"
 #include "podrouter/config.h"
 #include "podrouter/log.h"
 #include "podrouter/metrics.h"
 #include "podrouter/redis_proto.h"
 #include "podrouter/registry.h"
 #include "podrouter/store.h"
-#include "atable.h"
 #include "redis_cache.h"
 
 #define CMD_TIMEOUT_MS 500u
@@ -73,8 +73,8 @@
 #define WRITEBACK_INFLIGHT 1024u
 #define MEMBERS_MAX 4096u
 #define MAX_ARGS 16
-#define ACTIVE_BATCH 7      /* rooms per HSET (2 + 2 * 7 arguments = MAX_ARGS) */
-#define ACTIVE_MAX 65536u   /* activity reports per tick */
+#define ACTIVE_BATCH 7    /* rooms per HSET (2 + 2 * 7 arguments = MAX_ARGS) */
+#define ACTIVE_MAX 65536u /* activity reports per tick */
 #define ACTIVE_FRESH_MS 3000u
 
 enum role { ROLE_CMD = 0, ROLE_SUB, ROLE_SENT_Q, ROLE_SENT_SUB, ROLE__COUNT };
@@ -883,9 +883,12 @@ static void apply_active(struct redis_store *rs, const redisReply *r)
         struct active_row *row = &rows[nrows++];
         memcpy(row->name, p->str, p->len);
         row->name[p->len] = '\0';
-        row->rooms = a->integer < 0 ? 0 : a->integer > UINT32_MAX ? UINT32_MAX : (uint32_t)a->integer;
-        row->participants =
-            b->integer < 0 ? 0 : b->integer > UINT32_MAX ? UINT32_MAX : (uint32_t)b->integer;
+        row->rooms = a->integer < 0            ? 0
+                     : a->integer > UINT32_MAX ? UINT32_MAX
+                                               : (uint32_t)a->integer;
+        row->participants = b->integer < 0            ? 0
+                            : b->integer > UINT32_MAX ? UINT32_MAX
+                                                      : (uint32_t)b->integer;
     }
     size_t n = pr_registry_snapshot(rs->reg, pods, PR_MAX_PODS);
     for (size_t i = 0; i < n && i < PR_MAX_PODS; i++) {
@@ -1086,8 +1089,7 @@ static struct req *send_create(struct redis_store *rs, enum op op, enum pr_key_k
     snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)g.ttl[kind]);
     snprintf(cnt, sizeof(cnt), "%u", (unsigned)count);
     snprintf(ats, sizeof(ats), "%llu", (unsigned long long)(at ? at : pr_now_ms()));
-    snprintf(shortttl, sizeof(shortttl), "%llu",
-             (unsigned long long)(tentative ? g.active_ms : 0));
+    snprintf(shortttl, sizeof(shortttl), "%llu", (unsigned long long)(tentative ? g.active_ms : 0));
     const char *keys[] = {k};
     const char *args[] = {"create", pr_redis_kind_name(kind), id, pod, ttl, cnt, ats, shortttl};
     struct req *q = script(rs, op, 1, keys, 8, args);
@@ -1512,9 +1514,9 @@ static void share_activity(struct redis_store *rs)
             bool room = it->kind == PR_KEY_ROOM;
             int fl = snprintf(fields[b], sizeof(fields[b]), "%s:%s",
                               pr_redis_kind_name((enum pr_key_kind)it->kind), it->key);
-            int vl = snprintf(values[b], sizeof(values[b]), "%s %u %u %llu", it->pod, room ? 1u : 0u,
-                              room ? it->count : 1u,
-                              (unsigned long long)(wall - it->active_ago_ms));
+            int vl =
+                snprintf(values[b], sizeof(values[b]), "%s %u %u %llu", it->pod, room ? 1u : 0u,
+                         room ? it->count : 1u, (unsigned long long)(wall - it->active_ago_ms));
             argv[argc] = fields[b];
             argl[argc++] = (size_t)fl;
             argv[argc] = values[b];
@@ -1566,9 +1568,9 @@ static void writeback_step(struct redis_store *rs)
     size_t n = pr__rc_collect(&rs->wb_cursor, !rs->wb_full, items, WRITEBACK_BATCH);
     for (size_t i = 0; i < n; i++) {
         struct pr__rc_item *it = &items[i];
-        struct req *q = send_create(rs, OP_WRITEBACK, (enum pr_key_kind)it->kind, it->key,
-                                    it->key_len, it->pod, it->count, it->assigned_at_ms,
-                                    it->tentative);
+        struct req *q =
+            send_create(rs, OP_WRITEBACK, (enum pr_key_kind)it->kind, it->key, it->key_len, it->pod,
+                        it->count, it->assigned_at_ms, it->tentative);
         if (q)
             rs->wb_inflight++;
     }

@@ -8,7 +8,7 @@
 
 struct pr_policy_pod {
     const char *name;
-    uint32_t cap_rooms, cap_participants;    /* >= 1 */
+    uint32_t cap_rooms, cap_participants; /* >= 1 */
     uint32_t load_rooms, load_participants;
     bool eligible; /* ready and not excluded (e.g. just refused a connection) */
 };
@@ -47,15 +47,15 @@ int pr_policy_pack(const struct pr_policy_pod *pods, size_t n, const char *key, 
 /* One pod as the desired-replicas formula sees it (SPEC 5.1). */
 struct pr_desired_pod {
     const char *name;
-    bool live;                       /* ready or draining */
+    bool live; /* ready or draining */
     uint32_t cap_rooms, cap_participants;
     uint32_t active_rooms, active_participants;
 };
 
 struct pr_desired_params {
-    double utilization;  /* --pack-utilization, (0, 1] */
-    uint32_t headroom;   /* --headroom-pods */
-    uint32_t min, max;   /* --min-replicas / --max-replicas */
+    double utilization; /* --pack-utilization, (0, 1] */
+    uint32_t headroom;  /* --headroom-pods */
+    uint32_t min, max;  /* --min-replicas / --max-replicas */
 };
 
 /* D = clamp(max(H + 1, ceil(R / (Cr*u)), ceil(P / (Cp*u))) + headroom, min, max): H the

@@ -562,7 +562,25 @@ Test(redis_cache, max_assignments)
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 static pid_t redis_pid;
+
+/* A loopback port nobody listens on right now. */
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_geq(fd, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    socklen_t len = sizeof(a);
+    cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    close(fd);
+    return ntohs(a.sin_port);
+}
 
 static redisContext *redis_start(int port)
 {
@@ -571,8 +589,9 @@ static redisContext *redis_start(int port)
     redis_pid = fork();
     cr_assert_geq(redis_pid, 0);
     if (redis_pid == 0) {
-        execlp("redis-server", "redis-server", "--port", p, "--bind", "127.0.0.1", "--save", "",
-               "--appendonly", "no", "--loglevel", "warning", (char *)NULL);
+        /* bounded life even if this test process dies without cleaning up */
+        execlp("timeout", "timeout", "60", "redis-server", "--port", p, "--bind", "127.0.0.1",
+               "--save", "", "--appendonly", "no", "--loglevel", "warning", (char *)NULL);
         _exit(127);
     }
     for (int i = 0; i < 100; i++) {
@@ -595,8 +614,21 @@ static redisContext *redis_start(int port)
 static void redis_stop(redisContext *c)
 {
     redisFree(c);
-    kill(redis_pid, SIGTERM);
-    waitpid(redis_pid, NULL, 0);
+    if (redis_pid > 0) {
+        kill(redis_pid, SIGTERM);
+        waitpid(redis_pid, NULL, 0);
+        redis_pid = 0;
+    }
+}
+
+/* Also after a failed assertion: never leave a redis-server behind. */
+static void redis_fini(void)
+{
+    if (redis_pid > 0) {
+        kill(redis_pid, SIGTERM); /* timeout(1) passes it on to redis-server */
+        waitpid(redis_pid, NULL, 0);
+        redis_pid = 0;
+    }
 }
 
 /* EVAL the store's script with nkeys keys then args. */
@@ -625,9 +657,9 @@ static long long pttl(redisContext *c, const char *key)
     return v;
 }
 
-Test(redis_script_live, tentative_create_then_second_use, .timeout = 30)
+Test(redis_script_live, tentative_create_then_second_use, .timeout = 30, .fini = redis_fini)
 {
-    int port = 26000 + (int)(getpid() % 3000);
+    int port = free_port();
     redisContext *c = redis_start(port);
     const char *k[] = {"room:r1:pod", "podrouter:room-members:r1"};
     /* create with the short TTL (tentative) */
@@ -667,9 +699,9 @@ Test(redis_script_live, tentative_create_then_second_use, .timeout = 30)
     redis_stop(c);
 }
 
-Test(redis_script_live, active_sums_per_pod, .timeout = 30)
+Test(redis_script_live, active_sums_per_pod, .timeout = 30, .fini = redis_fini)
 {
-    int port = 29000 + (int)(getpid() % 3000);
+    int port = free_port();
     redisContext *c = redis_start(port);
     long long now = 1700000100000LL;
     redisReply *r = redisCommand(
@@ -701,4 +733,29 @@ Test(redis_script_live, active_sums_per_pod, .timeout = 30)
     cr_expect_eq(r->integer, 4, "stale and malformed fields are deleted");
     freeReplyObject(r);
     redis_stop(c);
+}
+
+/* ---- the per-loop touch throttle ------------------------------------------------------- */
+
+Test(touch_cache, repeats_within_the_period_cost_no_lock)
+{
+    static struct pr_touch_cache c;
+    memset(&c, 0, sizeof(c));
+    const int n = 3000; /* active rooms on one loop */
+    for (int i = 0; i < n; i++)
+        cr_assert(pr__touch_due(&c, pr__atab_hash(PR_KEY_ROOM, (const char *)&i, sizeof(i)), 1000,
+                                500),
+                  "first touch of %d", i);
+    int due = 0;
+    for (int round = 0; round < 3; round++)
+        for (int i = 0; i < n; i++)
+            due += pr__touch_due(&c, pr__atab_hash(PR_KEY_ROOM, (const char *)&i, sizeof(i)),
+                                 1100 + round, 500);
+    cr_expect_lt(due, n * 3 / 150, "%d of %d repeats took the lock (>= 2 %%)", due, n * 3);
+    /* after the period every room is due again */
+    cr_expect(pr__touch_due(&c, pr__atab_hash(PR_KEY_ROOM, (const char *)&n, sizeof(n)), 1000,
+                            500));
+    int zero = 0;
+    cr_expect(pr__touch_due(&c, pr__atab_hash(PR_KEY_ROOM, (const char *)&zero, sizeof(zero)),
+                            1600, 500));
 }
