@@ -125,6 +125,10 @@ if [ -f tests/monitoring/run.sh ]; then
     add_summary "$out/monitoring.log" "monitoring checks"
 fi
 
+note "room-aware scaling simulation (short variant; SIM_LONG=1 bash tests/sim/run.sh for the long one)"
+bash tests/sim/run.sh 2>&1 | tee "$out/sim.log" | tail -n 20
+add_summary "$out/sim.log" "scaling simulation"
+
 echo
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
