@@ -179,7 +179,11 @@ static int probe_port_free(const struct pr_listen_addr *la)
 
 static void close_walk_cb(uv_handle_t *h, void *arg)
 {
-    if (!uv_is_closing(h))
+    if (uv_is_closing(h))
+        return;
+    if (h->type == UV_TCP && h->data == &pr__upstream_tag)
+        pr__upstream_close_handle(h); /* freed in its own close callback */
+    else
         uv_close(h, NULL);
 }
 

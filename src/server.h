@@ -286,6 +286,8 @@ void pr__upstream_start_read(struct pr_upstream *u);
 void pr__upstream_stop_read(struct pr_upstream *u);
 void pr__upstream_linger(struct pr_upstream *u);
 void pr__pools_close_idle(struct pr_worker *w);
+extern const char pr__upstream_tag; /* uv_tcp_t.data of every upstream connection */
+void pr__upstream_close_handle(uv_handle_t *h);
 void pr__pools_destroy(struct pr_worker *w);
 
 /* tunnel.c */

@@ -148,9 +148,20 @@ struct pr_pool *pr__pool_get(struct pr_worker *w, const struct pr_pod_info *pod)
     return p;
 }
 
+const char pr__upstream_tag = 'u';
+
 static void upstream_close_cb(uv_handle_t *h)
 {
     free(pr__container_of(h, struct pr_upstream, tcp));
+}
+
+/* A worker stops: close an upstream handle found by uv_walk (e.g. one still connecting for
+ * a client that left) so that its memory is freed in its close callback. */
+void pr__upstream_close_handle(uv_handle_t *h)
+{
+    struct pr_upstream *u = pr__container_of(h, struct pr_upstream, tcp);
+    u->client = NULL;
+    pr__upstream_close(u);
 }
 
 /* Counted against the registry row (slot and generation) it was taken for, so a pod that
@@ -348,6 +359,7 @@ int pr__upstream_acquire(struct pr_worker *w, struct pr_pool *p, struct pr_clien
         return rc;
     }
     u->w = w;
+    u->tcp.data = (void *)&pr__upstream_tag; /* found and freed by a worker's stop walk */
     u->pool = p;
     u->client = c;
     u->state = PR_U_CONNECTING;
