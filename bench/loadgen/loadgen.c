@@ -483,7 +483,7 @@ static int callback_eio(struct lws *wsi, enum lws_callback_reasons reason, void 
         }
         break;
     case LWS_CALLBACK_CLIENT_ESTABLISHED:
-        if (!p) break;
+        if (!p || p->st != P_WS_CONNECTING || (p->ws && p->ws != wsi)) break;
         p->ws = wsi;
         p->st = P_PROBING;
         if (!g.ws_only) send_text(p, "2probe");
@@ -513,6 +513,24 @@ static int callback_eio(struct lws *wsi, enum lws_callback_reasons reason, void 
         if (p && p->ws == wsi) {
             g.ws_closed++;
             part_lost(p, "ws closed", true);
+        }
+        break;
+    case LWS_CALLBACK_WSI_DESTROY:
+        /* the one callback every connection gets: a connection that vanished without one of the
+         * above (a timeout while connecting) still counts as lost */
+        if (!p) break;
+        if (p->http == wsi) {
+            p->http = NULL;
+            if (p->st == P_HANDSHAKE) {
+                g.connect_errors++;
+                part_lost(p, "http gone", true);
+            }
+        } else if (p->ws == wsi) {
+            p->ws = NULL;
+            if (p->st != P_WAIT && p->st != P_DONE) {
+                g.ws_closed++;
+                part_lost(p, "ws gone", true);
+            }
         }
         break;
     default:
@@ -556,6 +574,17 @@ static void on_tick(uv_timer_t *t) {
         struct part *p = &g.parts[i];
         if (p->st == P_WAIT && now >= p->due && g.inflight < g.concurrency) part_connect(p);
     }
+    /* watchdog: a connection attempt older than 15 s is abandoned (and retried) */
+    if (g.tickn % 100 == 0)
+        for (unsigned i = 0; i < g.next_new; i++) {
+            struct part *p = &g.parts[i];
+            if (p->st >= P_HANDSHAKE && p->st <= P_JOINING && now - p->t_start > 15000000000ull) {
+                struct lws *w = p->ws ? p->ws : p->http;
+                g.connect_errors++;
+                part_lost(p, "timeout", true);
+                if (w) lws_set_timeout(w, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+            }
+        }
     if (g.sids_file) {
         if (g.done == g.total) report_and_stop();
         else if (g.ramp_timeout_s > 0 && now - g.t0 > (uint64_t)(g.ramp_timeout_s * 1e9)) report_and_stop();
