@@ -114,6 +114,10 @@ if [ -f tests/monitoring/run.sh ]; then
     add_summary "$out/monitoring.log" "monitoring checks"
 fi
 
+note "benchmark tooling (bench pod, load generator, bench/run.sh --quick; no figure asserted)"
+bash bench/selftest.sh 2>&1 | tee "$out/bench-selftest.log" | tail -n 40
+add_summary "$out/bench-selftest.log" "bench selftest"
+
 echo
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -133,12 +133,17 @@ for (const grp of GROUPS) {
   const CW = 20;
   lines.push('');
   lines.push(`${grp.title}`.padEnd(W) + cols.map((c) => NAMES[c].padStart(CW)).join(''));
+  let section = null;
   for (const [metric, label, dec] of ROWS) {
     if (!metric) {
-      lines.push(label);
+      section = label;
       continue;
     }
     if (!cols.some((c) => med(c, metric) !== null)) continue;
+    if (section) {
+      lines.push(section);
+      section = null;
+    }
     const b = med(grp.base, metric);
     const cells = cols.map((c) => {
       const v = med(c, metric);

@@ -5,7 +5,12 @@
 # shellcheck shell=bash disable=SC2034,SC2154
 
 WL_TSV="$out_dir/workload.tsv"
-RES_DIR="${BENCH_RESULTS_DIR:-$repo/bench/results}"
+# Full runs write the committed charts in bench/results/; --quick runs leave them alone.
+if [ "${QUICK:-0}" = 1 ]; then
+    RES_DIR="${BENCH_RESULTS_DIR:-$out_dir/results-quick}"
+else
+    RES_DIR="${BENCH_RESULTS_DIR:-$repo/bench/results}"
+fi
 P0_PORT=$((PORT_BASE + 2))
 P1_PORT=$((PORT_BASE + 3))
 REDIS_PORT=$((PORT_BASE + 4))
@@ -14,12 +19,13 @@ WL_COLS="${BENCH_COLUMNS:-direct pr1 pr1r hap1 ngx1 pr2 pr2r hap2 ngx2}"
 if [ "${QUICK:-0}" = 1 ]; then
     WL_ROUNDS="${BENCH_ROUNDS:-1}"
     WL_DUR="${BENCH_DURATION:-1}"
-    WL_WS_DUR="${BENCH_WS_DURATION:-2}"
+    WL_WS_DUR="${BENCH_WS_DURATION:-1}"
     WL_ROOMS="${BENCH_ROOMS:-20}"
     WL_PER_ROOM="${BENCH_PER_ROOM:-5}"
-    WL_TUN_STEPS="${BENCH_TUNNEL_STEPS:-300,600}"
-    WL_SIDS=200
-    WL_HOLD_MS=600
+    WL_TUN_STEPS="${BENCH_TUNNEL_STEPS:-200,400}"
+    WL_SIDS=100
+    WL_HOLD_MS=400
+    WL_RECONNECT_MS=300
     WL_STORM="${BENCH_STORM:-pr1}"
 else
     WL_ROUNDS="${BENCH_ROUNDS:-2}"
@@ -30,6 +36,7 @@ else
     WL_TUN_STEPS="${BENCH_TUNNEL_STEPS:-5000,9000}"
     WL_SIDS=1000
     WL_HOLD_MS=2500
+    WL_RECONNECT_MS=1000
     WL_STORM="${BENCH_STORM:-pr1 pr1r hap1 ngx1}"
 fi
 WL_CONNS="${BENCH_CONNECTIONS:-64}"
@@ -275,7 +282,7 @@ wl_wrk() {
     local col="$1" test="$2" script="$3"
     shift 3
     local f="$work/wrk-$col-$test-r$round.txt" url="http://127.0.0.1:$pport/"
-    timeout 30 wrk -t1 -c"$WL_CONNS" -d1s -s "$script" "$url" -- "$@" >/dev/null 2>&1 || true # warm-up
+    [ "${QUICK:-0}" = 1 ] || timeout 30 wrk -t1 -c"$WL_CONNS" -d1s -s "$script" "$url" -- "$@" >/dev/null 2>&1 || true # warm-up
     local t0 r0 a0 t1 r1 a1
     a0="$(pod_accepted)"
     t0="$(ticks_of "$mpids")"
@@ -398,7 +405,7 @@ wl_tunnels() { # COL
 wl_storm() { # COL
     local col="$1" base="$work/storm-$col-r$round"
     timeout "$MAX_SECONDS" "$bench_bin/bench-loadgen" --target "127.0.0.1:$pport" \
-        --rooms "$WL_ROOMS" --per-room "$WL_PER_ROOM" --duration "$((WL_WS_DUR + 12))" --reconnect-ms 1000 \
+        --rooms "$WL_ROOMS" --per-room "$WL_PER_ROOM" --duration "$((WL_WS_DUR + 12))" --reconnect-ms "$WL_RECONNECT_MS" \
         --room-prefix "room_st${round}_" --tsv "$base.tsv" >"$base.out" 2>"$base.err" &
     local lg=$!
     started+=("$lg")
@@ -407,7 +414,7 @@ wl_storm() { # COL
         kill -0 "$lg" 2>/dev/null || break
         sleep 0.1
     done
-    sleep 1
+    sleep "$([ "${QUICK:-0}" = 1 ] && echo 0.3 || echo 1)"
     log "$col r$round storm: killing pod p1"
     touch "$work/hb-off-p1"
     kill -KILL "${pod_pid[1]}" 2>/dev/null || true
