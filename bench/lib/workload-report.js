@@ -176,6 +176,12 @@ fs.writeFileSync(path.join(outDir, 'workload.json'), json);
 // ---- charts ------------------------------------------------------------------------------------
 const chartCols = ['direct', 'pr1', 'pr1r', 'hap1', 'ngx1', 'pr2', 'pr2r', 'hap2', 'ngx2'].filter((c) => raw[c]);
 const label = (c) => `${NAMES[c]}${/2/.test(c) ? ' 2t' : c === 'direct' ? '' : ' 1t'}`;
+// one colour per proxy, dashed for 2 threads
+const COLOR = { direct: '#000000', pr: '#1f5fbf', prr: '#17a2b8', hap: '#c0392b', ngx: '#27ae60' };
+const style = (c) => {
+  const fam = c === 'direct' ? 'direct' : c.startsWith('pr') ? (c.endsWith('r') ? 'prr' : 'pr') : c.slice(0, 3);
+  return `lw 2 lc rgb "${COLOR[fam]}" dt ${/2/.test(c) ? 2 : 1}`;
+};
 const num = (v) => (v === null || v === undefined ? 'NaN' : String(v));
 fs.writeFileSync(path.join(resDir, 'cpu.dat'),
   '# column\thandshake\tpolling\troom\tredis_handshake\tper_frame\n' +
@@ -225,7 +231,7 @@ set title "Fan-out latency CDF (host event -> every participant of the room), ro
 set xlabel "latency (ms, log scale)"
 set ylabel "fraction of deliveries"
 set key bottom right
-plot ${cdfs.map((c) => `"cdf-${c}.dat" using 1:2 with lines lw 2 title "${label(c)}"`).join(', ')}
+plot ${cdfs.map((c) => `"cdf-${c}.dat" using 1:2 with lines ${style(c)} title "${label(c)}"`).join(', ')}
 unset logscale x
 `);
 }
@@ -239,7 +245,7 @@ set ylabel "bytes per tunnel"
 set key top right
 set xtics (${tunSteps.join(', ')})
 set yrange [0:*]
-plot ${tc.map((c, i) => `"tunnels.dat" using 1:${i + 2} with linespoints lw 2 title "${label(c)}"`).join(', ')}
+plot ${tc.map((c, i) => `"tunnels.dat" using 1:${i + 2} with linespoints ${style(c)} pt 7 title "${label(c)}"`).join(', ')}
 `);
 }
 fs.writeFileSync(path.join(resDir, 'charts.gp'), gp.join('\n'));
