@@ -200,13 +200,14 @@ wl_start_proxy() {
         local store=()
         case "$col" in *r) store=(--store "redis://127.0.0.1:$REDIS_PORT"); uses_redis=1
             redis-cli -p "$REDIS_PORT" flushall >/dev/null 2>&1 || true ;; esac
+        # --key-rate 0: all the load comes from 127.0.0.1, which stands for many browsers here.
         # The storm needs the production set-up: pods heartbeat (here every 1 s, like HAProxy's
         # `check inter 1s`) and a silent pod is down after --pod-ttl (3 s here, 15 s by default).
         local ttl=1h
         [ "$2" = storm ] && ttl=3s
         start "$col-r$round-$2" "$bin" serve --listen "127.0.0.1:$PR_PORT" --admin-listen "127.0.0.1:$PR_ADMIN" \
             --threads "$threads" --access-log false --log-level warn --log-format text \
-            --pod-ttl "$ttl" --drain-timeout 1s --idle-timeout 75s "${store[@]}"
+            --pod-ttl "$ttl" --drain-timeout 1s --idle-timeout 75s --key-rate 0 "${store[@]}"
         pw="$wrapper"
         mpids="$pid"
         wait_port "$PR_ADMIN" || return 1
