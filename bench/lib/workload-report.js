@@ -110,6 +110,10 @@ const ROWS = [
   ['storm_ms', 'until all back in their rooms (ms)', 0, 'low'],
   ['storm_lost', 'participants that lost their pod', 0, 'low'],
   ['storm_split_rooms', 'rooms split afterwards', 0, 'low'],
+  ['', 'reconnect storm (one of 2 router replicas on one Redis gets SIGTERM)'],
+  ['rstorm_ms', 'until all back in their rooms (ms)', 0, 'low'],
+  ['rstorm_lost', 'participants that lost their replica', 0, 'low'],
+  ['rstorm_split_rooms', 'rooms split afterwards', 0, 'low'],
 ];
 
 function fmt(v, dec) {
@@ -148,7 +152,7 @@ for (const grp of GROUPS) {
     const cells = cols.map((c) => {
       const v = med(c, metric);
       (results[c] = results[c] || {})[metric] = v;
-      const r = c === grp.base || /errors|conns|split|lost/.test(metric) ? '' : ratio(v, b);
+      const r = c === grp.base || /errors|conns|split|lost|rstorm/.test(metric) ? '' : ratio(v, b);
       return `${fmt(v, dec)}${r}`.padStart(CW);
     });
     lines.push(`  ${label}`.padEnd(W) + cells.join(''));

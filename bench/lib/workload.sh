@@ -26,7 +26,7 @@ if [ "${QUICK:-0}" = 1 ]; then
     WL_SIDS=100
     WL_HOLD_MS=400
     WL_RECONNECT_MS=300
-    WL_STORM="${BENCH_STORM:-pr1}"
+    WL_STORM="${BENCH_STORM:-pr1r}"
 else
     WL_ROUNDS="${BENCH_ROUNDS:-2}"
     WL_DUR="${BENCH_DURATION:-5}"
@@ -447,6 +447,66 @@ wl_storm() { # COL
     wl_start_pod 1 # for what follows
 }
 
+# Router-replica storm: two pod-router replicas on one Redis store, participants spread over both
+# (as a load balancer would), replica B gets SIGTERM; the load generator's participants reconnect
+# to replica A, which must send every room to the pod it already has (shared store).
+wl_replica_storm() {
+    local col=pr1r base="$work/rstorm-r$round" b_port=$((PR_PORT + 2)) b_admin=$((PR_ADMIN + 2)) i
+    redis-cli -p "$REDIS_PORT" flushall >/dev/null 2>&1 || true
+    local args=(--threads 1 --access-log false --log-level warn --log-format text --pod-ttl 1h
+        --drain-timeout 1s --idle-timeout 75s --key-rate 0 --store "redis://127.0.0.1:$REDIS_PORT")
+    start "rstorm-a" "$bin" serve --listen "127.0.0.1:$PR_PORT" --admin-listen "127.0.0.1:$PR_ADMIN" "${args[@]}"
+    local wa="$wrapper"
+    start "rstorm-b" "$bin" serve --listen "127.0.0.1:$b_port" --admin-listen "127.0.0.1:$b_admin" "${args[@]}"
+    local wb="$wrapper" pb="$pid"
+    wait_port "$PR_ADMIN" && wait_port "$b_admin" || { stop "$wa"; stop "$wb"; return 0; }
+    for i in 0 1; do
+        pr_register "$i"
+        curl -fsS -m 2 -o /dev/null -X PUT -H 'Content-Type: application/json' \
+            -d "{\"address\":\"127.0.0.1:$((P0_PORT + i))\"}" "http://127.0.0.1:$b_admin/v1/pods/p$i" || true
+    done
+    wait_port "$PR_PORT" && wait_port "$b_port" || { stop "$wa"; stop "$wb"; return 0; }
+    timeout "$MAX_SECONDS" "$bench_bin/bench-loadgen" --target "127.0.0.1:$PR_PORT,127.0.0.1:$b_port" \
+        --rooms "$WL_ROOMS" --per-room "$WL_PER_ROOM" --duration "$((WL_WS_DUR + 12))" \
+        --reconnect-ms "$WL_RECONNECT_MS" --room-prefix "room_rs${round}_" --tsv "$base.tsv" \
+        >"$base.out" 2>"$base.err" &
+    local lg=$!
+    started+=("$lg")
+    for _ in $(seq 1 600); do
+        grep -q "participants joined; measuring" "$base.err" 2>/dev/null && break
+        kill -0 "$lg" 2>/dev/null || break
+        sleep 0.1
+    done
+    sleep "$([ "${QUICK:-0}" = 1 ] && echo 0.3 || echo 1)"
+    log "pr1r r$round replica storm: SIGTERM to router replica B"
+    kill -TERM "$pb" 2>/dev/null || true
+    for _ in $(seq 1 200); do
+        grep -q "reconnect storm over" "$base.err" 2>/dev/null && break
+        kill -0 "$lg" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -INT "$lg" 2>/dev/null || true
+    wait "$lg" 2>/dev/null || true
+    local keep=() p
+    for p in "${started[@]}"; do [ "$p" = "$lg" ] || keep+=("$p"); done
+    started=("${keep[@]}")
+    stop "$wb"
+    stop "$wa"
+    local ms lost split
+    ms="$(awk -F'\t' '$1 == "storm_ms" {print $2}' "$base.tsv" 2>/dev/null)"
+    lost="$(awk -F'\t' '$1 == "storm_lost" {print $2}' "$base.tsv" 2>/dev/null)"
+    split="$(awk -F'\t' '$1 == "split_rooms" {print $2}' "$base.tsv" 2>/dev/null)"
+    if grep -q "reconnect storm over" "$base.err" 2>/dev/null; then
+        wrec "$col" rstorm_ms "${ms:-}"
+        wrec "$col" rstorm_lost "${lost:-}"
+        wrec "$col" rstorm_split_rooms "${split:-}"
+        log "pr1r r$round replica storm: ${lost:-?} participants lost, all back after ${ms:-?} ms, ${split:-?} rooms split"
+    else
+        wrec "$col" rstorm_ms -1
+        log "pr1r r$round replica storm: not everyone came back within 20 s (see $base.err)"
+    fi
+}
+
 wl_meta() {
     printf 'meta\t%s\t%s\n' "$1" "$2" >>"$WL_TSV"
 }
@@ -483,6 +543,7 @@ run_workload() {
             if [ "$round" = 1 ] && [[ " $WL_STORM " == *" $col "* ]]; then
                 if wl_start_proxy "$col" storm; then wl_storm "$col"; fi
                 wl_stop_proxy
+                [ "$col" = pr1r ] && wl_replica_storm
             fi
             # memory per tunnel barely moves between rounds: measured in round 1 only
             if [ "$col" != direct ] && [ "$round" = 1 ]; then
