@@ -27,10 +27,14 @@ const NAMES = {
   pr2r: 'pod-router+redis',
   hap2: 'haproxy',
   ngx2: 'nginx',
+  ndirect: 'direct to Node pod',
+  npr1: 'pod-router',
+  nhap1: 'haproxy',
 };
 const GROUPS = [
   { title: '1 thread / 1 worker', cols: ['direct', 'pr1', 'pr1r', 'hap1', 'ngx1'], base: 'hap1' },
   { title: '2 threads / 2 workers', cols: ['pr2', 'pr2r', 'hap2', 'ngx2'], base: 'hap2' },
+  { title: 'realism: Node.js pods (examples/backend)', cols: ['ndirect', 'npr1', 'nhap1'], base: 'nhap1' },
 ];
 
 const meta = {};
@@ -43,6 +47,7 @@ for (const line of fs.readFileSync(tsvPath, 'utf8').split('\n')) {
     continue;
   }
   const [, col, metric, value] = parts;
+  if (col.startsWith('n') && col !== 'ngx1' && col !== 'ngx2' && /split_rooms/.test(metric)) continue; // Node sids name no pod
   const n = Number(value);
   if (value === '' || !Number.isFinite(n)) continue;
   ((raw[col] = raw[col] || {})[metric] = raw[col][metric] || []).push(n);
@@ -58,10 +63,11 @@ const med = (col, metric) => median(raw[col] && raw[col][metric]);
 
 // Derived: added fan-out latency over the direct-to-pod run.
 for (const col of Object.keys(raw)) {
-  if (col === 'direct') continue;
+  if (col === 'direct' || col === 'ndirect') continue;
+  const dcol = /^n(pr|hap)/.test(col) ? 'ndirect' : 'direct';
   for (const q of ['p50', 'p99']) {
     const v = med(col, `ws_fanout_${q}_ms`);
-    const d = med('direct', `ws_fanout_${q}_ms`);
+    const d = med(dcol, `ws_fanout_${q}_ms`);
     if (v !== null && d !== null) raw[col][`ws_added_${q}_ms`] = [Math.max(0, v - d)];
   }
 }

@@ -355,10 +355,11 @@ wl_http_tests() { # COL
     wl_wrk "$col" room "$repo/bench/lib/wrk/room.lua"
 }
 
-wl_ws_test() { # COL
+wl_ws_test() { # COL [LOADGEN ARGS]
     local col="$1"
+    shift
     wl_loadgen "$col" ws --rooms "$WL_ROOMS" --per-room "$WL_PER_ROOM" --duration "$WL_WS_DUR" \
-        --watch-pid "$mpids" --cdf "$out_dir/cdf-$col-r$round.txt" --room-prefix "room_ws${round}_"
+        --watch-pid "$mpids" --cdf "$out_dir/cdf-$col-r$round.txt" --room-prefix "room_ws${round}_" "$@"
     local fs cpu
     fs="$(awk -F'\t' -v c="$col" -v r="$round" '$1 == r && $2 == c && $3 == "ws_frames_per_s" {print $4}' "$WL_TSV")"
     cpu="$(awk -F'\t' -v c="$col" -v r="$round" '$1 == r && $2 == c && $3 == "ws_watched_cpu_us_per_frame" {print $4}' "$WL_TSV")"
@@ -507,6 +508,34 @@ wl_replica_storm() {
     fi
 }
 
+# Realism check (full runs, when examples/backend has its node_modules): the same rooms on two real
+# Node.js Socket.IO pods (examples/backend), direct, through pod-router and through HAProxy.
+# examples/backend re-broadcasts only "room-msg" events, so the host emits those.
+wl_realism() {
+    local be="$repo/examples/backend" i col
+    if [ ! -d "$be/node_modules/socket.io" ]; then
+        log "realism check skipped: no examples/backend/node_modules (npm ci there)"
+        return 0
+    fi
+    stop "${pod_w[0]}"
+    stop "${pod_w[1]}"
+    for i in 0 1; do
+        start "node-p$i" env PORT=$((P0_PORT + i)) HOST=127.0.0.1 POD_NAME="p$i" node "$be/server.js"
+        pod_w[$i]="$wrapper"
+        pod_pid[$i]="$pid"
+    done
+    wait_port "$P0_PORT" && wait_port "$P1_PORT" || return 0
+    for col in direct pr1 hap1; do
+        log "== realism check (Node pods): $col"
+        if wl_start_proxy "$col" node; then
+            wl_ws_test "n$col" --update-event room-msg --room-prefix "room_node${round}_"
+        fi
+        wl_stop_proxy
+    done
+    stop "${pod_w[0]}"
+    stop "${pod_w[1]}"
+}
+
 wl_meta() {
     printf 'meta\t%s\t%s\n' "$1" "$2" >>"$WL_TSV"
 }
@@ -552,6 +581,7 @@ run_workload() {
             fi
         done
     done
+    [ "${BENCH_REALISM:-$([ "${QUICK:-0}" = 1 ] && echo 0 || echo 1)}" = 1 ] && wl_realism
     wl_meta loadavg_end "$(cut -d' ' -f1-3 /proc/loadavg)"
     cleanup
     mkdir -p "$RES_DIR"

@@ -107,6 +107,7 @@ static struct {
     unsigned steps[16], nsteps, step_at;
     unsigned hold_ms;
     const char *tsv_path, *cdf_path, *sids_out, *room_prefix;
+    const char *update_event; /* name of the host's timed event (exp:time-update) */
     int watch_pids[8];
     unsigned nwatch;
     FILE *sids_file;
@@ -188,9 +189,9 @@ static int write_one(struct part *p, struct lws *wsi) {
         uint32_t seq = ++p->seq;
         /* ~100 bytes, like HyperStudy's video time sync */
         n = snprintf(m, 400,
-                     "42%s%s[\"exp:time-update\",{\"t\":%llu,\"room\":%u,\"seq\":%u,"
+                     "42%s%s[\"%s\",{\"t\":%llu,\"room\":%u,\"seq\":%u,"
                      "\"currentTime\":%.3f,\"playing\":true}]",
-                     nsp, sep, (unsigned long long)now_ns(), p->room, seq, (double)seq * g.update_ms / 1000.0);
+                     nsp, sep, g.update_event, (unsigned long long)now_ns(), p->room, seq, (double)seq * g.update_ms / 1000.0);
     } else {
         n = snprintf(m, 400, "42%s%s[\"exp:event\",{\"p\":%u,\"room\":%u,\"seq\":%u,\"key\":\"space\"}]",
                      nsp, sep, p->idx, p->room, ++p->seq);
@@ -286,7 +287,8 @@ static void on_message(struct part *p, const char *m, size_t n) {
         }
         if (n >= 2 && m[1] == '2') {
             const char *t = memmem(m, n, "\"t\":", 4);
-            if (t && memmem(m, n < 40 ? n : 40, "exp:time-update", 15)) {
+            size_t el = strlen(g.update_event);
+            if (t && memmem(m, n < 40 + el ? n : 40 + el, g.update_event, el)) {
                 uint64_t sent = strtoull(t + 4, NULL, 10), now = now_ns();
                 g.updates_rx++;
                 if (g.measuring && now > sent) h_add(&g.fanout, (now - sent) / 1000);
@@ -774,6 +776,8 @@ static void usage(void) {
             "  --steps N,M --hold-ms T  join N, print \"step N\", hold T ms, then M...; then report\n"
             "  --ramp-timeout S         give up waiting for joins after S seconds (default 60)\n"
             "  --room-prefix room_lg    room ids are <prefix><r>\n"
+            "  --update-event NAME      the host's timed event (default exp:time-update; room-msg for\n"
+            "                           examples/backend, which re-emits it with the payload inside)\n"
             "  --watch-pid PID[,PID]    report these processes' CPU over the window (per ws frame)\n"
             "  --tsv FILE --cdf FILE    results as key/value lines; fan-out latency CDF\n"
             "  --sids-out FILE          sids mode: \"sid roomId participantId\" lines\n"
@@ -804,6 +808,7 @@ int main(int argc, char **argv) {
     g.ramp_timeout_s = 60;
     g.hold_ms = 3000;
     g.room_prefix = "room_lg";
+    g.update_event = "exp:time-update";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 #define OPT(name) (strcmp(a, name) == 0 && v && (i++, 1))
@@ -827,6 +832,7 @@ int main(int argc, char **argv) {
         else if (OPT("--hold-ms")) g.hold_ms = (unsigned)atoi(v);
         else if (OPT("--ramp-timeout")) g.ramp_timeout_s = atof(v);
         else if (OPT("--room-prefix")) g.room_prefix = v;
+        else if (OPT("--update-event")) g.update_event = v;
         else if (OPT("--tsv")) g.tsv_path = v;
         else if (OPT("--cdf")) g.cdf_path = v;
         else if (OPT("--sids-out")) g.sids_out = v;
