@@ -4,6 +4,7 @@
 # its table, `bench/run.sh --quick` completes and prints its tables for every column. No figure is
 # asserted (the machine's speed is not under test); only that the tools work and report.
 # Last line: "N passed, N failed".
+# shellcheck disable=SC2016 # awk programs in single quotes
 set -uo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo" || exit 1

@@ -536,6 +536,19 @@ wl_realism() {
     stop "${pod_w[1]}"
 }
 
+# The load generator's own capacity: 10,000 participants from one process (1,000 rooms x 10,
+# polling handshake + upgrade), straight to the pods, one update per second per room.
+wl_capacity() {
+    local n="${BENCH_CAPACITY_ROOMS:-1000}"
+    log "== load generator capacity: $n rooms x 10 participants, direct to p0"
+    mpids="${pod_pid[0]}"
+    pport=$P0_PORT
+    wl_loadgen direct cap --rooms "$n" --per-room 10 --update-ms 1000 --duration "$WL_WS_DUR" \
+        --watch-pid "${pod_pid[0]}" --room-prefix "room_cap_" --ramp-timeout 120
+    log "capacity: $(awk -F'\t' '$1 == "joined" {j = $2} $1 == "loadgen_cpu_pct" {c = $2} $1 == "setup_rate" {r = $2}
+        END {printf "%s joined, %s conn/s, loadgen %s%% of a core", j, r, c}' "$work/lg-direct-cap-r$round.tsv" 2>/dev/null)"
+}
+
 wl_meta() {
     printf 'meta\t%s\t%s\n' "$1" "$2" >>"$WL_TSV"
 }
@@ -581,6 +594,7 @@ run_workload() {
             fi
         done
     done
+    [ "${BENCH_CAPACITY:-$([ "${QUICK:-0}" = 1 ] && echo 0 || echo 1)}" = 1 ] && wl_capacity
     [ "${BENCH_REALISM:-$([ "${QUICK:-0}" = 1 ] && echo 0 || echo 1)}" = 1 ] && wl_realism
     wl_meta loadavg_end "$(cut -d' ' -f1-3 /proc/loadavg)"
     cleanup
