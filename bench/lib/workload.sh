@@ -259,6 +259,10 @@ wl_stop_proxy() {
     pw=""
 }
 
+cpu_busy_idle() { # "busy idle" jiffies of the whole machine (all CPUs) from /proc/stat
+    awk '$1 == "cpu" {print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6; exit}' /proc/stat
+}
+
 ticks_of() { # sum utime+stime of a comma list of PIDs
     local t=0 p u s
     for p in ${1//,/ }; do
@@ -286,11 +290,14 @@ wl_wrk() {
     [ "${QUICK:-0}" = 1 ] || timeout 30 wrk -t1 -c"$WL_CONNS" -d1s -s "$script" "$url" -- "$@" >/dev/null 2>&1 || true # warm-up
     local t0 r0 a0 t1 r1 a1
     a0="$(pod_accepted)"
+    local m0 m1
+    m0="$(cpu_busy_idle)"
     t0="$(ticks_of "$mpids")"
     r0=0
     [ "$uses_redis" = 1 ] && r0="$(ticks_of "$redis_pid")"
     timeout $((WL_DUR + 30)) wrk -t1 -c"$WL_CONNS" -d"${WL_DUR}s" --latency -s "$script" "$url" -- "$@" >"$f" 2>&1 || true
     t1="$(ticks_of "$mpids")"
+    m1="$(cpu_busy_idle)"
     r1=0
     [ "$uses_redis" = 1 ] && r1="$(ticks_of "$redis_pid")"
     a1="$(pod_accepted)"
@@ -314,6 +321,10 @@ wl_wrk() {
         wrec "$col" "${test}_redis_cpu_us" "$rcpu"
     fi
     wrec "$col" "${test}_rps" "$rps"
+    # how busy the whole machine (all CPUs) was: wrk, pods, proxy and the other tenants
+    wrec "$col" "${test}_machine_busy_pct" "$(awk -v a="$m0" -v b="$m1" 'BEGIN {
+        split(a, x, " "); split(b, y, " "); db = y[1] - x[1]; di = y[2] - x[2]
+        printf "%.0f", (db + di > 0) ? 100 * db / (db + di) : 0 }')"
     wrec "$col" "${test}_p50_ms" "$(to_ms "$p50")"
     wrec "$col" "${test}_p99_ms" "$(to_ms "$p99")"
     wrec "$col" "${test}_errors" "$((${non2xx:-0} + ${sockerr:-0}))"
