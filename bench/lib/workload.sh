@@ -116,7 +116,7 @@ $(nginx_common "$d")
     hash \$room_key consistent;
     server 127.0.0.1:$P0_PORT max_fails=1 fail_timeout=5s;
     server 127.0.0.1:$P1_PORT max_fails=1 fail_timeout=5s;
-    keepalive 64;
+    keepalive 256; # idle pod connections kept per worker (64 churned with 64 clients over 2 pods)
     keepalive_requests 1000000;
     keepalive_timeout 3s;
   }
