@@ -83,6 +83,7 @@ const ROWS = [
   ['hs_cpu_us', 'proxy CPU per request (us)', 1, 'low'],
   ['hs_redis_cpu_us', '  + Redis CPU per request (us)', 1, 'low'],
   ['hs_pod_conns', 'pod connections opened', 0, 'low'],
+  ['hs_pod_closed', 'pod connections closed', 0, 'low'],
   ['hs_machine_busy_pct', 'machine CPU busy, all cores (%)', 0, 'none'],
   ['hs_errors', 'errors (non-2xx + socket)', 0, 'low'],
   ['', 'polling POSTs with known sids (wrk)'],
@@ -91,6 +92,7 @@ const ROWS = [
   ['poll_cpu_us', 'proxy CPU per request (us)', 1, 'low'],
   ['poll_redis_cpu_us', '  + Redis CPU per request (us)', 1, 'low'],
   ['poll_pod_conns', 'pod connections opened', 0, 'low'],
+  ['poll_pod_closed', 'pod connections closed', 0, 'low'],
   ['poll_machine_busy_pct', 'machine CPU busy, all cores (%)', 0, 'none'],
   ['poll_errors', 'errors (400 = wrong pod)', 0, 'low'],
   ['', 'room-key requests /api/room/<id>/state (wrk)'],
@@ -99,6 +101,7 @@ const ROWS = [
   ['room_cpu_us', 'proxy CPU per request (us)', 1, 'low'],
   ['room_redis_cpu_us', '  + Redis CPU per request (us)', 1, 'low'],
   ['room_pod_conns', 'pod connections opened', 0, 'low'],
+  ['room_pod_closed', 'pod connections closed', 0, 'low'],
   ['room_machine_busy_pct', 'machine CPU busy, all cores (%)', 0, 'none'],
   ['room_errors', 'errors', 0, 'low'],
   ['', 'rooms over WebSocket (bench-loadgen)'],
@@ -168,7 +171,7 @@ for (const grp of GROUPS) {
     const cells = cols.map((c) => {
       const v = med(c, metric);
       (results[c] = results[c] || {})[metric] = v;
-      const r = c === grp.base || /errors|conns|split|lost|rstorm|machine/.test(metric) ? '' : ratio(v, b);
+      const r = c === grp.base || /errors|conns|closed|split|lost|rstorm|machine/.test(metric) ? '' : ratio(v, b);
       return `${fmt(v, dec)}${r}`.padStart(CW);
     });
     lines.push(`  ${label}`.padEnd(W) + cells.join(''));

@@ -158,14 +158,17 @@ wl_start_pods() {
     wl_start_pod 0
     wl_start_pod 1
 }
-pod_accepted() { # sum of connections both pods accepted so far
-    local a=0 n p
+pod_conns() { # "accepted closed": connections both pods accepted / closed so far (the stats
+    # requests themselves are 2 accepted connections; "closed" does not count them)
+    local a=0 c=0 j n m p
     for p in "$P0_PORT" "$P1_PORT"; do
-        n="$(curl -sS -m 2 "http://127.0.0.1:$p/__bench/stats" 2>/dev/null | sed -n 's/.*"accepted":\([0-9]*\).*/\1/p')"
+        j="$(curl -sS -m 2 "http://127.0.0.1:$p/__bench/stats" 2>/dev/null)"
+        n="$(printf '%s' "$j" | sed -n 's/.*"accepted":\([0-9]*\).*/\1/p')"
+        m="$(printf '%s' "$j" | sed -n 's/.*"closed":\([0-9]*\).*/\1/p')"
         a=$((a + ${n:-0}))
+        c=$((c + ${m:-0}))
     done
-    # the two stats requests themselves are 2 accepted connections
-    echo "$a"
+    echo "$a $c"
 }
 
 redis_w=""
@@ -289,7 +292,8 @@ wl_wrk() {
     local f="$work/wrk-$col-$test-r$round.txt" url="http://127.0.0.1:$pport/"
     [ "${QUICK:-0}" = 1 ] || timeout 30 wrk -t1 -c"$WL_CONNS" -d1s -s "$script" "$url" -- "$@" >/dev/null 2>&1 || true # warm-up
     local t0 r0 a0 t1 r1 a1
-    a0="$(pod_accepted)"
+    local c0 c1
+    read -r a0 c0 <<<"$(pod_conns)"
     local m0 m1
     m0="$(cpu_busy_idle)"
     t0="$(ticks_of "$mpids")"
@@ -300,7 +304,7 @@ wl_wrk() {
     m1="$(cpu_busy_idle)"
     r1=0
     [ "$uses_redis" = 1 ] && r1="$(ticks_of "$redis_pid")"
-    a1="$(pod_accepted)"
+    read -r a1 c1 <<<"$(pod_conns)"
     local reqs rps p50 p99 non2xx sockerr
     reqs="$(awk '/requests in/ {print $1}' "$f")"
     rps="$(awk '/^Requests\/sec:/ {print $2}' "$f")"
@@ -328,8 +332,11 @@ wl_wrk() {
     wrec "$col" "${test}_p50_ms" "$(to_ms "$p50")"
     wrec "$col" "${test}_p99_ms" "$(to_ms "$p99")"
     wrec "$col" "${test}_errors" "$((${non2xx:-0} + ${sockerr:-0}))"
-    [ "$col" != direct ] && wrec "$col" "${test}_pod_conns" "$((a1 - a0 - 2))"
-    log "$col r$round $test: $rps req/s, p99 $p99, ${cpu} us cpu/req${rcpu:+ (+$rcpu redis)}, errors ${non2xx:-0}+${sockerr:-0}, pod conns opened $((a1 - a0 - 2))"
+    if [ "$col" != direct ]; then
+        wrec "$col" "${test}_pod_conns" "$((a1 - a0 - 2))"
+        wrec "$col" "${test}_pod_closed" "$((c1 - c0))"
+    fi
+    log "$col r$round $test: $rps req/s, p99 $p99, ${cpu} us cpu/req${rcpu:+ (+$rcpu redis)}, errors ${non2xx:-0}+${sockerr:-0}, pod conns opened $((a1 - a0 - 2)) closed $((c1 - c0))"
 }
 
 # wl_loadgen COL TEST ARGS...: the load generator through the proxy; its key/value results go to

@@ -9,7 +9,8 @@
  *   GET  /socket.io/?...&transport=websocket[&sid=S]          101; without sid the open packet is
  *                                                             the first frame (WebSocket-only)
  *   GET  /api/room/<id>/...                                   {"roomId":..,"pod":..}
- *   GET  /__bench/stats                                       counters as JSON
+ *   GET  /__bench/stats                                       counters as JSON ("closed" counts
+ *                                                             connections that served anything else)
  *   anything else                                             200 "ok"
  *
  * Packets: "2probe" -> "3probe", "5" upgrade done (a held GET gets "6"), "2" -> "3",
@@ -56,6 +57,7 @@ struct conn {
     size_t body_len, body_cap;
     bool is_ws;
     bool closing;
+    bool served; /* answered a request other than /__bench/stats: its close is counted */
     struct session *sess; /* websocket: its session; polling GET held: the session */
     char *wbuf;           /* websocket bytes received, not yet a whole frame */
     size_t wlen, wcap;
@@ -498,6 +500,7 @@ static void do_upgrade(struct conn *c, const char *sid, size_t sidl, const char 
 static void handle_request(struct conn *c) {
     const char *u = c->url;
     size_t ul = c->url_len;
+    c->served = c->served || !(ul >= 14 && memcmp(u, "/__bench/stats", 14) == 0);
     int method = llhttp_get_method(&c->parser);
     if (ul >= 11 && memcmp(u, "/socket.io/", 11) == 0) {
         const char *tr = NULL, *sid = NULL, *room = NULL;
@@ -642,8 +645,8 @@ static void on_closed(uv_handle_t *h) {
     struct conn *c = (struct conn *)h;
     free(c->body);
     free(c->wbuf);
+    if (c->served) g.closed++;
     free(c);
-    g.closed++;
 }
 
 static void conn_close(struct conn *c) {
