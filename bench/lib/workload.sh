@@ -345,7 +345,7 @@ wl_loadgen() {
     local col="$1" test="$2"
     shift 2
     local base="$work/lg-$col-$test-r$round"
-    timeout $((MAX_SECONDS)) "$bench_bin/bench-loadgen" --target "127.0.0.1:$pport" --quiet \
+    timeout $((MAX_SECONDS)) "$bench_bin/bench-loadgen" --target "127.0.0.1:$pport" \
         --tsv "$base.tsv" "$@" >"$base.out" 2>"$base.err" || true
     if [ ! -s "$base.tsv" ]; then
         log "$col $test: the load generator reported nothing (see $base.err)"
@@ -390,7 +390,7 @@ wl_tunnels() { # COL
     [ "$col" = direct ] && return 0
     rss0="$(rss_of "$mpids")"
     local maxn="${WL_TUN_STEPS##*,}"
-    timeout "$MAX_SECONDS" "$bench_bin/bench-loadgen" --target "127.0.0.1:$pport" --ws-only --quiet \
+    timeout "$MAX_SECONDS" "$bench_bin/bench-loadgen" --target "127.0.0.1:$pport" --ws-only \
         --rooms "$maxn" --per-room 1 --update-ms 0 --event-ms 0 --steps "$WL_TUN_STEPS" --hold-ms "$WL_HOLD_MS" \
         --concurrency 200 --room-prefix "room_idle${round}_" --tsv "$base.tsv" >"$base.out" 2>"$base.err" &
     local lg=$!
