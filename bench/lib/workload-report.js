@@ -149,9 +149,11 @@ lines.push(`Socket.IO workload, ${meta.mode || '?'} run, ${meta.date || ''}, com
   `medians over the rounds; (x) = ratio to HAProxy with the same threads`);
 lines.push(`${meta.params || ''}; load ${meta.loadavg_start || '?'} -> ${meta.loadavg_end || '?'} (shared machine)`);
 const results = {};
+const md = []; // the same tables in Markdown (results/table.md), for docs/benchmarks.md
 for (const grp of GROUPS) {
   const cols = grp.cols.filter((c) => raw[c]);
   if (!cols.length) continue;
+  md.push('', `| ${grp.title} | ${cols.map((c) => NAMES[c]).join(' | ')} |`, `|---|${cols.map(() => '---').join('|')}|`);
   const W = 38;
   const CW = 20;
   lines.push('');
@@ -165,6 +167,7 @@ for (const grp of GROUPS) {
     if (!cols.some((c) => med(c, metric) !== null)) continue;
     if (section) {
       lines.push(section);
+      md.push(`| **${section}** |${cols.map(() => '').join(' |')} |`);
       section = null;
     }
     const b = med(grp.base, metric);
@@ -175,6 +178,7 @@ for (const grp of GROUPS) {
       return `${fmt(v, dec)}${r}`.padStart(CW);
     });
     lines.push(`  ${label}`.padEnd(W) + cells.join(''));
+    md.push(`| ${label.trim()} | ${cells.map((x) => x.trim().replace(/\((\S+)x\)/, '(**$1×**)')).join(' | ')} |`);
   }
 }
 const table = lines.join('\n') + '\n';
@@ -182,6 +186,7 @@ process.stdout.write(table);
 
 fs.mkdirSync(resDir, { recursive: true });
 fs.writeFileSync(path.join(resDir, 'table.txt'), table);
+fs.writeFileSync(path.join(resDir, 'table.md'), lines.slice(0, 2).join('\n\n') + '\n' + md.join('\n') + '\n');
 const ratios = {};
 for (const grp of GROUPS)
   for (const c of grp.cols) {
