@@ -65,6 +65,7 @@ static int check_admin_url(const char *v, char *why, size_t whylen);
 static int check_pod_name(const char *v, char *why, size_t whylen);
 static int check_address(const char *v, char *why, size_t whylen);
 static int check_zone(const char *v, char *why, size_t whylen);
+static int check_health_url(const char *v, char *why, size_t whylen);
 
 #define FIELD(st, f) offsetof(struct st, f), sizeof(((struct st *)0)->f)
 
@@ -163,6 +164,9 @@ static const struct flag register_flags[] = {
      false, NULL, "FILE", "bearer token for the admin API"},
     {"drain-grace", F_DURATION, FIELD(pr_register_config, drain_grace_ms), 0, DURATION_MAX_MS, NULL,
      false, "30s", "DURATION", "on SIGTERM, wait this long after drain before leaving"},
+    {"health-url", F_STRING, FIELD(pr_register_config, health_url), 0, 0, check_health_url, false,
+     NULL, "URL",
+     "backend health URL: heartbeat only while it answers 2xx (1s timeout)"},
     {"log-level", F_LEVEL, FIELD(pr_register_config, log_level), 0, 0, NULL, false, "info", "LEVEL",
      "debug, info, warn or error"},
     {"log-format", F_FORMAT, FIELD(pr_register_config, log_format), 0, 0, NULL, false, "json",
@@ -544,6 +548,42 @@ static int check_admin_url(const char *v, char *why, size_t whylen)
     return 0;
 }
 
+/* --health-url: empty (off) or http://host[:port][/path], no query or fragment. */
+static int check_health_url(const char *v, char *why, size_t whylen)
+{
+    static const char hint[] = "use http://host:port/path, e.g. http://127.0.0.1:3000/health";
+    if (v[0] == '\0')
+        return 0;
+    if (strncmp(v, "http://", 7) != 0) {
+        snprintf(why, whylen, "%s (%s)",
+                 strncmp(v, "https://", 8) == 0 ? "https is not supported" : "not an http:// URL",
+                 hint);
+        return -EINVAL;
+    }
+    const char *h = v + 7;
+    for (const char *p = h; *p; p++) {
+        if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f) {
+            snprintf(why, whylen, "URL contains a space or control character");
+            return -EINVAL;
+        }
+        if (*p == '?' || *p == '#') {
+            snprintf(why, whylen, "a query or fragment is not supported (%s)", hint);
+            return -EINVAL;
+        }
+    }
+    const char *slash = strchr(h, '/');
+    size_t hl = slash ? (size_t)(slash - h) : strlen(h);
+    if (!hostport_valid(h, hl, false)) {
+        snprintf(why, whylen, "invalid host or port (%s)", hint);
+        return -EINVAL;
+    }
+    if (slash != NULL && strlen(slash) >= 256) {
+        snprintf(why, whylen, "path longer than 255 bytes");
+        return -EINVAL;
+    }
+    return 0;
+}
+
 /* Pod name: ^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$ */
 static int check_pod_name(const char *v, char *why, size_t whylen)
 {
@@ -786,20 +826,32 @@ static int set_flag(const struct flag *f, void *base, const char *value, bool fr
         }
         break;
     }
-    case F_FACTOR: {
+    case F_FACTOR:
+    case F_RATE:
+    case F_RATIO: {
         char *end = NULL;
         errno = 0;
         double d = value[0] ? strtod(value, &end) : NAN;
-        if (end == NULL || *end != '\0' || errno != 0 || !isfinite(d) || !(d > 1.0) || d > 10.0) {
-            snprintf(why, sizeof(why),
-                     "invalid factor \"%s\" (must be a number greater than 1.0 and at most 10)",
-                     sv);
+        bool ok = end != NULL && *end == '\0' && errno == 0 && isfinite(d);
+        if (f->type == F_FACTOR)
+            ok = ok && d > 1.0 && d <= 10.0;
+        else if (f->type == F_RATE)
+            ok = ok && d >= 0.0 && d <= 1e6;
+        else
+            ok = ok && d > 0.0 && d <= 1.0;
+        if (!ok) {
+            snprintf(why, sizeof(why), "invalid %s \"%s\" (must be a number %s)",
+                     f->type == F_FACTOR ? "factor" : "value", sv,
+                     f->type == F_FACTOR  ? "greater than 1.0 and at most 10"
+                     : f->type == F_RATE ? "from 0 to 1000000"
+                                         : "greater than 0 and at most 1");
             break;
         }
         memcpy(field, &d, sizeof(d));
         return 0;
     }
-    case F_U32: {
+    case F_U32:
+    case F_U64: {
         uint64_t v;
         if (!parse_u64(value, &v) || v < f->min || v > f->max) {
             snprintf(why, sizeof(why),
@@ -807,33 +859,43 @@ static int set_flag(const struct flag *f, void *base, const char *value, bool fr
                      (unsigned long long)f->min, (unsigned long long)f->max);
             break;
         }
-        uint32_t u = (uint32_t)v;
-        memcpy(field, &u, sizeof(u));
+        if (f->type == F_U32) {
+            uint32_t u = (uint32_t)v;
+            memcpy(field, &u, sizeof(u));
+        } else {
+            memcpy(field, &v, sizeof(v));
+        }
         return 0;
     }
-    case F_LEVEL: {
-        static const char *const names[] = {"debug", "info", "warn", "error"};
-        for (size_t i = 0; i < 4; i++) {
-            if (strcmp(value, names[i]) == 0) {
-                enum pr_log_level l = (enum pr_log_level)i;
-                memcpy(field, &l, sizeof(l));
-                return 0;
-            }
-        }
-        snprintf(why, sizeof(why), "invalid log level \"%s\" (use debug, info, warn or error)", sv);
-        break;
-    }
-    case F_FORMAT: {
-        enum pr_log_format fm;
-        if (strcmp(value, "json") == 0)
-            fm = PR_LOG_JSON;
-        else if (strcmp(value, "text") == 0)
-            fm = PR_LOG_TEXT;
-        else {
-            snprintf(why, sizeof(why), "invalid log format \"%s\" (use json or text)", sv);
+    case F_LEVEL:
+    case F_FORMAT:
+    case F_PLACEMENT: {
+        static const char *const levels[] = {"debug", "info", "warn", "error", NULL};
+        static const char *const formats[] = {"json", "text", NULL};
+        static const char *const placements[] = {"least-loaded", "pack", NULL};
+        const char *const *names = f->type == F_LEVEL    ? levels
+                                   : f->type == F_FORMAT ? formats
+                                                         : placements;
+        int v = -1;
+        for (int i = 0; names[i]; i++)
+            if (strcmp(value, names[i]) == 0)
+                v = i;
+        if (v < 0) {
+            snprintf(why, sizeof(why), "invalid %s \"%s\" (use %s)",
+                     f->type == F_LEVEL    ? "log level"
+                     : f->type == F_FORMAT ? "log format"
+                                           : "placement",
+                     sv,
+                     f->type == F_LEVEL    ? "debug, info, warn or error"
+                     : f->type == F_FORMAT ? "json or text"
+                                           : "least-loaded or pack");
             break;
         }
-        memcpy(field, &fm, sizeof(fm));
+        _Static_assert(sizeof(enum pr_log_level) == sizeof(int) &&
+                           sizeof(enum pr_log_format) == sizeof(int) &&
+                           sizeof(enum pr_placement) == sizeof(int),
+                       "enum flags are stored as int");
+        memcpy(field, &v, sizeof(v)); /* the enums are int-sized, in table order */
         return 0;
     }
     case F_BOOL: {
@@ -858,48 +920,6 @@ static int set_flag(const struct flag *f, void *base, const char *value, bool fr
         }
         memcpy(field, tmp, sizeof(tmp));
         memcpy(field + f->size, &n, sizeof(n));
-        return 0;
-    }
-    case F_RATE:
-    case F_RATIO: {
-        char *end = NULL;
-        errno = 0;
-        double d = value[0] ? strtod(value, &end) : NAN;
-        bool ok = end != NULL && *end == '\0' && errno == 0 && isfinite(d);
-        if (f->type == F_RATE)
-            ok = ok && d >= 0.0 && d <= 1e6;
-        else
-            ok = ok && d > 0.0 && d <= 1.0;
-        if (!ok) {
-            snprintf(why, sizeof(why), "invalid value \"%s\" (must be a number %s)", sv,
-                     f->type == F_RATE ? "from 0 to 1000000" : "greater than 0 and at most 1");
-            break;
-        }
-        memcpy(field, &d, sizeof(d));
-        return 0;
-    }
-    case F_U64: {
-        uint64_t v;
-        if (!parse_u64(value, &v) || v < f->min || v > f->max) {
-            snprintf(why, sizeof(why),
-                     "invalid value \"%s\" (must be an integer from %llu to %llu)", sv,
-                     (unsigned long long)f->min, (unsigned long long)f->max);
-            break;
-        }
-        memcpy(field, &v, sizeof(v));
-        return 0;
-    }
-    case F_PLACEMENT: {
-        enum pr_placement pl;
-        if (strcmp(value, "least-loaded") == 0)
-            pl = PR_PLACEMENT_LEAST_LOADED;
-        else if (strcmp(value, "pack") == 0)
-            pl = PR_PLACEMENT_PACK;
-        else {
-            snprintf(why, sizeof(why), "invalid placement \"%s\" (use least-loaded or pack)", sv);
-            break;
-        }
-        memcpy(field, &pl, sizeof(pl));
         return 0;
     }
     }

@@ -14,6 +14,7 @@
 #include "podrouter/log.h"
 #include "podrouter/loop.h"
 #include "podrouter/registry.h"
+#include "podrouter/scaling.h"
 #include "podrouter/store.h"
 
 #define PR_TICK_MS 200
@@ -234,6 +235,7 @@ static void tick_cb(uv_timer_t *t)
             pr_registry_expire(pr__srv.reg, forgotten_cb, w->store);
             if (w->store->ops->tick)
                 w->store->ops->tick(w->store);
+            pr_scaling_tick(pr__srv.reg);
         }
     }
     if (w->draining) {
@@ -331,10 +333,14 @@ static void expire_send(struct pr_tq_node *n)
 static void expire_linger(struct pr_tq_node *n)
 {
     struct pr_upstream *u = pr__container_of(n, struct pr_upstream, tq);
-    if (u->client)
-        pr__client_close(u->client); /* closes u too */
-    else
-        pr__upstream_close(u);
+    struct pr_client *c = u->client;
+    if (c) {
+        c->up = NULL;
+        u->client = NULL;
+    }
+    pr__upstream_close(u);
+    if (c)
+        pr__client_close(c);
 }
 
 static struct pr_worker *worker_create(int id, char *err, size_t errlen)
@@ -411,12 +417,7 @@ static void worker_destroy(struct pr_worker *w)
     while (w->free_exchanges) {
         struct pr_exchange *x = w->free_exchanges;
         w->free_exchanges = x->next_free;
-        free(x->head);
-        free(x->out);
-        free(x->resp);
-        free(x->replay);
-        free(x->body);
-        free(x);
+        pr__exchange_free(x);
     }
     uv_loop_close(&w->loop);
     free(w->policy_pods);
@@ -505,6 +506,7 @@ int pr_loop_run(const struct pr_config *cfg, struct pr_registry *reg, const uint
     if (rc == 0) {
         struct pr_store *s0 = pr__srv.workers[0]->store;
         pr_metrics_global_set(reg, s0);
+        pr_scaling_configure(cfg);
         uv_signal_t sigterm, sigint, sighup;
         struct pr_worker *w0 = pr__srv.workers[0];
         uv_signal_init(&w0->loop, &sigterm);
