@@ -290,7 +290,10 @@ wl_wrk() {
     local col="$1" test="$2" script="$3"
     shift 3
     local f="$work/wrk-$col-$test-r$round.txt" url="http://127.0.0.1:$pport/"
-    [ "${QUICK:-0}" = 1 ] || timeout 30 wrk -t1 -c"$WL_CONNS" -d1s -s "$script" "$url" -- "$@" >/dev/null 2>&1 || true # warm-up
+    # warm-up longer than the proxies' 3 s idle expiry of pod connections, so that connections
+    # left over from the previous test are gone and "pod connections closed" counts only closes
+    # under steady load
+    [ "${QUICK:-0}" = 1 ] || timeout 30 wrk -t1 -c"$WL_CONNS" -d4s -s "$script" "$url" -- "$@" >/dev/null 2>&1 || true
     local t0 r0 a0 t1 r1 a1
     local c0 c1
     read -r a0 c0 <<<"$(pod_conns)"
