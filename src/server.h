@@ -80,6 +80,8 @@ struct pr_worker {
     size_t npools;
     struct pr_exchange *free_exchanges;
     size_t nfree_exchanges;
+    uint32_t free_low;  /* fewest pooled exchanges since the last memory tick */
+    uint64_t mem_last;  /* last memory tick */
     struct pr_policy_pod *policy_pods; /* scratch for new assignments */
     struct pr_pod_info *pod_infos;
     struct pr_client *clients; /* every open client connection (for drain) */
@@ -182,6 +184,7 @@ struct pr_client {
     bool admin, closing, reading, writing, close_after_write, peer_loopback;
     bool feeding, in_full;  /* feeding: inside the input loop; in_full: reading paused */
     bool tq_send;           /* tq is in q_send (bytes queued for the client) */
+    uint64_t room_hash;     /* a tunnel's room (pr_store_key_hash), 0 none: touched as active */
     uint16_t store_refs; /* store callbacks still to come */
     uint8_t peer_family;   /* AF_INET / AF_INET6, 0 unknown */
     uint8_t peer_addr[16]; /* read once at accept: X-Forwarded-For, loopback check */

@@ -11,6 +11,7 @@ import {
     schemaProblems, unknownFieldProblems, selectorProblems, serviceProblems, referenceProblems, noSecretObjects,
 } from './lib/generic.mjs';
 import * as stack from './lib/stack.mjs';
+import { expandKeda } from './lib/keda.mjs';
 
 const report = new Report();
 const renders = new Map();
@@ -189,7 +190,9 @@ const loaded = new Map();
 for (const [name, file] of renders) {
     let objs;
     const ok = report.check(`${name}: rendered output parses as YAML objects`, () => {
-        objs = loadRender(file);
+        // A KEDA ScaledObject is checked as the HPA the KEDA operator creates
+        // from it (the ScaledObject itself: scaling.mjs).
+        objs = expandKeda(loadRender(file));
         return objs.length ? [] : ['no objects rendered'];
     });
     if (ok) loaded.set(name, objs);

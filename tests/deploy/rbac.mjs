@@ -25,6 +25,7 @@ const KINDS = {
     PodDisruptionBudget: ['policy', 'poddisruptionbudgets', true],
     NetworkPolicy: ['networking.k8s.io', 'networkpolicies', true],
     IngressRoute: ['traefik.io', 'ingressroutes', true], Certificate: ['cert-manager.io', 'certificates', true],
+    ScaledObject: ['keda.sh', 'scaledobjects', true],
     Role: ['rbac.authorization.k8s.io', 'roles', true], RoleBinding: ['rbac.authorization.k8s.io', 'rolebindings', true],
     Namespace: ['', 'namespaces', false], ClusterRole: ['rbac.authorization.k8s.io', 'clusterroles', false],
     ClusterRoleBinding: ['rbac.authorization.k8s.io', 'clusterrolebindings', false], ClusterIssuer: ['cert-manager.io', 'clusterissuers', false],

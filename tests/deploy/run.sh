@@ -142,6 +142,7 @@ else
 fi
 
 node_check "manifest checks" node "$here/manifests.mjs" "${renders[@]}"
+node_check "scaling checks" node "$here/scaling.mjs" "$root" "${renders[@]}"
 
 # RBAC sufficiency of the CI identity and release independence (issue 9).
 rbac_args=()

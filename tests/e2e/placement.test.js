@@ -100,3 +100,24 @@ test('desired replicas: the same on two replicas sharing Redis', { timeout: 9000
   // Redis holds the shared activity, one field per active room
   assert.equal(Number(await redis.cli('HLEN', 'podrouter:active')), 20);
 });
+
+test('a room whose participants talk only over WebSocket stays active; it goes idle once they leave', { timeout: 60000 }, async (t) => {
+  const { waitConnected, sleep } = require('./lib/cluster');
+  const c = await startCluster(t, { name: 'placement-ws', pods: 2, routerArgs: ['--room-active', '2s'] });
+  const roomId = `room_ws_${Date.now().toString(36)}`;
+  await useRoom(c, roomId); // created and live
+  const sock = c.connect('/', { roomId, participantId: 'p1', transports: ['websocket'] });
+  await waitConnected(sock);
+  // Only tunnel bytes for 5 s (> 2 x --room-active): the room must stay active.
+  const ticker = setInterval(() => sock.emit('echo', 'x', () => {}), 300);
+  try {
+    for (let i = 0; i < 10; i++) {
+      await sleep(500);
+      assert.equal((await c.admin('GET', '/v1/cluster')).json.activeRooms, 1, `active after ${(i + 1) * 500} ms of WebSocket-only traffic`);
+    }
+  } finally {
+    clearInterval(ticker);
+    sock.close();
+  }
+  await waitFor(async () => (await c.admin('GET', '/v1/cluster')).json.activeRooms === 0, { timeoutMs: 8000, what: 'room idle after the tunnel closed' });
+});

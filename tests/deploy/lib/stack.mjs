@@ -33,7 +33,11 @@ export function backendHpa(objs, ns) {
     expect(h.spec.maxReplicas === 12, `backend-hpa maxReplicas ${h.spec.maxReplicas} != 12`);
     expect(hpaMetric(h, 'cpu') === 60, `backend-hpa CPU averageUtilization ${hpaMetric(h, 'cpu')} != 60`);
     expect(hpaMetric(h, 'memory') === 70, `backend-hpa memory averageUtilization ${hpaMetric(h, 'memory')} != 70`);
-    expect(h.spec.metrics.length === 2, 'backend-hpa has exactly the CPU and memory metrics');
+    // Besides CPU and memory, at most the room-aware External metric
+    // (podrouter_backend_desired_replicas through KEDA, docs/scaling.md).
+    expect(h.spec.metrics.filter((m) => m.type === 'Resource').length === 2 &&
+        h.spec.metrics.every((m) => m.type === 'Resource' || m.type === 'External'),
+    'backend-hpa has exactly the CPU and memory Resource metrics (plus at most External ones)');
     return problems;
 }
 

@@ -1,0 +1,11 @@
+aware_roll_start = 82.84
+aware_roll_end = 206.85
+aware_ratio = 1.46
+aware_interrupted = 0.00
+aware_end = 212.47
+base_roll_start = 82.84
+base_roll_end = 89.18
+base_ratio = 0.75
+base_interrupted = 34.00
+base_end = 212.48
+max_replicas = 10.00
