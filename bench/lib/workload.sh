@@ -147,8 +147,11 @@ EOF
 # ---- processes --------------------------------------------------------------------------------
 pod_w=()   # wrappers of p0, p1
 pod_pid=() # their PIDs
+# Pods and Redis live for the whole run (~20 min), longer than one measurement's process bound.
+WL_LONG_SECONDS="${BENCH_LONG_SECONDS:-3600}"
+
 wl_start_pod() { # INDEX
-    local port=$((P0_PORT + $1))
+    local port=$((P0_PORT + $1)) MAX_SECONDS="$WL_LONG_SECONDS"
     start "pod-p$1" "$bench_bin/bench-pod" --listen "127.0.0.1:$port" --name "p$1" --session-timeout 60000
     pod_w[$1]="$wrapper"
     pod_pid[$1]="$pid"
@@ -174,6 +177,7 @@ pod_conns() { # "accepted closed": connections both pods accepted / closed so fa
 redis_w=""
 redis_pid=""
 wl_start_redis() {
+    local MAX_SECONDS="$WL_LONG_SECONDS"
     mkdir -p "$work/redis"
     start redis redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no \
         --dir "$work/redis" --protected-mode yes
