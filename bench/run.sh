@@ -1,8 +1,19 @@
 #!/usr/bin/env bash
 # pod-router vs HAProxy vs nginx, side by side, on this machine (127.0.0.1 only).
 #
-#   bash bench/run.sh
+#   bash bench/run.sh            the Socket.IO workload (~25 min): see below and bench/README.md
+#   bash bench/run.sh --quick    the same, briefly (< 3 min), e.g. as a smoke test
+#   bash bench/run.sh --static   the older static-response measurement described next
 #
+# The workload (bench/lib/workload.sh): two C bench pods (bench/pod), pod-router with the memory
+# and the Redis store, HAProxy and nginx hashing on the room, 1 and 2 threads each, and the
+# direct-to-pod ceiling, in A B A B rounds: Engine.IO handshakes with new sids, polling POSTs with
+# known sids, room-key REST requests (wrk + bench/lib/wrk/*.lua), rooms of participants relaying
+# WebSocket events (bench/loadgen), idle tunnels at 5k and 9k, a reconnect storm (a pod killed).
+# Table of ratios to HAProxy on stdout and in test-output/bench/workload-table.txt, JSON in
+# test-output/bench/workload.json, charts in bench/results/ (BENCH_RESULTS_DIR).
+#
+# --static:
 # Builds the release router (build-bench/), starts one upstream of each kind (nginx serving a
 # 3-byte static response; a silent Node WebSocket endpoint), then for each proxy (pod-router
 # 1 thread, pod-router 2 threads, HAProxy 1 thread, nginx 1 worker) measures
@@ -20,11 +31,28 @@
 # every started process, 600).
 set -euo pipefail
 
+QUICK=0
+STATIC=0
+for arg in "$@"; do
+    case "$arg" in
+    --quick) QUICK=1 ;;
+    --static) STATIC=1 ;;
+    -h | --help)
+        sed -n '2,/^set -euo/p' "$0" | sed '$d'
+        exit 0
+        ;;
+    *) echo "bench/run.sh: unknown argument $arg (--quick, --static)" >&2; exit 2 ;;
+    esac
+done
+
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 # shellcheck source-path=SCRIPTDIR source=lib/common.sh
 . "$repo/bench/lib/common.sh"
+# shellcheck source-path=SCRIPTDIR source=lib/workload.sh
+. "$repo/bench/lib/workload.sh"
 tsv="$out_dir/results.tsv"
+[ "$QUICK" = 1 ] && { DURATION="${BENCH_DURATION:-1}"; TUNNELS="${BENCH_TUNNELS:-600}"; TUNNELS_FIRST="${BENCH_TUNNELS_FIRST:-300}"; }
 preflight
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -127,10 +155,19 @@ mem_run() {
 
 # ---- run ------------------------------------------------------------------------------------
 rm -rf "$work"
-mkdir -p "$work"
-: >"$tsv"
+mkdir -p "$work" "$out_dir"
 
 build_router
+bench_bin="$(dirname "$(dirname "$bin")")/bench"
+
+if [ "$STATIC" = 0 ]; then
+    # The Socket.IO workload (issue 11); bench/lib/workload.sh.
+    run_workload
+    log "results: $out_dir/workload.json, charts in $RES_DIR (raw logs in $work)"
+    exit 0
+fi
+
+: >"$tsv"
 
 record meta date "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 record meta commit "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"

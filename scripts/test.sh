@@ -129,6 +129,10 @@ note "room-aware scaling simulation (short variant; SIM_LONG=1 bash tests/sim/ru
 bash tests/sim/run.sh 2>&1 | tee "$out/sim.log" | tail -n 20
 add_summary "$out/sim.log" "scaling simulation"
 
+note "benchmark tooling (bench pod, load generator, bench/run.sh --quick; no figure asserted)"
+bash bench/selftest.sh 2>&1 | tee "$out/bench-selftest.log" | tail -n 40
+add_summary "$out/bench-selftest.log" "bench selftest"
+
 echo
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

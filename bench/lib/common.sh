@@ -314,7 +314,7 @@ build_router() {
     if [ "$(cat "$snap/.commit" 2>/dev/null)" != "$(git rev-parse HEAD)" ]; then
         rm -rf "$snap"
         mkdir -p "$snap"
-        git archive HEAD meson.build meson_options.txt src include | tar -x -C "$snap"
+        git archive HEAD meson.build meson_options.txt src include bench | tar -x -C "$snap"
         git rev-parse HEAD >"$snap/.commit"
     fi
     if [ ! -f "$snap/$dir/build.ninja" ]; then
