@@ -212,6 +212,7 @@ static int on_headers_complete(llhttp_t *p)
     x->req_chunked = (p->flags & F_CHUNKED) != 0;
     x->req_content_length = (p->flags & F_CONTENT_LENGTH) ? p->content_length : 0;
     x->req_has_body = x->req_chunked || x->req_content_length > 0;
+    pr_chunked_init(&x->req_chunk);
     return x->req_has_body ? HPE_PAUSED : 0;
 }
 

@@ -570,6 +570,14 @@ size_t pr__proxy_client_body(struct pr_client *c, const char *data, size_t len)
     }
     if (used == 0)
         return 0;
+    if (x->req_chunked) {
+        /* llhttp is lax about chunk framing; what the pod gets must parse one way only. */
+        int ck = pr_chunked_feed(&x->req_chunk, data, used);
+        if (ck < 0 || (ck == 1) != x->req_complete) {
+            client_body_error(c, u);
+            return len;
+        }
+    }
     if (x->replayable) {
         if ((size_t)x->replay_len + used > PR_REPLAY_MAX ||
             pr_grow(&x->replay, &x->replay_cap, (size_t)x->replay_len + used) != 0) {
@@ -701,6 +709,14 @@ static void relay(struct pr_client *c, struct pr_upstream *u, const char *head, 
         }
         if (c->closing)
             return;
+        if (x->resp_parser.flags & F_CHUNKED) {
+            int ck = pr_chunked_feed(&x->resp_chunk, data, used);
+            if (ck < 0 || (ck == 1) != x->resp_complete) {
+                upstream_bad(c, u, PR_ERR_RESET, 502, "upstream_unavailable",
+                             "bad chunk framing from the pod");
+                return;
+            }
+        }
     }
     if (used < len)
         x->resp_garbage = true;
@@ -775,6 +791,7 @@ static bool response_head(struct pr_client *c, struct pr_upstream *u, uint32_t h
     if (x->sniffing)
         pr_sid_sniffer_init(&x->sniffer);
     x->dechunk = x->http10 && (x->resp_parser.flags & F_CHUNKED) && !x->is_head;
+    pr_chunked_init(&x->resp_chunk);
     int hl = build_response_head(c, head_end);
     if (hl < 0) {
         pr__client_close(c);

@@ -10,6 +10,7 @@
 #include <uv.h>
 
 #include "podrouter/affinity.h"
+#include "podrouter/chunked.h"
 #include "podrouter/common.h"
 #include "podrouter/config.h"
 #include "podrouter/http_head.h"
@@ -153,6 +154,7 @@ struct pr_exchange {
     uint64_t req_content_length; /* from the parser at head completion */
     uint8_t interim;             /* 1xx heads seen */
     bool line_checked;           /* the request line passed request_line_check */
+    struct pr_chunked req_chunk, resp_chunk; /* strict chunk framing of relayed bodies */
     /* request facts */
     bool req_keepalive, req_upgrade, req_complete, is_head, req_chunked, req_has_body;
     bool http10, dechunk, replayable;
