@@ -80,7 +80,21 @@ pipeline = {
     "local_answers": BAD_KEY * 300,
 }
 
-for sub, seeds in (("proxy_seeds", proxy), ("pipeline_seeds", pipeline)):
+tunnel = {
+    "frames": b"\x81\x85abcd\x01\x02\x03\x04\x05" + op("p", b"\x81\x02hi") + op("a", b"\x88\x80abcd")
+    + op("p", b"\x88\x00"),
+    "client_eof": op("a", b"\x81\x80abcd") + op("e") + op("p", b"\x81\x02hi") + op("r"),
+    "pod_eof_queued": op("P", rep(2000, b"\x82\x7e\x00\x10" + b"B" * 16)) + op("R"),
+    "client_close_queued": op("A", rep(3000, b"\x82\x90abcd" + b"C" * 16)) + op("k"),
+    "idle_timeout": op("a", b"\x89\x80abcd") + op("t", b"\x04") + op("p", b"\x8a\x00"),
+    "client_close_in_flight": op("K", rep(4000, b"\x82\x7e\x00\x3c" + b"K" * 60)),
+    "pod_close_in_flight": op("Z", rep(4000, b"\x82\x7e\x00\x3c" + b"Z" * 60)),
+    "pod_close_client_slow": op("w") + op("Z", rep(8000, b"\x82\x7e\x00\x3c" + b"Z" * 60)) + op("w"),
+    "client_close_pod_slow": op("W") + op("K", rep(8000, b"\x82\x7e\x00\x3c" + b"K" * 60)) + op("W"),
+    "big_both": op("A", rep(4000, b"x" * 64)) + op("P", rep(4000, b"y" * 64)),
+}
+
+for sub, seeds in (("proxy_seeds", proxy), ("pipeline_seeds", pipeline), ("tunnel_seeds", tunnel)):
     d = os.path.join(here, "corpus", sub)
     os.makedirs(d, exist_ok=True)
     for name, data in seeds.items():

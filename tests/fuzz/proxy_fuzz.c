@@ -26,6 +26,9 @@
  *   P Q     same with a repeat count, as A
  *   r s     newest / oldest pod connection shuts down its write side
  *   R S     newest / oldest pod connection closes
+ *           (e f k l r s R S first send their payload, then end without running the loop)
+ *   K Z     client 0 / newest pod connection sends a repeated payload (as A), then closes
+ *   w W     client 0 / newest pod connection stops (or resumes) reading
  *   n h     the next connect is refused / hangs (until time passes)
  *   t       time passes: every timeout queue selected by payload[0] (default all) expires
  *   d x u g registry: drain / delete / re-put / re-put with a new address the pod
@@ -34,6 +37,9 @@
  * When the script has no pod-send op at all, an automatic pod answers every request
  * (200 "ok", 101 + a frame and then echo for upgrades, an Engine.IO handshake body for
  * EIO= requests without sid).
+ *
+ * tunnel_fuzz (-DPF_TUNNEL): client 0 upgrades and the pod answers 101 first; the script
+ * (same format, no automatic pod) then drives both ends of the tunnel.
  *
  * pipeline_fuzz (-DPF_PIPELINE): the input is a raw client byte stream for client 0,
  * written in chunks whose size derives from the input, then EOF; automatic pod.
@@ -158,7 +164,7 @@ struct cli {
     int fd;             /* harness end, -1 when none */
     uv_tcp_t *handle;   /* router end (inside its struct pr_client) */
     struct outq out;
-    bool wr_shut, peer_eof;
+    bool wr_shut, peer_eof, paused;
     uint64_t received;
 };
 
@@ -166,8 +172,9 @@ struct podconn {
     int fd;
     uv_tcp_t *handle; /* router end (inside its struct pr_upstream) */
     int pod;
-    bool closed, wr_shut, peer_eof, broken, tunnel, auto_echo;
+    bool closed, wr_shut, peer_eof, broken, tunnel, auto_echo, paused;
     struct outq out;
+    struct bytes sent; /* everything the harness wrote as this pod */
     struct bytes in;  /* everything received */
     size_t parsed;    /* offset of the next request in in */
     size_t tunnel_off;
@@ -202,6 +209,11 @@ static struct {
     bool auto_pod;
     bool strict;
     uint32_t gen_bump[2];
+    /* tunnel_fuzz: both directions of the first tunnel are compared byte for byte */
+    bool tun_on, c0_first;
+    struct podconn *tun_pc;
+    size_t tun_c_base, tun_p_base, lim_c2p, lim_p2c;
+    struct bytes c0_recv;
 } H;
 
 static struct pr_config base_cfg;
@@ -464,9 +476,8 @@ static bool token_listed(const char *v, size_t len, const char *tok)
 /* One request from b[0..n): its length, S_MORE or S_BAD (*why says what). */
 static long strict_request(const char *b, size_t n, struct sreq *r, const char **why)
 {
-    memset(r, 0, offsetof(struct sreq, f));
-    r->nf = 0;
-    r->npieces = 0;
+    r->target = r->target_len = r->nf = r->npieces = r->head_end = 0;
+    r->upgrade = false;
     size_t i = 0;
     while (i < n && tchar((unsigned char)b[i]))
         i++;
@@ -779,7 +790,52 @@ static void pod_write(struct podconn *pc, const void *d, size_t n)
     if (pc->closed || pc->wr_shut)
         return;
     b_add(&pc->out.b, d, n);
+    if (pc->sent.len + n <= STREAM_CAP)
+        b_add(&pc->sent, d, n);
     flush_out(pc->fd, &pc->out);
+}
+
+/* A side of the tunnel ended (or may have): what was sent so far must arrive. */
+static void tun_freeze(void)
+{
+    if (!H.tun_on || H.lim_c2p != SIZE_MAX)
+        return;
+    /* Only what actually went into the sockets (not what the harness still holds). */
+    const struct outq *cq = &H.cl[0].out, *pq = &H.tun_pc->out;
+    H.lim_c2p = H.sent[0].len - (H.cl[0].fd >= 0 ? cq->b.len - cq->off : 0);
+    H.lim_p2c = H.tun_pc->sent.len - (H.tun_pc->closed ? 0 : pq->b.len - pq->off);
+}
+
+/* Tunnel bytes arrive intact, in order, and nothing queued before a close is lost. */
+static void tun_check(void)
+{
+    if (!H.tun_on || !H.strict)
+        return;
+    tun_freeze();
+    const struct bytes *r = &H.c0_recv;
+    const char *he = r->len ? memmem(r->p, r->len, "\r\n\r\n", 4) : NULL;
+    if (!he)
+        violation("tunnel_fuzz: the client never got the 101 head", r->p, r->len);
+    if (r->len < 12 || memcmp(r->p, "HTTP/1.1 101", 12) != 0)
+        violation("tunnel_fuzz: the client's first response is not the 101", r->p, r->len);
+    size_t hl = (size_t)(he + 4 - r->p);
+    const char *got = r->p + hl, *want = H.tun_pc->sent.p + H.tun_p_base;
+    size_t gl = r->len - hl, wl = H.tun_pc->sent.len - H.tun_p_base;
+    if (gl > wl || memcmp(got, want, gl) != 0)
+        violation("tunnel bytes the client received differ from what the pod sent", got, gl);
+    if (gl < H.lim_p2c - H.tun_p_base)
+        violation("pod bytes sent before a close never reached the client", want + gl,
+                  H.lim_p2c - H.tun_p_base - gl);
+    const struct podconn *pc = H.tun_pc;
+    got = pc->in.p + pc->tunnel_off;
+    gl = pc->in.len - pc->tunnel_off;
+    want = H.sent[0].p + H.tun_c_base;
+    wl = H.sent[0].len - H.tun_c_base;
+    if (!pc->tunnel || gl > wl || memcmp(got, want, gl) != 0)
+        violation("tunnel bytes the pod received differ from what the client sent", got, gl);
+    if (gl < H.lim_c2p - H.tun_c_base)
+        violation("client bytes sent before a close never reached the pod", want + gl,
+                  H.lim_c2p - H.tun_c_base - gl);
 }
 
 static char rbuf[65536];
@@ -795,7 +851,7 @@ static bool read_fd(int fd, bool *eof, struct bytes *keep, uint64_t *count)
                 *count += (uint64_t)r;
             if (keep) {
                 if (keep->len + (size_t)r > STREAM_CAP)
-                    violation("a pod received more than 4 MiB in one input", NULL, 0);
+                    violation("more than 4 MiB received on one socket in one input", NULL, 0);
                 b_add(keep, rbuf, (size_t)r);
             }
             continue;
@@ -817,19 +873,25 @@ static bool io_round(void)
         if (c->fd < 0)
             continue;
         progress |= flush_out(c->fd, &c->out);
-        if (!c->peer_eof)
-            progress |= read_fd(c->fd, &c->peer_eof, NULL, &c->received);
+        if (!c->peer_eof && !c->paused) {
+            bool keep = i == 0 && H.tun_on && H.c0_first;
+            progress |= read_fd(c->fd, &c->peer_eof, keep ? &H.c0_recv : NULL, &c->received);
+            if (c->peer_eof && i == 0)
+                tun_freeze();
+        }
     }
     for (int i = 0; i < H.npc; i++) {
         struct podconn *pc = H.pc[i];
         if (pc->closed)
             continue;
         progress |= flush_out(pc->fd, &pc->out);
-        if (!pc->peer_eof) {
+        if (!pc->peer_eof && !pc->paused) {
             size_t before = pc->in.len;
             progress |= read_fd(pc->fd, &pc->peer_eof, &pc->in, NULL);
             if (pc->in.len != before)
                 pod_check(pc);
+            if (pc->peer_eof && pc == H.tun_pc)
+                tun_freeze();
         }
     }
     return progress;
@@ -905,6 +967,8 @@ static void client_kill(int slot)
     close(c->fd);
     c->fd = -1;
     c->handle = NULL;
+    if (slot == 0)
+        H.c0_first = false;
     b_free(&c->out.b);
     c->out.off = 0;
 }
@@ -1015,10 +1079,20 @@ static void run_op(char op, const char *p, size_t n)
     case 'A': op_send_repeat(0, NULL, p, n); break;
     case 'B': op_send_repeat(1, NULL, p, n); break;
     case 'C': op_send_repeat(2, NULL, p, n); break;
-    case 'e': client_shut(0); break;
-    case 'f': client_shut(1); break;
-    case 'k': client_kill(0); break;
-    case 'l': client_kill(1); break;
+    case 'e':
+    case 'f':
+    case 'k':
+    case 'l': {
+        /* The payload goes out first, then the end: bytes still in flight at the close. */
+        int slot = op == 'e' || op == 'k' ? 0 : 1;
+        client_send(slot, p, n);
+        tun_freeze();
+        if (op == 'e' || op == 'f')
+            client_shut(slot);
+        else
+            client_kill(slot);
+        break;
+    }
     case 'p':
     case 'q': {
         struct podconn *pc = pick_conn(op == 'p');
@@ -1033,18 +1107,55 @@ static void run_op(char op, const char *p, size_t n)
             op_send_repeat(-1, pc, p, n);
         break;
     }
-    case 'r': conn_shut(pick_conn(true)); break;
-    case 's': conn_shut(pick_conn(false)); break;
-    case 'R': conn_kill(pick_conn(true)); break;
-    case 'S': conn_kill(pick_conn(false)); break;
+    case 'r':
+    case 's':
+    case 'R':
+    case 'S': {
+        struct podconn *pc = pick_conn(op == 'r' || op == 'R');
+        if (pc)
+            pod_write(pc, p, n);
+        tun_freeze();
+        if (op == 'r' || op == 's')
+            conn_shut(pc);
+        else
+            conn_kill(pc);
+        break;
+    }
+    case 'K': /* client 0 sends a repeated payload and closes at once */
+        op_send_repeat(0, NULL, p, n);
+        tun_freeze();
+        client_kill(0);
+        break;
+    case 'Z': { /* the newest pod connection sends a repeated payload and closes at once */
+        struct podconn *pc = pick_conn(true);
+        if (pc)
+            op_send_repeat(-1, pc, p, n);
+        tun_freeze();
+        conn_kill(pc);
+        break;
+    }
+    case 'w': H.cl[0].paused = !H.cl[0].paused; break;
+    case 'W': {
+        struct podconn *pc = pick_conn(true);
+        if (pc)
+            pc->paused = !pc->paused;
+        break;
+    }
     case 'n': H.next_connect_mode = -1; break;
     case 'h': H.next_connect_mode = 1; break;
-    case 't': time_passes(n ? (uint8_t)p[0] : 0x3f); break;
+    case 't':
+        tun_freeze();
+        time_passes(n ? (uint8_t)p[0] : 0x3f);
+        break;
     case 'd':
     case 'x':
     case 'u':
-    case 'g': pod_reg(op, n ? (p[0] & 1) : 0); break;
+    case 'g':
+        tun_freeze();
+        pod_reg(op, n ? (p[0] & 1) : 0);
+        break;
     case 'z':
+        tun_freeze();
         if (!H.w->draining) {
             atomic_store(&pr__srv.draining, true);
             worker_begin_drain(H.w);
@@ -1063,6 +1174,8 @@ static void setup(void)
     for (int i = 0; i < NSLOTS; i++)
         H.cl[i].fd = -1;
     H.next_accept_fd = -1;
+    H.c0_first = true;
+    H.lim_c2p = H.lim_p2c = SIZE_MAX;
     const char *s = getenv("PF_STRICT");
     H.strict = !(s && s[0] == '0');
 
@@ -1106,9 +1219,14 @@ static void teardown(void)
 {
     /* Hanging connects fail now (a pending connect at worker_stop would leak its
      * upstream: close_walk_cb closes it without a callback). */
+    for (int i = 0; i < NSLOTS; i++)
+        H.cl[i].paused = false;
+    for (int i = 0; i < H.npc; i++)
+        H.pc[i]->paused = false;
     deliver_connects(true, UV_ECONNREFUSED);
     pump();
     deliver_connects(true, UV_ECONNREFUSED);
+    tun_check();
     struct pr_worker *w = H.w;
     worker_stop(w);
     deliver_connects(true, UV_ECANCELED);
@@ -1127,8 +1245,10 @@ static void teardown(void)
             close(H.pc[i]->fd);
         b_free(&H.pc[i]->out.b);
         b_free(&H.pc[i]->in);
+        b_free(&H.pc[i]->sent);
         free(H.pc[i]);
     }
+    b_free(&H.c0_recv);
     pr_metrics_free_all();
     pr_metrics_self = NULL;
     pr_registry_destroy(H.reg);
@@ -1175,11 +1295,34 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     setup();
     const char *p = (const char *)data, *end = p + size;
+#ifdef PF_TUNNEL
+    /* A WebSocket tunnel is up (upgrade, 101) before the script runs; the script then
+     * plays both ends of it (frames, half-closes, closes, time). */
+    static const char ws[] =
+        "GET /socket.io/?EIO=4&transport=websocket&roomId=room_t HTTP/1.1\r\nHost: a\r\n"
+        "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+    static const char r101[] = "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
+                               "Upgrade: websocket\r\n\r\n";
+    H.auto_pod = false;
+    run_op('a', ws, sizeof(ws) - 1);
+    if (H.npc > 0) {
+        H.tun_pc = H.pc[0];
+        H.tun_c_base = H.sent[0].len;
+        H.tun_on = true;
+    }
+    run_op('p', r101, sizeof(r101) - 1);
+    if (H.tun_on)
+        H.tun_p_base = H.tun_pc->sent.len; /* the tunnel starts after the 101 */
+    if (H.tun_on && H.lim_c2p != SIZE_MAX)
+        H.tun_on = false; /* closed during the handshake: nothing to compare */
+#else
     /* Automatic pod unless the script sends pod bytes itself. */
     H.auto_pod = true;
     for (const char *q = p; q + 1 < end; q++)
         if ((uint8_t)q[0] == 0xff && q[1] && strchr("pqPQ", q[1]))
             H.auto_pod = false;
+#endif
     const char *ff = memchr(p, 0xff, size);
     if (ff != p)
         run_op('a', p, (size_t)((ff ? ff : end) - p));
