@@ -2,7 +2,8 @@
 """Writes the hand-made seed inputs of proxy_fuzz / pipeline_fuzz (script format: see the
 header of proxy_fuzz.c; 0xFF + opcode starts a segment). Run from anywhere:
     python3 tests/fuzz/make_seeds.py
-Outputs tests/fuzz/corpus/proxy_seeds/ and tests/fuzz/corpus/pipeline_seeds/."""
+Outputs tests/fuzz/corpus/{proxy,pipeline,tunnel}_seeds/ and the hand-made inputs of
+tests/fuzz/regressions/ (inputs found by the fuzzer itself are added there by hand)."""
 import os
 import struct
 
@@ -43,7 +44,7 @@ proxy = {
     "post_chunked_split": op("a", POST_CHUNKED[:40]) + op("a", POST_CHUNKED[40:70])
     + op("a", POST_CHUNKED[70:]) + op("p", R200_CHUNKED),
     "trailer": op("a", POST_TRAILER) + op("p", R200),
-    "trailer_big_later": op("a", POST_TRAILER[:75]) + op("A", rep(1, POST_TRAILER[75:95]))
+    "zz_trailer_big_later": op("a", POST_TRAILER[:75]) + op("A", rep(1, POST_TRAILER[75:95]))
     + op("A", rep(1000, b"tttttttttttttttttttt")) + op("a", b"\r\n\r\n") + op("p", R200),
     "continue": op("a", b"POST /x HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n")
     + op("p", R100) + op("a", b"abc") + op("p", R200),
@@ -89,10 +90,32 @@ tunnel = {
     "idle_timeout": op("a", b"\x89\x80abcd") + op("t", b"\x04") + op("p", b"\x8a\x00"),
     "client_close_in_flight": op("K", rep(4000, b"\x82\x7e\x00\x3c" + b"K" * 60)),
     "pod_close_in_flight": op("Z", rep(4000, b"\x82\x7e\x00\x3c" + b"Z" * 60)),
-    "pod_close_client_slow": op("w") + op("Z", rep(8000, b"\x82\x7e\x00\x3c" + b"Z" * 60)) + op("w"),
-    "client_close_pod_slow": op("W") + op("K", rep(8000, b"\x82\x7e\x00\x3c" + b"K" * 60)) + op("W"),
-    "big_both": op("A", rep(4000, b"x" * 64)) + op("P", rep(4000, b"y" * 64)),
+    "pod_close_client_slow": op("w") + op("Z", rep(3500, b"\x82\x7e\x00\x3c" + b"Z" * 60)) + op("w"),
+    "client_close_pod_slow": op("W") + op("K", rep(3500, b"\x82\x7e\x00\x3c" + b"K" * 60)) + op("W"),
+    "big_both": op("A", rep(3500, b"x" * 64)) + op("P", rep(3500, b"y" * 64)),
 }
+
+# Inputs that crashed or broke an invariant on the code of 2026-12-01 (issue 8): replayed by
+# tests/fuzz/run.sh before fuzzing, so they must run clean once fixed.
+regressions = {
+    "proxy_fuzz": {
+        "trailer-20k-in-later-read": proxy.pop("zz_trailer_big_later"),
+        "pipelined-3000-local-answers": proxy.pop("many_local_answers"),
+        "http10-forwarded-without-host": proxy.pop("http10"),
+        "ws-101-plus-40k": proxy.pop("ws_101_plus_40k"),
+    },
+    "pipeline_fuzz": {
+        "trailer-20k": pipeline.pop("trailer_20k"),
+        "connection-content-length-smuggling": pipeline.pop("conn_cl"),
+        "obs-fold": pipeline.pop("fold"),
+    },
+}
+for target, seeds in regressions.items():
+    d = os.path.join(here, "regressions", target)
+    os.makedirs(d, exist_ok=True)
+    for name, data in seeds.items():
+        with open(os.path.join(d, name), "wb") as f:
+            f.write(data)
 
 for sub, seeds in (("proxy_seeds", proxy), ("pipeline_seeds", pipeline), ("tunnel_seeds", tunnel)):
     d = os.path.join(here, "corpus", sub)

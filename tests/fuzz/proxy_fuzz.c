@@ -490,7 +490,8 @@ static long strict_request(const char *b, size_t n, struct sreq *r, const char *
     bool is_connect = i == 7 && memcmp(b, "CONNECT", 7) == 0;
     i++;
     r->target = i;
-    while (i < n && (unsigned char)b[i] > 0x20 && (unsigned char)b[i] < 0x7f)
+    /* Visible ASCII, and obs-text as llhttp and Node accept it (no framing risk). */
+    while (i < n && (unsigned char)b[i] > 0x20 && (unsigned char)b[i] != 0x7f)
         i++;
     if (i >= n)
         return S_MORE;

@@ -4,7 +4,7 @@
 # leak, timeout or invariant violation fails the target. Last line: "N passed, N failed".
 #
 #   FUZZ_SECONDS=60   time per target (CI default); e.g. FUZZ_SECONDS=1800 for a long run
-#   FUZZ_TARGETS="proxy_fuzz pipeline_fuzz affinity_fuzz admin_fuzz"   which ones
+#   FUZZ_TARGETS="proxy_fuzz pipeline_fuzz tunnel_fuzz affinity_fuzz admin_fuzz"   which ones
 #   FUZZ_JOBS=1       targets run at once (the machine is shared: keep it small)
 #
 # Corpora grown by a run live in build-fuzz/corpus/<target> (not in git). Inputs in
@@ -16,7 +16,7 @@ cd "$repo" || exit 1
 bdir="$repo/build-fuzz"
 fdir="$repo/tests/fuzz"
 secs="${FUZZ_SECONDS:-60}"
-targets="${FUZZ_TARGETS:-proxy_fuzz pipeline_fuzz affinity_fuzz admin_fuzz}"
+targets="${FUZZ_TARGETS:-proxy_fuzz pipeline_fuzz tunnel_fuzz affinity_fuzz admin_fuzz}"
 jobs="${FUZZ_JOBS:-1}"
 passed=0
 failed=0
@@ -64,17 +64,22 @@ prepare_corpus() {
         cp -n "$fdir"/corpus/pipeline_seeds/* "$c"/ 2>/dev/null
         [ -d "$fdir/corpus/proxy_client" ] && cp -n "$fdir"/corpus/proxy_client/* "$c"/ 2>/dev/null
         ;;
+    tunnel_fuzz)
+        cp -n "$fdir"/corpus/tunnel_seeds/* "$c"/ 2>/dev/null
+        ;;
     affinity_fuzz | admin_fuzz)
         [ -d "$fdir/corpus/$t" ] && cp -n "$fdir/corpus/$t"/* "$c"/ 2>/dev/null
         ;;
     esac
+    # Past crashers are good starting points too, once they run clean.
+    [ "${2:-0}" = 1 ] && [ -d "$fdir/regressions/$t" ] && cp -n "$fdir/regressions/$t"/* "$c"/ 2>/dev/null
     [ -n "$(ls -A "$c")" ] || printf 'x' >"$c/empty-seed"
     return 0
 }
 
 flags_for() {
     case "$1" in
-    proxy_fuzz) echo "-max_len=16384 -dict=$fdir/http.dict" ;;
+    proxy_fuzz | tunnel_fuzz) echo "-max_len=16384 -dict=$fdir/http.dict" ;;
     pipeline_fuzz) echo "-max_len=65536 -dict=$fdir/http.dict" ;;
     *) echo "-max_len=4096" ;;
     esac
@@ -83,12 +88,16 @@ flags_for() {
 # Replay the saved regression inputs of a target: each must now run clean.
 replay() {
     local t="$1" bin="$bdir/tests/fuzz/$1" d="$fdir/regressions/$1" log
-    [ -d "$d" ] && [ -n "$(ls -A "$d" 2>/dev/null)" ] || return 0
+    if [ ! -d "$d" ] || [ -z "$(ls -A "$d" 2>/dev/null)" ]; then
+        replay_ok=1
+        return 0
+    fi
     log="$bdir/logs/$t-regressions.log"
     # shellcheck disable=SC2046
     if "$bin" -close_fd_mask=1 -runs=1 $(flags_for "$t") "$d"/* >"$log" 2>&1; then
         echo "$t regressions ($(ls "$d" | wc -l) inputs): passed"
         passed=$((passed + 1))
+        replay_ok=1
     else
         echo "$t regressions: FAILED"
         grep -E 'Running: |invariant|ERROR|SUMMARY|^    #[0-9] ' "$log" | head -n 25
@@ -113,8 +122,9 @@ for t in $targets; do
         failed=$((failed + 1))
         continue
     fi
+    replay_ok=0
     replay "$t"
-    prepare_corpus "$t"
+    prepare_corpus "$t" "$replay_ok"
 done
 
 running=0
