@@ -114,6 +114,12 @@ if [ -f tests/monitoring/run.sh ]; then
     add_summary "$out/monitoring.log" "monitoring checks"
 fi
 
+note "fuzz targets (libFuzzer + ASan/UBSan, ${FUZZ_SECONDS:-60}s each; FUZZ_SECONDS for longer)"
+if [ -f tests/fuzz/run.sh ]; then
+    bash tests/fuzz/run.sh 2>&1 | tee "$out/fuzz.log" | grep -vE '^\s+#[0-9]+ ' | tail -n 40
+    add_summary "$out/fuzz.log" "fuzz targets"
+fi
+
 echo
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

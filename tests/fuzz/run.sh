@@ -79,7 +79,7 @@ prepare_corpus() {
 
 flags_for() {
     case "$1" in
-    proxy_fuzz | tunnel_fuzz) echo "-max_len=16384 -dict=$fdir/http.dict" ;;
+    proxy_fuzz | tunnel_fuzz) echo "-max_len=16384 -len_control=0 -dict=$fdir/http.dict" ;;
     pipeline_fuzz) echo "-max_len=65536 -dict=$fdir/http.dict" ;;
     *) echo "-max_len=4096" ;;
     esac
