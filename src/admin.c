@@ -2,6 +2,8 @@
  * plumbing lives in http_server.c; this file is a pure function of (ctx, request). */
 #include "podrouter/admin.h"
 
+#include <arpa/inet.h>
+
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
@@ -579,6 +581,51 @@ static void handle_text(const struct pr_admin_ctx *ctx, struct pr_admin_response
     }
 }
 
+/* true when host[0..len) is an IP literal or localhost, with an optional :port. */
+static bool host_is_local_name(const char *h, size_t len)
+{
+    char buf[64];
+    if (len == 0 || len >= sizeof(buf))
+        return false;
+    memcpy(buf, h, len);
+    buf[len] = '\0';
+    char *host = buf;
+    if (buf[0] == '[') {
+        char *rb = strchr(buf, ']');
+        if (!rb || (rb[1] != '\0' && rb[1] != ':'))
+            return false;
+        *rb = '\0';
+        host = buf + 1;
+        unsigned char a[16];
+        return inet_pton(AF_INET6, host, a) == 1;
+    }
+    char *colon = strchr(buf, ':');
+    if (colon)
+        *colon = '\0';
+    unsigned char a[4];
+    return strcasecmp(host, "localhost") == 0 || inet_pton(AF_INET, host, a) == 1;
+}
+
+/* A write a browser could have sent from another site (SPEC 4.3): an Origin other than the
+ * admin listener's own, a Host that is a DNS name (rebinding), or Sec-Fetch-Site saying so. */
+static bool cross_site(const struct pr_admin_request *req)
+{
+    if (req->host && !host_is_local_name(req->host, strlen(req->host)))
+        return true;
+    if (req->origin) {
+        if (!req->host)
+            return true;
+        size_t hl = strlen(req->host);
+        if (strncasecmp(req->origin, "http://", 7) != 0 || strlen(req->origin) != 7 + hl ||
+            strncasecmp(req->origin + 7, req->host, hl) != 0)
+            return true;
+    }
+    if (req->fetch_site && strcasecmp(req->fetch_site, "same-origin") != 0 &&
+        strcasecmp(req->fetch_site, "none") != 0)
+        return true;
+    return false;
+}
+
 /* Authorize a write (SPEC 4.3); false after filling resp with 401/403. */
 static bool authorize_write(const struct pr_admin_ctx *ctx, const struct pr_admin_request *req,
                             struct pr_admin_response *resp)
@@ -590,11 +637,17 @@ static bool authorize_write(const struct pr_admin_ctx *ctx, const struct pr_admi
         respond_error(resp, 401, "unauthorized", "a valid bearer token is required");
         return false;
     }
-    if (req->peer_loopback)
-        return true;
-    respond_error(resp, 403, "forbidden",
-                  "writes are accepted from loopback only (no --token-file)");
-    return false;
+    if (!req->peer_loopback) {
+        respond_error(resp, 403, "forbidden",
+                      "writes are accepted from loopback only (no --token-file)");
+        return false;
+    }
+    if (cross_site(req)) {
+        respond_error(resp, 403, "forbidden",
+                      "cross-site admin writes are refused (Origin or Host is not this listener)");
+        return false;
+    }
+    return true;
 }
 
 /* Answer one admin request synchronously into resp (body malloc'd, caller frees). */

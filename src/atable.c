@@ -68,7 +68,9 @@ bool pr__atab_key_ok(enum pr_key_kind kind, const char *key, size_t len)
 void pr__atab_load(const struct pr_atab *t, const struct pr_atab_entry *e, int sign)
 {
     if (e->kind == PR_KEY_ROOM)
-        pr_registry_add_load(t->reg, e->pod, sign, sign * (int)e->participant_count);
+        pr_registry_add_load(t->reg, e->pod, sign,
+                             sign * (int)(e->participant_count > 1000000 ? 1000000
+                                                                         : e->participant_count));
     else if (e->kind == PR_KEY_PARTICIPANT)
         pr_registry_add_load(t->reg, e->pod, 0, sign);
 }

@@ -1,5 +1,7 @@
 #include "podrouter/common.h"
 
+#include <errno.h>
+#include <stdlib.h>
 #include <time.h>
 
 static const char *const key_kind_names[PR_KEY__COUNT] = {
@@ -39,4 +41,21 @@ uint64_t pr_mono_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+int pr_grow(char **buf, uint32_t *cap, size_t need)
+{
+    if (need <= *cap)
+        return 0;
+    if (need > UINT32_MAX / 2)
+        return -ENOMEM;
+    size_t n = *cap ? *cap : 4096;
+    while (n < need)
+        n *= 2;
+    char *p = realloc(*buf, n);
+    if (!p)
+        return -ENOMEM;
+    *buf = p;
+    *cap = (uint32_t)n;
+    return 0;
 }

@@ -18,7 +18,7 @@
 #include "podrouter/common.h"
 
 #define ENV_PREFIX "POD_ROUTER_"
-#define MAX_FLAGS 32
+#define MAX_FLAGS 48
 /* Durations above a year are certainly typos (and would overflow some store TTL APIs). */
 #define DURATION_MAX_MS (8760ull * 3600 * 1000)
 #define KEY_PREFIX_MAX 100
@@ -33,6 +33,11 @@ enum flag_type {
     F_LEVEL,    /* enum pr_log_level */
     F_FORMAT,   /* enum pr_log_format */
     F_BOOL,     /* bool */
+    F_CIDRS,    /* struct pr_cidr[] at offset, count in the uint32_t that follows it */
+    F_RATE,     /* double, 0..1e6 */
+    F_RATIO,    /* double, (0, 1] */
+    F_U64,      /* uint64_t, min..max */
+    F_PLACEMENT, /* enum pr_placement */
 };
 
 /* Extra validation of a string value: 0, or -EINVAL with the reason written to why. */
@@ -114,6 +119,29 @@ static const struct flag serve_flags[] = {
      "json (one object per line on stdout) or text"},
     {"access-log", F_BOOL, FIELD(pr_config, access_log), 0, 0, NULL, false, "true", "BOOL",
      "log one line per proxied request (true or false)"},
+    {"send-timeout", F_DURATION, FIELD(pr_config, send_timeout_ms), 1, DURATION_MAX_MS, NULL,
+     false, "30s", "DURATION", "close a client or pod that accepts none of its queued bytes"},
+    {"trusted-proxies", F_CIDRS, FIELD(pr_config, trusted), 0, 0, NULL, false,
+     "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7", "CIDRS",
+     "peers whose X-Forwarded-For is believed (\"\" trusts none)"},
+    {"key-rate", F_RATE, FIELD(pr_config, key_rate), 0, 0, NULL, false, "50", "PER_SECOND",
+     "new assignments one client address may create per second (0 disables)"},
+    {"key-burst", F_U32, FIELD(pr_config, key_burst), 1, 10000000, NULL, false, "500", "N",
+     "burst of new assignments per client address"},
+    {"max-assignments", F_U64, FIELD(pr_config, max_assignments), 1, 1000000000, NULL, false,
+     "1000000", "N", "stored assignments per kind; beyond it new keys are not stored"},
+    {"room-active", F_DURATION, FIELD(pr_config, room_active_ms), 1, DURATION_MAX_MS, NULL,
+     false, "2m", "DURATION", "a room is active while it saw traffic within this window"},
+    {"placement", F_PLACEMENT, FIELD(pr_config, placement), 0, 0, NULL, false, "least-loaded",
+     "POLICY", "least-loaded or pack (fill the lowest ordinals first)"},
+    {"pack-utilization", F_RATIO, FIELD(pr_config, pack_utilization), 0, 0, NULL, false, "0.75",
+     "RATIO", "load ratio up to which pack fills a pod (0 < r <= 1)"},
+    {"min-replicas", F_U32, FIELD(pr_config, min_replicas), 0, 10000, NULL, false, "3", "N",
+     "lower bound of the desired backend replicas"},
+    {"max-replicas", F_U32, FIELD(pr_config, max_replicas), 1, 10000, NULL, false, "12", "N",
+     "upper bound of the desired backend replicas"},
+    {"headroom-pods", F_U32, FIELD(pr_config, headroom_pods), 0, 10000, NULL, false, "1", "N",
+     "spare backend pods added to the desired replicas"},
 };
 
 static const struct flag register_flags[] = {
@@ -616,6 +644,80 @@ static bool parse_bool(const char *s, bool *out)
     return false;
 }
 
+/* ---- trusted proxies ------------------------------------------------------------------ */
+
+/* Parses one "ip[/prefix]" of len bytes. */
+static int parse_cidr(const char *s, size_t len, struct pr_cidr *out)
+{
+    char buf[64];
+    if (len == 0 || len >= sizeof(buf))
+        return -EINVAL;
+    memcpy(buf, s, len);
+    buf[len] = '\0';
+    char *slash = strchr(buf, '/');
+    long prefix = -1;
+    if (slash) {
+        *slash = '\0';
+        uint64_t v;
+        if (!parse_u64(slash + 1, &v) || v > 128)
+            return -EINVAL;
+        prefix = (long)v;
+    }
+    memset(out, 0, sizeof(*out));
+    if (inet_pton(AF_INET, buf, out->addr) == 1) {
+        out->family = AF_INET;
+        if (prefix > 32)
+            return -EINVAL;
+        out->prefix = (uint8_t)(prefix < 0 ? 32 : prefix);
+    } else if (inet_pton(AF_INET6, buf, out->addr) == 1) {
+        out->family = AF_INET6;
+        out->prefix = (uint8_t)(prefix < 0 ? 128 : prefix);
+    } else {
+        return -EINVAL;
+    }
+    return 0;
+}
+
+int pr_parse_cidrs(const char *s, struct pr_cidr *out, size_t max, uint32_t *n)
+{
+    *n = 0;
+    const char *p = s;
+    while (*p) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        if (!*p)
+            break;
+        const char *e = p;
+        while (*e && *e != ',' && *e != ' ')
+            e++;
+        if (*n >= max || parse_cidr(p, (size_t)(e - p), &out[*n]) != 0)
+            return -EINVAL;
+        (*n)++;
+        p = e;
+    }
+    return 0;
+}
+
+bool pr_cidr_match(const struct pr_cidr *list, uint32_t n, int family, const uint8_t *addr)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        const struct pr_cidr *c = &list[i];
+        if (c->family != family)
+            continue;
+        unsigned bits = c->prefix, full = bits / 8, rest = bits % 8;
+        if (memcmp(c->addr, addr, full) != 0)
+            continue;
+        if (rest) {
+            uint8_t mask = (uint8_t)(0xff << (8 - rest));
+            if ((c->addr[full] & mask) != (addr[full] & mask))
+                continue;
+        }
+        return true;
+    }
+    return false;
+}
+
+
 /* Formats a duration in the largest exact unit, for messages and usage. */
 static void fmt_duration(uint64_t ms, char *out, size_t outlen)
 {
@@ -741,6 +843,63 @@ static int set_flag(const struct flag *f, void *base, const char *value, bool fr
             break;
         }
         memcpy(field, &b, sizeof(b));
+        return 0;
+    }
+    case F_CIDRS: {
+        uint32_t n = 0;
+        struct pr_cidr tmp[PR_TRUSTED_MAX];
+        memset(tmp, 0, sizeof(tmp));
+        if (pr_parse_cidrs(value, tmp, PR_TRUSTED_MAX, &n) != 0) {
+            snprintf(why, sizeof(why),
+                     "invalid list \"%s\" (use comma-separated IPs or CIDRs like 10.0.0.0/8,"
+                     "::1/128; at most %d)",
+                     sv, PR_TRUSTED_MAX);
+            break;
+        }
+        memcpy(field, tmp, sizeof(tmp));
+        memcpy(field + f->size, &n, sizeof(n));
+        return 0;
+    }
+    case F_RATE:
+    case F_RATIO: {
+        char *end = NULL;
+        errno = 0;
+        double d = value[0] ? strtod(value, &end) : NAN;
+        bool ok = end != NULL && *end == '\0' && errno == 0 && isfinite(d);
+        if (f->type == F_RATE)
+            ok = ok && d >= 0.0 && d <= 1e6;
+        else
+            ok = ok && d > 0.0 && d <= 1.0;
+        if (!ok) {
+            snprintf(why, sizeof(why), "invalid value \"%s\" (must be a number %s)", sv,
+                     f->type == F_RATE ? "from 0 to 1000000" : "greater than 0 and at most 1");
+            break;
+        }
+        memcpy(field, &d, sizeof(d));
+        return 0;
+    }
+    case F_U64: {
+        uint64_t v;
+        if (!parse_u64(value, &v) || v < f->min || v > f->max) {
+            snprintf(why, sizeof(why),
+                     "invalid value \"%s\" (must be an integer from %llu to %llu)", sv,
+                     (unsigned long long)f->min, (unsigned long long)f->max);
+            break;
+        }
+        memcpy(field, &v, sizeof(v));
+        return 0;
+    }
+    case F_PLACEMENT: {
+        enum pr_placement pl;
+        if (strcmp(value, "least-loaded") == 0)
+            pl = PR_PLACEMENT_LEAST_LOADED;
+        else if (strcmp(value, "pack") == 0)
+            pl = PR_PLACEMENT_PACK;
+        else {
+            snprintf(why, sizeof(why), "invalid placement \"%s\" (use least-loaded or pack)", sv);
+            break;
+        }
+        memcpy(field, &pl, sizeof(pl));
         return 0;
     }
     }
@@ -871,7 +1030,15 @@ enum pr_config_result pr_config_parse(struct pr_config *cfg, int argc, char **ar
                                       size_t errlen)
 {
     pr_config_defaults(cfg);
-    return parse_generic(serve_flags, NFLAGS(serve_flags), cfg, argc, argv, err, errlen);
+    enum pr_config_result r =
+        parse_generic(serve_flags, NFLAGS(serve_flags), cfg, argc, argv, err, errlen);
+    if (r == PR_CONFIG_OK && cfg->min_replicas > cfg->max_replicas) {
+        if (err && errlen)
+            snprintf(err, errlen, "--min-replicas: %u is above --max-replicas %u",
+                     cfg->min_replicas, cfg->max_replicas);
+        return PR_CONFIG_ERROR;
+    }
+    return r;
 }
 
 /* Fills cfg with the documented register defaults (required fields empty). */
@@ -891,7 +1058,7 @@ enum pr_config_result pr_register_config_parse(struct pr_register_config *cfg, i
 
 /* ---- usage --------------------------------------------------------------------------- */
 
-static char serve_usage_buf[8192];
+static char serve_usage_buf[16384];
 static char register_usage_buf[4096];
 static pthread_once_t usage_once = PTHREAD_ONCE_INIT;
 

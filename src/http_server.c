@@ -8,8 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "podrouter/admin.h"
+#include "podrouter/http_rewrite.h"
 #include "podrouter/log.h"
 #include "podrouter/registry.h"
 #include "podrouter/store.h"
@@ -48,9 +50,14 @@ static struct pr_exchange *exchange_get(struct pr_worker *w)
         if (!x)
             return NULL;
     }
-    char *head = x->head, *out = x->out, *resp = x->resp, *body = x->body;
-    uint32_t head_cap = x->head_cap, out_cap = x->out_cap, resp_cap = x->resp_cap;
-    memset(x, 0, offsetof(struct pr_exchange, hdr_name_off));
+    char *head = x->head, *out = x->out, *resp = x->resp, *replay = x->replay;
+    uint32_t head_cap = x->head_cap, out_cap = x->out_cap, resp_cap = x->resp_cap,
+             replay_cap = x->replay_cap;
+    memset(x, 0, offsetof(struct pr_exchange, req_hdrs));
+    x->req_hdrs.n = 0;
+    x->req_hdrs.in_value = x->req_hdrs.done = false;
+    x->resp_hdrs.n = 0;
+    x->resp_hdrs.in_value = x->resp_hdrs.done = false;
     memset(&x->rh, 0, sizeof(*x) - offsetof(struct pr_exchange, rh));
     x->head = head;
     x->head_cap = head_cap;
@@ -58,9 +65,19 @@ static struct pr_exchange *exchange_get(struct pr_worker *w)
     x->out_cap = out_cap;
     x->resp = resp;
     x->resp_cap = resp_cap;
-    x->body = body;
-    x->status = 0;
+    x->replay = replay;
+    x->replay_cap = replay_cap;
     return x;
+}
+
+static void exchange_free(struct pr_exchange *x)
+{
+    free(x->head);
+    free(x->out);
+    free(x->resp);
+    free(x->replay);
+    free(x->body);
+    free(x);
 }
 
 void pr__exchange_release(struct pr_worker *w, struct pr_exchange *x)
@@ -78,33 +95,20 @@ void pr__exchange_release(struct pr_worker *w, struct pr_exchange *x)
         x->resp = NULL;
         x->resp_cap = 0;
     }
+    if (x->replay_cap > 8192) {
+        free(x->replay);
+        x->replay = NULL;
+        x->replay_cap = 0;
+    }
     free(x->body);
     x->body = NULL;
     if (w->nfree_exchanges >= PR_EXCHANGE_FREELIST) {
-        free(x->head);
-        free(x->out);
-        free(x->resp);
-        free(x);
+        exchange_free(x);
         return;
     }
     x->next_free = w->free_exchanges;
     w->free_exchanges = x;
     w->nfree_exchanges++;
-}
-
-static int grow(char **buf, uint32_t *cap, size_t need)
-{
-    if (need <= *cap)
-        return 0;
-    size_t n = *cap ? *cap : 4096;
-    while (n < need)
-        n *= 2;
-    char *p = realloc(*buf, n);
-    if (!p)
-        return -ENOMEM;
-    *buf = p;
-    *cap = (uint32_t)n;
-    return 0;
 }
 
 /* ---- llhttp callbacks: record slices as offsets into x->head ---- */
@@ -114,63 +118,76 @@ static struct pr_exchange *px(llhttp_t *p)
     return ((struct pr_client *)p->data)->x;
 }
 
+/* Offset in x->head of a slice the parser hands back from the bytes being fed. */
+static uint32_t feed_offset(const struct pr_exchange *x, const char *at)
+{
+    return x->feed_off + (uint32_t)(at - x->feed_ptr);
+}
+
 static int on_url(llhttp_t *p, const char *at, size_t len)
 {
     struct pr_exchange *x = px(p);
     if (x->url_len == 0)
-        x->url_off = (uint32_t)(at - x->head);
+        x->url_off = feed_offset(x, at);
     x->url_len += (uint32_t)len;
     return 0;
 }
 
-/* Record a (possibly split) header-name slice as an offset from base. */
-int pr__hdr_field(struct pr_exchange *x, const char *base, const char *at, size_t len)
+/* Record a (possibly split) header-name slice. Fields after the head (trailers) are not
+ * recorded: they travel inside the relayed chunked body and mean nothing to the router. */
+int pr__hdr_field(struct pr_hdr_tab *t, uint32_t off, size_t len)
 {
-    if (x->in_value || x->nheaders == 0) {
-        if (x->nheaders >= PR_MAX_HEADERS)
+    if (t->done)
+        return 0;
+    if (t->in_value || t->n == 0) {
+        if (t->n >= PR_MAX_HEADERS)
             return -1;
-        x->hdr_name_off[x->nheaders] = (uint32_t)(at - base);
-        x->hdr_name_len[x->nheaders] = 0;
-        x->hdr_val_off[x->nheaders] = 0;
-        x->hdr_val_len[x->nheaders] = 0;
-        x->nheaders++;
-        x->in_value = false;
+        t->name_off[t->n] = off;
+        t->name_len[t->n] = 0;
+        t->val_off[t->n] = 0;
+        t->val_len[t->n] = 0;
+        t->n++;
+        t->in_value = false;
     }
-    x->hdr_name_len[x->nheaders - 1] += (uint32_t)len;
+    t->name_len[t->n - 1] += (uint32_t)len;
     return 0;
 }
 
-/* Record a (possibly split) header-value slice as an offset from base. */
-int pr__hdr_value(struct pr_exchange *x, const char *base, const char *at, size_t len)
+/* Record a (possibly split) header-value slice. */
+int pr__hdr_value(struct pr_hdr_tab *t, uint32_t off, size_t len)
 {
-    if (x->nheaders == 0)
+    if (t->done || t->n == 0)
         return 0;
-    if (!x->in_value) {
-        x->hdr_val_off[x->nheaders - 1] = (uint32_t)(at - base);
-        x->in_value = true;
+    if (!t->in_value) {
+        t->val_off[t->n - 1] = off;
+        t->in_value = true;
     }
-    x->hdr_val_len[x->nheaders - 1] += (uint32_t)len;
+    t->val_len[t->n - 1] += (uint32_t)len;
     return 0;
 }
 
 static int on_header_field(llhttp_t *p, const char *at, size_t len)
 {
     struct pr_exchange *x = px(p);
-    return pr__hdr_field(x, x->head, at, len);
+    return pr__hdr_field(&x->req_hdrs, feed_offset(x, at), len);
 }
 
 static int on_header_value(llhttp_t *p, const char *at, size_t len)
 {
     struct pr_exchange *x = px(p);
-    return pr__hdr_value(x, x->head, at, len);
+    return pr__hdr_value(&x->req_hdrs, feed_offset(x, at), len);
 }
 
 /* Pause right after the head when a body follows; a bodyless request pauses at its
  * message end instead, so the head is known complete either way. */
 static int on_headers_complete(llhttp_t *p)
 {
-    bool body = (p->flags & F_CHUNKED) || ((p->flags & F_CONTENT_LENGTH) && p->content_length);
-    return body && !p->upgrade ? HPE_PAUSED : 0;
+    struct pr_exchange *x = px(p);
+    x->req_hdrs.done = true;
+    x->req_chunked = (p->flags & F_CHUNKED) != 0;
+    x->req_content_length = (p->flags & F_CONTENT_LENGTH) ? p->content_length : 0;
+    x->req_has_body = x->req_chunked || x->req_content_length > 0;
+    return x->req_has_body ? HPE_PAUSED : 0;
 }
 
 static int on_body(llhttp_t *p, const char *at, size_t len)
@@ -179,18 +196,15 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
     struct pr_exchange *x = c->x;
     if (!c->admin)
         return 0;
-    if (x->body_len + len > PR_ADMIN_BODY_MAX) {
+    if ((size_t)x->body_len + len > PR_ADMIN_BODY_MAX) {
         x->status = 413;
         return HPE_USER;
     }
-    uint32_t cap = x->body ? PR_ADMIN_BODY_MAX : 0;
     if (!x->body) {
         x->body = malloc(PR_ADMIN_BODY_MAX);
         if (!x->body)
             return HPE_USER;
-        cap = PR_ADMIN_BODY_MAX;
     }
-    (void)cap;
     memcpy(x->body + x->body_len, at, len);
     x->body_len += (uint32_t)len;
     return 0;
@@ -205,14 +219,40 @@ static int on_message_complete(llhttp_t *p)
 
 /* ---- connection lifecycle ---- */
 
+static void client_free(struct pr_client *c)
+{
+    free(c->in);
+    free(c);
+}
+
 static void client_close_cb(uv_handle_t *h)
 {
     struct pr_client *c = pr__container_of(h, struct pr_client, tcp);
     c->handle_closed = true;
     if (c->store_refs == 0)
-        free(c);
+        client_free(c);
 }
 
+/* An asynchronous callback (store, name resolution) will still come for c: keep its memory
+ * until then, even if the connection closes meanwhile. */
+void pr__client_hold(struct pr_client *c)
+{
+    c->store_refs++;
+}
+
+/* The callback came; false when the client is gone and its answer must be ignored. */
+bool pr__client_unhold(struct pr_client *c)
+{
+    c->store_refs--;
+    if (!c->closing)
+        return true;
+    if (c->store_refs == 0 && c->handle_closed)
+        client_free(c);
+    return false;
+}
+
+/* The input buffer (c->in) is freed with the client, not here: an input loop further up
+ * the stack may still be reading it. */
 void pr__client_close(struct pr_client *c)
 {
     if (c->closing)
@@ -235,8 +275,6 @@ void pr__client_close(struct pr_client *c)
         pr__exchange_release(w, c->x);
         c->x = NULL;
     }
-    free(c->pending);
-    c->pending = NULL;
     if (c->state == PR_C_TUNNEL)
         w->m->conns[PR_CONN_WEBSOCKET]--;
     w->m->conns[PR_CONN_CLIENT]--;
@@ -248,7 +286,7 @@ static void client_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
 void pr__client_start_read(struct pr_client *c)
 {
-    if (c->reading || c->closing)
+    if (c->reading || c->closing || c->in_full)
         return;
     if (uv_read_start((uv_stream_t *)&c->tcp, pr__alloc_cb, client_read_cb) == 0)
         c->reading = true;
@@ -262,6 +300,40 @@ void pr__client_stop_read(struct pr_client *c)
     c->reading = false;
 }
 
+/* Put the client's timer in queue q (NULL: none), unless the send timeout owns it. */
+void pr__client_queue(struct pr_client *c, struct pr_tq *q)
+{
+    if (c->tq_send)
+        return;
+    if (q)
+        pr__tq_push(q, &c->tq, pr__now(c->w));
+    else
+        pr__tq_remove(&c->tq);
+}
+
+/* A client with bytes queued for it is watched by the send timeout; once they are taken it
+ * goes back to the timer of its state. */
+void pr__client_arm_send(struct pr_client *c)
+{
+    struct pr_worker *w = c->w;
+    if (c->writing) {
+        if (!c->tq_send) {
+            pr__tq_push(&w->q_send, &c->tq, pr__now(w));
+            c->tq_send = true;
+        }
+        return;
+    }
+    if (!c->tq_send)
+        return;
+    c->tq_send = false;
+    switch (c->state) {
+    case PR_C_TUNNEL: pr__client_queue(c, &w->q_tunnel); break;
+    case PR_C_IDLE: pr__client_queue(c, &w->q_idle); break;
+    case PR_C_HEAD: pr__client_queue(c, &w->q_header); break;
+    default: pr__client_queue(c, NULL); break;
+    }
+}
+
 static void client_write_cb(uv_write_t *req, int status)
 {
     struct pr_wreq *wr = pr__container_of(req, struct pr_wreq, req);
@@ -273,9 +345,13 @@ static void client_write_cb(uv_write_t *req, int status)
         pr__client_close(c);
         return;
     }
-    if (c->tcp.write_queue_size > 0)
+    if (c->tcp.write_queue_size > 0) {
+        if (c->tq_send) /* progress: a queued write completed */
+            pr__tq_push(&c->w->q_send, &c->tq, pr__now(c->w));
         return;
+    }
     c->writing = false;
+    pr__client_arm_send(c);
     if (c->close_after_write && c->state != PR_C_PROXYING && c->state != PR_C_TUNNEL) {
         pr__client_close(c);
         return;
@@ -332,17 +408,16 @@ int pr__stream_send(uv_stream_t *s, void *owner, const char *data, size_t len, u
 int pr__client_send2(struct pr_client *c, const char *a, size_t alen, const char *b, size_t blen)
 {
     int rc = pr__stream_send2((uv_stream_t *)&c->tcp, c, a, alen, b, blen, client_write_cb);
-    if (rc == 1)
+    if (rc == 1 && !c->writing) {
         c->writing = true;
+        pr__client_arm_send(c);
+    }
     return rc;
 }
 
 int pr__client_send(struct pr_client *c, const char *data, size_t len)
 {
-    int rc = pr__stream_send((uv_stream_t *)&c->tcp, c, data, len, client_write_cb);
-    if (rc == 1)
-        c->writing = true;
-    return rc;
+    return pr__client_send2(c, data, len, NULL, 0);
 }
 
 static const char *reason(int status)
@@ -361,6 +436,7 @@ static const char *reason(int status)
     case 409: return "Conflict";
     case 413: return "Payload Too Large";
     case 415: return "Unsupported Media Type";
+    case 429: return "Too Many Requests";
     case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";
     case 502: return "Bad Gateway";
@@ -425,19 +501,6 @@ void pr__client_respond(struct pr_client *c, int status, const char *content_typ
     count_request(c, status);
     if (x)
         x->status = status;
-    if (!close && x && x->head_end && x->head_len > x->head_end) {
-        /* Pipelined requests that arrived while this one was routed: keep them. */
-        uint32_t n = x->head_len - x->head_end;
-        char *p = realloc(c->pending, c->pending_len + n);
-        if (!p) {
-            pr__client_close(c);
-            return;
-        }
-        memcpy(p + c->pending_len, x->head + x->head_end, n);
-        c->pending = p;
-        c->pending_len += n;
-        x->head_len = x->head_end;
-    }
     c->state = PR_C_LOCAL;
     c->close_after_write = close;
     int rc = pr__client_send(c, buf, total);
@@ -480,10 +543,8 @@ void pr__access_log(struct pr_client *c)
             x->aff.sid_len ? x->aff.sid : NULL);
 }
 
-static void client_feed(struct pr_client *c, const char *data, size_t len);
-
 /* The current request/response is finished: recycle the exchange, then either close or
- * go back to idle keep-alive (processing pipelined bytes first). */
+ * go back to idle keep-alive (answering pipelined requests first, in the input loop). */
 void pr__client_request_done(struct pr_client *c)
 {
     struct pr_worker *w = c->w;
@@ -504,18 +565,12 @@ void pr__client_request_done(struct pr_client *c)
         return;
     }
     c->state = PR_C_IDLE;
-    if (c->pending) {
-        char *p = c->pending;
-        uint32_t n = c->pending_len;
-        c->pending = NULL;
-        c->pending_len = 0;
-        client_feed(c, p, n);
-        free(p);
-        if (c->closing || c->state != PR_C_IDLE)
-            return;
-    }
-    pr__tq_push(&w->q_idle, &c->tq, pr__now(w));
-    pr__client_start_read(c);
+    pr__client_queue(c, &w->q_idle);
+    if (c->feeding)
+        return; /* the input loop below us goes on with the next request */
+    pr__client_drive(c);
+    if (!c->closing && (c->state == PR_C_IDLE || c->state == PR_C_HEAD))
+        pr__client_start_read(c);
 }
 
 /* Remember the peer address once per connection (no getpeername per request). */
@@ -545,6 +600,72 @@ void pr__peer_ip(const struct pr_client *c, char *out, size_t outlen)
     out[0] = 0;
     if (c->peer_family == AF_INET || c->peer_family == AF_INET6)
         inet_ntop(c->peer_family, c->peer_addr, out, (socklen_t)outlen);
+}
+
+/* Parses one X-Forwarded-For element ("1.2.3.4", "[::1]:80", "::1", "1.2.3.4:80"). */
+static bool parse_xff_ip(const char *s, size_t len, int *family, uint8_t addr[16])
+{
+    char buf[64];
+    while (len && (*s == ' ' || *s == '\t'))
+        s++, len--;
+    while (len && (s[len - 1] == ' ' || s[len - 1] == '\t'))
+        len--;
+    if (len == 0 || len >= sizeof(buf))
+        return false;
+    memcpy(buf, s, len);
+    buf[len] = 0;
+    char *h = buf;
+    if (h[0] == '[') {
+        char *rb = strchr(h, ']');
+        if (!rb)
+            return false;
+        *rb = 0;
+        h++;
+    } else if (strchr(h, '.') && strchr(h, ':')) {
+        *strchr(h, ':') = 0; /* IPv4 with a port */
+    }
+    memset(addr, 0, 16);
+    if (inet_pton(AF_INET, h, addr) == 1) {
+        *family = AF_INET;
+        return true;
+    }
+    if (inet_pton(AF_INET6, h, addr) == 1) {
+        *family = AF_INET6;
+        return true;
+    }
+    return false;
+}
+
+void pr__client_addr(const struct pr_client *c, const struct pr_request_head *rh,
+                     int *family, uint8_t addr[16])
+{
+    const struct pr_config *cfg = &pr__srv.cfg;
+    *family = c->peer_family;
+    memcpy(addr, c->peer_addr, 16);
+    if (!c->peer_family || !pr_cidr_match(cfg->trusted, cfg->ntrusted, c->peer_family,
+                                          c->peer_addr))
+        return;
+    /* Walk the X-Forwarded-For elements from the right (last header last). */
+    for (size_t i = rh->nheaders; i-- > 0;) {
+        const struct pr_header *h = &rh->headers[i];
+        if (h->name_len != 15 || strncasecmp(h->name, "x-forwarded-for", 15) != 0)
+            continue;
+        size_t end = h->value_len;
+        while (end > 0) {
+            size_t st = end;
+            while (st > 0 && h->value[st - 1] != ',')
+                st--;
+            int f;
+            uint8_t a[16];
+            if (!parse_xff_ip(h->value + st, end - st, &f, a))
+                return; /* unparsable: keep the last address we trusted */
+            *family = f;
+            memcpy(addr, a, 16);
+            if (!pr_cidr_match(cfg->trusted, cfg->ntrusted, f, a))
+                return;
+            end = st ? st - 1 : 0;
+        }
+    }
 }
 
 static bool peer_is_loopback(const struct pr_client *c)
@@ -622,13 +743,15 @@ static void admin_handle(struct pr_client *c)
         pl++;
     }
     path[pl] = 0;
-    char auth[512] = "", ctype[256] = "";
-    const struct pr_header *h = pr_head_find(&x->rh, "authorization");
-    if (h)
-        snprintf(auth, sizeof(auth), "%.*s", (int)h->value_len, h->value);
-    h = pr_head_find(&x->rh, "content-type");
-    if (h)
-        snprintf(ctype, sizeof(ctype), "%.*s", (int)h->value_len, h->value);
+    /* Header values as C strings, whatever their length (bounded by the head limit). */
+    static const char *const names[] = {"authorization", "content-type", "origin", "host",
+                                        "sec-fetch-site"};
+    char *vals[5] = {NULL, NULL, NULL, NULL, NULL};
+    for (size_t i = 0; i < 5; i++) {
+        const struct pr_header *h = pr_head_find(&x->rh, names[i]);
+        if (h)
+            vals[i] = strndup(h->value, h->value_len);
+    }
     struct pr_admin_ctx ctx = {
         .cfg = &pr__srv.cfg,
         .reg = pr__srv.reg,
@@ -641,8 +764,11 @@ static void admin_handle(struct pr_client *c)
     struct pr_admin_request req = {
         .method = method,
         .path = path,
-        .authorization = auth[0] ? auth : NULL,
-        .content_type = ctype[0] ? ctype : NULL,
+        .authorization = vals[0],
+        .content_type = vals[1],
+        .origin = vals[2],
+        .host = vals[3],
+        .fetch_site = vals[4],
         .body = x->body,
         .body_len = x->body_len,
         .peer_loopback = c->peer_loopback,
@@ -650,6 +776,8 @@ static void admin_handle(struct pr_client *c)
     struct pr_admin_response resp;
     memset(&resp, 0, sizeof(resp));
     pr_admin_handle(&ctx, &req, &resp);
+    for (size_t i = 0; i < 5; i++)
+        free(vals[i]);
     bool close = !llhttp_should_keep_alive(&x->req_parser);
     pr__client_respond(c, resp.status, resp.content_type,
                        resp.extra_headers[0] ? resp.extra_headers : NULL, resp.body,
@@ -684,16 +812,96 @@ static bool request_id_ok(const char *v, size_t len)
     return true;
 }
 
+/* tchar of RFC 9110 5.6.2. */
+static bool is_tchar(unsigned char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+           (ch != 0 && strchr("!#$%&'*+-.^_`|~", ch) != NULL);
+}
+
+static bool name_is(const struct pr_header *h, const char *lit)
+{
+    size_t n = strlen(lit);
+    return h->name_len == n && strncasecmp(h->name, lit, n) == 0;
+}
+
+static bool list_has(const char *v, size_t len, const char *tok)
+{
+    return pr_list_has(v, len, tok, strlen(tok));
+}
+
+/* RFC 9112 framing and field syntax, strictly (SPEC 3.5): the reason the head is refused,
+ * or NULL. Line endings, obs-fold and control bytes are checked on the raw bytes, so what
+ * llhttp tolerates cannot reach the pod in a form the pod would parse differently. */
+static const char *check_request(struct pr_exchange *x)
+{
+    const llhttp_t *p = &x->req_parser;
+    if (p->http_major != 1 || p->http_minor > 1)
+        return "unsupported HTTP version (HTTP/1.0 and HTTP/1.1 only)";
+    if (p->method == HTTP_CONNECT)
+        return "CONNECT is not supported";
+    const char *lines = pr_head_lines_check(x->head, x->head_end);
+    if (lines)
+        return lines;
+    const char *url = x->head + x->url_off;
+    if (x->url_len == 0)
+        return "empty request target";
+    for (uint32_t k = 0; k < x->url_len; k++)
+        if ((unsigned char)url[k] <= 0x20 || (unsigned char)url[k] >= 0x7f)
+            return "invalid byte in the request target";
+    if (url[0] != '/' && !(x->url_len == 1 && url[0] == '*' && p->method == HTTP_OPTIONS) &&
+        !(x->url_len > 7 && strncasecmp(url, "http://", 7) == 0) &&
+        !(x->url_len > 8 && strncasecmp(url, "https://", 8) == 0))
+        return "request target must be origin-form";
+    unsigned hosts = 0, te = 0, cl = 0;
+    for (size_t k = 0; k < x->rh.nheaders; k++) {
+        const struct pr_header *f = &x->rh.headers[k];
+        if (f->name_len == 0)
+            return "empty header name";
+        for (uint32_t j = 0; j < f->name_len; j++)
+            if (!is_tchar((unsigned char)f->name[j]))
+                return "invalid byte in a header name";
+        for (uint32_t j = 0; j < f->value_len; j++) {
+            unsigned char ch = (unsigned char)f->value[j];
+            if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
+                return "control byte in a header value";
+        }
+        if (name_is(f, "host"))
+            hosts++;
+        else if (name_is(f, "transfer-encoding")) {
+            te++;
+            if (f->value_len != 7 || strncasecmp(f->value, "chunked", 7) != 0)
+                return "unsupported Transfer-Encoding (only chunked)";
+        } else if (name_is(f, "content-length"))
+            cl++;
+        else if (name_is(f, "connection")) {
+            if (list_has(f->value, f->value_len, "host") ||
+                list_has(f->value, f->value_len, "content-length") ||
+                list_has(f->value, f->value_len, "transfer-encoding"))
+                return "Connection must not name Host, Content-Length or Transfer-Encoding";
+        }
+    }
+    if (p->http_minor == 1 ? hosts != 1 : hosts > 1)
+        return hosts ? "more than one Host header" : "HTTP/1.1 request without Host";
+    if (te > 1 || cl > 1 || (te && cl))
+        return "ambiguous message framing";
+    if (te && p->http_minor == 0)
+        return "Transfer-Encoding in an HTTP/1.0 request";
+    if (x->req_upgrade && x->req_has_body)
+        return "an Upgrade request must not carry a body";
+    return NULL;
+}
+
 static void head_complete(struct pr_client *c)
 {
     struct pr_exchange *x = c->x;
     struct pr_worker *w = c->w;
-    pr__tq_remove(&c->tq);
-    for (uint32_t i = 0; i < x->nheaders; i++) {
-        x->headers[i].name = x->head + x->hdr_name_off[i];
-        x->headers[i].name_len = x->hdr_name_len[i];
-        x->headers[i].value = x->head + x->hdr_val_off[i];
-        x->headers[i].value_len = x->hdr_val_len[i];
+    pr__client_queue(c, NULL);
+    for (uint32_t i = 0; i < x->req_hdrs.n; i++) {
+        x->headers[i].name = x->head + x->req_hdrs.name_off[i];
+        x->headers[i].name_len = x->req_hdrs.name_len[i];
+        x->headers[i].value = x->head + x->req_hdrs.val_off[i];
+        x->headers[i].value_len = x->req_hdrs.val_len[i];
     }
     const char *method = llhttp_method_name((llhttp_method_t)x->req_parser.method);
     x->rh.method = method;
@@ -701,10 +909,11 @@ static void head_complete(struct pr_client *c)
     x->rh.url = x->head + x->url_off;
     x->rh.url_len = x->url_len;
     x->rh.headers = x->headers;
-    x->rh.nheaders = x->nheaders;
+    x->rh.nheaders = x->req_hdrs.n;
     x->req_keepalive = llhttp_should_keep_alive(&x->req_parser);
     x->req_upgrade = x->req_parser.upgrade;
     x->is_head = x->req_parser.method == HTTP_HEAD;
+    x->http10 = x->req_parser.http_major == 1 && x->req_parser.http_minor == 0;
     const struct pr_header *rid = pr_head_find(&x->rh, "x-request-id");
     if (rid && request_id_ok(rid->value, rid->value_len)) {
         memcpy(x->request_id, rid->value, rid->value_len);
@@ -716,35 +925,27 @@ static void head_complete(struct pr_client *c)
         format_request_id(x->request_id, (uint32_t)pr__srv.start_ms, (uint8_t)w->id, seq);
     }
     c->state = PR_C_ROUTING;
+    const char *bad = check_request(x);
+    if (bad) {
+        w->m->proxy_errors[PR_ERR_BAD_REQUEST]++;
+        char msg[160];
+        snprintf(msg, sizeof(msg), "malformed HTTP request: %s", bad);
+        pr__client_error(c, 400, "bad_request", msg, NULL, true);
+        return;
+    }
     if (c->admin) {
-        if (x->req_parser.content_length > PR_ADMIN_BODY_MAX &&
-            (x->req_parser.flags & F_CONTENT_LENGTH)) {
+        if (x->req_content_length > PR_ADMIN_BODY_MAX) {
             pr__client_error(c, 413, "body_too_large", "request body over 64 KiB", NULL, true);
             return;
         }
-        /* Read the (small, bounded) body through the parser, then dispatch. */
-        size_t rest = x->head_len - x->head_end;
-        x->head_len = x->head_end;
-        if (x->req_complete) {
-            if (rest) {
-                c->pending = malloc(rest);
-                if (c->pending) {
-                    memcpy(c->pending, x->head + x->head_end, rest);
-                    c->pending_len = (uint32_t)rest;
-                }
-            }
-            pr__client_stop_read(c);
+        /* The (small, bounded) body is read through the parser by the input loop. */
+        if (x->req_complete)
             admin_dispatch(c);
-            return;
-        }
-        llhttp_resume(&x->req_parser);
-        if (rest)
-            client_feed(c, x->head + x->head_end, rest);
         else
-            pr__client_start_read(c);
+            llhttp_resume(&x->req_parser);
         return;
     }
-    /* Reading goes on while a pod is chosen: early body bytes join the head buffer. */
+    /* Bytes that arrive while a pod is chosen wait in c->in (bounded). */
     pr__proxy_route(c);
 }
 
@@ -755,7 +956,7 @@ static void parse_error(struct pr_client *c, llhttp_errno_t err)
         pr__client_error(c, 413, "body_too_large", "request body over 64 KiB", NULL, true);
         return;
     }
-    if (x && x->nheaders >= PR_MAX_HEADERS && c->state == PR_C_HEAD) {
+    if (x && x->req_hdrs.n >= PR_MAX_HEADERS && c->state == PR_C_HEAD) {
         pr__client_error(c, 431, "header_too_large", "too many request header fields", NULL,
                          true);
         return;
@@ -770,109 +971,206 @@ static void parse_error(struct pr_client *c, llhttp_errno_t err)
         pr__client_close(c);
 }
 
-/* Route incoming client bytes by state. */
-static void client_feed(struct pr_client *c, const char *data, size_t len)
+/* Parse request-head bytes in place; only what the parser consumed is copied into x->head,
+ * so a long pipeline costs one pass over its bytes. Returns bytes consumed. */
+static size_t consume_head(struct pr_client *c, const char *data, size_t len)
+{
+    struct pr_exchange *x = c->x;
+    uint32_t max = pr__srv.cfg.max_header_bytes;
+    /* Never look further than the limit allows: a head that is not complete by then is
+     * refused, whatever follows. */
+    size_t room = x->head_len < max + 1u ? (size_t)(max + 1u - x->head_len) : 0;
+    size_t n = len < room ? len : room;
+    x->feed_ptr = data;
+    x->feed_off = x->head_len;
+    llhttp_errno_t err = llhttp_execute(&x->req_parser, data, n);
+    size_t used = n;
+    if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE)
+        used = (size_t)(llhttp_get_error_pos(&x->req_parser) - data);
+    if (pr_grow(&x->head, &x->head_cap, (size_t)x->head_len + used + 1)) {
+        pr__client_close(c);
+        return len;
+    }
+    memcpy(x->head + x->head_len, data, used);
+    x->head_len += (uint32_t)used;
+    x->feed_ptr = NULL;
+    if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
+        x->head_end = x->head_len;
+        if (x->head_end > max) {
+            pr__client_error(c, 431, "header_too_large", "request head too large", NULL, true);
+            return len;
+        }
+        if (err == HPE_PAUSED_UPGRADE)
+            llhttp_resume_after_upgrade(&x->req_parser);
+        head_complete(c);
+        return used;
+    }
+    if (err != HPE_OK) {
+        parse_error(c, err);
+        return len;
+    }
+    if (x->head_len > max) {
+        pr__client_error(c, 431, "header_too_large", "request head too large", NULL, true);
+        return len;
+    }
+    return used;
+}
+
+/* Admin request body bytes through the parser; dispatch once the message is complete. */
+static size_t consume_admin_body(struct pr_client *c, const char *data, size_t len)
+{
+    struct pr_exchange *x = c->x;
+    llhttp_errno_t err = llhttp_execute(&x->req_parser, data, len);
+    size_t used = len;
+    if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE)
+        used = (size_t)(llhttp_get_error_pos(&x->req_parser) - data);
+    else if (err != HPE_OK) {
+        parse_error(c, err);
+        return len;
+    }
+    if (x->req_complete)
+        admin_dispatch(c);
+    return used;
+}
+
+/* One step of the input state machine over data; returns the bytes it consumed (0: the
+ * current state takes no input now, the bytes wait in c->in). */
+static size_t client_consume(struct pr_client *c, const char *data, size_t len)
 {
     struct pr_worker *w = c->w;
-    if (c->state == PR_C_IDLE) {
-        c->x = exchange_get(w);
-        if (!c->x) {
+    switch (c->state) {
+    case PR_C_IDLE: {
+        if (c->writing)
+            return 0; /* the client has not taken our last answer yet: the next waits */
+        struct pr_exchange *x = exchange_get(w);
+        if (!x) {
             pr__client_close(c);
-            return;
+            return len;
         }
-        struct pr_exchange *x = c->x;
+        c->x = x;
         llhttp_init(&x->req_parser, HTTP_REQUEST, &req_settings);
         x->req_parser.data = c;
         x->start_ns = uv_hrtime();
         c->state = PR_C_HEAD;
-        pr__tq_push(&w->q_header, &c->tq, pr__now(w));
+        pr__client_queue(c, &w->q_header);
+        return consume_head(c, data, len);
     }
-    struct pr_exchange *x = c->x;
-    switch (c->state) {
-    case PR_C_HEAD: {
-        uint32_t max = pr__srv.cfg.max_header_bytes;
-        if (grow(&x->head, &x->head_cap, (size_t)x->head_len + len)) {
-            pr__client_close(c);
-            return;
-        }
-        char *start = x->head + x->head_len;
-        memcpy(start, data, len);
-        x->head_len += (uint32_t)len;
-        llhttp_errno_t err = llhttp_execute(&x->req_parser, start, len);
-        if (err == HPE_PAUSED) {
-            x->head_end = (uint32_t)(llhttp_get_error_pos(&x->req_parser) - x->head);
-            if (x->head_end > max) {
-                pr__client_error(c, 431, "header_too_large", "request head too large", NULL,
-                                 true);
-                return;
-            }
-            head_complete(c);
-            return;
-        }
-        if (err != HPE_OK) {
-            parse_error(c, err);
-            return;
-        }
-        if (x->head_len > max)
-            pr__client_error(c, 431, "header_too_large", "request head too large", NULL, true);
-        return;
-    }
+    case PR_C_HEAD:
+        return consume_head(c, data, len);
     case PR_C_ROUTING:
-        if (c->admin) {
-            llhttp_errno_t err = llhttp_execute(&x->req_parser, data, len);
-            if (err == HPE_PAUSED && x->req_complete) {
-                const char *pos = llhttp_get_error_pos(&x->req_parser);
-                size_t used = (size_t)(pos - data);
-                if (used < len) {
-                    c->pending = malloc(len - used);
-                    if (c->pending) {
-                        memcpy(c->pending, pos, len - used);
-                        c->pending_len = (uint32_t)(len - used);
-                    }
-                }
-                pr__client_stop_read(c);
-                admin_dispatch(c);
-            } else if (err != HPE_OK) {
-                parse_error(c, err);
-            }
-            return;
-        }
-        /* Public: body bytes that arrive while a pod is chosen (async store) wait in the
-         * head buffer; past a bound, reading pauses until the pod connection is up. */
-        if (grow(&x->head, &x->head_cap, (size_t)x->head_len + len)) {
-            pr__client_close(c);
-            return;
-        }
-        memcpy(x->head + x->head_len, data, len);
-        x->head_len += (uint32_t)len;
-        if (x->head_len - x->head_end > PR_ROUTING_BUFFER)
-            pr__client_stop_read(c);
-        return;
+        if (c->admin && c->x && !c->x->req_complete)
+            return consume_admin_body(c, data, len);
+        return 0;
     case PR_C_PROXYING:
-        pr__proxy_on_client_body(c, data, len);
-        return;
+        return pr__proxy_client_body(c, data, len);
     case PR_C_TUNNEL:
         pr__tunnel_from_client(c, data, len);
-        return;
-    case PR_C_LOCAL:
+        return len;
     case PR_C_CLOSING:
+        return len; /* we close once our answer is written: nothing more is read */
+    case PR_C_LOCAL:
     default:
-        /* Unsolicited bytes while a local response is written: ignore; we close after. */
+        return 0;
+    }
+}
+
+/* Run the input state machine over data until it consumes no more; returns bytes used. */
+static size_t client_feed(struct pr_client *c, const char *data, size_t len)
+{
+    size_t off = 0;
+    bool outer = !c->feeding;
+    c->feeding = true;
+    while (off < len && !c->closing) {
+        size_t n = client_consume(c, data + off, len - off);
+        if (n == 0)
+            break;
+        off += n;
+    }
+    if (outer)
+        c->feeding = false;
+    return off;
+}
+
+static void in_compact(struct pr_client *c)
+{
+    if (c->in_off == c->in_len) {
+        c->in_off = c->in_len = 0;
+        if (c->in_cap > 16384) { /* buffers only while data flows */
+            free(c->in);
+            c->in = NULL;
+            c->in_cap = 0;
+        }
+    }
+    bool full = c->in_len - c->in_off >= PR_CLIENT_IN_MAX;
+    if (full && !c->in_full) {
+        pr__client_stop_read(c);
+        c->in_full = true;
+    } else if (!full && c->in_full) {
+        c->in_full = false;
+        if (c->state != PR_C_PROXYING && c->state != PR_C_TUNNEL &&
+            c->state != PR_C_CLOSING)
+            pr__client_start_read(c);
+    }
+}
+
+/* Process what waits in c->in (after a request finished or a pod connection came up). */
+void pr__client_drive(struct pr_client *c)
+{
+    if (c->feeding || c->closing || c->in_off == c->in_len)
+        return;
+    size_t n = client_feed(c, c->in + c->in_off, c->in_len - c->in_off);
+    if (c->closing)
+        return;
+    c->in_off += (uint32_t)n;
+    in_compact(c);
+}
+
+static void client_input(struct pr_client *c, const char *data, size_t len)
+{
+    if (c->in_off < c->in_len) {
+        /* Older bytes wait: keep the order, append and process from the buffer. */
+        if (c->in_off > 0 && c->in_off >= c->in_len / 2) {
+            memmove(c->in, c->in + c->in_off, c->in_len - c->in_off);
+            c->in_len -= c->in_off;
+            c->in_off = 0;
+        }
+        if (pr_grow(&c->in, &c->in_cap, (size_t)c->in_len + len)) {
+            pr__client_close(c);
+            return;
+        }
+        memcpy(c->in + c->in_len, data, len);
+        c->in_len += (uint32_t)len;
+        pr__client_drive(c);
         return;
     }
+    size_t n = client_feed(c, data, len);
+    if (c->closing || n == len)
+        return;
+    c->in_off = c->in_len = 0;
+    if (pr_grow(&c->in, &c->in_cap, len - n)) {
+        pr__client_close(c);
+        return;
+    }
+    memcpy(c->in, data + n, len - n);
+    c->in_len = (uint32_t)(len - n);
+    in_compact(c);
 }
 
 static void client_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     struct pr_client *c = pr__container_of(s, struct pr_client, tcp);
     if (nread > 0) {
-        client_feed(c, buf->base, (size_t)nread);
+        client_input(c, buf->base, (size_t)nread);
         return;
     }
     if (nread == 0)
         return;
     /* EOF or error. A client that hangs up mid-exchange (e.g. leaves a pending long-poll)
      * has left: release it and its pod connection now rather than when the pod answers. */
+    if (c->state == PR_C_TUNNEL) {
+        pr__tunnel_client_eof(c);
+        return;
+    }
     pr__client_close(c);
 }
 
@@ -902,7 +1200,7 @@ static struct pr_client *client_accept(uv_stream_t *server, bool admin)
     w->clients = c;
     c->state = PR_C_IDLE;
     /* The header timeout runs from accept until the first head is complete. */
-    pr__tq_push(&w->q_header, &c->tq, pr__now(w));
+    pr__client_queue(c, &w->q_header);
     pr__client_start_read(c);
     return c;
 }

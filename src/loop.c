@@ -2,6 +2,7 @@
 #include "server.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,6 +69,26 @@ void pr__alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     struct pr_worker *w = h->loop->data;
     buf->base = w->readbuf;
     buf->len = sizeof(w->readbuf);
+}
+
+/* After a burst of connections closes, give the freed heap back to the system (glibc keeps
+ * it otherwise): checked once a second by worker 0, cheap when nothing changed. */
+void pr__memory_tick(struct pr_worker *w, uint64_t now)
+{
+    static uint64_t last;
+    static uint32_t peak;
+    if (w->id != 0 || now - last < 1000)
+        return;
+    last = now;
+    uint32_t n = (uint32_t)atomic_load(&pr__srv.nclients);
+    if (n > peak) {
+        peak = n;
+        return;
+    }
+    if (peak >= n + 256 && n < peak - peak / 4) {
+        malloc_trim(0);
+        peak = n;
+    }
 }
 
 /* ---- listeners ---- */
@@ -203,6 +224,9 @@ static void tick_cb(uv_timer_t *t)
     pr__tq_sweep(&w->q_connect, now);
     pr__tq_sweep(&w->q_wait, now);
     pr__tq_sweep(&w->q_pool, now);
+    pr__tq_sweep(&w->q_send, now);
+    pr__tq_sweep(&w->q_linger, now);
+    pr__memory_tick(w, now);
     if (w->id == 0) {
         static uint64_t last_housekeeping;
         if (now - last_housekeeping >= 1000) {
@@ -251,6 +275,8 @@ static void expire_tunnel(struct pr_tq_node *n);
 static void expire_connect(struct pr_tq_node *n);
 static void expire_wait(struct pr_tq_node *n);
 static void expire_pool(struct pr_tq_node *n);
+static void expire_send(struct pr_tq_node *n);
+static void expire_linger(struct pr_tq_node *n);
 
 static void expire_header(struct pr_tq_node *n)
 {
@@ -292,6 +318,25 @@ static void expire_pool(struct pr_tq_node *n)
     pr__upstream_close(pr__container_of(n, struct pr_upstream, tq));
 }
 
+/* A client that took none of its queued bytes for --send-timeout. */
+static void expire_send(struct pr_tq_node *n)
+{
+    struct pr_client *c = pr__container_of(n, struct pr_client, tq);
+    c->tq_send = false;
+    pr_debug("send timeout", "state", "client");
+    pr__client_close(c);
+}
+
+/* A tunnel's pod that took none of its queued bytes for --send-timeout. */
+static void expire_linger(struct pr_tq_node *n)
+{
+    struct pr_upstream *u = pr__container_of(n, struct pr_upstream, tq);
+    if (u->client)
+        pr__client_close(u->client); /* closes u too */
+    else
+        pr__upstream_close(u);
+}
+
 static struct pr_worker *worker_create(int id, char *err, size_t errlen)
 {
     struct pr_worker *w = calloc(1, sizeof(*w));
@@ -309,6 +354,8 @@ static struct pr_worker *worker_create(int id, char *err, size_t errlen)
     pr__tq_init(&w->q_connect, cfg->connect_timeout_ms, expire_connect);
     pr__tq_init(&w->q_wait, cfg->idle_timeout_ms, expire_wait);
     pr__tq_init(&w->q_pool, PR_POOL_IDLE_MS, expire_pool);
+    pr__tq_init(&w->q_send, cfg->send_timeout_ms, expire_send);
+    pr__tq_init(&w->q_linger, cfg->send_timeout_ms, expire_linger);
     w->m = pr_metrics_thread_create();
     w->policy_pods = calloc(PR_MAX_PODS, sizeof(*w->policy_pods));
     w->pod_infos = calloc(PR_MAX_PODS, sizeof(*w->pod_infos));
@@ -367,6 +414,7 @@ static void worker_destroy(struct pr_worker *w)
         free(x->head);
         free(x->out);
         free(x->resp);
+        free(x->replay);
         free(x->body);
         free(x);
     }
@@ -417,6 +465,11 @@ int pr_loop_run(const struct pr_config *cfg, struct pr_registry *reg, const uint
     atomic_init(&pr__srv.request_seq, 0);
     atomic_init(&pr__srv.stopped_workers, 0);
 
+    if (cfg->key_rate > 0) {
+        pr__srv.rl = pr_ratelimit_create(cfg->key_rate, cfg->key_burst, 65536);
+        if (!pr__srv.rl)
+            return -ENOMEM;
+    }
     uint64_t nofile = raise_nofile();
     uint64_t capacity = nofile > 64 ? (nofile - 64) / 2 : 0;
     char nofile_s[24], cap_s[24], maxc_s[24], thr_s[12];
@@ -478,6 +531,8 @@ int pr_loop_run(const struct pr_config *cfg, struct pr_registry *reg, const uint
         worker_destroy(pr__srv.workers[i]);
     free(pr__srv.workers);
     free(pr__srv.token);
+    pr_ratelimit_destroy(pr__srv.rl);
+    pr__srv.rl = NULL;
     pr_metrics_free_all();
     return rc;
 }

@@ -273,11 +273,12 @@ char *pr_metrics_render(size_t *len)
              (unsigned long long)v);
     }
 
-    uint64_t to_pod = 0, to_client = 0, rejected = 0;
+    uint64_t to_pod = 0, to_client = 0, rejected = 0, limited = 0;
     for (size_t b = 0; b < nblocks; b++) {
         to_pod += blocks[b]->bytes_to_pod;
         to_client += blocks[b]->bytes_to_client;
         rejected += blocks[b]->rejected_connections;
+        limited += blocks[b]->rate_limited;
     }
     header(&o, "podrouter_bytes_total", "counter", "Bytes relayed, by direction.");
     outf(&o, "podrouter_bytes_total{direction=\"to_pod\"} %llu\n", (unsigned long long)to_pod);
@@ -286,6 +287,9 @@ char *pr_metrics_render(size_t *len)
     header(&o, "podrouter_rejected_connections_total", "counter",
            "Client connections closed at once because --max-connections was reached.");
     outf(&o, "podrouter_rejected_connections_total %llu\n", (unsigned long long)rejected);
+    header(&o, "podrouter_rate_limited_total", "counter",
+           "Requests answered 429 because their client created new keys too fast.");
+    outf(&o, "podrouter_rate_limited_total %llu\n", (unsigned long long)limited);
 
     /* Per-pod series only for registered pods: bounded cardinality. */
     static struct pr_pod_info pods[PR_MAX_PODS];

@@ -3,11 +3,13 @@
 #include "server.h"
 
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "podrouter/http_rewrite.h"
 #include "podrouter/log.h"
 #include "podrouter/policy.h"
 #include "podrouter/registry.h"
@@ -18,21 +20,27 @@ static void go_to_pod(struct pr_client *c, const struct pr_pod_info *pod);
 
 /* ---- response parser callbacks: slices are offsets into x->resp ---- */
 
+/* Response heads are parsed in place in x->resp, so `at` always points into it. */
 static int r_on_header_field(llhttp_t *p, const char *at, size_t len)
 {
     struct pr_exchange *x = ((struct pr_client *)p->data)->x;
-    return pr__hdr_field(x, x->resp, at, len);
+    if (x->resp_hdrs.done)
+        return 0;
+    return pr__hdr_field(&x->resp_hdrs, (uint32_t)(at - x->resp), len);
 }
 
 static int r_on_header_value(llhttp_t *p, const char *at, size_t len)
 {
     struct pr_exchange *x = ((struct pr_client *)p->data)->x;
-    return pr__hdr_value(x, x->resp, at, len);
+    if (x->resp_hdrs.done)
+        return 0;
+    return pr__hdr_value(&x->resp_hdrs, (uint32_t)(at - x->resp), len);
 }
 
 static int r_on_headers_complete(llhttp_t *p)
 {
     struct pr_exchange *x = ((struct pr_client *)p->data)->x;
+    x->resp_hdrs.done = true;
     /* A HEAD response has no body whatever its framing headers say. Bodyless responses
      * pause at their message end (below), others right after the head. */
     if (x->is_head && p->status_code >= 200)
@@ -50,6 +58,15 @@ static int r_on_body(llhttp_t *p, const char *at, size_t len)
 {
     struct pr_client *c = p->data;
     struct pr_exchange *x = c->x;
+    if (x->dechunk && x->resp_head_done) {
+        /* HTTP/1.0 client: the body without its chunk framing (we close after it). */
+        c->w->m->bytes_to_client += len;
+        int rc = pr__client_send(c, at, len);
+        if (rc < 0)
+            return HPE_USER;
+        if (rc == 1 && c->up)
+            pr__upstream_stop_read(c->up);
+    }
     if (x->sniffing) {
         char sid[PR_KEY_MAX + 1];
         size_t sl = 0;
@@ -82,143 +99,26 @@ static void resp_settings_init(void)
     resp_settings.on_message_complete = r_on_message_complete;
 }
 
-/* ---- small helpers ---- */
-
-static bool name_is(const char *n, size_t len, const char *lit)
-{
-    return strlen(lit) == len && strncasecmp(n, lit, len) == 0;
-}
-
-static bool token_in_list(const char *list, size_t len, const char *name, size_t nlen)
-{
-    size_t i = 0;
-    while (i < len) {
-        while (i < len && (list[i] == ' ' || list[i] == ',' || list[i] == '\t'))
-            i++;
-        size_t s = i;
-        while (i < len && list[i] != ',' && list[i] != ' ' && list[i] != '\t')
-            i++;
-        if (i - s == nlen && strncasecmp(list + s, name, nlen) == 0)
-            return true;
-    }
-    return false;
-}
-
-/* Hop-by-hop per RFC 9110 7.6.1, plus whatever Connection lists. Transfer-Encoding stays:
- * bodies are relayed with their framing untouched. */
-static bool hop_by_hop(const char *n, size_t len, const char *conn, size_t conn_len)
-{
-    if (name_is(n, len, "connection") || name_is(n, len, "keep-alive") ||
-        name_is(n, len, "proxy-connection") || name_is(n, len, "te") ||
-        name_is(n, len, "trailer") || name_is(n, len, "upgrade") ||
-        name_is(n, len, "proxy-authorization"))
-        return true;
-    if (conn && !name_is(n, len, "transfer-encoding") && token_in_list(conn, conn_len, n, len))
-        return true;
-    return false;
-}
-
-struct obuf {
-    char **buf;
-    uint32_t *cap;
-    uint32_t len;
-    bool oom;
-};
-
-static void ob_add(struct obuf *o, const char *s, size_t n)
-{
-    if (o->oom)
-        return;
-    if (o->len + n > *o->cap) {
-        size_t nc = *o->cap ? *o->cap : 2048;
-        while (nc < o->len + n)
-            nc *= 2;
-        char *p = realloc(*o->buf, nc);
-        if (!p) {
-            o->oom = true;
-            return;
-        }
-        *o->buf = p;
-        *o->cap = (uint32_t)nc;
-    }
-    memcpy(*o->buf + o->len, s, n);
-    o->len += (uint32_t)n;
-}
-
-static void ob_str(struct obuf *o, const char *s)
-{
-    ob_add(o, s, strlen(s));
-}
-
-/* Rewrite the request head for the pod into x->out. */
-static int build_request_head(struct pr_client *c)
+/* Rewrite the request head for the pod into x->out (SPEC 3.3): framing from the parser. */
+static int build_request_head(struct pr_client *c, const struct pr_pod_info *pod)
 {
     struct pr_exchange *x = c->x;
-    struct obuf o = {.buf = &x->out, .cap = &x->out_cap};
-    const struct pr_header *conn = pr_head_find(&x->rh, "connection");
-    const char *cv = conn ? conn->value : NULL;
-    size_t cl = conn ? conn->value_len : 0;
-    ob_add(&o, x->rh.method, x->rh.method_len);
-    ob_str(&o, " ");
-    ob_add(&o, x->rh.url, x->rh.url_len);
-    ob_str(&o, " HTTP/1.1\r\n");
-    const struct pr_header *xff = NULL, *upgrade = NULL, *host = NULL;
-    bool has_proto = false, has_fhost = false, has_rid = false;
-    for (size_t i = 0; i < x->rh.nheaders; i++) {
-        const struct pr_header *h = &x->rh.headers[i];
-        if (name_is(h->name, h->name_len, "upgrade"))
-            upgrade = h;
-        if (hop_by_hop(h->name, h->name_len, cv, cl))
-            continue;
-        if (name_is(h->name, h->name_len, "x-forwarded-for")) {
-            xff = h;
-            continue;
-        }
-        if (name_is(h->name, h->name_len, "host"))
-            host = h;
-        else if (name_is(h->name, h->name_len, "x-forwarded-proto"))
-            has_proto = true;
-        else if (name_is(h->name, h->name_len, "x-forwarded-host"))
-            has_fhost = true;
-        else if (name_is(h->name, h->name_len, "x-request-id")) {
-            if (!x->rid_from_client)
-                continue; /* replaced by ours below */
-            has_rid = true;
-        }
-        ob_add(&o, h->name, h->name_len);
-        ob_str(&o, ": ");
-        ob_add(&o, h->value, h->value_len);
-        ob_str(&o, "\r\n");
-    }
     char ip[64];
     pr__peer_ip(c, ip, sizeof(ip));
-    ob_str(&o, "X-Forwarded-For: ");
-    if (xff && xff->value_len) {
-        ob_add(&o, xff->value, xff->value_len);
-        ob_str(&o, ", ");
-    }
-    ob_str(&o, ip);
-    ob_str(&o, "\r\n");
-    if (!has_proto)
-        ob_str(&o, "X-Forwarded-Proto: http\r\n");
-    if (!has_fhost && host) {
-        ob_str(&o, "X-Forwarded-Host: ");
-        ob_add(&o, host->value, host->value_len);
-        ob_str(&o, "\r\n");
-    }
-    if (!has_rid) {
-        ob_str(&o, "X-Request-Id: ");
-        ob_str(&o, x->request_id);
-        ob_str(&o, "\r\n");
-    }
-    if (x->req_upgrade && upgrade) {
-        ob_str(&o, "Connection: Upgrade\r\nUpgrade: ");
-        ob_add(&o, upgrade->value, upgrade->value_len);
-        ob_str(&o, "\r\n");
-    }
-    ob_str(&o, "\r\n");
+    struct pr_req_fwd f = {
+        .client_ip = ip,
+        .request_id = x->request_id,
+        .rid_from_client = x->rid_from_client,
+        .chunked = x->req_chunked,
+        .has_content_length = !x->req_chunked && (x->req_parser.flags & F_CONTENT_LENGTH),
+        .content_length = x->req_content_length,
+        .upgrade = x->req_upgrade,
+        .default_host = pod->address,
+    };
+    struct pr_obuf o = {.buf = &x->out, .cap = &x->out_cap};
+    int rc = pr_rewrite_request(&x->rh, &f, &o);
     x->out_len = o.len;
-    return o.oom ? -ENOMEM : 0;
+    return rc;
 }
 
 /* ---- decision ---- */
@@ -226,18 +126,13 @@ static int build_request_head(struct pr_client *c)
 /* A store callback may come after the client left (async store): hold a reference. */
 static void hold(struct pr_client *c)
 {
-    c->store_refs++;
+    pr__client_hold(c);
 }
 
 /* Drop the reference; false when the client is gone and the answer must be ignored. */
 static bool release(struct pr_client *c)
 {
-    c->store_refs--;
-    if (!c->closing)
-        return true;
-    if (c->store_refs == 0 && c->handle_closed)
-        free(c);
-    return false;
+    return pr__client_unhold(c);
 }
 
 static void count_assignment(struct pr_client *c, enum pr_key_kind kind, enum pr_outcome o)
@@ -389,6 +284,28 @@ static void assigned_cb(void *arg, int status, const char *pod)
     route_to(c, pod, kind, outcome);
 }
 
+/* SPEC 3.6: a client address creates at most --key-rate new assignments per second
+ * (--key-burst at once); loopback clients (the machine itself) are never limited. False
+ * after answering 429. */
+static bool may_create(struct pr_client *c)
+{
+    if (!pr__srv.rl)
+        return true;
+    int family;
+    uint8_t addr[16];
+    pr__client_addr(c, &c->x->rh, &family, addr);
+    if ((family == AF_INET && addr[0] == 127) ||
+        (family == AF_INET6 && IN6_IS_ADDR_LOOPBACK((const struct in6_addr *)addr)) ||
+        family == 0)
+        return true;
+    if (pr_ratelimit_take(pr__srv.rl, family, addr, pr__now(c->w)))
+        return true;
+    c->w->m->rate_limited++;
+    pr__client_error(c, 429, "rate_limited", "too many new rooms or participants from this client",
+                     "Retry-After: 1\r\n", !c->x->req_complete);
+    return false;
+}
+
 static void key_lookup_cb(void *arg, int status, const char *pod)
 {
     struct pr_client *c = arg;
@@ -425,6 +342,8 @@ static void key_lookup_cb(void *arg, int status, const char *pod)
         hold(c);
         s->ops->replace(s, kind, key, kl, old, chosen.name, assigned_cb, c);
     } else {
+        if (!may_create(c))
+            return;
         x->outcome = PR_OUTCOME_CREATED;
         hold(c);
         s->ops->create(s, kind, key, kl, chosen.name, assigned_cb, c);
@@ -525,6 +444,10 @@ static void go_to_pod(struct pr_client *c, const struct pr_pod_info *pod)
         return;
     }
     x->set_cookie = x->key_kind == PR_KEY_NONE && x->aff.handshake && pr__srv.aff.cookie_name;
+    if (build_request_head(c, pod) != 0) {
+        pr__client_close(c);
+        return;
+    }
     struct pr_pool *p = pr__pool_get(w, pod);
     if (!p) {
         pr__client_close(c);
@@ -547,14 +470,22 @@ void pr__proxy_route(struct pr_client *c)
         pr__client_error(c, 400, "bad_key", msg, NULL, !x->req_complete);
         return;
     }
-    if (build_request_head(c) != 0) {
-        pr__client_close(c);
-        return;
-    }
     decide(c);
 }
 
 /* ---- forwarding ---- */
+
+static void resp_reset(struct pr_client *c)
+{
+    struct pr_exchange *x = c->x;
+    llhttp_init(&x->resp_parser, HTTP_RESPONSE, &resp_settings);
+    x->resp_parser.data = c;
+    x->resp_len = 0;
+    x->resp_hdrs.n = 0;
+    x->resp_hdrs.in_value = false;
+    x->resp_hdrs.done = false;
+    x->resp_complete = false;
+}
 
 void pr__proxy_upstream_ready(struct pr_client *c, struct pr_upstream *u)
 {
@@ -563,96 +494,83 @@ void pr__proxy_upstream_ready(struct pr_client *c, struct pr_upstream *u)
     c->up = u;
     u->client = c;
     c->state = PR_C_PROXYING;
-    llhttp_init(&x->resp_parser, HTTP_RESPONSE, &resp_settings);
-    x->resp_parser.data = c;
-    x->resp_len = 0;
-    x->nheaders = 0;
-    x->in_value = false;
+    resp_reset(c);
     x->resp_head_done = false;
+    x->interim = 0;
+    /* A body sent on a reused connection is kept (small ones only) until the pod answers,
+     * so a stale connection can be retried with the whole request (SPEC 3.5). */
+    x->replayable = u->reused && x->req_has_body && !x->req_chunked &&
+                    x->req_content_length <= PR_REPLAY_MAX && !x->retried;
     pr_metrics_pod_routed(w->m, u->pool->slot, u->pool->gen);
     pr__tq_push(&w->q_wait, &u->tq, pr__now(w));
     int rc = pr__upstream_send(u, x->out, x->out_len);
+    if (rc >= 0 && x->retried && x->replay_len)
+        rc = pr__upstream_send(u, x->replay, x->replay_len);
     if (rc < 0) {
         pr__proxy_on_upstream_eof(u, rc);
         return;
     }
-    w->m->bytes_to_pod += x->out_len;
+    w->m->bytes_to_pod += x->out_len + (x->retried ? x->replay_len : 0);
     llhttp_resume(&x->req_parser);
-    if (x->head_len > x->head_end) {
-        uint32_t n = x->head_len - x->head_end;
-        x->head_len = x->head_end;
-        pr__proxy_on_client_body(c, x->head + x->head_end, n);
-        if (c->closing || c->up != u)
-            return;
-    }
+    pr__client_drive(c); /* body bytes that arrived while the pod was chosen */
+    if (c->closing || c->up != u)
+        return;
     if (!u->writing)
         pr__client_start_read(c);
 }
 
-static void keep_pending(struct pr_client *c, const char *data, size_t len)
+static void client_body_error(struct pr_client *c, struct pr_upstream *u)
 {
-    if (len == 0)
-        return;
-    if (c->pending_len + len > 65536) {
-        pr__client_stop_read(c);
-        return;
-    }
-    char *p = realloc(c->pending, c->pending_len + len);
-    if (!p)
-        return;
-    memcpy(p + c->pending_len, data, len);
-    c->pending = p;
-    c->pending_len += (uint32_t)len;
+    struct pr_exchange *x = c->x;
+    c->w->m->proxy_errors[PR_ERR_BAD_REQUEST]++;
+    c->up = NULL;
+    u->client = NULL;
+    pr__upstream_close(u); /* the pod saw part of a request: never reuse it */
+    if (!x->resp_started)
+        pr__client_error(c, 400, "bad_request", "malformed request body", NULL, true);
+    else
+        pr__client_close(c);
 }
 
-void pr__proxy_on_client_body(struct pr_client *c, const char *data, size_t len)
+/* Request body bytes to the pod, framing untouched; returns the bytes consumed (0 when the
+ * request is complete: what follows is the next request, and waits). */
+size_t pr__proxy_client_body(struct pr_client *c, const char *data, size_t len)
 {
     struct pr_exchange *x = c->x;
     struct pr_upstream *u = c->up;
-    if (c->state == PR_C_TUNNEL) {
-        pr__tunnel_from_client(c, data, len);
-        return;
-    }
-    if (!x || !u)
-        return;
-    if (x->req_complete) {
-        keep_pending(c, data, len);
-        return;
-    }
+    if (!x || !u || x->req_complete || u->writing)
+        return 0; /* pipelined bytes, or the pod does not take more now: they wait */
     llhttp_errno_t err = llhttp_execute(&x->req_parser, data, len);
     size_t used = len;
     if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
         used = (size_t)(llhttp_get_error_pos(&x->req_parser) - data);
     } else if (err != HPE_OK) {
-        c->w->m->proxy_errors[PR_ERR_BAD_REQUEST]++;
-        if (!x->resp_head_done) {
-            c->up = NULL;
-            pr__upstream_release(u, false);
-            pr__client_error(c, 400, "bad_request", "malformed request body", NULL, true);
+        client_body_error(c, u);
+        return len;
+    }
+    if (used == 0)
+        return 0;
+    if (x->replayable) {
+        if ((size_t)x->replay_len + used > PR_REPLAY_MAX ||
+            pr_grow(&x->replay, &x->replay_cap, (size_t)x->replay_len + used) != 0) {
+            x->replayable = false;
         } else {
-            pr__client_close(c);
+            memcpy(x->replay + x->replay_len, data, used);
+            x->replay_len += (uint32_t)used;
         }
-        return;
     }
-    if (used) {
-        c->w->m->bytes_to_pod += used;
-        int rc = pr__upstream_send(u, data, used);
-        if (rc < 0) {
-            pr__proxy_on_upstream_eof(u, rc);
-            return;
-        }
-        if (rc == 1)
-            pr__client_stop_read(c);
-    }
-    if (used < len)
-        keep_pending(c, data + used, len - used);
+    c->w->m->bytes_to_pod += used;
+    int rc = pr__upstream_send(u, data, used);
+    if (rc < 0)
+        pr__proxy_on_upstream_eof(u, rc);
+    return used;
 }
 
 static void finish_exchange(struct pr_client *c, struct pr_upstream *u)
 {
     struct pr_exchange *x = c->x;
     bool reusable = llhttp_should_keep_alive(&x->resp_parser) && x->req_complete &&
-                    !x->req_upgrade;
+                    !x->req_upgrade && !x->resp_garbage;
     c->up = NULL;
     pr__upstream_release(u, reusable);
     if (!x->req_complete)
@@ -676,69 +594,47 @@ static void pin_sid(struct pr_client *c, const char *sid, size_t sid_len)
         s->ops->room_join(s, x->aff.room, x->aff.room_len, sid, sid_len);
 }
 
-/* Rewrite the pod's response head into x->out (the request head is sent by now; a reused
- * connection is only retried before any response byte). Returns its length or -ENOMEM. */
+/* Rewrite the pod's response head into x->out. Returns its length or a negative errno. */
 static int build_response_head(struct pr_client *c, uint32_t head_end)
 {
     struct pr_exchange *x = c->x;
-    struct obuf o = {.buf = &x->out, .cap = &x->out_cap};
     int status = x->resp_parser.status_code;
     const char *eol = memchr(x->resp, '\n', head_end);
     if (!eol)
         return -EINVAL;
-    ob_add(&o, x->resp, (size_t)(eol - x->resp + 1));
-    const char *cv = NULL;
-    size_t cl = 0;
-    const char *upgrade = NULL;
-    size_t ul = 0;
-    for (uint32_t i = 0; i < x->nheaders; i++) {
-        const char *n = x->resp + x->hdr_name_off[i];
-        if (name_is(n, x->hdr_name_len[i], "connection")) {
-            cv = x->resp + x->hdr_val_off[i];
-            cl = x->hdr_val_len[i];
-        } else if (name_is(n, x->hdr_name_len[i], "upgrade")) {
-            upgrade = x->resp + x->hdr_val_off[i];
-            ul = x->hdr_val_len[i];
-        }
+    struct pr_header hs[PR_MAX_HEADERS];
+    for (uint32_t i = 0; i < x->resp_hdrs.n; i++) {
+        hs[i].name = x->resp + x->resp_hdrs.name_off[i];
+        hs[i].name_len = x->resp_hdrs.name_len[i];
+        hs[i].value = x->resp + x->resp_hdrs.val_off[i];
+        hs[i].value_len = x->resp_hdrs.val_len[i];
     }
-    for (uint32_t i = 0; i < x->nheaders; i++) {
-        const char *n = x->resp + x->hdr_name_off[i];
-        uint32_t nl = x->hdr_name_len[i];
-        if (hop_by_hop(n, nl, cv, cl) || name_is(n, nl, "x-pod-router-pod"))
-            continue;
-        ob_add(&o, n, nl);
-        ob_str(&o, ": ");
-        ob_add(&o, x->resp + x->hdr_val_off[i], x->hdr_val_len[i]);
-        ob_str(&o, "\r\n");
-    }
-    if (status == 101 && upgrade) {
-        ob_str(&o, "Connection: Upgrade\r\nUpgrade: ");
-        ob_add(&o, upgrade, ul);
-        ob_str(&o, "\r\n");
-    }
-    ob_str(&o, "X-Pod-Router-Pod: ");
-    ob_str(&o, x->pod);
-    ob_str(&o, "\r\n");
-    if (x->set_cookie && status >= 200 && status < 300) {
-        char cookie[256];
-        if (pr_cookie_sign(pr__srv.secret, sizeof(pr__srv.secret), x->pod, cookie,
-                           sizeof(cookie)) > 0) {
-            ob_str(&o, "Set-Cookie: ");
-            ob_str(&o, pr__srv.aff.cookie_name);
-            ob_str(&o, "=");
-            ob_str(&o, cookie);
-            ob_str(&o, "; HttpOnly; Path=/; SameSite=Lax\r\n");
-        }
-    }
+    char cookie[256];
+    const char *cookie_value = NULL;
+    if (x->set_cookie && status >= 200 && status < 300 &&
+        pr_cookie_sign(pr__srv.secret, sizeof(pr__srv.secret), x->pod, cookie,
+                       sizeof(cookie)) > 0)
+        cookie_value = cookie;
     bool close = status != 101 &&
-                 (!x->req_keepalive || atomic_load(&pr__srv.draining) ||
+                 (!x->req_keepalive || atomic_load(&pr__srv.draining) || x->dechunk ||
                   (status >= 200 && llhttp_message_needs_eof(&x->resp_parser)));
-    if (close) {
+    if (close)
         c->close_after_write = true;
-        ob_str(&o, "Connection: close\r\n");
-    }
-    ob_str(&o, "\r\n");
-    return o.oom ? -ENOMEM : (int)o.len;
+    struct pr_resp_fwd f = {
+        .status_line = x->resp,
+        .status_line_len = (size_t)(eol - x->resp + 1),
+        .status = status,
+        .headers = hs,
+        .nheaders = x->resp_hdrs.n,
+        .pod = x->pod,
+        .cookie_name = cookie_value ? pr__srv.aff.cookie_name : NULL,
+        .cookie_value = cookie_value,
+        .close = close,
+        .dechunk = x->dechunk,
+    };
+    struct pr_obuf o = {.buf = &x->out, .cap = &x->out_cap};
+    int rc = pr_rewrite_response(&f, &o);
+    return rc < 0 ? rc : (int)o.len;
 }
 
 static void upstream_bad(struct pr_client *c, struct pr_upstream *u, enum pr_proxy_error reason,
@@ -750,39 +646,133 @@ static void upstream_bad(struct pr_client *c, struct pr_upstream *u, enum pr_pro
     u->client = NULL;
     pr__upstream_close(u);
     if (x && !x->resp_started)
-        pr__client_error(c, status, code, msg, NULL, !x->req_complete);
+        pr__client_error(c, status, code, msg, NULL, true);
     else
         pr__client_close(c);
 }
 
-/* Relay response body bytes (framing untouched), preceded by the rewritten head when it
- * is still unsent (one writev for both), and finish when the message completes. */
+/* Relay response body bytes (framing untouched, or de-chunked for an HTTP/1.0 client),
+ * preceded by the rewritten head when it is still unsent, and finish when the message
+ * completes. Bytes after the message make the pod connection unusable. */
 static void relay(struct pr_client *c, struct pr_upstream *u, const char *head, size_t head_len,
                   const char *data, size_t len)
 {
     struct pr_exchange *x = c->x;
     size_t used = 0;
+    if (x->dechunk && head_len) {
+        c->w->m->bytes_to_client += head_len;
+        if (pr__client_send(c, head, head_len) < 0) {
+            pr__client_close(c);
+            return;
+        }
+        head_len = 0;
+    }
     if (!x->resp_complete && len) {
         llhttp_errno_t err = llhttp_execute(&x->resp_parser, data, len);
         used = len;
         if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE)
             used = (size_t)(llhttp_get_error_pos(&x->resp_parser) - data);
         else if (err != HPE_OK) {
+            if (c->closing)
+                return;
             upstream_bad(c, u, PR_ERR_RESET, 502, "upstream_unavailable",
                          "bad response framing");
             return;
         }
+        if (c->closing)
+            return;
     }
-    c->w->m->bytes_to_client += head_len + used;
-    int rc = pr__client_send2(c, head, head_len, data, used);
-    if (rc < 0) {
-        pr__client_close(c);
-        return;
+    if (used < len)
+        x->resp_garbage = true;
+    if (!x->dechunk) {
+        c->w->m->bytes_to_client += head_len + used;
+        int rc = pr__client_send2(c, head, head_len, data, used);
+        if (rc < 0) {
+            pr__client_close(c);
+            return;
+        }
     }
-    if (rc == 1)
+    if (c->writing)
         pr__upstream_stop_read(u);
     if (x->resp_complete)
         finish_exchange(c, u);
+}
+
+/* A complete response head is in x->resp[0..head_end): interim, upgrade or final. Returns
+ * true when parsing goes on in place with the bytes after an interim head. */
+static bool response_head(struct pr_client *c, struct pr_upstream *u, uint32_t head_end)
+{
+    struct pr_exchange *x = c->x;
+    struct pr_worker *w = c->w;
+    int status = x->resp_parser.status_code;
+    const char *bad = pr_head_lines_check(x->resp, head_end);
+    if (bad) {
+        upstream_bad(c, u, PR_ERR_RESET, 502, "upstream_unavailable", bad);
+        return false;
+    }
+    if (status >= 100 && status < 200 && status != 101) {
+        /* Interim response (100 Continue): pass it on (never to HTTP/1.0 clients), then
+         * parse the real one. A pod that sends too many is broken. */
+        if (++x->interim > PR_MAX_INTERIM) {
+            upstream_bad(c, u, PR_ERR_RESET, 502, "upstream_unavailable",
+                         "too many interim responses");
+            return false;
+        }
+        if (!x->http10 && pr__client_send(c, x->resp, head_end) < 0) {
+            pr__client_close(c);
+            return false;
+        }
+        uint32_t rest = x->resp_len - head_end;
+        memmove(x->resp, x->resp + head_end, rest);
+        resp_reset(c);
+        x->resp_len = rest;
+        return rest > 0;
+    }
+    bool has_upgrade = false;
+    for (uint32_t i = 0; i < x->resp_hdrs.n; i++)
+        has_upgrade |= x->resp_hdrs.name_len[i] == 7 &&
+                       strncasecmp(x->resp + x->resp_hdrs.name_off[i], "upgrade", 7) == 0;
+    if (status == 101 && (!x->req_upgrade || !has_upgrade)) {
+        upstream_bad(c, u, PR_ERR_RESET, 502, "upstream_unavailable",
+                     "the pod switched protocols without an upgrade");
+        return false;
+    }
+    x->resp_head_done = true;
+    x->resp_started = true;
+    x->status = status;
+    int cls = status / 100;
+    w->m->requests[PR_LISTENER_PUBLIC][cls >= 1 && cls <= 5 ? cls : 5]++;
+    pr_hist_observe(&w->m->request_duration, (double)(uv_hrtime() - x->start_ns) / 1e9);
+    x->sniffing = x->aff.handshake && !x->aff.websocket && status == 200 &&
+                  x->req_parser.method == HTTP_GET;
+    if (x->sniffing)
+        pr_sid_sniffer_init(&x->sniffer);
+    x->dechunk = x->http10 && (x->resp_parser.flags & F_CHUNKED) && !x->is_head;
+    int hl = build_response_head(c, head_end);
+    if (hl < 0) {
+        pr__client_close(c);
+        return false;
+    }
+    uint32_t rest = x->resp_len - head_end;
+    if (status == 101) {
+        /* The 101 head and whatever the pod sent after it go out before the exchange (and
+         * its buffers) is released. */
+        w->m->bytes_to_client += (uint64_t)hl + rest;
+        if (pr__client_send2(c, x->out, (size_t)hl, x->resp + head_end, rest) < 0) {
+            pr__client_close(c);
+            return false;
+        }
+        pr__tunnel_start(c);
+        return false;
+    }
+    if (x->resp_complete) {
+        x->resp_garbage = rest > 0;
+        relay(c, u, x->out, (size_t)hl, NULL, 0);
+        return false;
+    }
+    llhttp_resume(&x->resp_parser);
+    relay(c, u, x->out, (size_t)hl, x->resp + head_end, rest);
+    return false;
 }
 
 void pr__proxy_on_upstream_data(struct pr_upstream *u, const char *data, size_t len)
@@ -795,86 +785,34 @@ void pr__proxy_on_upstream_data(struct pr_upstream *u, const char *data, size_t 
         relay(c, u, NULL, 0, data, len);
         return;
     }
+    if (x->replayable) { /* the pod answered: no retry from here on */
+        x->replayable = false;
+    }
+    if (pr_grow(&x->resp, &x->resp_cap, (size_t)x->resp_len + len) != 0) {
+        pr__client_close(c);
+        return;
+    }
+    memcpy(x->resp + x->resp_len, data, len);
+    uint32_t start = x->resp_len;
+    x->resp_len += (uint32_t)len;
     for (;;) {
-        size_t need = (size_t)x->resp_len + len;
-        if (need > x->resp_cap) {
-            size_t nc = x->resp_cap ? x->resp_cap : 4096;
-            while (nc < need)
-                nc *= 2;
-            char *p = realloc(x->resp, nc);
-            if (!p) {
-                pr__client_close(c);
-                return;
-            }
-            x->resp = p;
-            x->resp_cap = (uint32_t)nc;
-        }
-        char *start = x->resp + x->resp_len;
-        memmove(start, data, len);
-        x->resp_len += (uint32_t)len;
-        llhttp_errno_t err = llhttp_execute(&x->resp_parser, start, len);
+        llhttp_errno_t err =
+            llhttp_execute(&x->resp_parser, x->resp + start, x->resp_len - start);
         if (err == HPE_OK) {
             if (x->resp_len > PR_RESP_HEAD_MAX)
                 upstream_bad(c, u, PR_ERR_RESET, 502, "upstream_unavailable",
                              "pod response head too large");
             return;
         }
-        if (err != HPE_PAUSED) {
+        if (err != HPE_PAUSED && err != HPE_PAUSED_UPGRADE) {
             upstream_bad(c, u, PR_ERR_RESET, 502, "upstream_unavailable",
                          "pod sent a malformed response");
             return;
         }
         uint32_t head_end = (uint32_t)(llhttp_get_error_pos(&x->resp_parser) - x->resp);
-        int status = x->resp_parser.status_code;
-        if (status >= 100 && status < 200 && status != 101) {
-            /* Interim response (100 Continue): pass it on, then parse the real one. */
-            if (pr__client_send(c, x->resp, head_end) < 0) {
-                pr__client_close(c);
-                return;
-            }
-            uint32_t rest = x->resp_len - head_end;
-            memmove(x->resp, x->resp + head_end, rest);
-            llhttp_init(&x->resp_parser, HTTP_RESPONSE, &resp_settings);
-            x->resp_parser.data = c;
-            x->resp_len = 0;
-            x->nheaders = 0;
-            x->in_value = false;
-            x->resp_complete = false;
-            if (rest == 0)
-                return;
-            data = x->resp; /* re-parse what followed the interim head, in place */
-            len = rest;
-            continue;
-        }
-        x->resp_head_done = true;
-        x->resp_started = true;
-        x->status = status;
-        int cls = status / 100;
-        w->m->requests[PR_LISTENER_PUBLIC][cls >= 1 && cls <= 5 ? cls : 5]++;
-        pr_hist_observe(&w->m->request_duration, (double)(uv_hrtime() - x->start_ns) / 1e9);
-        x->sniffing = x->aff.handshake && !x->aff.websocket && status == 200 &&
-                      x->req_parser.method == HTTP_GET;
-        if (x->sniffing)
-            pr_sid_sniffer_init(&x->sniffer);
-        int hl = build_response_head(c, head_end);
-        if (hl < 0) {
-            pr__client_close(c);
+        if (!response_head(c, u, head_end))
             return;
-        }
-        uint32_t rest = x->resp_len - head_end;
-        if (status == 101 && x->req_upgrade) {
-            c->w->m->bytes_to_client += (uint64_t)hl;
-            if (pr__client_send(c, x->out, (size_t)hl) < 0) {
-                pr__client_close(c);
-                return;
-            }
-            pr__tunnel_start(c, x->resp + head_end, rest);
-            return;
-        }
-        if (!x->resp_complete)
-            llhttp_resume(&x->resp_parser);
-        relay(c, u, x->out, (size_t)hl, x->resp + head_end, x->resp_complete ? 0 : rest);
-        return;
+        start = 0; /* re-parse what followed the interim head, in place */
     }
 }
 
@@ -886,26 +824,31 @@ void pr__proxy_on_upstream_eof(struct pr_upstream *u, int err)
         return;
     }
     if (u->state == PR_U_TUNNEL || c->state == PR_C_TUNNEL) {
-        pr__client_close(c);
+        pr__tunnel_upstream_eof(u);
         return;
     }
     struct pr_exchange *x = c->x;
     if (x && x->resp_head_done) {
         if (err == UV_EOF && llhttp_finish(&x->resp_parser) == HPE_OK && x->resp_complete) {
+            if (c->closing)
+                return;
             c->close_after_write = true;
             c->up = NULL;
             pr__upstream_close(u);
             pr__client_request_done(c);
             return;
         }
+        if (c->closing)
+            return;
         c->w->m->proxy_errors[PR_ERR_RESET]++;
         pr__client_close(c);
         return;
     }
     /* No response yet. A reused keep-alive connection the pod closed just as we sent:
-     * retry once on a fresh connection when no body bytes were consumed. */
-    if (u->reused && !u->got_bytes && x && !x->retried && x->req_complete &&
-        x->req_parser.content_length == 0 && !(x->req_parser.flags & F_CHUNKED)) {
+     * retry once on a fresh connection with the whole request, body included. */
+    bool whole = x && (!x->req_has_body ||
+                       (x->replayable && x->replay_len == x->req_content_length));
+    if (u->reused && !u->got_bytes && x && !x->retried && x->req_complete && whole) {
         x->retried = true;
         struct pr_pool *p = u->pool;
         c->up = NULL;
@@ -977,20 +920,44 @@ void pr__proxy_client_gone(struct pr_client *c)
     u->client = NULL;
     if (u->state == PR_U_CONNECTING)
         return; /* connect_cb pools it when it completes */
+    if (u->state == PR_U_TUNNEL && u->writing) {
+        /* The client closed its side of a tunnel: what it sent before still reaches the
+         * pod, then the pod connection closes (bounded by the send timeout). */
+        pr__upstream_linger(u);
+        return;
+    }
     pr__upstream_close(u);
 }
 
 void pr__proxy_upstream_drained(struct pr_upstream *u)
 {
     struct pr_client *c = u->client;
-    if (!c || c->closing)
+    if (!c) {
+        if (u->close_when_drained)
+            pr__upstream_close(u);
         return;
-    if (c->state == PR_C_TUNNEL || (c->state == PR_C_PROXYING && c->x && !c->x->req_complete))
+    }
+    if (c->closing)
+        return;
+    if (c->state == PR_C_PROXYING && c->x && !c->x->req_complete) {
+        pr__client_drive(c);
+        if (!c->closing && c->up == u && !u->writing)
+            pr__client_start_read(c);
+    } else if (c->state == PR_C_TUNNEL) {
+        pr__client_drive(c);
         pr__client_start_read(c);
+    }
 }
 
 void pr__proxy_client_drained(struct pr_client *c)
 {
+    if (c->state == PR_C_IDLE) {
+        /* Pipelined requests waited for our last answer to be taken. */
+        pr__client_drive(c);
+        if (!c->closing && (c->state == PR_C_IDLE || c->state == PR_C_HEAD))
+            pr__client_start_read(c);
+        return;
+    }
     struct pr_upstream *u = c->up;
     if (!u)
         return;

@@ -332,7 +332,7 @@ int pr_redis_room_parse(const char *json, size_t len, struct pr_redis_room *out)
         !pr_redis_pod_name_from(pod->valuestring, strlen(pod->valuestring), out->pod))
         goto done;
     uint64_t v = 0;
-    if (json_uint(cJSON_GetObjectItemCaseSensitive(root, "participantCount"), UINT32_MAX, &v))
+    if (json_uint(cJSON_GetObjectItemCaseSensitive(root, "participantCount"), 1000000, &v))
         out->participant_count = (uint32_t)v;
     if (json_uint(cJSON_GetObjectItemCaseSensitive(root, "assignedAt"), UINT64_MAX / 2, &v))
         out->assigned_at_ms = v;

@@ -15,6 +15,7 @@
 #include "podrouter/http_head.h"
 #include "podrouter/metrics.h"
 #include "podrouter/policy.h"
+#include "podrouter/ratelimit.h"
 #include "podrouter/registry.h"
 
 #define pr__container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
@@ -24,7 +25,9 @@
 #define PR_POOL_IDLE_MS 3000 /* below Node's 5 s keepAliveTimeout: no reuse races */
 #define PR_POOL_MAX_IDLE 64  /* idle upstream connections kept per pod per thread */
 #define PR_EXCHANGE_FREELIST 32
-#define PR_ROUTING_BUFFER (256 * 1024) /* body bytes kept while a pod is chosen */
+#define PR_CLIENT_IN_MAX (64 * 1024) /* unconsumed client bytes kept before reading pauses */
+#define PR_REPLAY_MAX (64 * 1024)    /* request bodies kept for a stale-connection retry */
+#define PR_MAX_INTERIM 16            /* 1xx heads accepted before a final response */
 
 /* ---- timeout queues: all members share one timeout, so the list stays sorted ---- */
 struct pr_tq_node {
@@ -69,6 +72,8 @@ struct pr_worker {
     struct pr_tq q_connect;  /* upstream connects */
     struct pr_tq q_wait;     /* upstream exchanges in flight */
     struct pr_tq q_pool;     /* idle pooled upstream connections */
+    struct pr_tq q_send;     /* clients with queued bytes they do not take */
+    struct pr_tq q_linger;   /* pod connections of closed tunnels, flushing their last bytes */
     struct pr_store *store;
     struct pr_metrics *m;
     struct pr_pool **pools;
@@ -99,6 +104,7 @@ struct pr_server {
     atomic_uint stopped_workers;
     uint64_t start_ms;
     bool ipv6_admin;
+    struct pr_ratelimit *rl; /* --key-rate buckets (NULL: disabled) */
 };
 extern struct pr_server pr__srv;
 
@@ -112,18 +118,27 @@ enum pr_client_state {
     PR_C_CLOSING,
 };
 
+/* Header slices of one message head, as offsets into the buffer that holds the head. A
+ * request and its response each have their own table; trailers are never recorded. */
+struct pr_hdr_tab {
+    uint32_t n;
+    bool in_value, done; /* done: the head is complete, later fields are trailers */
+    uint32_t name_off[PR_MAX_HEADERS], name_len[PR_MAX_HEADERS];
+    uint32_t val_off[PR_MAX_HEADERS], val_len[PR_MAX_HEADERS];
+};
+
 /* Everything one request/response needs; pooled per worker, absent between requests. */
 struct pr_exchange {
     struct pr_exchange *next_free;
     llhttp_t req_parser;
     llhttp_t resp_parser;
-    char *head;       /* raw request head bytes (and the first body bytes after it) */
+    char *head;       /* raw request head bytes (exactly the head: body bytes stay in c->in) */
     uint32_t head_len, head_cap, head_end; /* head_end: offset just past the blank line */
+    const char *feed_ptr; /* request bytes being parsed: slices are feed_off + (at - feed_ptr) */
+    uint32_t feed_off;
     uint32_t url_off, url_len;
-    uint32_t nheaders;
-    bool in_value;
-    uint32_t hdr_name_off[PR_MAX_HEADERS], hdr_name_len[PR_MAX_HEADERS];
-    uint32_t hdr_val_off[PR_MAX_HEADERS], hdr_val_len[PR_MAX_HEADERS];
+    struct pr_hdr_tab req_hdrs;
+    struct pr_hdr_tab resp_hdrs;
     struct pr_header headers[PR_MAX_HEADERS];
     struct pr_request_head rh;
     struct pr_affinity aff;
@@ -131,9 +146,15 @@ struct pr_exchange {
     uint32_t out_len, out_cap;
     char *resp;       /* raw response head bytes */
     uint32_t resp_len, resp_cap;
+    char *replay;     /* a small request body kept until the pod answers (stale retry) */
+    uint32_t replay_len, replay_cap;
+    uint64_t req_content_length; /* from the parser at head completion */
+    uint8_t interim;             /* 1xx heads seen */
     /* request facts */
-    bool req_keepalive, req_upgrade, req_complete, is_head;
+    bool req_keepalive, req_upgrade, req_complete, is_head, req_chunked, req_has_body;
+    bool http10, dechunk, replayable;
     bool resp_started, resp_complete, resp_head_done, sniffing, retried, set_cookie;
+    bool resp_garbage; /* the pod sent bytes after its response: never reuse the connection */
     uint8_t key_kind, outcome;
     char pod[PR_POD_NAME_MAX + 1];
     char first_pod[PR_POD_NAME_MAX + 1];
@@ -154,10 +175,12 @@ struct pr_client {
     struct pr_client *prev, *next; /* worker->clients */
     struct pr_exchange *x;
     struct pr_upstream *up; /* request in flight / tunnel peer */
-    char *pending;          /* bytes read past the current message (pipelining) */
-    uint32_t pending_len;
+    char *in;               /* bytes read but not consumed yet (pipelining, early body) */
+    uint32_t in_off, in_len, in_cap;
     uint8_t state;
     bool admin, closing, reading, writing, close_after_write, peer_loopback;
+    bool feeding, in_full;  /* feeding: inside the input loop; in_full: reading paused */
+    bool tq_send;           /* tq is in q_send (bytes queued for the client) */
     uint16_t store_refs; /* store callbacks still to come */
     uint8_t peer_family;   /* AF_INET / AF_INET6, 0 unknown */
     uint8_t peer_addr[16]; /* read once at accept: X-Forwarded-For, loopback check */
@@ -185,7 +208,8 @@ struct pr_upstream {
     struct pr_client *client;
     struct pr_tq_node tq;
     uint8_t state;
-    bool reading, writing, reused, got_bytes, counted;
+    bool reading, writing, reused, got_bytes, counted, close_when_drained;
+    uint32_t cslot, cgen; /* registry slot/generation the connection is counted against */
     uint64_t connect_start_ns;
 };
 
@@ -196,12 +220,19 @@ struct pr_pool {
     uint32_t slot, gen;
     struct pr_upstream idle; /* sentinel of the idle list */
     uint32_t nidle;
-    bool resolved;
+    bool resolved, resolving;
+    uint64_t resolve_retry_at;   /* a name that did not resolve is not retried before this */
+    uv_getaddrinfo_t *gai;       /* in flight */
+    uint32_t gai_port;
+    struct pr_client **waiters;  /* clients waiting for the name to resolve */
+    uint32_t nwaiters, cwaiters;
+    struct pr_worker *w;
 };
 
 /* loop.c */
 uint64_t pr__now(struct pr_worker *w);
 void pr__alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+void pr__memory_tick(struct pr_worker *w, uint64_t now);
 
 /* http_server.c */
 void pr__on_connection(uv_stream_t *server, int status);
@@ -219,8 +250,13 @@ int pr__client_send(struct pr_client *c, const char *data, size_t len);
 void pr__client_drain(struct pr_worker *w);
 void pr__exchange_release(struct pr_worker *w, struct pr_exchange *x);
 void pr__access_log(struct pr_client *c);
-int pr__hdr_field(struct pr_exchange *x, const char *base, const char *at, size_t len);
-int pr__hdr_value(struct pr_exchange *x, const char *base, const char *at, size_t len);
+int pr__hdr_field(struct pr_hdr_tab *t, uint32_t off, size_t len);
+int pr__hdr_value(struct pr_hdr_tab *t, uint32_t off, size_t len);
+void pr__client_drive(struct pr_client *c);
+void pr__client_arm_send(struct pr_client *c);
+void pr__client_queue(struct pr_client *c, struct pr_tq *q);
+void pr__client_hold(struct pr_client *c);
+bool pr__client_unhold(struct pr_client *c);
 
 /* proxy.c */
 void pr__proxy_route(struct pr_client *c);
@@ -228,7 +264,7 @@ void pr__proxy_upstream_ready(struct pr_client *c, struct pr_upstream *u);
 void pr__proxy_upstream_failed(struct pr_client *c, struct pr_upstream *u, int err);
 void pr__proxy_on_upstream_data(struct pr_upstream *u, const char *data, size_t len);
 void pr__proxy_on_upstream_eof(struct pr_upstream *u, int err);
-void pr__proxy_on_client_body(struct pr_client *c, const char *data, size_t len);
+size_t pr__proxy_client_body(struct pr_client *c, const char *data, size_t len);
 void pr__proxy_upstream_timeout(struct pr_upstream *u);
 void pr__proxy_client_gone(struct pr_client *c);
 void pr__proxy_upstream_drained(struct pr_upstream *u);
@@ -242,13 +278,16 @@ void pr__upstream_close(struct pr_upstream *u);
 int pr__upstream_send(struct pr_upstream *u, const char *data, size_t len);
 void pr__upstream_start_read(struct pr_upstream *u);
 void pr__upstream_stop_read(struct pr_upstream *u);
+void pr__upstream_linger(struct pr_upstream *u);
 void pr__pools_close_idle(struct pr_worker *w);
 void pr__pools_destroy(struct pr_worker *w);
 
 /* tunnel.c */
-void pr__tunnel_start(struct pr_client *c, const char *rest, size_t rest_len);
+void pr__tunnel_start(struct pr_client *c);
+void pr__tunnel_upstream_eof(struct pr_upstream *u);
 void pr__tunnel_touch(struct pr_client *c);
 void pr__tunnel_from_client(struct pr_client *c, const char *data, size_t len);
+void pr__tunnel_client_eof(struct pr_client *c);
 void pr__tunnel_from_upstream(struct pr_upstream *u, const char *data, size_t len);
 
 /* write helper shared by both sides: 0 sent now, 1 queued (caller pauses its source), <0 */
@@ -258,5 +297,9 @@ int pr__stream_send2(uv_stream_t *s, void *owner, const char *a, size_t alen, co
                      size_t blen, uv_write_cb cb);
 int pr__client_send2(struct pr_client *c, const char *a, size_t alen, const char *b, size_t blen);
 void pr__peer_ip(const struct pr_client *c, char *out, size_t outlen);
+/* The client address of SPEC 3.6: the peer, or behind a trusted proxy the rightmost
+ * untrusted X-Forwarded-For entry. Fills family (AF_INET/AF_INET6) and addr[16]. */
+void pr__client_addr(const struct pr_client *c, const struct pr_request_head *rh,
+                     int *family, uint8_t addr[16]);
 
 #endif

@@ -1,4 +1,5 @@
-/* WebSocket relay after 101: bytes both ways, no re-framing, idle timeout, backpressure. */
+/* WebSocket relay after 101: bytes both ways, no re-framing, idle timeout, backpressure.
+ * When one side closes, what is already queued for the other is delivered first (SPEC 3.5). */
 #include "server.h"
 
 #include <stdlib.h>
@@ -8,12 +9,13 @@
 
 void pr__tunnel_touch(struct pr_client *c)
 {
-    pr__tq_push(&c->w->q_tunnel, &c->tq, pr__now(c->w));
+    pr__client_queue(c, &c->w->q_tunnel);
 }
 
-/* Switch the client and its upstream to relay mode; rest is what the pod sent after its
- * 101 head. The exchange is recycled: an idle tunnel keeps only the two sockets. */
-void pr__tunnel_start(struct pr_client *c, const char *rest, size_t rest_len)
+/* Switch the client and its upstream to relay mode. The 101 head and the bytes the pod sent
+ * after it were written to the client already; the exchange is recycled here, so an idle
+ * tunnel keeps only the two sockets. */
+void pr__tunnel_start(struct pr_client *c)
 {
     struct pr_worker *w = c->w;
     struct pr_upstream *u = c->up;
@@ -22,25 +24,19 @@ void pr__tunnel_start(struct pr_client *c, const char *rest, size_t rest_len)
     c->state = PR_C_TUNNEL;
     w->m->conns[PR_CONN_WEBSOCKET]++;
     pr_metrics_pod_tunnel(w->m, u->pool->slot, u->pool->gen);
-    char *pending = c->pending;
-    uint32_t pending_len = c->pending_len;
-    c->pending = NULL;
-    c->pending_len = 0;
     pr__access_log(c);
     pr__exchange_release(w, c->x);
     c->x = NULL;
     pr__tunnel_touch(c);
-    if (rest_len)
-        pr__tunnel_from_upstream(u, rest, rest_len);
-    if (pending_len && !c->closing)
-        pr__tunnel_from_client(c, pending, pending_len);
-    free(pending);
-    if (c->closing)
+    pr__client_drive(c); /* bytes the client sent right after its upgrade request */
+    if (c->closing || c->up != u)
         return;
     if (!u->writing)
         pr__client_start_read(c);
     if (!c->writing)
         pr__upstream_start_read(u);
+    else
+        pr__upstream_stop_read(u);
 }
 
 void pr__tunnel_from_client(struct pr_client *c, const char *data, size_t len)
@@ -53,10 +49,13 @@ void pr__tunnel_from_client(struct pr_client *c, const char *data, size_t len)
     pr__tunnel_touch(c);
     c->w->m->bytes_to_pod += len;
     int rc = pr__upstream_send(u, data, len);
-    if (rc < 0)
+    if (rc < 0) {
         pr__client_close(c);
-    else if (rc == 1)
+    } else if (rc == 1) {
         pr__client_stop_read(c); /* resumes when the pod side drains */
+        /* The pod must take them within the send timeout. */
+        pr__tq_push(&c->w->q_linger, &u->tq, pr__now(c->w));
+    }
 }
 
 void pr__tunnel_from_upstream(struct pr_upstream *u, const char *data, size_t len)
@@ -73,4 +72,27 @@ void pr__tunnel_from_upstream(struct pr_upstream *u, const char *data, size_t le
         pr__client_close(c);
     else if (rc == 1)
         pr__upstream_stop_read(u);
+}
+
+/* The client closed its side: its last bytes still reach the pod (see proxy_client_gone). */
+void pr__tunnel_client_eof(struct pr_client *c)
+{
+    pr__client_close(c);
+}
+
+/* The pod closed: the client gets what is queued for it, then its connection closes. */
+void pr__tunnel_upstream_eof(struct pr_upstream *u)
+{
+    struct pr_client *c = u->client;
+    c->up = NULL;
+    u->client = NULL;
+    pr__upstream_close(u);
+    if (!c->writing) {
+        pr__client_close(c);
+        return;
+    }
+    c->w->m->conns[PR_CONN_WEBSOCKET]--;
+    c->state = PR_C_CLOSING;
+    c->close_after_write = true;
+    pr__client_stop_read(c);
 }

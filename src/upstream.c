@@ -12,39 +12,88 @@
 
 static void upstream_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
-/* "host:port" / "[v6]:port" -> sockaddr. IP literals and localhost resolve without I/O;
- * other names use getaddrinfo once per address change (pods register IPs in practice). */
-static int resolve(const char *address, struct sockaddr_storage *ss)
+#define PR_RESOLVE_RETRY_MS 2000 /* a name that did not resolve is not asked again sooner */
+
+/* "host:port" / "[v6]:port" -> sockaddr without I/O: 0, -EAGAIN for a DNS name (resolved
+ * asynchronously by the caller), or -EINVAL. */
+static int resolve_literal(const char *address, struct sockaddr_storage *ss, char *host,
+                           size_t hostlen, int *port)
 {
-    char host[PR_ADDRESS_MAX + 1];
     const char *colon = strrchr(address, ':');
     if (!colon)
         return -EINVAL;
-    int port = atoi(colon + 1);
+    *port = atoi(colon + 1);
     size_t hl = (size_t)(colon - address);
-    if (hl >= sizeof(host))
+    if (hl >= hostlen)
         return -EINVAL;
     memcpy(host, address, hl);
     host[hl] = 0;
     if (host[0] == '[' && hl >= 2 && host[hl - 1] == ']') {
         memmove(host, host + 1, hl - 2);
         host[hl - 2] = 0;
-        return uv_ip6_addr(host, port, (struct sockaddr_in6 *)ss);
+        return uv_ip6_addr(host, *port, (struct sockaddr_in6 *)ss);
     }
     if (strcmp(host, "localhost") == 0)
-        return uv_ip4_addr("127.0.0.1", port, (struct sockaddr_in *)ss);
-    if (uv_ip4_addr(host, port, (struct sockaddr_in *)ss) == 0)
+        return uv_ip4_addr("127.0.0.1", *port, (struct sockaddr_in *)ss);
+    if (uv_ip4_addr(host, *port, (struct sockaddr_in *)ss) == 0)
         return 0;
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
-    if (getaddrinfo(host, NULL, &hints, &res) != 0 || !res)
-        return -EHOSTUNREACH;
-    memcpy(ss, res->ai_addr, res->ai_addrlen);
-    if (ss->ss_family == AF_INET)
-        ((struct sockaddr_in *)ss)->sin_port = htons((uint16_t)port);
-    else
-        ((struct sockaddr_in6 *)ss)->sin6_port = htons((uint16_t)port);
-    freeaddrinfo(res);
-    return 0;
+    return -EAGAIN;
+}
+
+static void pool_wake_waiters(struct pr_pool *p);
+
+static void resolved_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    struct pr_pool *p = req->data;
+    int port = (int)(intptr_t)p->gai_port;
+    free(req);
+    p->gai = NULL;
+    p->resolving = false;
+    if (status == 0 && res) {
+        memcpy(&p->addr, res->ai_addr, res->ai_addrlen);
+        if (p->addr.ss_family == AF_INET)
+            ((struct sockaddr_in *)&p->addr)->sin_port = htons((uint16_t)port);
+        else
+            ((struct sockaddr_in6 *)&p->addr)->sin6_port = htons((uint16_t)port);
+        p->resolved = true;
+    } else {
+        p->resolve_retry_at = uv_now(&p->w->loop) + PR_RESOLVE_RETRY_MS;
+        pr_warn("pod address does not resolve", "pod", p->name, "address", p->address, "error",
+                uv_err_name(status ? status : UV_EAI_NONAME));
+    }
+    if (res)
+        uv_freeaddrinfo(res);
+    pool_wake_waiters(p);
+}
+
+/* Start resolving the pool's address (DNS names go through libuv's thread pool, never the
+ * event loop). */
+static void pool_resolve(struct pr_pool *p)
+{
+    char host[PR_ADDRESS_MAX + 1];
+    int port = 0;
+    memset(&p->addr, 0, sizeof(p->addr));
+    p->resolved = false;
+    int rc = resolve_literal(p->address, &p->addr, host, sizeof(host), &port);
+    if (rc == 0) {
+        p->resolved = true;
+        return;
+    }
+    if (rc != -EAGAIN || p->resolving)
+        return;
+    uv_getaddrinfo_t *req = malloc(sizeof(*req));
+    if (!req)
+        return;
+    req->data = p;
+    p->gai_port = (uint32_t)port;
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM};
+    if (uv_getaddrinfo(&p->w->loop, req, resolved_cb, host, NULL, &hints) != 0) {
+        free(req);
+        p->resolve_retry_at = uv_now(&p->w->loop) + PR_RESOLVE_RETRY_MS;
+        return;
+    }
+    p->gai = req;
+    p->resolving = true;
 }
 
 static void idle_unlink(struct pr_upstream *u)
@@ -82,14 +131,18 @@ struct pr_pool *pr__pool_get(struct pr_worker *w, const struct pr_pod_info *pod)
             return NULL;
         snprintf(p->name, sizeof(p->name), "%s", pod->name);
         p->idle.u.idle.prev = p->idle.u.idle.next = &p->idle;
+        p->w = w;
         w->pools[w->npools++] = p;
     }
-    if (!p->resolved || p->gen != pod->gen || strcmp(p->address, pod->address) != 0) {
+    bool changed = p->gen != pod->gen || strcmp(p->address, pod->address) != 0;
+    if (changed) {
         pool_drop_idle(p);
         snprintf(p->address, sizeof(p->address), "%s", pod->address);
-        memset(&p->addr, 0, sizeof(p->addr));
-        p->resolved = resolve(p->address, &p->addr) == 0;
         p->gen = pod->gen;
+        p->resolve_retry_at = 0;
+        pool_resolve(p);
+    } else if (!p->resolved && !p->resolving && uv_now(&w->loop) >= p->resolve_retry_at) {
+        pool_resolve(p);
     }
     p->slot = pod->slot;
     return p;
@@ -100,9 +153,15 @@ static void upstream_close_cb(uv_handle_t *h)
     free(pr__container_of(h, struct pr_upstream, tcp));
 }
 
+/* Counted against the registry row (slot and generation) it was taken for, so a pod that
+ * re-registered meanwhile is not decremented for a connection it never had. */
 static void count_pod_connection(struct pr_upstream *u, int delta)
 {
-    pr_registry_add_connections(pr__srv.reg, u->pool->slot, u->pool->gen, delta);
+    if (delta > 0) {
+        u->cslot = u->pool->slot;
+        u->cgen = u->pool->gen;
+    }
+    pr_registry_add_connections(pr__srv.reg, u->cslot, u->cgen, delta);
 }
 
 void pr__upstream_close(struct pr_upstream *u)
@@ -156,8 +215,20 @@ static void upstream_write_cb(uv_write_t *req, int status)
     }
     if (u->tcp.write_queue_size == 0) {
         u->writing = false;
+        if (u->state == PR_U_TUNNEL && !u->close_when_drained)
+            pr__tq_remove(&u->tq); /* the pod took everything: no send timeout now */
         pr__proxy_upstream_drained(u);
     }
+}
+
+/* A tunnel's client left while bytes for the pod were queued: deliver them, then close
+ * (or close when the send timeout passes first). */
+void pr__upstream_linger(struct pr_upstream *u)
+{
+    u->client = NULL;
+    u->close_when_drained = true;
+    pr__upstream_stop_read(u);
+    pr__tq_push(&u->w->q_linger, &u->tq, pr__now(u->w));
 }
 
 int pr__upstream_send(struct pr_upstream *u, const char *data, size_t len)
@@ -218,8 +289,39 @@ static void connect_cb(uv_connect_t *req, int status)
     pr__proxy_upstream_ready(c, u);
 }
 
+/* The name resolved (or did not): the clients that waited for it go on. */
+static void pool_wake_waiters(struct pr_pool *p)
+{
+    struct pr_client **list = p->waiters;
+    uint32_t n = p->nwaiters;
+    p->waiters = NULL;
+    p->nwaiters = p->cwaiters = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        struct pr_client *c = list[i];
+        if (!pr__client_unhold(c) || c->state != PR_C_ROUTING || !c->x)
+            continue;
+        int rc = pr__upstream_acquire(p->w, p, c);
+        if (rc < 0)
+            pr__proxy_upstream_failed(c, NULL, rc);
+    }
+    free(list);
+}
+
 int pr__upstream_acquire(struct pr_worker *w, struct pr_pool *p, struct pr_client *c)
 {
+    if (!p->resolved && p->resolving) {
+        if (p->nwaiters == p->cwaiters) {
+            uint32_t nc = p->cwaiters ? p->cwaiters * 2 : 8;
+            struct pr_client **nl = realloc(p->waiters, nc * sizeof(*nl));
+            if (!nl)
+                return UV_ENOMEM;
+            p->waiters = nl;
+            p->cwaiters = nc;
+        }
+        pr__client_hold(c);
+        p->waiters[p->nwaiters++] = c;
+        return 0;
+    }
     if (!p->resolved)
         return UV_EHOSTUNREACH;
     struct pr_upstream *u = p->idle.u.idle.prev; /* most recently used */
@@ -302,8 +404,10 @@ void pr__pools_close_idle(struct pr_worker *w)
 
 void pr__pools_destroy(struct pr_worker *w)
 {
-    for (size_t i = 0; i < w->npools; i++)
+    for (size_t i = 0; i < w->npools; i++) {
+        free(w->pools[i]->waiters);
         free(w->pools[i]);
+    }
     free(w->pools);
     w->pools = NULL;
     w->npools = 0;

@@ -24,6 +24,9 @@ struct pr_admin_request {
     const char *path;          /* without the query, NUL-terminated */
     const char *authorization; /* header value or NULL */
     const char *content_type;  /* header value or NULL */
+    const char *origin;        /* Origin header or NULL */
+    const char *host;          /* Host header or NULL */
+    const char *fetch_site;    /* Sec-Fetch-Site header or NULL */
     const char *body;
     size_t body_len;
     bool peer_loopback;

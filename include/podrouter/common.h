@@ -40,4 +40,7 @@ uint64_t pr_now_ms(void);
 /* Monotonic milliseconds. */
 uint64_t pr_mono_ms(void);
 
+/* Grow a heap buffer to hold at least need bytes (doubling, 4 KiB first): 0 or -ENOMEM. */
+int pr_grow(char **buf, uint32_t *cap, size_t need);
+
 #endif

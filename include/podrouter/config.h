@@ -15,6 +15,16 @@ struct pr_listen_addr {
     uint16_t port;
 };
 
+/* One --trusted-proxies entry: family AF_INET or AF_INET6, prefix length in bits. */
+struct pr_cidr {
+    uint8_t family;
+    uint8_t prefix;
+    uint8_t addr[16];
+};
+#define PR_TRUSTED_MAX 32
+
+enum pr_placement { PR_PLACEMENT_LEAST_LOADED = 0, PR_PLACEMENT_PACK };
+
 /* Read-only after boot. Durations are milliseconds. */
 struct pr_config {
     struct pr_listen_addr listen;       /* --listen 0.0.0.0:3001 */
@@ -41,7 +51,24 @@ struct pr_config {
     enum pr_log_level log_level;        /* --log-level info */
     enum pr_log_format log_format;      /* --log-format json */
     bool access_log;                    /* --access-log true|false (default true) */
+    uint64_t send_timeout_ms;           /* --send-timeout 30s */
+    struct pr_cidr trusted[PR_TRUSTED_MAX]; /* --trusted-proxies (SPEC 3.6) */
+    uint32_t ntrusted;
+    double key_rate;                    /* --key-rate 50 per second (0 disables) */
+    uint32_t key_burst;                 /* --key-burst 500 */
+    uint64_t max_assignments;           /* --max-assignments 1000000 per kind */
+    uint64_t room_active_ms;            /* --room-active 2m */
+    enum pr_placement placement;        /* --placement least-loaded */
+    double pack_utilization;            /* --pack-utilization 0.75, (0, 1] */
+    uint32_t min_replicas;              /* --min-replicas 3 */
+    uint32_t max_replicas;              /* --max-replicas 12 */
+    uint32_t headroom_pods;             /* --headroom-pods 1 */
 };
+
+/* Parses "a/n,b/m,..." (IPv4 or IPv6 literals, prefix optional) into out; 0 or -EINVAL. */
+int pr_parse_cidrs(const char *s, struct pr_cidr *out, size_t max, uint32_t *n);
+/* true when addr (4 or 16 bytes of family) lies inside one of the n entries. */
+bool pr_cidr_match(const struct pr_cidr *list, uint32_t n, int family, const uint8_t *addr);
 
 /* Registration sidecar settings (SPEC 8). */
 struct pr_register_config {

@@ -41,6 +41,7 @@ struct pr_metrics {
     uint64_t proxy_errors[PR_ERR__COUNT];
     uint64_t bytes_to_pod, bytes_to_client;
     uint64_t rejected_connections;
+    uint64_t rate_limited;
     struct pr_histogram request_duration;
     struct pr_histogram connect_duration;
     struct pr_histogram store_duration;

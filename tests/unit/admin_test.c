@@ -669,3 +669,60 @@ Test(admin, weird_requests_do_not_crash)
     cr_expect_eq(resp.status, 201, "%.*s", (int)resp.body_len, resp.body);
     free(resp.body);
 }
+
+/* SPEC 4.3: without a token file, a loopback write a browser could have sent cross-site is
+ * refused (Origin not the listener's own, DNS-name Host, Sec-Fetch-Site cross-site). */
+Test(admin, cross_site_writes_refused)
+{
+    static const struct {
+        const char *origin, *host, *site;
+        int want;
+    } rows[] = {
+        {NULL, NULL, NULL, 200},
+        {NULL, "127.0.0.1:3002", NULL, 200},
+        {NULL, "localhost:3002", NULL, 200},
+        {NULL, "[::1]:3002", NULL, 200},
+        {"http://127.0.0.1:3002", "127.0.0.1:3002", NULL, 200},
+        {"http://localhost:3002", "localhost:3002", "same-origin", 200},
+        {NULL, "127.0.0.1:3002", "none", 200},
+        {"http://evil.example", "127.0.0.1:3002", NULL, 403},
+        {"null", "127.0.0.1:3002", NULL, 403},
+        {"http://127.0.0.1:3002", NULL, NULL, 403},
+        {"http://evil.example:3002", "evil.example:3002", NULL, 403},
+        {NULL, "evil.example:3002", NULL, 403},
+        {NULL, "pod-router-admin:3002", NULL, 403},
+        {NULL, "127.0.0.1:3002", "cross-site", 403},
+        {NULL, "127.0.0.1:3002", "same-site", 403},
+        {"https://127.0.0.1:3002", "127.0.0.1:3002", NULL, 403},
+    };
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        struct pr_admin_request q = {
+            .method = "POST",
+            .path = "/v1/pods/backend-0/drain",
+            .origin = rows[i].origin,
+            .host = rows[i].host,
+            .fetch_site = rows[i].site,
+            .peer_loopback = true,
+        };
+        struct pr_admin_response resp;
+        pr_admin_handle(&ctx_open, &q, &resp);
+        cr_expect_eq(resp.status, rows[i].want, "row %zu (%s, %s, %s): %d, want %d", i,
+                     rows[i].origin ? rows[i].origin : "-", rows[i].host ? rows[i].host : "-",
+                     rows[i].site ? rows[i].site : "-", resp.status, rows[i].want);
+        if (rows[i].want == 403)
+            cr_expect(resp.body && strstr(resp.body, "forbidden"));
+        free(resp.body);
+    }
+    /* With a token file, a valid token allows the write whatever the origin. */
+    struct pr_admin_request q = {.method = "POST",
+                                 .path = "/v1/pods/backend-0/drain",
+                                 .authorization = "Bearer " TOKEN,
+                                 .origin = "http://evil.example",
+                                 .host = "evil.example",
+                                 .peer_loopback = false};
+    struct pr_admin_response resp;
+    pr_admin_handle(&ctx_token, &q, &resp);
+    cr_expect_neq(resp.status, 403);
+    cr_expect_neq(resp.status, 401);
+    free(resp.body);
+}

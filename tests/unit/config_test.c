@@ -1,5 +1,6 @@
 /* Table-driven tests of flag/env parsing for `serve` and `register` (SPEC 2, 8). */
 #include <criterion/criterion.h>
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -91,6 +92,17 @@ Test(config, defaults_match_spec)
     cr_expect_eq(c.log_level, PR_LOG_INFO);
     cr_expect_eq(c.log_format, PR_LOG_JSON);
     cr_expect_eq(c.access_log, true);
+    cr_expect_eq(c.send_timeout_ms, 30000);
+    cr_expect_eq(c.ntrusted, 6);
+    cr_expect_eq(c.key_rate, 50.0);
+    cr_expect_eq(c.key_burst, 500);
+    cr_expect_eq(c.max_assignments, 1000000);
+    cr_expect_eq(c.room_active_ms, 120000);
+    cr_expect_eq(c.placement, PR_PLACEMENT_LEAST_LOADED);
+    cr_expect_eq(c.pack_utilization, 0.75);
+    cr_expect_eq(c.min_replicas, 3);
+    cr_expect_eq(c.max_replicas, 12);
+    cr_expect_eq(c.headroom_pods, 1);
 
     struct pr_config d;
     pr_config_defaults(&d);
@@ -677,4 +689,54 @@ Test(config, register_bad_values)
             cr_expect(strstr(err, r->must_contain[k]) != NULL, "%s %s: err \"%s\" lacks \"%s\"",
                       r->args[0], r->args[1], err, r->must_contain[k]);
     }
+}
+
+Test(config, trusted_proxies_match)
+{
+    struct pr_config c;
+    char err[256];
+    char *argv[] = {"--trusted-proxies", "10.0.0.0/8, 192.168.1.7,fd00::/8", NULL};
+    cr_assert_eq(pr_config_parse(&c, 2, argv, err, sizeof(err)), PR_CONFIG_OK, "%s", err);
+    cr_assert_eq(c.ntrusted, 3);
+    uint8_t a[16] = {10, 200, 3, 4};
+    cr_expect(pr_cidr_match(c.trusted, c.ntrusted, AF_INET, a));
+    uint8_t b[16] = {192, 168, 1, 7};
+    cr_expect(pr_cidr_match(c.trusted, c.ntrusted, AF_INET, b));
+    b[3] = 8;
+    cr_expect_not(pr_cidr_match(c.trusted, c.ntrusted, AF_INET, b));
+    uint8_t v6[16] = {0xfd, 1};
+    cr_expect(pr_cidr_match(c.trusted, c.ntrusted, AF_INET6, v6));
+    v6[0] = 0xfe;
+    cr_expect_not(pr_cidr_match(c.trusted, c.ntrusted, AF_INET6, v6));
+    char *none[] = {"--trusted-proxies", "", NULL};
+    cr_assert_eq(pr_config_parse(&c, 2, none, err, sizeof(err)), PR_CONFIG_OK, "%s", err);
+    cr_expect_eq(c.ntrusted, 0);
+    const char *bad[] = {"10.0.0.0/33", "::1/129", "1.2.3", "a.b.c.d/8", "10.0.0.0/x"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char *av[] = {"--trusted-proxies", (char *)bad[i], NULL};
+        cr_expect_eq(pr_config_parse(&c, 2, av, err, sizeof(err)), PR_CONFIG_ERROR, "%s", bad[i]);
+        cr_expect(strstr(err, "--trusted-proxies") != NULL);
+    }
+}
+
+Test(config, v11_flag_limits)
+{
+    struct pr_config c;
+    char err[256];
+    const char *bad[][2] = {{"--placement", "random"}, {"--pack-utilization", "0"},
+                            {"--pack-utilization", "1.5"}, {"--key-rate", "-1"},
+                            {"--key-burst", "0"},          {"--max-assignments", "0"},
+                            {"--send-timeout", "0"}};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char *av[] = {(char *)bad[i][0], (char *)bad[i][1], NULL};
+        cr_expect_eq(pr_config_parse(&c, 2, av, err, sizeof(err)), PR_CONFIG_ERROR, "%s %s",
+                     bad[i][0], bad[i][1]);
+        cr_expect(strstr(err, bad[i][0]) != NULL, "%s", err);
+    }
+    char *ok[] = {"--placement", "pack", "--key-rate", "0", "--pack-utilization", "1", NULL};
+    cr_assert_eq(pr_config_parse(&c, 6, ok, err, sizeof(err)), PR_CONFIG_OK, "%s", err);
+    cr_expect_eq(c.placement, PR_PLACEMENT_PACK);
+    cr_expect_eq(c.key_rate, 0.0);
+    char *mm[] = {"--min-replicas", "5", "--max-replicas", "4", NULL};
+    cr_expect_eq(pr_config_parse(&c, 4, mm, err, sizeof(err)), PR_CONFIG_ERROR);
 }

@@ -1,0 +1,227 @@
+/* Request and response head rewriting (SPEC 3.3, 3.5): pure, table-tested, fuzzed. */
+#include "podrouter/http_rewrite.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+void pr_obuf_add(struct pr_obuf *o, const char *s, size_t n)
+{
+    if (o->oom || n == 0)
+        return;
+    if ((size_t)o->len + n > *o->cap) {
+        size_t nc = *o->cap ? *o->cap : 2048;
+        while (nc < (size_t)o->len + n)
+            nc *= 2;
+        if (nc > UINT32_MAX / 2) {
+            o->oom = true;
+            return;
+        }
+        char *p = realloc(*o->buf, nc);
+        if (!p) {
+            o->oom = true;
+            return;
+        }
+        *o->buf = p;
+        *o->cap = (uint32_t)nc;
+    }
+    memcpy(*o->buf + o->len, s, n);
+    o->len += (uint32_t)n;
+}
+
+void pr_obuf_str(struct pr_obuf *o, const char *s)
+{
+    pr_obuf_add(o, s, strlen(s));
+}
+
+static void add_field(struct pr_obuf *o, const char *n, size_t nl, const char *v, size_t vl)
+{
+    pr_obuf_add(o, n, nl);
+    pr_obuf_add(o, ": ", 2);
+    pr_obuf_add(o, v, vl);
+    pr_obuf_add(o, "\r\n", 2);
+}
+
+static bool is(const char *n, size_t len, const char *lit)
+{
+    size_t l = strlen(lit);
+    return l == len && strncasecmp(n, lit, len) == 0;
+}
+
+bool pr_list_has(const char *v, size_t len, const char *tok, size_t tlen)
+{
+    size_t i = 0;
+    while (i < len) {
+        while (i < len && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
+            i++;
+        size_t st = i;
+        while (i < len && v[i] != ',')
+            i++;
+        size_t e = i;
+        while (e > st && (v[e - 1] == ' ' || v[e - 1] == '\t'))
+            e--;
+        if (e - st == tlen && tlen && strncasecmp(v + st, tok, tlen) == 0)
+            return true;
+    }
+    return false;
+}
+
+bool pr_hop_by_hop(const struct pr_header *headers, size_t n, const char *name, size_t nlen)
+{
+    static const char *const fixed[] = {"connection", "keep-alive", "proxy-connection", "te",
+                                        "trailer", "upgrade", "proxy-authorization"};
+    for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
+        if (is(name, nlen, fixed[i]))
+            return true;
+    for (size_t i = 0; i < n; i++)
+        if (is(headers[i].name, headers[i].name_len, "connection") &&
+            pr_list_has(headers[i].value, headers[i].value_len, name, nlen))
+            return true;
+    return false;
+}
+
+int pr_rewrite_request(const struct pr_request_head *rh, const struct pr_req_fwd *f,
+                       struct pr_obuf *o)
+{
+    pr_obuf_add(o, rh->method, rh->method_len);
+    pr_obuf_add(o, " ", 1);
+    pr_obuf_add(o, rh->url, rh->url_len);
+    pr_obuf_str(o, " HTTP/1.1\r\n");
+    const struct pr_header *upgrade = NULL, *host = NULL;
+    bool has_proto = false, has_fhost = false, has_rid = false, xff = false;
+    for (size_t i = 0; i < rh->nheaders; i++) {
+        const struct pr_header *h = &rh->headers[i];
+        if (is(h->name, h->name_len, "upgrade") && !upgrade)
+            upgrade = h;
+        if (pr_hop_by_hop(rh->headers, rh->nheaders, h->name, h->name_len) ||
+            is(h->name, h->name_len, "content-length") ||
+            is(h->name, h->name_len, "transfer-encoding") ||
+            is(h->name, h->name_len, "x-forwarded-for"))
+            continue;
+        if (is(h->name, h->name_len, "host"))
+            host = h;
+        else if (is(h->name, h->name_len, "x-forwarded-proto"))
+            has_proto = true;
+        else if (is(h->name, h->name_len, "x-forwarded-host"))
+            has_fhost = true;
+        else if (is(h->name, h->name_len, "x-request-id")) {
+            if (!f->rid_from_client)
+                continue; /* replaced by ours below */
+            has_rid = true;
+        }
+        add_field(o, h->name, h->name_len, h->value, h->value_len);
+    }
+    if (!host && f->default_host)
+        add_field(o, "Host", 4, f->default_host, strlen(f->default_host));
+    /* Every X-Forwarded-For line, in order, as one list ending with the peer. */
+    pr_obuf_str(o, "X-Forwarded-For: ");
+    for (size_t i = 0; i < rh->nheaders; i++) {
+        const struct pr_header *h = &rh->headers[i];
+        if (!is(h->name, h->name_len, "x-forwarded-for") || h->value_len == 0)
+            continue;
+        if (xff)
+            pr_obuf_add(o, ", ", 2);
+        pr_obuf_add(o, h->value, h->value_len);
+        xff = true;
+    }
+    if (xff)
+        pr_obuf_add(o, ", ", 2);
+    pr_obuf_str(o, f->client_ip ? f->client_ip : "");
+    pr_obuf_add(o, "\r\n", 2);
+    if (!has_proto)
+        pr_obuf_str(o, "X-Forwarded-Proto: http\r\n");
+    if (!has_fhost && host)
+        add_field(o, "X-Forwarded-Host", 16, host->value, host->value_len);
+    if (!has_rid && f->request_id)
+        add_field(o, "X-Request-Id", 12, f->request_id, strlen(f->request_id));
+    if (f->upgrade && upgrade) {
+        pr_obuf_str(o, "Connection: Upgrade\r\n");
+        add_field(o, "Upgrade", 7, upgrade->value, upgrade->value_len);
+    }
+    if (f->chunked) {
+        pr_obuf_str(o, "Transfer-Encoding: chunked\r\n");
+    } else if (f->has_content_length) {
+        char num[24];
+        int k = 0;
+        uint64_t v = f->content_length;
+        char tmp[24];
+        do {
+            tmp[k++] = (char)('0' + v % 10);
+            v /= 10;
+        } while (v && k < 20);
+        for (int j = 0; j < k; j++)
+            num[j] = tmp[k - 1 - j];
+        add_field(o, "Content-Length", 14, num, (size_t)k);
+    }
+    pr_obuf_add(o, "\r\n", 2);
+    return o->oom ? -ENOMEM : 0;
+}
+
+int pr_rewrite_response(const struct pr_resp_fwd *f, struct pr_obuf *o)
+{
+    pr_obuf_add(o, f->status_line, f->status_line_len);
+    const struct pr_header *upgrade = NULL;
+    for (size_t i = 0; i < f->nheaders; i++) {
+        const struct pr_header *h = &f->headers[i];
+        if (is(h->name, h->name_len, "upgrade") && !upgrade)
+            upgrade = h;
+        if (pr_hop_by_hop(f->headers, f->nheaders, h->name, h->name_len) ||
+            is(h->name, h->name_len, "x-pod-router-pod") ||
+            (f->dechunk && is(h->name, h->name_len, "transfer-encoding")))
+            continue;
+        /* A listed Content-Length or Transfer-Encoding is framing, never hop-by-hop. */
+        add_field(o, h->name, h->name_len, h->value, h->value_len);
+    }
+    /* Framing headers named by Connection were skipped above: put them back. */
+    for (size_t i = 0; i < f->nheaders; i++) {
+        const struct pr_header *h = &f->headers[i];
+        bool framing = is(h->name, h->name_len, "content-length") ||
+                       (!f->dechunk && is(h->name, h->name_len, "transfer-encoding"));
+        if (framing && pr_hop_by_hop(f->headers, f->nheaders, h->name, h->name_len))
+            add_field(o, h->name, h->name_len, h->value, h->value_len);
+    }
+    if (f->status == 101 && upgrade) {
+        pr_obuf_str(o, "Connection: Upgrade\r\n");
+        add_field(o, "Upgrade", 7, upgrade->value, upgrade->value_len);
+    }
+    add_field(o, "X-Pod-Router-Pod", 16, f->pod, strlen(f->pod));
+    if (f->cookie_name && f->cookie_value) {
+        pr_obuf_str(o, "Set-Cookie: ");
+        pr_obuf_str(o, f->cookie_name);
+        pr_obuf_str(o, "=");
+        pr_obuf_str(o, f->cookie_value);
+        pr_obuf_str(o, "; HttpOnly; Path=/; SameSite=Lax\r\n");
+    }
+    if (f->close)
+        pr_obuf_str(o, "Connection: close\r\n");
+    pr_obuf_add(o, "\r\n", 2);
+    return o->oom ? -ENOMEM : 0;
+}
+
+const char *pr_head_lines_check(const char *head, size_t len)
+{
+    const unsigned char *h = (const unsigned char *)head;
+    size_t i = 0;
+    while (i + 1 < len && h[i] == '\r' && h[i + 1] == '\n')
+        i += 2; /* empty lines before the request line (RFC 9112 2.2) */
+    bool line_start = false;
+    for (; i < len; i++) {
+        unsigned char ch = h[i];
+        /* A line starting with SP/HT is obs-fold, except the blank line's own CRLF. */
+        if (line_start && (ch == ' ' || ch == '\t'))
+            return "obsolete line folding";
+        line_start = false;
+        if (ch == '\n') {
+            if (i == 0 || h[i - 1] != '\r')
+                return "bare LF in the head";
+            line_start = true;
+        } else if (ch == '\r') {
+            if (i + 1 >= len || h[i + 1] != '\n')
+                return "bare CR in the head";
+        } else if (ch == 0) {
+            return "NUL in the head";
+        }
+    }
+    return NULL;
+}
