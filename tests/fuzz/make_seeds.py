@@ -35,6 +35,7 @@ R101 = b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: web
 R100 = b"HTTP/1.1 100 Continue\r\n\r\n"
 HS = (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 40\r\n\r\n"
       b'0{"sid":"abcdefghijklmnop","upgrades":[]}')[:-1]
+CHUNK_HEAD = b"POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
 BAD_KEY = b"GET /?sid=! HTTP/1.1\r\nHost: a\r\n\r\n"
 
 proxy = {
@@ -108,6 +109,11 @@ regressions = {
         "trailer-20k": pipeline.pop("trailer_20k"),
         "connection-content-length-smuggling": pipeline.pop("conn_cl"),
         "obs-fold": pipeline.pop("fold"),
+        # Found by pipeline_fuzz/proxy_fuzz in strict mode (hand-minimised): llhttp 8.1.0
+        # accepts these chunk framings and the router relays them raw to the pod.
+        "chunk-data-longer-than-size": CHUNK_HEAD + b"4\r\nhelloGE\r\n0\r\n\r\n",
+        "chunk-ext-bare-cr": CHUNK_HEAD + b"5;e=1\r)hello\r\n0\r\n\r\n",
+        "last-chunk-bare-cr": CHUNK_HEAD + b"5\r\nhello\r\n0\r\n\r\xce",
     },
 }
 for target, seeds in regressions.items():

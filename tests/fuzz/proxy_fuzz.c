@@ -30,7 +30,8 @@
  *   K Z     client 0 / newest pod connection sends a repeated payload (as A), then closes
  *   w W     client 0 / newest pod connection stops (or resumes) reading
  *   n h     the next connect is refused / hangs (until time passes)
- *   t       time passes: every timeout queue selected by payload[0] (default all) expires
+ *   t       time passes: the timeout queues selected by payload[0] expire (bit i: queue i
+ *           of header, idle, tunnel, connect, wait, pool, send, linger; default all)
  *   d x u g registry: drain / delete / re-put / re-put with a new address the pod
  *           backend-(payload[0] & 1)
  *   z       SIGTERM drain of the worker
@@ -95,6 +96,7 @@ static int pf_listen(uv_stream_t *s, int backlog, uv_connection_cb cb)
 #undef uv_listen
 
 #include "podrouter/log.h"
+#include "podrouter/ratelimit.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv);
@@ -651,6 +653,12 @@ static bool router_header(const char *b, const struct sfield *f)
            name_eq(b, f, "via") || name_eq(b, f, "forwarded");
 }
 
+/* The Host the router writes for a request without one (HTTP/1.0): the pod's address. */
+static bool pod_host(const char *b, const struct sfield *f)
+{
+    return name_eq(b, f, "host") && f->vl > 5 && memcmp(b + f->v, "10.0.", 5) == 0;
+}
+
 /* Slot named by the last entry of the last X-Forwarded-For, or -1. */
 static int xff_slot(const char *b, const struct sreq *r)
 {
@@ -732,7 +740,8 @@ static void pod_check(struct podconn *pc)
             if (!in_sent(slot, b + sr.target, sr.target_len))
                 violation("request target not sent by that client", b, (size_t)rc);
             for (size_t f = 0; f < sr.nf; f++)
-                if (!router_header(b, &sr.f[f]) && !in_sent(slot, b + sr.f[f].v, sr.f[f].vl))
+                if (!router_header(b, &sr.f[f]) && !pod_host(b, &sr.f[f]) &&
+                    !in_sent(slot, b + sr.f[f].v, sr.f[f].vl))
                     violation("header value not sent by that client", b + sr.f[f].n,
                               sr.f[f].vl + sr.f[f].v - sr.f[f].n);
             for (size_t p = 0; p < sr.npieces; p++)
@@ -1009,9 +1018,9 @@ static void time_passes(uint8_t mask)
 {
     struct pr_worker *w = H.w;
     uint64_t far = pr__now(w) + 365ull * 24 * 3600 * 1000;
-    struct pr_tq *qs[6] = {&w->q_header, &w->q_idle, &w->q_tunnel,
-                           &w->q_connect, &w->q_wait, &w->q_pool};
-    for (int i = 0; i < 6; i++)
+    struct pr_tq *qs[8] = {&w->q_header,  &w->q_idle, &w->q_tunnel, &w->q_connect,
+                           &w->q_wait,    &w->q_pool, &w->q_send,   &w->q_linger};
+    for (int i = 0; i < 8; i++)
         if (mask & (1u << i))
             pr__tq_sweep(qs[i], far);
     if (w->draining && !w->stopping && !worker_has_public_clients(w)) {
@@ -1146,7 +1155,7 @@ static void run_op(char op, const char *p, size_t n)
     case 'h': H.next_connect_mode = 1; break;
     case 't':
         tun_freeze();
-        time_passes(n ? (uint8_t)p[0] : 0x3f);
+        time_passes(n ? (uint8_t)p[0] : 0xff);
         break;
     case 'd':
     case 'x':
@@ -1197,6 +1206,11 @@ static void setup(void)
     atomic_init(&pr__srv.nclients, 0);
     atomic_init(&pr__srv.request_seq, 0);
     atomic_init(&pr__srv.stopped_workers, 0);
+    if (base_cfg.key_rate > 0) {
+        pr__srv.rl = pr_ratelimit_create(base_cfg.key_rate, base_cfg.key_burst, 65536);
+        if (!pr__srv.rl)
+            abort();
+    }
     pr_registry_put(H.reg, "backend-0", "10.0.0.1:3000", 20, 80, NULL, NULL);
     pr_registry_put(H.reg, "backend-1", "10.0.0.2:3000", 20, 80, NULL, NULL);
 
@@ -1253,6 +1267,7 @@ static void teardown(void)
     pr_metrics_free_all();
     pr_metrics_self = NULL;
     pr_registry_destroy(H.reg);
+    pr_ratelimit_destroy(pr__srv.rl);
     memset(&pr__srv, 0, sizeof(pr__srv));
 }
 
