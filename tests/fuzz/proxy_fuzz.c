@@ -211,6 +211,7 @@ static struct {
     bool auto_pod;
     bool strict;
     uint32_t gen_bump[2];
+    bool debug; /* PF_DEBUG=1: trace the script on stderr */
     /* tunnel_fuzz: both directions of the first tunnel are compared byte for byte */
     bool tun_on, c0_first;
     struct podconn *tun_pc;
@@ -805,15 +806,52 @@ static void pod_write(struct podconn *pc, const void *d, size_t n)
     flush_out(pc->fd, &pc->out);
 }
 
-/* A side of the tunnel ended (or may have): what was sent so far must arrive. */
-static void tun_freeze(void)
+/* Tunnel bytes each side has received so far (client: after the 101 head). */
+static size_t tun_recv_client(void)
+{
+    const struct bytes *r = &H.c0_recv;
+    const char *he = r->len ? memmem(r->p, r->len, "\r\n\r\n", 4) : NULL;
+    return he ? r->len - (size_t)(he + 4 - r->p) : 0;
+}
+
+static size_t tun_recv_pod(void)
+{
+    const struct podconn *pc = H.tun_pc;
+    return pc->tunnel ? pc->in.len - pc->tunnel_off : 0;
+}
+
+/* A side of the tunnel ends (or may have): from here on, what must still arrive is fixed.
+ * who 1: the client ends (what it sent must reach the pod; it need not read the rest);
+ * who 2: the pod ends (likewise the other way); who 0: anything else (time passes, drain,
+ * registry change, the router closed a side): only what arrived so far counts. */
+enum { TUN_OTHER = 0, TUN_CLIENT_ENDS, TUN_POD_ENDS };
+static void tun_freeze(int who)
 {
     if (!H.tun_on || H.lim_c2p != SIZE_MAX)
         return;
     /* Only what actually went into the sockets (not what the harness still holds). */
     const struct outq *cq = &H.cl[0].out, *pq = &H.tun_pc->out;
-    H.lim_c2p = H.sent[0].len - (H.cl[0].fd >= 0 ? cq->b.len - cq->off : 0);
-    H.lim_p2c = H.tun_pc->sent.len - (H.tun_pc->closed ? 0 : pq->b.len - pq->off);
+    size_t flushed_c = H.sent[0].len - (H.cl[0].fd >= 0 ? cq->b.len - cq->off : 0);
+    size_t flushed_p = H.tun_pc->sent.len - (H.tun_pc->closed ? 0 : pq->b.len - pq->off);
+    H.lim_c2p = who == TUN_CLIENT_ENDS ? flushed_c : H.tun_c_base + tun_recv_pod();
+    H.lim_p2c = who == TUN_POD_ENDS ? flushed_p : H.tun_p_base + tun_recv_client();
+    if (H.debug)
+        fprintf(stderr, "pf: tunnel frozen (%d): client->pod %zu bytes, pod->client %zu bytes\n",
+                who, H.lim_c2p - H.tun_c_base, H.lim_p2c - H.tun_p_base);
+}
+
+/* Nothing more can be required than what arrived so far: the receiving side closed
+ * without reading (dir 1: pod->client, 2: client->pod, 3: both, e.g. time passed and
+ * the send timeout may drop what a reader left unread). */
+static void tun_cap(int dir)
+{
+    if (!H.tun_on)
+        return;
+    tun_freeze(TUN_OTHER);
+    if ((dir & 1) && H.lim_p2c > H.tun_p_base + tun_recv_client())
+        H.lim_p2c = H.tun_p_base + tun_recv_client();
+    if ((dir & 2) && H.lim_c2p > H.tun_c_base + tun_recv_pod())
+        H.lim_c2p = H.tun_c_base + tun_recv_pod();
 }
 
 /* Tunnel bytes arrive intact, in order, and nothing queued before a close is lost. */
@@ -821,7 +859,7 @@ static void tun_check(void)
 {
     if (!H.tun_on || !H.strict)
         return;
-    tun_freeze();
+    tun_freeze(TUN_OTHER);
     const struct bytes *r = &H.c0_recv;
     const char *he = r->len ? memmem(r->p, r->len, "\r\n\r\n", 4) : NULL;
     if (!he)
@@ -887,7 +925,7 @@ static bool io_round(void)
             bool keep = i == 0 && H.tun_on && H.c0_first;
             progress |= read_fd(c->fd, &c->peer_eof, keep ? &H.c0_recv : NULL, &c->received);
             if (c->peer_eof && i == 0)
-                tun_freeze();
+                tun_freeze(TUN_OTHER);
         }
     }
     for (int i = 0; i < H.npc; i++) {
@@ -901,7 +939,7 @@ static bool io_round(void)
             if (pc->in.len != before)
                 pod_check(pc);
             if (pc->peer_eof && pc == H.tun_pc)
-                tun_freeze();
+                tun_freeze(TUN_OTHER);
         }
     }
     return progress;
@@ -1082,6 +1120,9 @@ static void op_send_repeat(int slot, struct podconn *pc, const char *p, size_t n
 
 static void run_op(char op, const char *p, size_t n)
 {
+    if (H.debug)
+        fprintf(stderr, "pf: op '%c' (0x%02x) payload %zu bytes\n", op >= 0x20 && op < 0x7f ? op : '?',
+                (unsigned char)op, n);
     switch (op) {
     case 'a': client_send(0, p, n); break;
     case 'b': client_send(1, p, n); break;
@@ -1096,7 +1137,12 @@ static void run_op(char op, const char *p, size_t n)
         /* The payload goes out first, then the end: bytes still in flight at the close. */
         int slot = op == 'e' || op == 'k' ? 0 : 1;
         client_send(slot, p, n);
-        tun_freeze();
+        if (slot == 0)
+            tun_freeze(TUN_CLIENT_ENDS);
+        /* A client that closes (or half-closes: the router may take its FIN as the end
+         * of the tunnel) is owed nothing it has not read yet. */
+        if (slot == 0)
+            tun_cap(1);
         if (op == 'e' || op == 'f')
             client_shut(slot);
         else
@@ -1124,7 +1170,10 @@ static void run_op(char op, const char *p, size_t n)
         struct podconn *pc = pick_conn(op == 'r' || op == 'R');
         if (pc)
             pod_write(pc, p, n);
-        tun_freeze();
+        if (pc && pc == H.tun_pc)
+            tun_freeze(TUN_POD_ENDS);
+        if (pc && pc == H.tun_pc)
+            tun_cap(2);
         if (op == 'r' || op == 's')
             conn_shut(pc);
         else
@@ -1133,14 +1182,18 @@ static void run_op(char op, const char *p, size_t n)
     }
     case 'K': /* client 0 sends a repeated payload and closes at once */
         op_send_repeat(0, NULL, p, n);
-        tun_freeze();
+        tun_freeze(TUN_CLIENT_ENDS);
+        tun_cap(1);
         client_kill(0);
         break;
     case 'Z': { /* the newest pod connection sends a repeated payload and closes at once */
         struct podconn *pc = pick_conn(true);
         if (pc)
             op_send_repeat(-1, pc, p, n);
-        tun_freeze();
+        if (pc && pc == H.tun_pc) {
+            tun_freeze(TUN_POD_ENDS);
+            tun_cap(2);
+        }
         conn_kill(pc);
         break;
     }
@@ -1154,18 +1207,18 @@ static void run_op(char op, const char *p, size_t n)
     case 'n': H.next_connect_mode = -1; break;
     case 'h': H.next_connect_mode = 1; break;
     case 't':
-        tun_freeze();
+        tun_cap(3);
         time_passes(n ? (uint8_t)p[0] : 0xff);
         break;
     case 'd':
     case 'x':
     case 'u':
     case 'g':
-        tun_freeze();
+        tun_cap(3);
         pod_reg(op, n ? (p[0] & 1) : 0);
         break;
     case 'z':
-        tun_freeze();
+        tun_cap(3);
         if (!H.w->draining) {
             atomic_store(&pr__srv.draining, true);
             worker_begin_drain(H.w);
@@ -1188,6 +1241,8 @@ static void setup(void)
     H.lim_c2p = H.lim_p2c = SIZE_MAX;
     const char *s = getenv("PF_STRICT");
     H.strict = !(s && s[0] == '0');
+    s = getenv("PF_DEBUG");
+    H.debug = s && s[0] == '1';
 
     memset(&pr__srv, 0, sizeof(pr__srv));
     pr__srv.cfg = base_cfg;
