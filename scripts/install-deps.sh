@@ -6,7 +6,7 @@ packages=(
     meson ninja-build pkg-config gcc libuv1-dev libhiredis-dev libwebsockets-dev
     libcjson-dev libcriterion-dev libssl-dev node-llhttp redis-server redis-sentinel
     haproxy nginx wrk prometheus yamllint shellcheck nodejs npm curl
-    clang libclang-rt-14-dev chromium
+    clang libclang-rt-14-dev chromium python3 python3-h11
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # README command 2: install, build and run the whole test suite.
 #   unit tests (Criterion), the same under ASan/UBSan/LSan, end-to-end tests with real
-#   processes (also against the sanitizer build), deployment and monitoring checks.
+#   processes (also against the sanitizer build), the differential HTTP conformance suite
+#   (release and sanitizer builds), deployment and monitoring checks.
 # The last line is "N passed, N failed".
 set -uo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -100,6 +101,16 @@ if [ "$asan_ok" = 1 ]; then
         echo "no sanitizer report from any router process"
         add 1 0
     fi
+fi
+
+note "HTTP conformance (differential, h11) against the release build"
+bash tests/conformance/run.sh release 2>&1 | tee "$out/conformance.log" | tail -n 40
+add_summary "$out/conformance.log" "conformance"
+
+if [ "$asan_ok" = 1 ]; then
+    note "HTTP conformance against the sanitizer build"
+    bash tests/conformance/run.sh asan 2>&1 | tee "$out/conformance-asan.log" | tail -n 40
+    add_summary "$out/conformance-asan.log" "conformance (sanitizers)"
 fi
 
 note "deployment checks"

@@ -65,6 +65,7 @@ static int check_admin_url(const char *v, char *why, size_t whylen);
 static int check_pod_name(const char *v, char *why, size_t whylen);
 static int check_address(const char *v, char *why, size_t whylen);
 static int check_zone(const char *v, char *why, size_t whylen);
+static int check_health_url(const char *v, char *why, size_t whylen);
 
 #define FIELD(st, f) offsetof(struct st, f), sizeof(((struct st *)0)->f)
 
@@ -163,6 +164,9 @@ static const struct flag register_flags[] = {
      false, NULL, "FILE", "bearer token for the admin API"},
     {"drain-grace", F_DURATION, FIELD(pr_register_config, drain_grace_ms), 0, DURATION_MAX_MS, NULL,
      false, "30s", "DURATION", "on SIGTERM, wait this long after drain before leaving"},
+    {"health-url", F_STRING, FIELD(pr_register_config, health_url), 0, 0, check_health_url, false,
+     NULL, "URL",
+     "backend health URL: heartbeat only while it answers 2xx (1s timeout)"},
     {"log-level", F_LEVEL, FIELD(pr_register_config, log_level), 0, 0, NULL, false, "info", "LEVEL",
      "debug, info, warn or error"},
     {"log-format", F_FORMAT, FIELD(pr_register_config, log_format), 0, 0, NULL, false, "json",
@@ -539,6 +543,42 @@ static int check_admin_url(const char *v, char *why, size_t whylen)
     size_t hl = slash ? (size_t)(slash - h) : strlen(h);
     if (!hostport_valid(h, hl, false)) {
         snprintf(why, whylen, "invalid host or port (%s)", hint);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* --health-url: empty (off) or http://host[:port][/path], no query or fragment. */
+static int check_health_url(const char *v, char *why, size_t whylen)
+{
+    static const char hint[] = "use http://host:port/path, e.g. http://127.0.0.1:3000/health";
+    if (v[0] == '\0')
+        return 0;
+    if (strncmp(v, "http://", 7) != 0) {
+        snprintf(why, whylen, "%s (%s)",
+                 strncmp(v, "https://", 8) == 0 ? "https is not supported" : "not an http:// URL",
+                 hint);
+        return -EINVAL;
+    }
+    const char *h = v + 7;
+    for (const char *p = h; *p; p++) {
+        if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f) {
+            snprintf(why, whylen, "URL contains a space or control character");
+            return -EINVAL;
+        }
+        if (*p == '?' || *p == '#') {
+            snprintf(why, whylen, "a query or fragment is not supported (%s)", hint);
+            return -EINVAL;
+        }
+    }
+    const char *slash = strchr(h, '/');
+    size_t hl = slash ? (size_t)(slash - h) : strlen(h);
+    if (!hostport_valid(h, hl, false)) {
+        snprintf(why, whylen, "invalid host or port (%s)", hint);
+        return -EINVAL;
+    }
+    if (slash != NULL && strlen(slash) >= 256) {
+        snprintf(why, whylen, "path longer than 255 bytes");
         return -EINVAL;
     }
     return 0;

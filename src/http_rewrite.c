@@ -99,14 +99,19 @@ int pr_rewrite_request(const struct pr_request_head *rh, const struct pr_req_fwd
             is(h->name, h->name_len, "transfer-encoding") ||
             is(h->name, h->name_len, "x-forwarded-for"))
             continue;
+        /* The router's own headers appear once: the first incoming one is kept. */
         if (is(h->name, h->name_len, "host"))
             host = h;
-        else if (is(h->name, h->name_len, "x-forwarded-proto"))
+        else if (is(h->name, h->name_len, "x-forwarded-proto")) {
+            if (has_proto)
+                continue;
             has_proto = true;
-        else if (is(h->name, h->name_len, "x-forwarded-host"))
+        } else if (is(h->name, h->name_len, "x-forwarded-host")) {
+            if (has_fhost)
+                continue;
             has_fhost = true;
-        else if (is(h->name, h->name_len, "x-request-id")) {
-            if (!f->rid_from_client)
+        } else if (is(h->name, h->name_len, "x-request-id")) {
+            if (!f->rid_from_client || has_rid)
                 continue; /* replaced by ours below */
             has_rid = true;
         }
@@ -114,9 +119,11 @@ int pr_rewrite_request(const struct pr_request_head *rh, const struct pr_req_fwd
     }
     if (!host && f->default_host)
         add_field(o, "Host", 4, f->default_host, strlen(f->default_host));
-    /* Every X-Forwarded-For line, in order, as one list ending with the peer. */
+    /* Every X-Forwarded-For line, in order, as one list ending with the peer (none when the
+     * client made it hop-by-hop by naming it in Connection). */
+    bool xff_hop = pr_hop_by_hop(rh->headers, rh->nheaders, "x-forwarded-for", 15);
     pr_obuf_str(o, "X-Forwarded-For: ");
-    for (size_t i = 0; i < rh->nheaders; i++) {
+    for (size_t i = 0; i < rh->nheaders && !xff_hop; i++) {
         const struct pr_header *h = &rh->headers[i];
         if (!is(h->name, h->name_len, "x-forwarded-for") || h->value_len == 0)
             continue;

@@ -111,6 +111,13 @@ void pr__exchange_release(struct pr_worker *w, struct pr_exchange *x)
     w->nfree_exchanges++;
 }
 
+/* tchar of RFC 9110 5.6.2. */
+static bool is_tchar(unsigned char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+           (ch != 0 && strchr("!#$%&'*+-.^_`|~", ch) != NULL);
+}
+
 /* ---- llhttp callbacks: record slices as offsets into x->head ---- */
 
 static struct pr_exchange *px(llhttp_t *p)
@@ -166,15 +173,31 @@ int pr__hdr_value(struct pr_hdr_tab *t, uint32_t off, size_t len)
     return 0;
 }
 
+/* Trailer fields are relayed inside the chunked body, so they get the head's field syntax
+ * check here: a trailer the pod would parse differently aborts the request. */
+int pr__trailer_bytes_ok(const char *at, size_t len, bool name)
+{
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)at[i];
+        if (name ? !is_tchar(ch) : ((ch < 0x20 && ch != '\t') || ch == 0x7f))
+            return 0;
+    }
+    return 1;
+}
+
 static int on_header_field(llhttp_t *p, const char *at, size_t len)
 {
     struct pr_exchange *x = px(p);
+    if (x->req_hdrs.done)
+        return pr__trailer_bytes_ok(at, len, true) ? 0 : HPE_USER;
     return pr__hdr_field(&x->req_hdrs, feed_offset(x, at), len);
 }
 
 static int on_header_value(llhttp_t *p, const char *at, size_t len)
 {
     struct pr_exchange *x = px(p);
+    if (x->req_hdrs.done)
+        return pr__trailer_bytes_ok(at, len, false) ? 0 : HPE_USER;
     return pr__hdr_value(&x->req_hdrs, feed_offset(x, at), len);
 }
 
@@ -812,13 +835,6 @@ static bool request_id_ok(const char *v, size_t len)
     return true;
 }
 
-/* tchar of RFC 9110 5.6.2. */
-static bool is_tchar(unsigned char ch)
-{
-    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-           (ch != 0 && strchr("!#$%&'*+-.^_`|~", ch) != NULL);
-}
-
 static bool name_is(const struct pr_header *h, const char *lit)
 {
     size_t n = strlen(lit);
@@ -915,7 +931,8 @@ static void head_complete(struct pr_client *c)
     x->is_head = x->req_parser.method == HTTP_HEAD;
     x->http10 = x->req_parser.http_major == 1 && x->req_parser.http_minor == 0;
     const struct pr_header *rid = pr_head_find(&x->rh, "x-request-id");
-    if (rid && request_id_ok(rid->value, rid->value_len)) {
+    if (rid && request_id_ok(rid->value, rid->value_len) &&
+        !pr_hop_by_hop(x->rh.headers, x->rh.nheaders, "x-request-id", 12)) {
         memcpy(x->request_id, rid->value, rid->value_len);
         x->request_id[rid->value_len] = 0;
         x->rid_from_client = true;
@@ -971,6 +988,39 @@ static void parse_error(struct pr_client *c, llhttp_errno_t err)
         pr__client_close(c);
 }
 
+/* RFC 9112 3: method SP request-target SP HTTP-version CRLF, exactly, after optional empty
+ * lines. 1 valid, 0 not complete yet, -1 invalid. Checked as soon as the line is in, so an
+ * HTTP/0.9 request is answered at once rather than after the header timeout. */
+static int request_line_check(const char *buf, size_t len)
+{
+    size_t i = 0;
+    while (i + 1 < len && buf[i] == '\r' && buf[i + 1] == '\n')
+        i += 2;
+    const char *line = buf + i;
+    const char *eol = memchr(line, '\n', len - i);
+    if (!eol)
+        return 0;
+    size_t n = (size_t)(eol - line);
+    if (n < 2 || line[n - 1] != '\r')
+        return -1;
+    n--;
+    size_t m = 0;
+    while (m < n && is_tchar((unsigned char)line[m]))
+        m++;
+    if (m == 0 || m >= n || line[m] != ' ')
+        return -1;
+    size_t t = m + 1, te = t;
+    while (te < n && line[te] > 0x20 && line[te] < 0x7f)
+        te++;
+    if (te == t || te >= n || line[te] != ' ')
+        return -1;
+    const char *v = line + te + 1;
+    if ((size_t)(line + n - v) != 8 || memcmp(v, "HTTP/", 5) != 0 || v[5] < '0' || v[5] > '9' ||
+        v[6] != '.' || v[7] < '0' || v[7] > '9')
+        return -1;
+    return 1;
+}
+
 /* Parse request-head bytes in place; only what the parser consumed is copied into x->head,
  * so a long pipeline costs one pass over its bytes. Returns bytes consumed. */
 static size_t consume_head(struct pr_client *c, const char *data, size_t len)
@@ -994,6 +1044,18 @@ static size_t consume_head(struct pr_client *c, const char *data, size_t len)
     memcpy(x->head + x->head_len, data, used);
     x->head_len += (uint32_t)used;
     x->feed_ptr = NULL;
+    if (!x->line_checked) {
+        int lc = request_line_check(x->head, x->head_len);
+        if (lc < 0) {
+            c->w->m->proxy_errors[PR_ERR_BAD_REQUEST]++;
+            pr__client_error(c, 400, "bad_request",
+                             "malformed HTTP request: invalid request line (METHOD SP target SP "
+                             "HTTP/1.x expected)",
+                             NULL, true);
+            return len;
+        }
+        x->line_checked = lc > 0;
+    }
     if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
         x->head_end = x->head_len;
         if (x->head_end > max) {

@@ -331,10 +331,14 @@ static void expire_send(struct pr_tq_node *n)
 static void expire_linger(struct pr_tq_node *n)
 {
     struct pr_upstream *u = pr__container_of(n, struct pr_upstream, tq);
-    if (u->client)
-        pr__client_close(u->client); /* closes u too */
-    else
-        pr__upstream_close(u);
+    struct pr_client *c = u->client;
+    if (c) {
+        c->up = NULL;
+        u->client = NULL;
+    }
+    pr__upstream_close(u);
+    if (c)
+        pr__client_close(c);
 }
 
 static struct pr_worker *worker_create(int id, char *err, size_t errlen)

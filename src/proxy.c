@@ -25,7 +25,7 @@ static int r_on_header_field(llhttp_t *p, const char *at, size_t len)
 {
     struct pr_exchange *x = ((struct pr_client *)p->data)->x;
     if (x->resp_hdrs.done)
-        return 0;
+        return pr__trailer_bytes_ok(at, len, true) ? 0 : HPE_USER;
     return pr__hdr_field(&x->resp_hdrs, (uint32_t)(at - x->resp), len);
 }
 
@@ -33,7 +33,7 @@ static int r_on_header_value(llhttp_t *p, const char *at, size_t len)
 {
     struct pr_exchange *x = ((struct pr_client *)p->data)->x;
     if (x->resp_hdrs.done)
-        return 0;
+        return pr__trailer_bytes_ok(at, len, false) ? 0 : HPE_USER;
     return pr__hdr_value(&x->resp_hdrs, (uint32_t)(at - x->resp), len);
 }
 
@@ -706,6 +706,13 @@ static bool response_head(struct pr_client *c, struct pr_upstream *u, uint32_t h
     struct pr_worker *w = c->w;
     int status = x->resp_parser.status_code;
     const char *bad = pr_head_lines_check(x->resp, head_end);
+    if (!bad && (status < 100 || status > 599))
+        bad = "the pod sent an invalid status code";
+    if (!bad && !(x->resp_parser.flags & F_CHUNKED))
+        for (uint32_t i = 0; i < x->resp_hdrs.n; i++)
+            if (x->resp_hdrs.name_len[i] == 17 &&
+                strncasecmp(x->resp + x->resp_hdrs.name_off[i], "transfer-encoding", 17) == 0)
+                bad = "the pod sent a Transfer-Encoding that does not end in chunked";
     if (bad) {
         upstream_bad(c, u, PR_ERR_RESET, 502, "upstream_unavailable", bad);
         return false;

@@ -7,7 +7,16 @@
  *             router is unreachable or answers 5xx; never exits by itself.
  *   draining  (SIGTERM/SIGINT) POST .../drain, then keep heartbeating for --drain-grace.
  *   leaving   DELETE /v1/pods/{name}, then exit 0. Drain and DELETE retry only for
- *             EXIT_RETRY_MS each, so an unreachable router cannot hold the pod's exit. */
+ *             EXIT_RETRY_MS each, so an unreachable router cannot hold the pod's exit.
+ *
+ * With --health-url every heartbeat is preceded by GET of that URL (own client, 1 s timeout):
+ * only a 2xx answer lets the heartbeat go out. A backend that is still starting is therefore
+ * never registered, and one that stops answering (crash loop, hung event loop) stops being
+ * heartbeated, so the router marks it down after its --pod-ttl and places its rooms elsewhere;
+ * once the URL answers 2xx again, heartbeats resume and the pod is ready again. An unhealthy
+ * backend is deliberately NOT drained: the router keeps a drained pod draining across
+ * heartbeats (SPEC 4), so a short health blip would take the pod out of placement until it is
+ * deleted, while "down" heals by itself with the next heartbeat. */
 #include "podrouter/register.h"
 
 #include <cjson/cJSON.h>
@@ -28,6 +37,7 @@
 #define EXIT_REQ_TIMEOUT_MS 1500
 #define EXIT_RETRY_FIRST_MS 200
 #define TOKEN_MAX 4096
+#define HEALTH_TIMEOUT_MS 1000 /* SPEC 8: the whole health check, connect included */
 
 enum phase { PHASE_RUNNING, PHASE_DRAINING, PHASE_LEAVING, PHASE_DONE };
 enum op { OP_NONE, OP_HEARTBEAT, OP_DRAIN, OP_DELETE };
@@ -36,6 +46,11 @@ struct sidecar {
     const struct pr_register_config *cfg;
     uv_loop_t loop;
     struct pr_http_client *http;
+    struct pr_http_client *health; /* --health-url, or NULL */
+    char health_path[256];         /* path of --health-url ("/" when none) */
+    bool health_inflight;
+    bool healthy;             /* the last health check answered 2xx */
+    unsigned health_failures; /* consecutive failed health checks */
     uv_timer_t hb_timer;    /* next heartbeat */
     uv_timer_t retry_timer; /* next attempt of a failed drain or DELETE */
     uv_timer_t grace_timer; /* end of --drain-grace */
@@ -114,10 +129,16 @@ static int read_token(const char *path, char *buf, size_t cap)
 
 /* ---- scheduling ------------------------------------------------------------------------ */
 
-/* The heartbeat interval (or backoff) elapsed. */
+static void check_health(struct sidecar *s);
+
+/* The heartbeat interval (or backoff) elapsed: heartbeat, after a health check if asked. */
 static void hb_timer_cb(uv_timer_t *t)
 {
     struct sidecar *s = t->data;
+    if (s->health != NULL) {
+        check_health(s);
+        return;
+    }
     s->hb_due = true;
     pump(s);
 }
@@ -164,6 +185,8 @@ static void finish(struct sidecar *s)
     s->phase = PHASE_DONE;
     pr_http_client_destroy(s->http);
     s->http = NULL;
+    pr_http_client_destroy(s->health);
+    s->health = NULL;
     uv_close((uv_handle_t *)&s->hb_timer, NULL);
     uv_close((uv_handle_t *)&s->retry_timer, NULL);
     uv_close((uv_handle_t *)&s->grace_timer, NULL);
@@ -322,6 +345,65 @@ static void on_response(struct pr_http_client *http, int err, const struct pr_ht
         pump(s);
 }
 
+/* ---- health check (--health-url) ------------------------------------------------------- */
+
+/* The answer to the health GET: heartbeat now when 2xx, else wait one interval and ask again. */
+static void health_done(struct pr_http_client *http, int err, const struct pr_http_response *res,
+                        void *data)
+{
+    struct sidecar *s = data;
+    const struct pr_register_config *cfg = s->cfg;
+    s->health_inflight = false;
+    if (err == UV_ECANCELED || s->phase == PHASE_LEAVING || s->phase == PHASE_DONE)
+        return;
+    char status[16], fails[16];
+    snprintf(status, sizeof(status), "%d", res ? res->status : 0);
+    if (err == 0 && res->status >= 200 && res->status < 300) {
+        if (!s->healthy)
+            pr_info("backend healthy: heartbeating", "pod", cfg->name, "health_url",
+                    cfg->health_url, "#status", status);
+        s->healthy = true;
+        s->health_failures = 0;
+        s->hb_due = true;
+        pump(s);
+        return;
+    }
+    s->health_failures++;
+    snprintf(fails, sizeof(fails), "%u", s->health_failures);
+    const char *why = err ? uv_strerror(err) : "status is not 2xx";
+    if (s->healthy)
+        pr_warn("backend unhealthy: heartbeats stopped (the router marks the pod down after its "
+                "--pod-ttl)",
+                "pod", cfg->name, "health_url", cfg->health_url, "error", why, "#status",
+                err ? NULL : status);
+    else if (s->health_failures == 1)
+        pr_info("backend not healthy yet: not registering", "pod", cfg->name, "health_url",
+                cfg->health_url, "error", why, "#status", err ? NULL : status);
+    else
+        pr_debug("backend still unhealthy", "pod", cfg->name, "error", why, "#status",
+                 err ? NULL : status, "#failures", fails);
+    s->healthy = false;
+    schedule_heartbeat(s, cfg->interval_ms);
+}
+
+/* GETs --health-url (1 s for the whole exchange); health_done() decides about the heartbeat. */
+static void check_health(struct sidecar *s)
+{
+    if (s->health_inflight || s->phase == PHASE_LEAVING || s->phase == PHASE_DONE)
+        return;
+    struct pr_http_request req = {0};
+    req.method = "GET";
+    req.path = s->health_path;
+    req.timeout_ms = HEALTH_TIMEOUT_MS;
+    req.connect_timeout_ms = HEALTH_TIMEOUT_MS;
+    s->health_inflight = true;
+    int rc = pr_http_client_request(s->health, &req, health_done, s);
+    if (rc != 0) {
+        s->health_inflight = false;
+        health_done(s->health, rc == UV_ECANCELED ? UV_EIO : rc, NULL, s);
+    }
+}
+
 /* ---- requests ------------------------------------------------------------------------- */
 
 /* Sends op; on a synchronous failure reports it like an asynchronous one. */
@@ -407,6 +489,7 @@ static void start_leaving(struct sidecar *s)
     s->exit_deadline = uv_now(&s->loop) + EXIT_RETRY_MS;
     s->delete_due = true;
     pr_http_client_cancel(s->http); /* a heartbeat or drain in flight no longer matters */
+    pr_http_client_cancel(s->health);
     pump(s);
 }
 
@@ -489,6 +572,26 @@ static int run(const struct pr_register_config *cfg)
         status = 2;
         goto fail_loop;
     }
+    if (cfg->health_url[0]) {
+        /* Base URL scheme://host:port of --health-url; its path is the request path. */
+        struct pr_http_url hu;
+        char base[300];
+        if (pr_http_url_parse(cfg->health_url, &hu) != 0) {
+            fprintf(stderr, "pod-router register: --health-url: not a usable http://host[:port]"
+                            "[/path] URL\n");
+            status = 2;
+            goto fail_http;
+        }
+        snprintf(base, sizeof(base), strchr(hu.host, ':') ? "http://[%s]:%u" : "http://%s:%u",
+                 hu.host, (unsigned)hu.port);
+        snprintf(s.health_path, sizeof(s.health_path), "%s", hu.path[0] ? hu.path : "/");
+        s.health = pr_http_client_create(&s.loop, base, false);
+        if (s.health == NULL) {
+            fprintf(stderr, "pod-router register: --health-url: unusable URL\n");
+            status = 2;
+            goto fail_http;
+        }
+    }
     uv_timer_init(&s.loop, &s.hb_timer);
     own_handle(&s, (uv_handle_t *)&s.hb_timer);
     uv_timer_init(&s.loop, &s.retry_timer);
@@ -506,9 +609,14 @@ static int run(const struct pr_register_config *cfg)
     snprintf(interval, sizeof(interval), "%llu", (unsigned long long)cfg->interval_ms);
     pr_info("register sidecar started", "pod", cfg->name, "address", cfg->address, "admin_url",
             cfg->admin_url, "#interval_ms", interval, "token_file",
-            cfg->token_file[0] ? cfg->token_file : NULL);
-    s.hb_due = true;
-    pump(&s);
+            cfg->token_file[0] ? cfg->token_file : NULL, "health_url",
+            cfg->health_url[0] ? cfg->health_url : NULL);
+    if (s.health != NULL) {
+        check_health(&s);
+    } else {
+        s.hb_due = true;
+        pump(&s);
+    }
     uv_run(&s.loop, UV_RUN_DEFAULT);
     status = 0;
     /* Only a resolution abandoned in the thread pool can still be pending here. */
@@ -517,6 +625,12 @@ static int run(const struct pr_register_config *cfg)
     free(s.body);
     return status;
 
+fail_http:
+    pr_http_client_destroy(s.http);
+    while (uv_loop_close(&s.loop) == UV_EBUSY)
+        uv_run(&s.loop, UV_RUN_ONCE);
+    free(s.body);
+    return status;
 fail_loop:
     uv_loop_close(&s.loop);
 fail_body:

@@ -150,6 +150,7 @@ struct pr_exchange {
     uint32_t replay_len, replay_cap;
     uint64_t req_content_length; /* from the parser at head completion */
     uint8_t interim;             /* 1xx heads seen */
+    bool line_checked;           /* the request line passed request_line_check */
     /* request facts */
     bool req_keepalive, req_upgrade, req_complete, is_head, req_chunked, req_has_body;
     bool http10, dechunk, replayable;
@@ -253,6 +254,7 @@ void pr__access_log(struct pr_client *c);
 int pr__hdr_field(struct pr_hdr_tab *t, uint32_t off, size_t len);
 int pr__hdr_value(struct pr_hdr_tab *t, uint32_t off, size_t len);
 void pr__client_drive(struct pr_client *c);
+int pr__trailer_bytes_ok(const char *at, size_t len, bool name);
 void pr__client_arm_send(struct pr_client *c);
 void pr__client_queue(struct pr_client *c, struct pr_tq *q);
 void pr__client_hold(struct pr_client *c);

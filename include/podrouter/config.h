@@ -81,6 +81,7 @@ struct pr_register_config {
     uint64_t interval_ms;           /* --interval 5s */
     char token_file[1024];          /* --token-file "" */
     uint64_t drain_grace_ms;        /* --drain-grace 30s */
+    char health_url[512];           /* --health-url "" (off): register only while it answers 2xx */
     enum pr_log_level log_level;
     enum pr_log_format log_format;
 };

@@ -4,7 +4,7 @@
 // generic checks only). Prints one "ok - ..." / "not ok - ..." line per
 // check; exits 1 when one failed.
 import { Report } from './lib/report.mjs';
-import { loadRender, find } from './lib/objects.mjs';
+import { loadRender, find, findAll, workloads, podSpecOf, allContainers, idOf } from './lib/objects.mjs';
 import { validateObject, unknownFields } from './lib/k8s-models.mjs';
 import { validateCrd, crdUnknownFields, parseRule } from './lib/traefik.mjs';
 import {
@@ -148,6 +148,41 @@ report.check('self-test: the IngressRoute schema rejects bad routes and unknown 
     return problems;
 });
 
+report.check('self-test: CRD objects are validated by their @kubernetes-models classes, unknown fields included', () => {
+    const problems = [];
+    const cert = () => ({
+        apiVersion: 'cert-manager.io/v1', kind: 'Certificate', metadata: { name: 'c', namespace: 'hyperstudy' },
+        spec: { secretName: 's', dnsNames: ['a.b'], issuerRef: { kind: 'ClusterIssuer', name: 'le' } },
+    });
+    const ir = () => ({
+        apiVersion: 'traefik.io/v1alpha1', kind: 'IngressRoute', metadata: { name: 'r', namespace: 'hyperstudy' },
+        spec: { entryPoints: ['websecure'], routes: [{ kind: 'Rule', match: 'Host(`a.b`)', services: [{ name: 's', port: 80 }] }], tls: { secretName: 's' } },
+    });
+    for (const [what, o] of [['Certificate', cert()], ['IngressRoute', ir()]]) {
+        if (schemaProblems([o]).length || unknownFieldProblems([o]).length) problems.push(`valid ${what} rejected: ${schemaProblems([o])} ${unknownFieldProblems([o])}`);
+    }
+    const typo = cert();
+    typo.spec.dnsName = ['a.b'];
+    if (unknownFieldProblems([typo]).length !== 1) problems.push(`Certificate .spec.dnsName typo not reported: ${unknownFieldProblems([typo])}`);
+    const missing = cert();
+    delete missing.spec.issuerRef;
+    if (schemaProblems([missing]).length === 0) problems.push('Certificate without issuerRef accepted');
+    const irTypo = ir();
+    irTypo.spec.tls.secretname = 'x';
+    if (unknownFieldProblems([irTypo]).length !== 1) problems.push(`IngressRoute .spec.tls.secretname typo not reported: ${unknownFieldProblems([irTypo])}`);
+    const badKind = ir();
+    badKind.spec.routes[0].kind = 'Match';
+    if (schemaProblems([badKind]).length === 0) problems.push('IngressRoute route kind Match accepted');
+    const issuer = {
+        apiVersion: 'cert-manager.io/v1', kind: 'ClusterIssuer', metadata: { name: 'le' },
+        spec: { acme: { server: 'https://x', privateKeySecretRef: { name: 'k' }, solvers: [{ dns01: { digitalocean: { tokenSecretRef: { name: 't', key: 'k' } } } }] } },
+    };
+    if (schemaProblems([issuer]).length || unknownFieldProblems([issuer]).length) problems.push(`valid ClusterIssuer rejected: ${schemaProblems([issuer])}`);
+    issuer.spec.acme.solvers[0].dns01.digitalOcean = {};
+    if (unknownFieldProblems([issuer]).length !== 1) problems.push('ClusterIssuer solver typo digitalOcean not reported');
+    return problems;
+});
+
 // ---- per render ------------------------------------------------------------
 
 const loaded = new Map();
@@ -162,7 +197,7 @@ for (const [name, file] of renders) {
 
 for (const [name, objs] of loaded) {
     const others = [...loaded].filter(([n]) => n !== name).flatMap(([, o]) => o);
-    report.check(`${name}: every object validates against its Kubernetes schema (kubernetes-models; IngressRoute by our CRD schema)`, () => schemaProblems(objs));
+    report.check(`${name}: every object validates against its schema (kubernetes-models; CRDs by @kubernetes-models/traefik and /cert-manager, IngressRoute rules by ours)`, () => schemaProblems(objs));
     report.check(`${name}: no unknown fields`, () => unknownFieldProblems(objs));
     report.check(`${name}: workload selectors match their pod template labels`, () => selectorProblems(objs));
     report.check(`${name}: every Service selects a workload's pods on existing target ports`, () => serviceProblems(objs));
@@ -178,38 +213,65 @@ for (const name of ['base', 'production']) {
     report.check(`${name}: namespaces hyperstudy and monitoring; every object in one of them`, () => stack.namespaces(objs, ['hyperstudy', 'monitoring']));
     report.check(`${name}: backend-hpa targets StatefulSet backend, 3..12 replicas, CPU 60%, memory 70%`, () => stack.backendHpa(objs, ns));
     report.check(`${name}: frontend-hpa 2..10 and pod-router-hpa 2..6 at CPU 70%; apply does not fight the HPAs`, () => stack.otherHpas(objs, ns));
-    report.check(`${name}: backend resources requests 500m/1Gi, limits 2/2Gi`, () => stack.backendGuideResources(objs, ns));
+    report.check(`${name}: backend resources are the guide's (requests 250m/512Mi, limits 1000m/1Gi)`, () => stack.backendGuideResources(objs, ns));
+    report.check(`${name}: guide values (hyperstudy.app, Secret names, POD_ROUTER_URL, REDIS_URL, backend OnDelete)`, () => stack.guideValues(objs, ns, { host: 'hyperstudy.app' }));
     report.check(`${name}: backend StatefulSet (backend-headless, port 3000, /health probes, anti-affinity, env, Services)`, () => stack.backendStatefulSet(objs, ns));
-    report.check(`${name}: backend register sidecar and drain timing (preStop, grace >= drain + 15 s)`, () => stack.backendSidecar(objs, ns));
+    report.check(`${name}: per-pod Services backend-0..backend-11 with sessionAffinity (guide)`, () => stack.perPodServices(objs, ns, 12));
+    report.check(`${name}: backend register sidecar, --health-url on the backend's health endpoint, drain timing`, () => stack.backendSidecar(objs, ns));
     report.check(`${name}: pod-router Deployment (2 replicas, maxUnavailable 0, args, probes, preStop, security, spread)`, () => stack.podRouterDeployment(objs, ns));
     report.check(`${name}: pod-router Services 3001/3002, metrics Service with scrape annotations, PDB minAvailable 1`, () => stack.podRouterServices(objs, ns));
     report.check(`${name}: Redis 7 StatefulSet with AOF on do-block-storage, redis-service:6379`, () => stack.redis(objs, ns));
-    report.check(`${name}: Traefik routes each path to the right Service over TLS (letsencrypt)`, () => stack.ingressRoutes(objs, ns, { host: 'hyperstudy.example.org', tls: true }));
-    report.check(`${name}: Grafana host route in namespace monitoring`, () => stack.grafanaRoute(objs));
-    report.check(`${name}: Traefik Deployment, LoadBalancer, ACME storage on a PVC, RBAC bindings`, () => stack.traefik(objs, ns, { acme: true }));
-    report.check(`${name}: network policies allow the architecture's flows and deny the others`, () => stack.networkPolicies(objs, ns));
+    report.check(`${name}: Traefik routes each path to the right Service over TLS (cert-manager Certificate, Let's Encrypt)`, () => stack.ingressRoutes(objs, ns, { host: 'hyperstudy.app', tls: true }));
+    report.check(`${name}: Grafana route grafana.hyperstudy.app in namespace monitoring with its Certificate`, () => stack.grafanaRoute(objs));
+    report.check(`${name}: Traefik Deployment, DigitalOcean LoadBalancer with PROXY protocol, no ACME in Traefik`, () => stack.traefik(objs, ns, { lb: true }));
+    report.check(`${name}: Traefik 2+ replicas, RollingUpdate, PDBs for Traefik and Redis`, () => stack.traefikAvailability(objs, ns));
+    report.check(`${name}: RBAC sufficiency: Traefik's providers get every API read they need (incl. cluster-wide Nodes)`, () => stack.traefikRbac(objs, ns));
+    report.check(`${name}: network policies (union): required flows allowed, anything else into backend and Redis denied`, () => stack.networkPolicies(objs, ns));
     report.check(`${name}: github-actions RBAC is namespaced and least-privilege`, () => stack.githubActionsRbac(objs, ns));
     report.check(`${name}: every container has resources, probes, a restricted securityContext, no :latest`, () => stack.hardening(objs));
+    report.check(`${name}: pod security: numeric non-root UIDs, no privilege escalation, read-only root where possible`, () => stack.podSecurity(objs));
 }
 
 if (loaded.has('production')) {
-    report.check('production: images come from registry.digitalocean.com with release tags', () => stack.productionImages(loaded.get('production')));
+    report.check('production: images from registry.digitalocean.com; HyperStudy\'s are the guide\'s backend/frontend', () => stack.productionImages(loaded.get('production')));
 }
 
-if (loaded.has('development')) {
-    const objs = loaded.get('development');
+for (const name of ['development', 'local']) {
+    if (!loaded.has(name)) continue;
+    const objs = loaded.get(name);
     const ns = 'hyperstudy-dev';
-    report.check('development: namespace hyperstudy-dev only, one replica each, no HPAs, small resources, default StorageClass', () => stack.development(objs));
-    report.check('development: plain-HTTP routes reach the right Services (no TLS, any host)', () => stack.ingressRoutes(objs, ns, { host: 'localhost', tls: false }));
-    report.check('development: Traefik without ACME, NodePort Service, RBAC bindings', () => stack.traefik(objs, ns, { acme: false }));
-    report.check('development: backend sidecar registers with pod-router-admin.hyperstudy-dev', () => stack.backendSidecar(objs, ns));
-    report.check('development: example backend probes /healthz; pod-router args and probes', () => [
+    const doks = name === 'development';
+    report.check(`${name}: namespace hyperstudy-dev only, one replica each, no HPAs, small resources, default StorageClass`, () => stack.development(objs));
+    report.check(doks ? 'development: TLS routes for dev.hyperstudy.app with a staging Let\'s Encrypt certificate' : 'local: plain-HTTP routes reach the right Services (no TLS, any host)',
+        () => stack.ingressRoutes(objs, ns, doks ? { host: 'dev.hyperstudy.app', tls: 'staging' } : { host: 'localhost', tls: false }));
+    report.check(`${name}: Traefik without ACME, ${doks ? 'LoadBalancer with PROXY protocol' : 'NodePort Service'}`, () => stack.traefik(objs, ns, { lb: doks }));
+    report.check(`${name}: RBAC sufficiency of Traefik (own Node binding, production's untouched)`, () => [
+        ...stack.traefikRbac(objs, ns),
+        ...(findAll(objs, 'ClusterRoleBinding').some((b) => b.metadata.name === 'traefik-cluster') ? ['ClusterRoleBinding traefik-cluster is production\'s: applying it here rebinds production\'s Traefik'] : []),
+    ]);
+    report.check(`${name}: backend sidecar registers with pod-router-admin.hyperstudy-dev, --health-url /healthz`, () => stack.backendSidecar(objs, ns));
+    report.check(`${name}: example backend probes /healthz; pod-router args and probes`, () => [
         ...stack.backendStatefulSet(objs, ns, { healthPath: '/healthz' }),
         ...stack.podRouterDeployment(objs, ns, { replicasMin: 1 }),
         ...stack.podRouterServices(objs, ns).filter((p) => !p.includes('PodDisruptionBudget')),
     ]);
-    report.check('development: network policies allow the architecture\'s flows and deny the others', () => stack.networkPolicies(objs, ns));
-    report.check('development: every container has resources, probes, a restricted securityContext, no :latest', () => stack.hardening(objs));
+    report.check(`${name}: network policies (union): required flows allowed, anything else into backend and Redis denied`, () => stack.networkPolicies(objs, ns));
+    report.check(`${name}: every container has resources, probes, a restricted securityContext, no :latest`, () => stack.hardening(objs));
+    report.check(`${name}: pod security: numeric non-root UIDs, no privilege escalation, read-only root where possible`, () => stack.podSecurity(objs));
+    if (doks) {
+        report.check('development: every image pulls from DOCR with docr-pull (deployable on DOKS)', () => {
+            const out = [];
+            for (const w of workloads(objs)) {
+                const spec = podSpecOf(w);
+                for (const c of allContainers(spec)) {
+                    if (/^(traefik|redis):/.test(c.image)) continue;
+                    if (!/^registry\.digitalocean\.com\//.test(c.image)) out.push(`${idOf(w)} ${c.name}: ${c.image} cannot be pulled on DOKS`);
+                    else if (!(spec.imagePullSecrets || []).some((p) => p.name === 'docr-pull')) out.push(`${idOf(w)}: no imagePullSecrets docr-pull`);
+                }
+            }
+            return out;
+        });
+    }
 }
 
 if (loaded.has('monitoring')) {

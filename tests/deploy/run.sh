@@ -143,6 +143,18 @@ fi
 
 node_check "manifest checks" node "$here/manifests.mjs" "${renders[@]}"
 
+# RBAC sufficiency of the CI identity and release independence (issue 9).
+rbac_args=()
+for r in "${renders[@]}"; do
+    case $r in production=* | development=*) rbac_args+=("$r") ;; esac
+done
+node_check "rbac checks" node "$here/rbac.mjs" "$root" "${rbac_args[@]}"
+if command -v kubectl >/dev/null 2>&1; then
+    node_check "release checks" node "$here/release.mjs" "$root"
+else
+    fail "release independence (kubectl not installed)"
+fi
+
 # ---- workflows -------------------------------------------------------------
 
 node_check "workflow checks" node "$here/workflows.mjs" "$root"

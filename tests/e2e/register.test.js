@@ -297,6 +297,74 @@ test('SIGTERM with the router gone: bounded retries, exit 0', { timeout: 60000 }
   assertNoSanitizerReport(sc.logPath);
 });
 
+// A stand-in for the backend's health endpoint whose answer the test sets:
+// a status code, or 'close' (connection closed without an answer).
+async function startHealthServer(t) {
+  const http = require('node:http');
+  const state = { answer: 503, hits: 0 };
+  const server = http.createServer((req, res) => {
+    state.hits++;
+    if (state.answer === 'close') {
+      req.socket.destroy();
+      return;
+    }
+    res.writeHead(state.answer, { 'Content-Type': 'application/json' });
+    res.end(JSON.stringify({ status: state.answer === 200 ? 'ok' : 'starting' }));
+  });
+  await new Promise((resolve) => server.listen(0, HOST, resolve));
+  t.after(() => new Promise((resolve) => server.close(resolve)));
+  state.url = `http://${HOST}:${server.address().port}/health`;
+  return state;
+}
+
+test('--health-url: not registered while the backend is unhealthy, registered once healthy, down again when it fails (never drained)', { timeout: 60000 }, async (t) => {
+  const cluster = await startCluster(t, { name: 'register-health', pods: 0 });
+  const pod = await cluster.startPod('backend-0', { register: false });
+  const health = await startHealthServer(t);
+  const sc = startSidecar(t, 'health', sidecarArgs(cluster, 'backend-0', `${HOST}:${pod.port}`, [
+    '--health-url', health.url, '--drain-grace', '0s',
+  ]));
+
+  // Starting backend: four intervals of 503, the router never hears of the pod.
+  await sleep(2000);
+  assert.ok(health.hits >= 3, `${health.hits} health checks in 2 s at ${INTERVAL}`);
+  let res = await getPod(cluster, 'backend-0');
+  assert.equal(res.status, 404, `pod registered while its health URL answers 503: ${res.text}`);
+  health.answer = 'close';
+  await sleep(1200);
+  assert.equal((await getPod(cluster, 'backend-0')).status, 404, 'registered while the health URL closes connections');
+
+  // Healthy: registered within an interval or two, and it receives rooms.
+  health.answer = 200;
+  await cluster.waitPodsState(['backend-0'], 'ready', 5000);
+  const s = cluster.connect('/experiment', { roomId: `room_health${Date.now().toString(36)}` });
+  await waitConnected(s);
+  assert.equal((await whoami(s)).pod, 'backend-0');
+  s.close();
+
+  // Crash loop: heartbeats stop, the router marks the pod down after its
+  // --pod-ttl (3 s); the sidecar does not drain it.
+  health.answer = 503;
+  const failedAt = Date.now();
+  await cluster.waitPodsState(['backend-0'], 'down', 3000 + 2000 + 3000);
+  const tookMs = Date.now() - failedAt;
+  assert.ok(tookMs >= 2000, `down after ${tookMs} ms, before the pod-ttl could have passed`);
+  res = await getPod(cluster, 'backend-0');
+  assert.equal(res.json.state, 'down');
+
+  // Back up: the next heartbeat makes it ready again (a drained pod would stay draining).
+  health.answer = 200;
+  await cluster.waitPodsState(['backend-0'], 'ready', 5000);
+
+  const lines = logLines(sc);
+  assert.ok(lines.some((l) => l.msg === 'backend not healthy yet: not registering'), 'logs the wait for health');
+  assert.ok(lines.some((l) => l.level === 'warn' && /^backend unhealthy: heartbeats stopped/.test(l.msg)), 'warns when health fails');
+  assert.equal(lines.filter((l) => l.msg === 'draining').length, 0, 'an unhealthy backend is not drained');
+  const info = await stopSidecar(sc);
+  assert.deepEqual(info, { code: 0, signal: null });
+  assertNoSanitizerReport(sc.logPath);
+});
+
 test('bad flags exit 2 with one line naming the flag', { timeout: 30000 }, () => {
   const base = ['register', '--admin-url', 'http://127.0.0.1:1', '--name', 'backend-0', '--address', '127.0.0.1:3000'];
   const cases = [

@@ -598,6 +598,7 @@ Test(config, register_defaults_and_full)
     cr_expect_eq(r.interval_ms, 5000);
     cr_expect_eq(r.drain_grace_ms, 30000);
     cr_expect_str_eq(r.zone, "");
+    cr_expect_str_eq(r.health_url, "");
     cr_expect_eq(r.log_level, PR_LOG_INFO);
     cr_expect_eq(r.log_format, PR_LOG_JSON);
 
@@ -617,6 +618,8 @@ Test(config, register_defaults_and_full)
                           "/dev/null",
                           "--drain-grace",
                           "0s",
+                          "--health-url",
+                          "http://127.0.0.1:3000/health",
                           "--log-level",
                           "warn",
                           "--log-format",
@@ -632,6 +635,7 @@ Test(config, register_defaults_and_full)
     cr_expect_eq(r.interval_ms, 2000);
     cr_expect_str_eq(r.token_file, "/dev/null");
     cr_expect_eq(r.drain_grace_ms, 0);
+    cr_expect_str_eq(r.health_url, "http://127.0.0.1:3000/health");
     cr_expect_eq(r.log_level, PR_LOG_WARN);
     cr_expect_eq(r.log_format, PR_LOG_TEXT);
 }
@@ -644,8 +648,11 @@ Test(config, register_from_env_flag_wins)
     setenv("POD_ROUTER_NAME", "backend-0", 1);
     setenv("POD_ROUTER_ADDRESS", "[fd00::7]:3000", 1);
     setenv("POD_ROUTER_CAPACITY_ROOMS", "7", 1);
+    setenv("POD_ROUTER_HEALTH_URL", "http://[::1]:3000/healthz", 1);
     const char *args[] = {"--name", "backend-9", NULL};
     cr_assert_eq(rparse_list(&r, err, sizeof(err), args), PR_CONFIG_OK, "%s", err);
+    cr_expect_str_eq(r.health_url, "http://[::1]:3000/healthz");
+    unsetenv("POD_ROUTER_HEALTH_URL");
     cr_expect_str_eq(r.admin_url, "http://[::1]:3002/");
     cr_expect_str_eq(r.name, "backend-9");
     cr_expect_str_eq(r.address, "[fd00::7]:3000");
@@ -674,6 +681,10 @@ static const struct bad_row register_bad_rows[] = {
     {{"--interval", "0s"}, {"--interval"}},
     {{"--drain-grace", "soon"}, {"--drain-grace"}},
     {{"--zone", "a b"}, {"--zone"}},
+    {{"--health-url", "https://127.0.0.1:3000/health"}, {"--health-url", "https"}},
+    {{"--health-url", "127.0.0.1:3000/health"}, {"--health-url"}},
+    {{"--health-url", "http://127.0.0.1:3000/health?x=1"}, {"--health-url", "query"}},
+    {{"--health-url", "http://:3000/health"}, {"--health-url"}},
     {{"--listen", ":1"}, {"--listen", "unknown flag"}},
 };
 

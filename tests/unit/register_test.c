@@ -38,7 +38,9 @@ struct server {
     responder_fn respond;
     int sigterm_after_puts; /* raise SIGTERM when this many PUTs were answered (0: never) */
     void (*on_put)(int nput);
-    int nput, npost, ndelete;
+    int (*health)(int i);     /* status of GET number i (the --health-url checks) */
+    int sigterm_after_gets;   /* raise SIGTERM when this many GETs were answered (0: never) */
+    int nput, npost, ndelete, nget;
     int nseen;
     struct seen seen[MAX_SEEN];
 };
@@ -112,12 +114,16 @@ static void serve(struct sconn *sc)
     pthread_mutex_lock(&s->mu);
     int i = strcmp(e.method, "PUT") == 0    ? s->nput++
             : strcmp(e.method, "POST") == 0 ? s->npost++
+            : strcmp(e.method, "GET") == 0  ? s->nget++
                                             : s->ndelete++;
     if (s->nseen < MAX_SEEN)
         s->seen[s->nseen++] = e;
     pthread_mutex_unlock(&s->mu);
 
-    int status = s->respond(e.method, i);
+    bool get = strcmp(e.method, "GET") == 0;
+    int status = get ? (s->health ? s->health(i) : 200) : s->respond(e.method, i);
+    if (get && s->sigterm_after_gets && i + 1 == s->sigterm_after_gets)
+        kill(getpid(), SIGTERM);
     if (status == 0) {
         sconn_close(sc);
         return;
@@ -255,6 +261,8 @@ static const char *captured_log(void)
     return buf;
 }
 
+static const char *health_url_arg; /* --health-url of the next run_sidecar(), or NULL */
+
 static int run_sidecar(const char *interval, const char *grace, const char *token_file)
 {
     char url[64];
@@ -280,6 +288,10 @@ static int run_sidecar(const char *interval, const char *grace, const char *toke
     if (token_file) {
         argv[argc++] = "--token-file";
         argv[argc++] = (char *)token_file;
+    }
+    if (health_url_arg) {
+        argv[argc++] = "--health-url";
+        argv[argc++] = (char *)health_url_arg;
     }
     argv[argc] = NULL;
     return pr_register_main(argc, argv);
@@ -503,3 +515,61 @@ Test(register_sidecar, bad_flags_exit_2)
                   "1.2.3.4:5",   "--interval", "soon",   NULL};
     cr_assert_eq(pr_register_main(8, a3), 2);
 }
+
+/* --health-url: 503 for the first 3 checks, 200 for the next 5, then the connection is closed. */
+static int health_up_then_down(int i)
+{
+    return i < 3 ? 503 : i < 8 ? 200 : 0;
+}
+
+Test(register_sidecar, health_url_gates_registration_and_heartbeats, .timeout = 20)
+{
+    server_start(always_ok);
+    srv.health = health_up_then_down;
+    srv.sigterm_after_gets = 12;
+    char hurl[80];
+    snprintf(hurl, sizeof(hurl), "http://127.0.0.1:%d/health", srv.port);
+    health_url_arg = hurl;
+    capture_log();
+    int rc = run_sidecar("100ms", "0s", NULL);
+    health_url_arg = NULL;
+    const char *log = captured_log();
+    server_stop();
+    cr_assert_eq(rc, 0);
+
+    const struct seen *get0 = find("GET", 0), *ok0 = find("GET", 3), *bad = find("GET", 8);
+    cr_assert_not_null(bad, "%d health checks", srv.nget);
+    cr_assert_str_eq(get0->path, "/health");
+    /* Not registered while the backend is not healthy: the first PUT follows the first 2xx. */
+    const struct seen *put0 = find("PUT", 0);
+    cr_assert_not_null(put0, "%s", log);
+    cr_assert(put0->ms >= ok0->ms, "PUT at %llu ms before the first healthy check at %llu ms",
+              (unsigned long long)put0->ms, (unsigned long long)ok0->ms);
+    /* One heartbeat per healthy check, none after the health check failed again. */
+    int puts_before_drain = 0, puts_after_bad = 0;
+    const struct seen *drain = find("POST", 0);
+    cr_assert_not_null(drain);
+    for (int i = 0; i < srv.nseen; i++) {
+        if (strcmp(srv.seen[i].method, "PUT") != 0)
+            continue;
+        if (srv.seen[i].ms < drain->ms)
+            puts_before_drain++;
+        if (srv.seen[i].ms > bad->ms)
+            puts_after_bad++;
+    }
+    cr_assert_eq(puts_before_drain, 5, "%d heartbeats for 5 healthy checks", puts_before_drain);
+    cr_assert_eq(puts_after_bad, 0, "%d heartbeats after the backend turned unhealthy",
+                 puts_after_bad);
+    /* Checked every interval while unhealthy. */
+    const struct seen *g9 = find("GET", 9), *g10 = find("GET", 10);
+    cr_assert(g10->ms - g9->ms >= 90 && g10->ms - g9->ms < 400, "checks %llu ms apart",
+              (unsigned long long)(g10->ms - g9->ms));
+    /* Unhealthy is not drained: the only drain is the one of SIGTERM, after the last check. */
+    cr_assert_eq(srv.npost, 1);
+    cr_assert(drain->ms >= find("GET", 11)->ms);
+    cr_assert_eq(srv.ndelete, 1);
+    cr_assert_not_null(strstr(log, "backend not healthy yet"), "%s", log);
+    cr_assert_not_null(strstr(log, "backend healthy: heartbeating"), "%s", log);
+    cr_assert_not_null(strstr(log, "backend unhealthy: heartbeats stopped"), "%s", log);
+}
+

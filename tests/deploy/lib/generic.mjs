@@ -15,6 +15,7 @@ export const EXTERNAL_SECRETS = new Map([
     ['docr-pull', 'registry pull secret (doctl registry kubernetes-manifest)'],
     ['grafana-admin', 'Grafana admin password (deploy/monitoring)'],
     ['redis-exporter', 'optional Redis password of redis_exporter (deploy/monitoring)'],
+    ['digitalocean-dns', 'DigitalOcean API token of the DNS-01 solver (deploy-infrastructure.yml)'],
 ]);
 
 // Services that live in another kustomization: namespace/name -> reason.
@@ -29,7 +30,8 @@ export function schemaProblems(objs) {
     for (const o of objs) {
         if (isCrd(o)) {
             for (const m of validateCrd(o)) problems.push(`${idOf(o)}: ${m}`);
-        } else if (!hasModel(o.apiVersion, o.kind)) {
+        }
+        if (!hasModel(o.apiVersion, o.kind)) {
             problems.push(`${idOf(o)}: unknown apiVersion/kind ${o.apiVersion} ${o.kind} (no schema)`);
         } else {
             for (const m of validateObject(o)) problems.push(`${idOf(o)}: ${m}`);
@@ -41,7 +43,7 @@ export function schemaProblems(objs) {
 export function unknownFieldProblems(objs) {
     const problems = [];
     for (const o of objs) {
-        const found = isCrd(o) ? crdUnknownFields(o) : (hasModel(o.apiVersion, o.kind) ? unknownFields(o) : []);
+        const found = hasModel(o.apiVersion, o.kind) ? unknownFields(o) : (isCrd(o) ? crdUnknownFields(o) : []);
         for (const m of found) problems.push(`${idOf(o)} ${m}`);
     }
     return problems;
@@ -89,8 +91,17 @@ export function serviceProblems(objs) {
             problems.push(`${idOf(svc)}: no selector`);
             continue;
         }
+        // StatefulSet pods also carry statefulset.kubernetes.io/pod-name
+        // (<name>-<ordinal>), set by the controller.
+        const podName = sel['statefulset.kubernetes.io/pod-name'];
+        const labelsFor = (w) => {
+            const l = { ...podLabelsOf(w) };
+            if (w.kind === 'StatefulSet' && podName !== undefined &&
+                new RegExp(`^${w.metadata.name}-\\d+$`).test(podName)) l['statefulset.kubernetes.io/pod-name'] = podName;
+            return l;
+        };
         const targets = workloads(objs).filter((w) => w.metadata.namespace === svc.metadata.namespace &&
-            labelsMatch(sel, podLabelsOf(w)));
+            labelsMatch(sel, labelsFor(w)));
         if (targets.length === 0) {
             problems.push(`${idOf(svc)}: selector ${JSON.stringify(sel)} selects no workload's pods`);
             continue;

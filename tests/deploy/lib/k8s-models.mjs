@@ -27,8 +27,25 @@ function packageDir(name) {
     throw new Error(`cannot find package ${name} near ${MODELS_DIR}`);
 }
 
+// CRD groups -> the @kubernetes-models package generated from their CRDs.
+const CRD_PACKAGES = new Map([
+    ['traefik.io', '@kubernetes-models/traefik'],
+    ['cert-manager.io', '@kubernetes-models/cert-manager'],
+    ['acme.cert-manager.io', '@kubernetes-models/cert-manager'],
+]);
+
+function modelDir(apiVersion) {
+    const group = apiVersion.includes('/') ? apiVersion.split('/')[0] : '';
+    const pkg = CRD_PACKAGES.get(group);
+    return pkg ? path.dirname(require.resolve(`${pkg}/package.json`)) : MODELS_DIR;
+}
+
+export function isCrdModel(apiVersion) {
+    return typeof apiVersion === 'string' && CRD_PACKAGES.has(apiVersion.split('/')[0]);
+}
+
 function modelFile(apiVersion, kind) {
-    return path.join(MODELS_DIR, apiVersion, `${kind}.d.ts`);
+    return path.join(modelDir(apiVersion), apiVersion, `${kind}.d.ts`);
 }
 
 export function hasModel(apiVersion, kind) {
@@ -40,7 +57,7 @@ export function hasModel(apiVersion, kind) {
 export function validateObject(obj) {
     const { apiVersion, kind } = obj;
     if (!hasModel(apiVersion, kind)) return [`no kubernetes-models class for ${apiVersion} ${kind}`];
-    const mod = require(path.join(MODELS_DIR, apiVersion, `${kind}.js`));
+    const mod = require(path.join(modelDir(apiVersion), apiVersion, `${kind}.js`));
     const Model = mod[kind];
     if (typeof Model !== 'function') return [`kubernetes-models ${apiVersion}/${kind} exports no ${kind}`];
     try {
