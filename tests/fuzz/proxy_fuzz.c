@@ -550,8 +550,11 @@ static long strict_request(const char *b, size_t n, struct sreq *r, const char *
         for (;;) {
             size_t s = i;
             uint64_t size = 0;
+            while (i < n && b[i] == '0') /* leading zeros: any number (RFC 9112 7.1) */
+                i++;
+            size_t d = i;
             while (i < n && isxdigit((unsigned char)b[i])) {
-                if (i - s >= 15) {
+                if (i - d >= 15) {
                     *why = "chunk size too long";
                     return S_BAD;
                 }
