@@ -16,6 +16,7 @@
 #include "podrouter/common.h"
 #include "podrouter/log.h"
 #include "podrouter/registry.h"
+#include "podrouter/scaling.h"
 #include "podrouter/status_page.h"
 #include "podrouter/store.h"
 
@@ -535,9 +536,28 @@ static void handle_cluster(const struct pr_admin_ctx *ctx, struct pr_admin_respo
         cJSON_AddNumberToObject(pods, "draining", draining);
         cJSON_AddNumberToObject(pods, "down", down);
     }
+    uint64_t active_rooms = 0, active_participants = 0;
+    uint32_t desired = 0;
+    struct pr_pod_info *all = malloc(PR_MAX_PODS * sizeof(*all));
+    if (all) {
+        size_t n = pr_registry_snapshot(ctx->reg, all, PR_MAX_PODS);
+        if (n > PR_MAX_PODS)
+            n = PR_MAX_PODS;
+        for (size_t i = 0; i < n; i++) {
+            active_rooms += all[i].load_rooms;
+            active_participants += all[i].load_participants;
+        }
+        struct pr_desired_params dp = pr_scaling_params(ctx->cfg);
+        desired = pr_scaling_desired_of(all, n, &dp);
+        free(all);
+    }
     if (o) {
         cJSON_AddNumberToObject(o, "rooms", (double)rooms);
         cJSON_AddNumberToObject(o, "participants", (double)participants);
+        cJSON_AddNumberToObject(o, "activeRooms", (double)active_rooms);
+        cJSON_AddNumberToObject(o, "activeParticipants", (double)active_participants);
+        cJSON_AddNumberToObject(o, "desiredReplicas", desired);
+        cJSON_AddNumberToObject(o, "roomsInterrupted", (double)pr_scaling_rooms_interrupted());
         cJSON_AddStringToObject(o, "store", store_up(ctx) ? "up" : "degraded");
     }
     respond_json(resp, 200, o);

@@ -67,6 +67,8 @@ bool pr__atab_key_ok(enum pr_key_kind kind, const char *key, size_t len)
 
 void pr__atab_load(const struct pr_atab *t, const struct pr_atab_entry *e, int sign)
 {
+    if (!e->counted)
+        return; /* idle and tentative assignments keep their pod but add no load */
     if (e->kind == PR_KEY_ROOM)
         pr_registry_add_load(t->reg, e->pod, sign,
                              sign * (int)(e->participant_count > 1000000 ? 1000000
@@ -86,11 +88,41 @@ void pr__atab_set_dirty(struct pr_atab *t, struct pr_atab_entry *e, bool dirty)
         t->dirty--;
 }
 
+/* Take e off the active list (it stays wherever it is in its bucket). */
+static void active_unlink(struct pr_atab *t, struct pr_atab_entry *e)
+{
+    if (e->aprev)
+        e->aprev->anext = e->anext;
+    else
+        t->ahead = e->anext;
+    if (e->anext)
+        e->anext->aprev = e->aprev;
+    else
+        t->atail = e->aprev;
+    e->aprev = e->anext = NULL;
+}
+
+/* Append e at the most recently used end of the active list. */
+static void active_append(struct pr_atab *t, struct pr_atab_entry *e)
+{
+    e->anext = NULL;
+    e->aprev = t->atail;
+    if (t->atail)
+        t->atail->anext = e;
+    else
+        t->ahead = e;
+    t->atail = e;
+}
+
 void pr__atab_remove(struct pr_atab *t, struct pr_atab_entry **pp)
 {
     struct pr_atab_entry *e = *pp;
     *pp = e->next;
     pr__atab_load(t, e, -1);
+    if (e->counted) {
+        active_unlink(t, e);
+        t->nactive--;
+    }
     t->count--;
     t->kind_count[e->kind]--;
     if (e->dirty)
@@ -147,10 +179,21 @@ uint64_t pr__atab_deadline(const struct pr_atab *t, uint8_t kind, uint64_t now)
     return ttl == 0 ? UINT64_MAX : now + ttl;
 }
 
+/* Expiry of e refreshed at now: its TTL, or active_ms while it is tentative. */
+static uint64_t entry_deadline(const struct pr_atab *t, const struct pr_atab_entry *e, uint64_t now)
+{
+    uint64_t full = pr__atab_deadline(t, e->kind, now);
+    if (e->tentative && t->active_ms && now + t->active_ms < full)
+        return now + t->active_ms;
+    return full;
+}
+
 bool pr__atab_renew(struct pr_atab *t, struct pr_atab_entry *e, uint64_t now)
 {
     uint64_t ttl = t->ttl[e->kind];
     uint64_t every = ttl < RENEW_SHORT_TTL ? ttl / 2 : RENEW_MIN_MS;
+    if (e->tentative)
+        return false; /* only a second use (pr__atab_use) makes it live */
     if (now > e->renewed && now - e->renewed > every) {
         e->renewed = now;
         e->expires = pr__atab_deadline(t, e->kind, now);
@@ -172,9 +215,17 @@ struct pr_atab_entry *pr__atab_insert(struct pr_atab *t, uint8_t kind, const cha
     memcpy(e->key, key, len);
     snprintf(e->pod, sizeof(e->pod), "%s", pod);
     e->renewed = now;
-    e->expires = pr__atab_deadline(t, kind, now);
+    e->tentative = t->active_ms > 0;
+    e->expires = entry_deadline(t, e, now);
     e->assigned_at_ms = assigned_at ? assigned_at : pr_now_ms();
     e->participant_count = kind == PR_KEY_ROOM ? count : 0;
+    if (t->active_ms == 0 && kind != PR_KEY_SID) {
+        /* No activity window: every assignment counts (the behaviour before SPEC 1.1). */
+        e->counted = true;
+        e->active = now ? now : 1;
+        active_append(t, e);
+        t->nactive++;
+    }
     size_t b = (size_t)hash & (t->nbuckets - 1);
     e->next = t->buckets[b];
     t->buckets[b] = e;
@@ -197,10 +248,11 @@ void pr__atab_move(struct pr_atab *t, struct pr_atab_entry *e, const char *pod, 
         snprintf(e->pod, sizeof(e->pod), "%s", pod);
         e->assigned_at_ms = assigned_at ? assigned_at : pr_now_ms();
         e->renewed = now;
-        e->expires = pr__atab_deadline(t, e->kind, now);
+        e->expires = entry_deadline(t, e, now);
     }
     if (e->kind == PR_KEY_ROOM)
         e->participant_count = count;
+    e->report_due = true;
     pr__atab_load(t, e, +1);
 }
 
@@ -243,4 +295,131 @@ void pr__atab_expire_some(struct pr_atab *t, uint64_t now)
         }
         t->cursor = (t->cursor + 1) & (t->nbuckets - 1);
     }
+}
+
+bool pr__atab_full(const struct pr_atab *t, uint8_t kind)
+{
+    return t->max_per_kind && kind < PR_ATAB_KINDS && t->kind_count[kind] >= t->max_per_kind;
+}
+
+int pr__atab_use(struct pr_atab *t, struct pr_atab_entry *e, uint64_t now, bool activate)
+{
+    int r = 0;
+    if (e->tentative) {
+        e->tentative = false;
+        e->renewed = now;
+        e->expires = pr__atab_deadline(t, e->kind, now);
+        r |= PR_ATAB_PROMOTED;
+    }
+    e->active = now ? now : 1;
+    if (!activate || e->kind == PR_KEY_SID || t->active_ms == 0)
+        return r;
+    if (e->counted) {
+        if (t->atail != e) {
+            active_unlink(t, e);
+            active_append(t, e);
+        }
+        return r;
+    }
+    e->counted = true;
+    e->report_due = true;
+    active_append(t, e);
+    t->nactive++;
+    pr__atab_load(t, e, +1);
+    return r | PR_ATAB_ACTIVATED;
+}
+
+struct pr_atab_entry *pr__atab_find_hash(struct pr_atab *t, uint8_t kind, uint64_t hash,
+                                         uint64_t now)
+{
+    for (struct pr_atab_entry *e = t->buckets[hash & (t->nbuckets - 1)]; e; e = e->next)
+        if (e->hash == hash && e->kind == kind)
+            return now < e->expires ? e : NULL;
+    return NULL;
+}
+
+void pr__atab_deactivate_idle(struct pr_atab *t, uint64_t now)
+{
+    if (t->active_ms == 0)
+        return;
+    while (t->ahead && t->ahead->active <= now && now - t->ahead->active >= t->active_ms) {
+        struct pr_atab_entry *e = t->ahead;
+        pr__atab_load(t, e, -1);
+        e->counted = false;
+        active_unlink(t, e);
+        t->nactive--;
+    }
+}
+
+/* Per-pod totals while recounting loads. */
+struct load_row {
+    const char *name;
+    uint32_t rooms, participants;
+};
+
+/* Order load rows by pod name. */
+static int load_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct load_row *)a)->name, ((const struct load_row *)b)->name);
+}
+
+void pr__atab_recount(struct pr_atab *t)
+{
+    struct pr_pod_info *pods = malloc(PR_MAX_PODS * sizeof(*pods));
+    struct load_row *rows = malloc(PR_MAX_PODS * sizeof(*rows));
+    if (!pods || !rows) {
+        free(pods);
+        free(rows);
+        return;
+    }
+    size_t n = pr_registry_snapshot(t->reg, pods, PR_MAX_PODS);
+    if (n > PR_MAX_PODS)
+        n = PR_MAX_PODS;
+    for (size_t i = 0; i < n; i++)
+        rows[i] = (struct load_row){pods[i].name, 0, 0};
+    qsort(rows, n, sizeof(*rows), load_cmp);
+    for (const struct pr_atab_entry *e = t->ahead; e && n > 0; e = e->anext) {
+        struct load_row key = {e->pod, 0, 0};
+        struct load_row *r = bsearch(&key, rows, n, sizeof(*rows), load_cmp);
+        if (!r)
+            continue;
+        if (e->kind == PR_KEY_ROOM) {
+            r->rooms++;
+            r->participants += e->participant_count;
+        } else {
+            r->participants++;
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        pr_registry_set_load(t->reg, rows[i].name, rows[i].rooms, rows[i].participants);
+    free(pods);
+    free(rows);
+}
+
+bool pr__touch_due(struct pr_touch_cache *c, uint64_t hash, uint64_t now, uint64_t every_ms)
+{
+    size_t set = (size_t)(hash >> 20) & (PR_TOUCH_SETS - 1);
+    uint64_t *h = c->hash[set], *at = c->at[set];
+    size_t victim = 0;
+    for (size_t k = 0; k < PR_TOUCH_WAYS; k++) {
+        if (h[k] == hash && at[k] != 0) {
+            if (now >= at[k] && now - at[k] < every_ms)
+                return false;
+            victim = k;
+            break;
+        }
+        if (at[k] < at[victim])
+            victim = k; /* else replace the stalest way */
+    }
+    h[victim] = hash;
+    at[victim] = now ? now : 1;
+    return true;
+}
+
+uint64_t pr__touch_every(const struct pr_atab *t)
+{
+    uint64_t every = t->active_ms / 8;
+    if (every > 1000)
+        every = 1000;
+    return every ? every : 1;
 }

@@ -18,17 +18,40 @@ struct pr_registry;
 
 struct pr_atab_entry {
     struct pr_atab_entry *next;
+    struct pr_atab_entry *aprev, *anext; /* active list (counted entries, oldest first) */
     uint64_t hash;
     uint64_t expires; /* monotonic ms; UINT64_MAX = never */
     uint64_t renewed; /* monotonic ms of the last TTL renewal */
     uint64_t assigned_at_ms;
+    uint64_t active;      /* monotonic ms of the last use (0: none since creation) */
+    uint64_t reported;    /* Redis cache: monotonic ms activity was last shared */
     struct pr_idset *ids; /* rooms only */
     uint32_t participant_count;
     uint8_t kind;
     uint8_t keylen;
-    bool dirty; /* Redis cache: still to be written back */
+    bool dirty;      /* Redis cache: still to be written back */
+    bool tentative;  /* only its creating request used it: expires after active_ms (SPEC 3.6) */
+    bool counted;    /* active: its load is applied to the registry and it is on the list */
+    bool report_due; /* Redis cache: activity, pod or count changed since the last share */
     char pod[PR_POD_NAME_MAX + 1];
     char key[];
+};
+
+/* What pr__atab_use did. */
+enum {
+    PR_ATAB_PROMOTED = 1,  /* a tentative entry became live (store: renew its full TTL) */
+    PR_ATAB_ACTIVATED = 2, /* it started counting as load */
+};
+
+/* Per store handle (one loop thread, no lock): when each recently touched key was last
+ * stamped in the table, so repeated touches of one room cost no lock. 8-way set-associative
+ * (a set's hashes fill one cache line), 8192 entries: a few thousand active rooms per loop
+ * fit without conflict misses. */
+#define PR_TOUCH_WAYS 8u
+#define PR_TOUCH_SETS 1024u
+struct pr_touch_cache {
+    uint64_t hash[PR_TOUCH_SETS][PR_TOUCH_WAYS];
+    uint64_t at[PR_TOUCH_SETS][PR_TOUCH_WAYS];
 };
 
 struct pr_atab {
@@ -40,6 +63,10 @@ struct pr_atab {
     unsigned refs; /* handles sharing it (managed by the owner) */
     struct pr_registry *reg;
     uint64_t ttl[PR_ATAB_KINDS]; /* 0 = never expires */
+    uint64_t active_ms;          /* --room-active: activity window and tentative TTL; 0 = off */
+    uint64_t max_per_kind;       /* --max-assignments; 0 = unlimited */
+    struct pr_atab_entry *ahead, *atail; /* active list, least recently used first */
+    size_t nactive;
 };
 
 /* A new empty table whose loads go to reg; NULL on ENOMEM. */
@@ -80,5 +107,26 @@ int pr__atab_info(struct pr_atab *t, uint8_t kind, const char *key, size_t len,
 void pr__atab_release_pod(struct pr_atab *t, const char *pod);
 /* Evict expired entries from the next few thousand buckets (bounded work per call). */
 void pr__atab_expire_some(struct pr_atab *t, uint64_t now);
+
+/* true when kind already holds max_per_kind entries (new keys are not stored). */
+bool pr__atab_full(const struct pr_atab *t, uint8_t kind);
+/* A use of e at now (a request routed by it, or its room touched): a tentative entry is
+ * promoted to its full TTL; a room or participant (when activate) becomes active and counts
+ * as load. Returns PR_ATAB_PROMOTED | PR_ATAB_ACTIVATED bits. */
+int pr__atab_use(struct pr_atab *t, struct pr_atab_entry *e, uint64_t now, bool activate);
+/* The entry of (kind, hash) alone (64-bit hash: a collision is as good as impossible), live,
+ * or NULL. */
+struct pr_atab_entry *pr__atab_find_hash(struct pr_atab *t, uint8_t kind, uint64_t hash,
+                                         uint64_t now);
+/* Stop counting entries not used within active_ms (bounded by the number that lapsed). */
+void pr__atab_deactivate_idle(struct pr_atab *t, uint64_t now);
+/* Set every registered pod's room/participant load from the active entries. */
+void pr__atab_recount(struct pr_atab *t);
+
+/* true when the touch of hash at now is due (not stamped within every_ms by this handle);
+ * stamps it. */
+bool pr__touch_due(struct pr_touch_cache *c, uint64_t hash, uint64_t now, uint64_t every_ms);
+/* The throttle period for a table's activity window. */
+uint64_t pr__touch_every(const struct pr_atab *t);
 
 #endif

@@ -17,6 +17,7 @@ static const char *const outcome_names[PR_OUTCOME__COUNT] = {
     [PR_OUTCOME_CREATED] = "created",
     [PR_OUTCOME_REASSIGNED] = "reassigned",
     [PR_OUTCOME_DEGRADED] = "degraded",
+    [PR_OUTCOME_OVERFLOW] = "overflow",
 };
 
 const char *pr_key_kind_name(enum pr_key_kind k)

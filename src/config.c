@@ -826,20 +826,32 @@ static int set_flag(const struct flag *f, void *base, const char *value, bool fr
         }
         break;
     }
-    case F_FACTOR: {
+    case F_FACTOR:
+    case F_RATE:
+    case F_RATIO: {
         char *end = NULL;
         errno = 0;
         double d = value[0] ? strtod(value, &end) : NAN;
-        if (end == NULL || *end != '\0' || errno != 0 || !isfinite(d) || !(d > 1.0) || d > 10.0) {
-            snprintf(why, sizeof(why),
-                     "invalid factor \"%s\" (must be a number greater than 1.0 and at most 10)",
-                     sv);
+        bool ok = end != NULL && *end == '\0' && errno == 0 && isfinite(d);
+        if (f->type == F_FACTOR)
+            ok = ok && d > 1.0 && d <= 10.0;
+        else if (f->type == F_RATE)
+            ok = ok && d >= 0.0 && d <= 1e6;
+        else
+            ok = ok && d > 0.0 && d <= 1.0;
+        if (!ok) {
+            snprintf(why, sizeof(why), "invalid %s \"%s\" (must be a number %s)",
+                     f->type == F_FACTOR ? "factor" : "value", sv,
+                     f->type == F_FACTOR  ? "greater than 1.0 and at most 10"
+                     : f->type == F_RATE ? "from 0 to 1000000"
+                                         : "greater than 0 and at most 1");
             break;
         }
         memcpy(field, &d, sizeof(d));
         return 0;
     }
-    case F_U32: {
+    case F_U32:
+    case F_U64: {
         uint64_t v;
         if (!parse_u64(value, &v) || v < f->min || v > f->max) {
             snprintf(why, sizeof(why),
@@ -847,33 +859,43 @@ static int set_flag(const struct flag *f, void *base, const char *value, bool fr
                      (unsigned long long)f->min, (unsigned long long)f->max);
             break;
         }
-        uint32_t u = (uint32_t)v;
-        memcpy(field, &u, sizeof(u));
+        if (f->type == F_U32) {
+            uint32_t u = (uint32_t)v;
+            memcpy(field, &u, sizeof(u));
+        } else {
+            memcpy(field, &v, sizeof(v));
+        }
         return 0;
     }
-    case F_LEVEL: {
-        static const char *const names[] = {"debug", "info", "warn", "error"};
-        for (size_t i = 0; i < 4; i++) {
-            if (strcmp(value, names[i]) == 0) {
-                enum pr_log_level l = (enum pr_log_level)i;
-                memcpy(field, &l, sizeof(l));
-                return 0;
-            }
-        }
-        snprintf(why, sizeof(why), "invalid log level \"%s\" (use debug, info, warn or error)", sv);
-        break;
-    }
-    case F_FORMAT: {
-        enum pr_log_format fm;
-        if (strcmp(value, "json") == 0)
-            fm = PR_LOG_JSON;
-        else if (strcmp(value, "text") == 0)
-            fm = PR_LOG_TEXT;
-        else {
-            snprintf(why, sizeof(why), "invalid log format \"%s\" (use json or text)", sv);
+    case F_LEVEL:
+    case F_FORMAT:
+    case F_PLACEMENT: {
+        static const char *const levels[] = {"debug", "info", "warn", "error", NULL};
+        static const char *const formats[] = {"json", "text", NULL};
+        static const char *const placements[] = {"least-loaded", "pack", NULL};
+        const char *const *names = f->type == F_LEVEL    ? levels
+                                   : f->type == F_FORMAT ? formats
+                                                         : placements;
+        int v = -1;
+        for (int i = 0; names[i]; i++)
+            if (strcmp(value, names[i]) == 0)
+                v = i;
+        if (v < 0) {
+            snprintf(why, sizeof(why), "invalid %s \"%s\" (use %s)",
+                     f->type == F_LEVEL    ? "log level"
+                     : f->type == F_FORMAT ? "log format"
+                                           : "placement",
+                     sv,
+                     f->type == F_LEVEL    ? "debug, info, warn or error"
+                     : f->type == F_FORMAT ? "json or text"
+                                           : "least-loaded or pack");
             break;
         }
-        memcpy(field, &fm, sizeof(fm));
+        _Static_assert(sizeof(enum pr_log_level) == sizeof(int) &&
+                           sizeof(enum pr_log_format) == sizeof(int) &&
+                           sizeof(enum pr_placement) == sizeof(int),
+                       "enum flags are stored as int");
+        memcpy(field, &v, sizeof(v)); /* the enums are int-sized, in table order */
         return 0;
     }
     case F_BOOL: {
@@ -898,48 +920,6 @@ static int set_flag(const struct flag *f, void *base, const char *value, bool fr
         }
         memcpy(field, tmp, sizeof(tmp));
         memcpy(field + f->size, &n, sizeof(n));
-        return 0;
-    }
-    case F_RATE:
-    case F_RATIO: {
-        char *end = NULL;
-        errno = 0;
-        double d = value[0] ? strtod(value, &end) : NAN;
-        bool ok = end != NULL && *end == '\0' && errno == 0 && isfinite(d);
-        if (f->type == F_RATE)
-            ok = ok && d >= 0.0 && d <= 1e6;
-        else
-            ok = ok && d > 0.0 && d <= 1.0;
-        if (!ok) {
-            snprintf(why, sizeof(why), "invalid value \"%s\" (must be a number %s)", sv,
-                     f->type == F_RATE ? "from 0 to 1000000" : "greater than 0 and at most 1");
-            break;
-        }
-        memcpy(field, &d, sizeof(d));
-        return 0;
-    }
-    case F_U64: {
-        uint64_t v;
-        if (!parse_u64(value, &v) || v < f->min || v > f->max) {
-            snprintf(why, sizeof(why),
-                     "invalid value \"%s\" (must be an integer from %llu to %llu)", sv,
-                     (unsigned long long)f->min, (unsigned long long)f->max);
-            break;
-        }
-        memcpy(field, &v, sizeof(v));
-        return 0;
-    }
-    case F_PLACEMENT: {
-        enum pr_placement pl;
-        if (strcmp(value, "least-loaded") == 0)
-            pl = PR_PLACEMENT_LEAST_LOADED;
-        else if (strcmp(value, "pack") == 0)
-            pl = PR_PLACEMENT_PACK;
-        else {
-            snprintf(why, sizeof(why), "invalid placement \"%s\" (use least-loaded or pack)", sv);
-            break;
-        }
-        memcpy(field, &pl, sizeof(pl));
         return 0;
     }
     }

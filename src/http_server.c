@@ -70,7 +70,7 @@ static struct pr_exchange *exchange_get(struct pr_worker *w)
     return x;
 }
 
-static void exchange_free(struct pr_exchange *x)
+void pr__exchange_free(struct pr_exchange *x)
 {
     free(x->head);
     free(x->out);
@@ -103,7 +103,7 @@ void pr__exchange_release(struct pr_worker *w, struct pr_exchange *x)
     free(x->body);
     x->body = NULL;
     if (w->nfree_exchanges >= PR_EXCHANGE_FREELIST) {
-        exchange_free(x);
+        pr__exchange_free(x);
         return;
     }
     x->next_free = w->free_exchanges;

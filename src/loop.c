@@ -14,6 +14,7 @@
 #include "podrouter/log.h"
 #include "podrouter/loop.h"
 #include "podrouter/registry.h"
+#include "podrouter/scaling.h"
 #include "podrouter/store.h"
 
 #define PR_TICK_MS 200
@@ -234,6 +235,7 @@ static void tick_cb(uv_timer_t *t)
             pr_registry_expire(pr__srv.reg, forgotten_cb, w->store);
             if (w->store->ops->tick)
                 w->store->ops->tick(w->store);
+            pr_scaling_tick(pr__srv.reg);
         }
     }
     if (w->draining) {
@@ -415,12 +417,7 @@ static void worker_destroy(struct pr_worker *w)
     while (w->free_exchanges) {
         struct pr_exchange *x = w->free_exchanges;
         w->free_exchanges = x->next_free;
-        free(x->head);
-        free(x->out);
-        free(x->resp);
-        free(x->replay);
-        free(x->body);
-        free(x);
+        pr__exchange_free(x);
     }
     uv_loop_close(&w->loop);
     free(w->policy_pods);
@@ -509,6 +506,7 @@ int pr_loop_run(const struct pr_config *cfg, struct pr_registry *reg, const uint
     if (rc == 0) {
         struct pr_store *s0 = pr__srv.workers[0]->store;
         pr_metrics_global_set(reg, s0);
+        pr_scaling_configure(cfg);
         uv_signal_t sigterm, sigint, sighup;
         struct pr_worker *w0 = pr__srv.workers[0];
         uv_signal_init(&w0->loop, &sigterm);

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "podrouter/config.h"
+#include "podrouter/drain.h"
 #include "podrouter/log.h"
 #include "podrouter/loop.h"
 #include "podrouter/register.h"
@@ -115,6 +116,8 @@ int main(int argc, char **argv)
         printf("pod-router %s: session-affinity router for Socket.IO pods\n\n"
                "usage: pod-router [serve] [flags]   run the router (default)\n"
                "       pod-router register [flags]  registration sidecar for a pod\n"
+               "       pod-router drain [flags] NAME drain a pod (--wait-empty: until no active "
+               "room)\n"
                "       pod-router --version\n\n"
                "pod-router serve --help and pod-router register --help list the flags.\n",
                PR_VERSION);
@@ -122,6 +125,8 @@ int main(int argc, char **argv)
     }
     if (argc >= 2 && strcmp(argv[1], "register") == 0)
         return pr_register_main(argc - 2, argv + 2);
+    if (argc >= 2 && strcmp(argv[1], "drain") == 0)
+        return pr_drain_main(argc - 2, argv + 2);
     if (argc >= 2 && strcmp(argv[1], "serve") == 0)
         return serve(argc - 2, argv + 2);
     if (argc >= 2 && argv[1][0] != '-') {

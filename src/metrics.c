@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "podrouter/registry.h"
+#include "podrouter/scaling.h"
 #include "podrouter/store.h"
 
 static const double bucket_bounds[PR_HIST_BUCKETS] = {
@@ -304,7 +305,8 @@ char *pr_metrics_render(size_t *len)
     outf(&o, "podrouter_pods{state=\"draining\"} %u\n", states[PR_POD_DRAINING]);
     outf(&o, "podrouter_pods{state=\"down\"} %u\n", states[PR_POD_DOWN]);
 
-    header(&o, "podrouter_pod_load", "gauge", "Load of each registered pod by resource.");
+    header(&o, "podrouter_pod_load", "gauge", "Load of each registered pod by resource: active rooms (traffic within --room-active) "
+           "and their participants, over all replicas sharing the store; open connections.");
     for (size_t i = 0; i < np; i++) {
         outf(&o, "podrouter_pod_load{pod=\"%s\",resource=\"rooms\"} %u\n", pods[i].name,
              pods[i].load_rooms);
@@ -313,6 +315,16 @@ char *pr_metrics_render(size_t *len)
         outf(&o, "podrouter_pod_load{pod=\"%s\",resource=\"connections\"} %u\n", pods[i].name,
              pods[i].load_connections);
     }
+    struct pr_desired_params dp = pr_scaling_params(NULL);
+    pr_scaling_current_params(&dp);
+    header(&o, "podrouter_backend_desired_replicas", "gauge",
+           "Backend replicas needed for the active rooms (SPEC 5.1); drives the backend HPA.");
+    outf(&o, "podrouter_backend_desired_replicas %u\n", pr_scaling_desired_of(pods, np, &dp));
+    header(&o, "podrouter_rooms_interrupted_total", "counter",
+           "Active rooms whose pod went down or was deleted (every replica sharing a store "
+           "counts the same rooms: aggregate with max, not sum).");
+    outf(&o, "podrouter_rooms_interrupted_total %llu\n",
+         (unsigned long long)pr_scaling_rooms_interrupted());
     header(&o, "podrouter_routed_requests_total", "counter", "Requests forwarded, by pod.");
     for (size_t i = 0; i < np; i++) {
         uint64_t v = 0;

@@ -174,3 +174,123 @@ int pr_policy_bounded_hash(const struct pr_policy_pod *pods, size_t n, const cha
     }
     return best;
 }
+
+/* StatefulSet ordinal: digits after the last '-'. */
+long pr_policy_ordinal(const char *name)
+{
+    if (!name)
+        return -1;
+    const char *dash = strrchr(name, '-');
+    if (!dash || dash[1] == '\0')
+        return -1;
+    long v = 0;
+    size_t digits = 0;
+    for (const char *s = dash + 1; *s; s++) {
+        if (*s < '0' || *s > '9' || ++digits > 9)
+            return -1;
+        v = v * 10 + (*s - '0');
+    }
+    return v;
+}
+
+/* true when pod a comes before pod b in StatefulSet order (ordinal, then name). */
+static bool pack_before(long oa, const char *na, long ob, const char *nb)
+{
+    if (oa >= 0 && ob >= 0 && oa != ob)
+        return oa < ob;
+    if ((oa >= 0) != (ob >= 0))
+        return oa >= 0;
+    return strcmp(na ? na : "", nb ? nb : "") < 0;
+}
+
+/* true when p's ratio with one more room (or participant) stays <= u. Exact: (l+1)/c <= u
+ * is compared as (l+1) <= u*c with a small tolerance so that u*c landing a rounding error
+ * below an integer (0.7*10 = 6.999...) still admits that integer. */
+static bool fits_after(const struct pr_policy_pod *p, bool room, double u)
+{
+    uint64_t cr = p->cap_rooms ? p->cap_rooms : 1;
+    uint64_t cp = p->cap_participants ? p->cap_participants : 1;
+    uint64_t lr = (uint64_t)p->load_rooms + (room ? 1 : 0);
+    uint64_t lp = (uint64_t)p->load_participants + (room ? 0 : 1);
+    return (double)lr <= u * (double)cr + 1e-9 && (double)lp <= u * (double)cp + 1e-9;
+}
+
+/* Fill the lowest ordinals first so the highest ordinals empty (a StatefulSet scale-down
+ * removes the highest ordinal): O(n), no sort, no allocation. */
+int pr_policy_pack(const struct pr_policy_pod *pods, size_t n, const char *key, size_t key_len,
+                   bool room, double utilization)
+{
+    if (pods == NULL)
+        return -1;
+    if (!(utilization > 0.0))
+        utilization = 0.0;
+    if (utilization > 1.0)
+        utilization = 1.0;
+    int best = -1;
+    long bo = -1;
+    for (size_t i = 0; i < n && i <= (size_t)INT32_MAX; i++) {
+        const struct pr_policy_pod *p = &pods[i];
+        if (!p->eligible || !fits_after(p, room, utilization))
+            continue;
+        long o = pr_policy_ordinal(p->name);
+        if (best < 0 || pack_before(o, p->name, bo, pods[best].name)) {
+            best = (int)i;
+            bo = o;
+        }
+    }
+    if (best >= 0)
+        return best;
+    return pr_policy_least_loaded(pods, n, key, key_len);
+}
+
+/* ceil(v / (cap * u)) for the desired-replicas formula, saturated at UINT32_MAX. */
+static uint64_t pods_for(uint64_t v, uint32_t cap, double u)
+{
+    if (v == 0)
+        return 0;
+    double per = (double)(cap ? cap : 1) * u;
+    double d = ceil((double)v / per - 1e-9);
+    return d >= 4294967295.0 ? UINT32_MAX : (uint64_t)d;
+}
+
+/* SPEC 5.1: enough pods for the active load at the target utilization, never fewer than the
+ * highest ordinal holding an active room (so a scale-down cannot remove it), plus headroom. */
+uint32_t pr_policy_desired_replicas(const struct pr_desired_pod *pods, size_t n,
+                                    const struct pr_desired_params *p)
+{
+    double u = p && p->utilization > 0.0 && p->utilization <= 1.0 ? p->utilization : 1.0;
+    uint32_t min = p ? p->min : 0, max = p ? p->max : UINT32_MAX;
+    uint64_t rooms = 0, parts = 0, need = 0;
+    uint32_t cr_live = 0, cp_live = 0, cr_all = 0, cp_all = 0;
+    for (size_t i = 0; pods && i < n; i++) {
+        const struct pr_desired_pod *d = &pods[i];
+        rooms += d->active_rooms;
+        parts += d->active_participants;
+        if (d->cap_rooms && (cr_all == 0 || d->cap_rooms < cr_all))
+            cr_all = d->cap_rooms;
+        if (d->cap_participants && (cp_all == 0 || d->cap_participants < cp_all))
+            cp_all = d->cap_participants;
+        if (!d->live)
+            continue;
+        if (d->cap_rooms && (cr_live == 0 || d->cap_rooms < cr_live))
+            cr_live = d->cap_rooms;
+        if (d->cap_participants && (cp_live == 0 || d->cap_participants < cp_live))
+            cp_live = d->cap_participants;
+        long o = pr_policy_ordinal(d->name);
+        if (d->active_rooms > 0 && o >= 0 && (uint64_t)o + 1 > need)
+            need = (uint64_t)o + 1;
+    }
+    uint32_t cr = cr_live ? cr_live : cr_all ? cr_all : 20;
+    uint32_t cp = cp_live ? cp_live : cp_all ? cp_all : 80;
+    uint64_t a = pods_for(rooms, cr, u), b = pods_for(parts, cp, u);
+    if (a > need)
+        need = a;
+    if (b > need)
+        need = b;
+    need += p ? p->headroom : 0;
+    if (need > max)
+        need = max;
+    if (need < min)
+        need = min;
+    return need > UINT32_MAX ? UINT32_MAX : (uint32_t)need;
+}

@@ -184,9 +184,14 @@ static int choose(struct pr_client *c, const char *key, size_t key_len, bool deg
                 w->policy_pods[i].eligible = false;
     if (!eligible)
         return -ENOENT;
-    int idx = degraded ? pr_policy_bounded_hash(w->policy_pods, n, key, key_len,
-                                                pr__srv.cfg.balance_factor)
-                       : pr_policy_least_loaded(w->policy_pods, n, key, key_len);
+    int idx;
+    if (degraded)
+        idx = pr_policy_bounded_hash(w->policy_pods, n, key, key_len, pr__srv.cfg.balance_factor);
+    else if (pr__srv.cfg.placement == PR_PLACEMENT_PACK)
+        idx = pr_policy_pack(w->policy_pods, n, key, key_len, x->key_kind == PR_KEY_ROOM,
+                             pr__srv.cfg.pack_utilization);
+    else
+        idx = pr_policy_least_loaded(w->policy_pods, n, key, key_len);
     if (idx < 0)
         return -ENOENT;
     *out = w->pod_infos[idx];
@@ -268,6 +273,18 @@ static void assigned_cb(void *arg, int status, const char *pod)
     struct pr_exchange *x = c->x;
     enum pr_key_kind kind = (enum pr_key_kind)x->key_kind;
     enum pr_outcome outcome = (enum pr_outcome)x->outcome;
+    if (status == -ENOSPC) {
+        /* --max-assignments reached: place as in degraded mode, store nothing (SPEC 3.6). */
+        struct pr_pod_info chosen;
+        size_t kl;
+        const char *key = key_of(x, kind, &kl);
+        if (choose(c, key, kl, true, &chosen) != 0) {
+            fail_no_pod(c);
+            return;
+        }
+        route_info(c, &chosen, kind, PR_OUTCOME_OVERFLOW);
+        return;
+    }
     if (status != 0) {
         /* Store unreachable: place without coordination; written back when it returns. */
         if (x->pod[0]) {
@@ -439,6 +456,9 @@ static void go_to_pod(struct pr_client *c, const struct pr_pod_info *pod)
     struct pr_exchange *x = c->x;
     struct pr_worker *w = c->w;
     snprintf(x->pod, sizeof(x->pod), "%s", pod->name);
+    if (x->aff.room_len && !(x->key_kind == PR_KEY_ROOM && (x->outcome == PR_OUTCOME_CREATED ||
+                                                             x->outcome == PR_OUTCOME_DEGRADED)))
+        w->store->ops->touch(w->store, PR_KEY_ROOM, x->aff.room, x->aff.room_len); /* SPEC 5 */
     if (x->aff.browser_redirect && x->key_kind == PR_KEY_ROOM) {
         redirect(c);
         return;

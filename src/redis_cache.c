@@ -16,11 +16,17 @@ static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct pr_atab *g_t;
 
 /* Take a reference on the shared cache. */
-int pr__rc_open(struct pr_registry *reg, const uint64_t ttl[3])
+int pr__rc_open(struct pr_registry *reg, const uint64_t ttl[3], uint64_t active_ms,
+                uint64_t max_per_kind)
 {
     pthread_mutex_lock(&g_mu);
-    if (!g_t)
+    if (!g_t) {
         g_t = pr__atab_create(reg, ttl);
+        if (g_t) {
+            g_t->active_ms = active_ms;
+            g_t->max_per_kind = max_per_kind;
+        }
+    }
     if (!g_t) {
         pthread_mutex_unlock(&g_mu);
         return -ENOMEM;
@@ -55,7 +61,8 @@ int pr__rc_get(enum pr_key_kind kind, const char *key, size_t len, char pod[PR_P
     if (pp) {
         struct pr_atab_entry *e = *pp;
         memcpy(pod, e->pod, PR_POD_NAME_MAX + 1);
-        if (pr__atab_renew(g_t, e, now) && renew)
+        bool promoted = pr__atab_use(g_t, e, now, true) & PR_ATAB_PROMOTED;
+        if ((pr__atab_renew(g_t, e, now) || promoted) && renew)
             *renew = true;
     }
     pthread_mutex_unlock(&g_mu);
@@ -83,7 +90,8 @@ int pr__rc_put(enum pr_key_kind kind, const char *key, size_t len, const char *p
         if (strcmp(e->pod, pod) != 0 || count > c)
             c = count;
         pr__atab_move(g_t, e, pod, c, assigned_at, now);
-        e->expires = pr__atab_deadline(g_t, e->kind, now);
+        if (!e->tentative)
+            e->expires = pr__atab_deadline(g_t, e->kind, now);
         pr__atab_set_dirty(g_t, e, dirty);
     }
     if (e && out)
@@ -204,59 +212,89 @@ void pr__rc_counts(uint64_t *rooms, uint64_t *participants)
     pthread_mutex_unlock(&g_mu);
 }
 
-/* Per-pod totals while recounting loads. */
-struct load_row {
-    const char *name;
-    uint32_t rooms, participants;
-};
-
-/* Order load rows by pod name. */
-static int load_cmp(const void *a, const void *b)
+/* Expire entries of the next few thousand buckets, stop counting idle ones, and recount the
+ * pods' loads from the active entries when asked (the store's shared figures are absent). */
+void pr__rc_tick(bool recount)
 {
-    return strcmp(((const struct load_row *)a)->name, ((const struct load_row *)b)->name);
-}
-
-/* Expire entries of the next few thousand buckets, then recount every pod's load from the
- * whole cache so pods registered after their assignments were cached get theirs too. */
-void pr__rc_tick(void)
-{
-    struct pr_pod_info *pods = malloc(PR_MAX_PODS * sizeof(*pods));
-    struct load_row *rows = malloc(PR_MAX_PODS * sizeof(*rows));
-    if (!pods || !rows) {
-        free(pods);
-        free(rows);
-        return;
-    }
     uint64_t now = pr_mono_ms();
     pthread_mutex_lock(&g_mu);
     pr__atab_expire_some(g_t, now);
-    size_t n = pr_registry_snapshot(g_t->reg, pods, PR_MAX_PODS);
-    if (n > PR_MAX_PODS)
-        n = PR_MAX_PODS;
-    for (size_t i = 0; i < n; i++)
-        rows[i] = (struct load_row){pods[i].name, 0, 0};
-    qsort(rows, n, sizeof(*rows), load_cmp);
-    for (size_t i = 0; i < g_t->nbuckets && n > 0; i++) {
-        for (const struct pr_atab_entry *e = g_t->buckets[i]; e; e = e->next) {
-            if (e->kind == PR_KEY_SID)
-                continue;
-            struct load_row key = {e->pod, 0, 0};
-            struct load_row *r = bsearch(&key, rows, n, sizeof(*rows), load_cmp);
-            if (!r)
-                continue;
-            if (e->kind == PR_KEY_ROOM) {
-                r->rooms++;
-                r->participants += e->participant_count;
-            } else {
-                r->participants++;
-            }
+    pr__atab_deactivate_idle(g_t, now);
+    if (recount)
+        pr__atab_recount(g_t);
+    pthread_mutex_unlock(&g_mu);
+}
+
+/* A use of kind:key (or of its hash). */
+int pr__rc_use(enum pr_key_kind kind, const char *key, size_t len, uint64_t hash, bool activate,
+               char key_out[PR_KEY_MAX + 1], size_t *key_len, char pod[PR_POD_NAME_MAX + 1])
+{
+    if ((unsigned)kind >= PR_ATAB_KINDS || (key && !pr__atab_key_ok(kind, key, len)))
+        return -EINVAL;
+    uint64_t now = pr_mono_ms();
+    if (key)
+        hash = pr__atab_hash((uint8_t)kind, key, len);
+    pthread_mutex_lock(&g_mu);
+    struct pr_atab_entry *e;
+    if (key) {
+        struct pr_atab_entry **pp = pr__atab_lookup(g_t, (uint8_t)kind, key, len, hash, now);
+        e = pp ? *pp : NULL;
+    } else {
+        e = pr__atab_find_hash(g_t, (uint8_t)kind, hash, now);
+    }
+    int r = -ENOENT;
+    if (e) {
+        r = pr__atab_use(g_t, e, now, activate);
+        if ((r & PR_ATAB_PROMOTED) && key_out && key_len && pod) {
+            memcpy(key_out, e->key, e->keylen);
+            key_out[e->keylen] = '\0';
+            *key_len = e->keylen;
+            memcpy(pod, e->pod, PR_POD_NAME_MAX + 1);
         }
     }
-    for (size_t i = 0; i < n; i++)
-        pr_registry_set_load(g_t->reg, rows[i].name, rows[i].rooms, rows[i].participants);
     pthread_mutex_unlock(&g_mu);
-    free(pods);
-    free(rows);
+    return r;
+}
+
+bool pr__rc_full(enum pr_key_kind kind)
+{
+    pthread_mutex_lock(&g_mu);
+    bool full = pr__atab_full(g_t, (uint8_t)kind);
+    pthread_mutex_unlock(&g_mu);
+    return full;
+}
+
+uint64_t pr__rc_touch_every(void)
+{
+    return pr__touch_every(g_t); /* active_ms is fixed once the cache exists */
+}
+
+/* Active entries whose activity the other replicas have not seen yet. */
+size_t pr__rc_collect_active(struct pr__rc_item *items, size_t max)
+{
+    size_t n = 0;
+    uint64_t now = pr_mono_ms();
+    pthread_mutex_lock(&g_mu);
+    uint64_t half = g_t->active_ms / 2;
+    for (struct pr_atab_entry *e = g_t->ahead; e && n < max; e = e->anext) {
+        bool due = e->report_due || (e->active > e->reported && now - e->reported >= half);
+        if (!due)
+            continue;
+        e->report_due = false;
+        e->reported = now;
+        struct pr__rc_item *it = &items[n++];
+        it->kind = e->kind;
+        it->key_len = e->keylen;
+        memcpy(it->key, e->key, e->keylen);
+        it->key[e->keylen] = '\0';
+        memcpy(it->pod, e->pod, sizeof(it->pod));
+        it->count = e->participant_count;
+        it->assigned_at_ms = e->assigned_at_ms;
+        it->tentative = e->tentative;
+        it->active_ago_ms = now > e->active ? now - e->active : 0;
+    }
+    pthread_mutex_unlock(&g_mu);
+    return n;
 }
 
 /* Number of dirty entries. */
@@ -307,6 +345,8 @@ size_t pr__rc_collect(size_t *cursor, bool dirty_only, struct pr__rc_item *items
             memcpy(it->pod, e->pod, sizeof(it->pod));
             it->count = e->participant_count;
             it->assigned_at_ms = e->assigned_at_ms;
+            it->tentative = e->tentative;
+            it->active_ago_ms = 0;
         }
     }
     *cursor = i >= g_t->nbuckets ? 0 : i;

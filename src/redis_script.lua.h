@@ -1,13 +1,19 @@
 /* The store's Lua script as a C string (included once, by redis_proto.c). Every call passes
  * ARGV[1] = operation and ARGV[2] = the P events channel; the rest per operation:
  *
- *   create   KEYS key                 ARGV kind id pod ttl count assignedAt
- *            -> {1, value} written (NX), or {0, existing value} (the winner; TTL renewed)
+ *   create   KEYS key                 ARGV kind id pod ttl count assignedAt [short]
+ *            -> {1, value} written (NX; with TTL short when given and > 0: a tentative
+ *            assignment, SPEC 3.6), or {0, existing value} (the winner; this second use
+ *            renews it to ttl)
  *   replace  KEYS key                 ARGV kind id expect pod ttl now
  *            -> {1, value} moved (or created when absent), or {0, current value}
  *   set      KEYS key                 ARGV kind id pod ttl now       -> {1, value}
  *   del      KEYS key [members]       ARGV kind id                   -> keys removed
  *   join     KEYS room members        ARGV id who ttl max            -> count or -1 (no room)
+ *            (members get the room's remaining TTL, so a tentative room's set goes with it)
+ *   active   KEYS active              ARGV now window                -> {pod, rooms, parts, ...}
+ *            per-pod sums of the activity fields (value "pod rooms parts lastActiveMs")
+ *            seen within window of now; older fields are deleted
  *   renew    KEYS key [members]       ARGV ttl                       -> 1, or 0 when key is gone
  *   podput   KEYS pod pods            ARGV name json ttl             -> 1 changed, 0 heartbeat
  *   pods     KEYS pods                ARGV pod-key-prefix            -> {json, ...}
@@ -54,6 +60,8 @@
     "    return {0, cur}\n"                                                                        \
     "  end\n"                                                                                      \
     "  local v = value(kind, pod, ARGV[7], ARGV[8])\n"                                             \
+    "  local short = tonumber(ARGV[9] or '0') or 0\n"                                              \
+    "  if short > 0 and short < tonumber(ttl) then ttl = ARGV[9] end\n"                            \
     "  redis.call('SET', KEYS[1], v, 'PX', ttl)\n"                                                 \
     "  announce(kind, id, pod, ARGV[7], ARGV[8])\n"                                                \
     "  return {1, v}\n"                                                                            \
@@ -86,7 +94,9 @@
     "  local n = redis.call('SCARD', KEYS[2])\n"                                                   \
     "  local added = 0\n"                                                                          \
     "  if n < max then added = redis.call('SADD', KEYS[2], who) end\n"                             \
-    "  redis.call('PEXPIRE', KEYS[2], ttl)\n"                                                      \
+    "  local room_left = redis.call('PTTL', KEYS[1])\n"                                             \
+    "  if room_left > 0 then redis.call('PEXPIRE', KEYS[2], room_left)\n"                          \
+    "  else redis.call('PEXPIRE', KEYS[2], ttl) end\n"                                             \
     "  local count = tonumber(t.participantCount) or 0\n"                                          \
     "  if added == 1 then\n"                                                                       \
     "    n = n + 1\n"                                                                              \
@@ -98,6 +108,28 @@
     "    redis.call('PUBLISH', ch, 'count ' .. id .. ' ' .. num(count))\n"                         \
     "  end\n"                                                                                      \
     "  return count\n"                                                                             \
+    "elseif op == 'active' then\n"                                                                 \
+    "  local now, window = tonumber(ARGV[3]), tonumber(ARGV[4])\n"                                 \
+    "  local sums, order, stale = {}, {}, {}\n"                                                    \
+    "  local all = redis.call('HGETALL', KEYS[1])\n"                                               \
+    "  for i = 1, #all, 2 do\n"                                                                    \
+    "    local pod, r, p, at = string.match(all[i + 1], '^(%S+) (%d+) (%d+) (%d+)$')\n"            \
+    "    if pod and now - tonumber(at) < window then\n"                                            \
+    "      local s = sums[pod]\n"                                                                  \
+    "      if not s then s = {0, 0}; sums[pod] = s; table.insert(order, pod) end\n"                \
+    "      s[1] = s[1] + tonumber(r); s[2] = s[2] + tonumber(p)\n"                                 \
+    "    else\n"                                                                                   \
+    "      table.insert(stale, all[i])\n"                                                          \
+    "    end\n"                                                                                    \
+    "  end\n"                                                                                      \
+    "  for i = 1, #stale, 256 do\n"                                                                \
+    "    redis.call('HDEL', KEYS[1], unpack(stale, i, math.min(i + 255, #stale)))\n"               \
+    "  end\n"                                                                                      \
+    "  local out = {}\n"                                                                           \
+    "  for _, pod in ipairs(order) do\n"                                                           \
+    "    table.insert(out, pod); table.insert(out, sums[pod][1]); table.insert(out, sums[pod][2])\n" \
+    "  end\n"                                                                                      \
+    "  return out\n"                                                                               \
     "elseif op == 'renew' then\n"                                                                  \
     "  local r = redis.call('PEXPIRE', KEYS[1], ARGV[3])\n"                                        \
     "  if KEYS[2] then redis.call('PEXPIRE', KEYS[2], ARGV[3]) end\n"                              \

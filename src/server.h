@@ -182,6 +182,7 @@ struct pr_client {
     bool admin, closing, reading, writing, close_after_write, peer_loopback;
     bool feeding, in_full;  /* feeding: inside the input loop; in_full: reading paused */
     bool tq_send;           /* tq is in q_send (bytes queued for the client) */
+    uint64_t room_hash;     /* a tunnel's room (pr_store_key_hash), 0 none: touched as active */
     uint16_t store_refs; /* store callbacks still to come */
     uint8_t peer_family;   /* AF_INET / AF_INET6, 0 unknown */
     uint8_t peer_addr[16]; /* read once at accept: X-Forwarded-For, loopback check */
@@ -250,6 +251,7 @@ void pr__client_stop_read(struct pr_client *c);
 int pr__client_send(struct pr_client *c, const char *data, size_t len);
 void pr__client_drain(struct pr_worker *w);
 void pr__exchange_release(struct pr_worker *w, struct pr_exchange *x);
+void pr__exchange_free(struct pr_exchange *x);
 void pr__access_log(struct pr_client *c);
 int pr__hdr_field(struct pr_hdr_tab *t, uint32_t off, size_t len);
 int pr__hdr_value(struct pr_hdr_tab *t, uint32_t off, size_t len);

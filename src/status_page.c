@@ -1,7 +1,7 @@
 /* The status page (SPEC 4.4): one self-contained HTML document with inline CSS and JS that
  * polls /v1/pods and /v1/cluster every 2 s. Stable hooks for browser tests: table #pods,
  * tr[data-pod] with a .state cell, button.drain[data-pod], totals #ready #draining #down
- * #rooms #participants #store. */
+ * #rooms #participants #active-rooms #desired #store. */
 #include "podrouter/status_page.h"
 
 /* One literal longer than the 4095 bytes ISO C guarantees; gcc and clang handle it. */
@@ -109,6 +109,12 @@ const char pr_status_page_html[] =
     " id=\"rooms\">&ndash;</div></div>\n"
     "  <div class=\"tile\"><div class=\"k\" title=\"participant ids with an assignment (/v1/participants); per-pod load is in the table\">Participant ids</div><div class=\"v\""
     " id=\"participants\">&ndash;</div></div>\n"
+    "  <div class=\"tile\"><div class=\"k\" title=\"rooms with traffic within --room-active,"
+    " over all replicas (the load placement uses)\">Active rooms</div><div class=\"v\""
+    " id=\"active-rooms\">&ndash;</div></div>\n"
+    "  <div class=\"tile\"><div class=\"k\" title=\"backend replicas the active rooms need"
+    " (SPEC 5.1; podrouter_backend_desired_replicas)\">Desired replicas</div><div class=\"v\""
+    " id=\"desired\">&ndash;</div></div>\n"
     "  <div class=\"tile\"><div class=\"k\">Store</div><div class=\"v\""
     " id=\"store\">&ndash;</div></div>\n"
     "</section>\n"
@@ -116,7 +122,8 @@ const char pr_status_page_html[] =
     "  <div class=\"card\">\n"
     "    <table id=\"pods\">\n"
     "      <thead>\n"
-    "        <tr><th>Pod</th><th>State</th><th>Address</th><th>Zone</th><th>Rooms</th>\n"
+    "        <tr><th>Pod</th><th>State</th><th>Address</th><th>Zone</th><th title=\"active"
+    " rooms\">Active rooms</th>\n"
     "          <th>Participants</th><th class=\"num\">Connections</th><th>Last"
     " heartbeat</th><th></th></tr>\n"
     "      </thead>\n"
@@ -198,6 +205,10 @@ const char pr_status_page_html[] =
     "    $('down').className = 'v' + (pc.down ? '' : ' none');\n"
     "    $('rooms').textContent = c && c.rooms !== undefined ? c.rooms : '\\u2013';\n"
     "    $('participants').textContent = c && c.participants !== undefined ? c.participants"
+    " : '\\u2013';\n"
+    "    $('active-rooms').textContent = c && c.activeRooms !== undefined ? c.activeRooms"
+    " : '\\u2013';\n"
+    "    $('desired').textContent = c && c.desiredReplicas !== undefined ? c.desiredReplicas"
     " : '\\u2013';\n"
     "    var s = $('store');\n"
     "    s.textContent = (c && c.store) || '\\u2013';\n"

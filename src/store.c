@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "atable.h"
 #include "podrouter/config.h"
 
 /* true when s starts with prefix. */
@@ -31,4 +32,10 @@ struct pr_store *pr_store_open(const struct pr_config *cfg, struct pr_registry *
     snprintf(err, errlen, "--store: unknown store \"%.64s\" (memory, redis://, redis-sentinel://)",
              cfg->store);
     return NULL;
+}
+
+/* Same hash as the assignment table's, so touch_hash finds the entry without its key. */
+uint64_t pr_store_key_hash(enum pr_key_kind kind, const char *key, size_t len)
+{
+    return pr__atab_hash((uint8_t)kind, key ? key : "", key ? len : 0);
 }

@@ -14,6 +14,7 @@
 
 struct mem_store {
     struct pr_store base;
+    struct pr_touch_cache touched; /* this handle's loop thread only */
 };
 
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -40,10 +41,14 @@ static void mem_get(struct pr_store *s, enum pr_key_kind kind, const char *key, 
     pthread_mutex_lock(&g_mu);
     struct pr_atab_entry **pp = pr__atab_lookup(g_table, (uint8_t)kind, key, len, hash, now);
     if (pp) {
+        pr__atab_use(g_table, *pp, now, true);
         pr__atab_renew(g_table, *pp, now);
         memcpy(pod, (*pp)->pod, sizeof(pod));
     }
+    uint64_t every = pr__touch_every(g_table);
     pthread_mutex_unlock(&g_mu);
+    if (pp)
+        pr__touch_due(&((struct mem_store *)s)->touched, hash, now, every);
     if (pp)
         cb(arg, 0, pod);
     else
@@ -63,13 +68,19 @@ static void mem_create(struct pr_store *s, enum pr_key_kind kind, const char *ke
     uint64_t hash = pr__atab_hash((uint8_t)kind, key, len), now = pr_mono_ms();
     pthread_mutex_lock(&g_mu);
     struct pr_atab_entry **pp = pr__atab_lookup(g_table, (uint8_t)kind, key, len, hash, now);
-    struct pr_atab_entry *e =
-        pp ? *pp : pr__atab_insert(g_table, (uint8_t)kind, key, len, hash, pod, 0, 0, now);
-    if (pp)
+    struct pr_atab_entry *e = NULL;
+    if (pp) {
+        e = *pp; /* created meanwhile: this request is its second use */
+        pr__atab_use(g_table, e, now, true);
         pr__atab_renew(g_table, e, now);
+    } else if (pr__atab_full(g_table, (uint8_t)kind)) {
+        rc = -ENOSPC; /* --max-assignments: route without storing (SPEC 3.6) */
+    } else {
+        e = pr__atab_insert(g_table, (uint8_t)kind, key, len, hash, pod, 0, 0, now);
+    }
     if (e)
         memcpy(out, e->pod, sizeof(out));
-    else
+    else if (rc == 0)
         rc = -ENOMEM;
     pthread_mutex_unlock(&g_mu);
     cb(arg, rc, rc == 0 ? out : NULL);
@@ -93,6 +104,7 @@ static void mem_replace(struct pr_store *s, enum pr_key_kind kind, const char *k
         e = *pp;
         if (expect && strcmp(e->pod, expect) == 0)
             pr__atab_move(g_table, e, pod, e->participant_count, 0, now);
+        pr__atab_use(g_table, e, now, true);
     } else {
         e = pr__atab_insert(g_table, (uint8_t)kind, key, len, hash, pod, 0, 0, now);
     }
@@ -114,12 +126,17 @@ static int mem_set(struct pr_store *s, enum pr_key_kind kind, const char *key, s
     uint64_t hash = pr__atab_hash((uint8_t)kind, key, len), now = pr_mono_ms();
     pthread_mutex_lock(&g_mu);
     struct pr_atab_entry **pp = pr__atab_lookup(g_table, (uint8_t)kind, key, len, hash, now);
-    if (pp) {
-        pr__atab_move(g_table, *pp, pod, (*pp)->participant_count, 0, now);
-        pr__atab_renew(g_table, *pp, now);
-    } else if (!pr__atab_insert(g_table, (uint8_t)kind, key, len, hash, pod, 0, 0, now)) {
-        rc = -ENOMEM;
+    struct pr_atab_entry *e = pp ? *pp : NULL;
+    if (e) {
+        pr__atab_move(g_table, e, pod, e->participant_count, 0, now);
+        pr__atab_renew(g_table, e, now);
+    } else {
+        e = pr__atab_insert(g_table, (uint8_t)kind, key, len, hash, pod, 0, 0, now);
     }
+    if (e)
+        pr__atab_use(g_table, e, now, false); /* an operator pin is live at once */
+    else
+        rc = -ENOMEM;
     pthread_mutex_unlock(&g_mu);
     return rc;
 }
@@ -150,7 +167,8 @@ static void mem_room_join(struct pr_store *s, const char *room, size_t len, cons
     struct pr_atab_entry **pp = pr__atab_lookup(g_table, PR_KEY_ROOM, room, len, hash, now);
     if (pp && pr__idset_add(&(*pp)->ids, id)) {
         (*pp)->participant_count++;
-        pr_registry_add_load(g_table->reg, (*pp)->pod, 0, 1);
+        if ((*pp)->counted)
+            pr_registry_add_load(g_table->reg, (*pp)->pod, 0, 1);
     }
     pthread_mutex_unlock(&g_mu);
 }
@@ -194,13 +212,51 @@ static bool mem_up(struct pr_store *s)
     return true;
 }
 
-/* Evict expired entries from the next TICK_BUCKETS buckets. */
+/* Evict expired entries from the next TICK_BUCKETS buckets, stop counting rooms idle for
+ * --room-active and set the pods' loads from the active ones. */
 static void mem_tick(struct pr_store *s)
 {
     uint64_t now = pr_mono_ms();
     pthread_mutex_lock(&g_mu);
     pr__atab_expire_some(g_table, now);
+    pr__atab_deactivate_idle(g_table, now);
+    pr__atab_recount(g_table);
     pthread_mutex_unlock(&g_mu);
+}
+
+/* Mark kind:key used now; lock-free when this handle stamped it recently. */
+static void mem_touch_at(struct mem_store *ms, enum pr_key_kind kind, const char *key, size_t len,
+                         uint64_t hash)
+{
+    uint64_t now = pr_mono_ms();
+    /* g_table->active_ms is fixed after open: reading it unlocked is safe. */
+    if (!pr__touch_due(&ms->touched, hash, now, pr__touch_every(g_table)))
+        return;
+    pthread_mutex_lock(&g_mu);
+    struct pr_atab_entry *e = NULL;
+    if (key) {
+        struct pr_atab_entry **pp = pr__atab_lookup(g_table, (uint8_t)kind, key, len, hash, now);
+        e = pp ? *pp : NULL;
+    } else {
+        e = pr__atab_find_hash(g_table, (uint8_t)kind, hash, now);
+    }
+    if (e)
+        pr__atab_use(g_table, e, now, true);
+    pthread_mutex_unlock(&g_mu);
+}
+
+static void mem_touch(struct pr_store *s, enum pr_key_kind kind, const char *key, size_t len)
+{
+    if (!args_ok(kind, key, len, NULL))
+        return;
+    mem_touch_at((struct mem_store *)s, kind, key, len, pr__atab_hash((uint8_t)kind, key, len));
+}
+
+static void mem_touch_hash(struct pr_store *s, enum pr_key_kind kind, uint64_t hash)
+{
+    if ((unsigned)kind >= PR_ATAB_KINDS)
+        return;
+    mem_touch_at((struct mem_store *)s, kind, NULL, 0, hash);
 }
 
 /* Release a handle; the shared table goes with the last one. */
@@ -231,6 +287,8 @@ static const struct pr_store_ops mem_ops = {
     .counts = mem_counts,
     .up = mem_up,
     .tick = mem_tick,
+    .touch = mem_touch,
+    .touch_hash = mem_touch_hash,
 };
 
 /* A handle on the process-wide memory table (created on first open); NULL on ENOMEM. */
@@ -246,8 +304,13 @@ struct pr_store *pr_store_memory_open(const struct pr_config *cfg, struct pr_reg
     ttl[PR_KEY_PARTICIPANT] = cfg ? cfg->participant_ttl_ms : 24 * 3600 * 1000u;
 
     pthread_mutex_lock(&g_mu);
-    if (!g_table)
+    if (!g_table) {
         g_table = pr__atab_create(reg, ttl);
+        if (g_table) {
+            g_table->active_ms = cfg ? cfg->room_active_ms : 0;
+            g_table->max_per_kind = cfg ? cfg->max_assignments : 0;
+        }
+    }
     if (!g_table) {
         pthread_mutex_unlock(&g_mu);
         free(ms);

@@ -54,6 +54,7 @@
 #include <string.h>
 #include <uv.h>
 
+#include "atable.h"
 #include "podrouter/config.h"
 #include "podrouter/log.h"
 #include "podrouter/metrics.h"
@@ -72,6 +73,9 @@
 #define WRITEBACK_INFLIGHT 1024u
 #define MEMBERS_MAX 4096u
 #define MAX_ARGS 16
+#define ACTIVE_BATCH 7    /* rooms per HSET (2 + 2 * 7 arguments = MAX_ARGS) */
+#define ACTIVE_MAX 65536u /* activity reports per tick */
+#define ACTIVE_FRESH_MS 3000u
 
 enum role { ROLE_CMD = 0, ROLE_SUB, ROLE_SENT_Q, ROLE_SENT_SUB, ROLE__COUNT };
 
@@ -92,6 +96,7 @@ enum op {
     OP_RENEW,
     OP_PODS,
     OP_WRITEBACK,
+    OP_ACTIVE, /* per-pod active load over all replicas */
 };
 
 struct redis_store;
@@ -153,6 +158,9 @@ struct shared {
     char channel[PR_REDIS_KEY_MAX];
     char pods_key[PR_REDIS_KEY_MAX];
     char pod_key_prefix[PR_REDIS_KEY_MAX];
+    char active_key[PR_REDIS_KEY_MAX]; /* P active: hash of activity reports */
+    uint64_t active_ms;
+    uint64_t max_per_kind;
     char sha[41];
     uint64_t ttl[3];
     uint64_t pod_key_ttl;
@@ -186,6 +194,8 @@ struct redis_store {
     uint32_t seen_gen;  /* master generation the reconnect schedule is for */
     struct beat *beats; /* owner: pods heartbeating through this replica's admin API */
     size_t nbeats;
+    uint64_t active_at; /* owner: monotonic ms the shared active loads were last applied */
+    struct pr_touch_cache touched; /* this loop's touch throttle */
 };
 
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -844,6 +854,58 @@ static void handle_setup(struct req *q, redisReply *r, int status)
 }
 
 static void writeback_done(struct redis_store *rs);
+static void send_renew(struct redis_store *rs, enum pr_key_kind kind, const char *key, size_t len,
+                       const char *pod);
+
+/* Per-pod totals of an OP_ACTIVE answer. */
+struct active_row {
+    char name[PR_POD_NAME_MAX + 1];
+    uint32_t rooms, participants;
+};
+
+/* Set every registered pod's load from the shared activity sums ({pod, rooms, parts}...):
+ * active rooms over all replicas (SPEC 5). */
+static void apply_active(struct redis_store *rs, const redisReply *r)
+{
+    struct pr_pod_info *pods = malloc(PR_MAX_PODS * sizeof(*pods));
+    struct active_row *rows = calloc(r->elements / 3 + 1, sizeof(*rows));
+    if (!pods || !rows) {
+        free(pods);
+        free(rows);
+        return;
+    }
+    size_t nrows = 0;
+    for (size_t i = 0; i + 2 < r->elements; i += 3) {
+        const redisReply *p = r->element[i], *a = r->element[i + 1], *b = r->element[i + 2];
+        if (p->type != REDIS_REPLY_STRING || a->type != REDIS_REPLY_INTEGER ||
+            b->type != REDIS_REPLY_INTEGER || p->len > PR_POD_NAME_MAX)
+            continue;
+        struct active_row *row = &rows[nrows++];
+        memcpy(row->name, p->str, p->len);
+        row->name[p->len] = '\0';
+        row->rooms = a->integer < 0            ? 0
+                     : a->integer > UINT32_MAX ? UINT32_MAX
+                                               : (uint32_t)a->integer;
+        row->participants = b->integer < 0            ? 0
+                            : b->integer > UINT32_MAX ? UINT32_MAX
+                                                      : (uint32_t)b->integer;
+    }
+    size_t n = pr_registry_snapshot(rs->reg, pods, PR_MAX_PODS);
+    for (size_t i = 0; i < n && i < PR_MAX_PODS; i++) {
+        uint32_t rooms = 0, parts = 0;
+        for (size_t k = 0; k < nrows; k++) {
+            if (strcmp(rows[k].name, pods[i].name) == 0) {
+                rooms = rows[k].rooms;
+                parts = rows[k].participants;
+                break;
+            }
+        }
+        pr_registry_set_load(rs->reg, pods[i].name, rooms, parts);
+    }
+    rs->active_at = now_ms();
+    free(pods);
+    free(rows);
+}
 
 /* Dispatch a reply (r NULL with status < 0 when none came) to what asked for it. */
 static void handle_reply(struct req *q, redisReply *r, int status)
@@ -874,6 +936,10 @@ static void handle_reply(struct req *q, redisReply *r, int status)
             q->cb(q->arg, -ENOENT, NULL); /* absent, or garbage nobody can route by */
         } else if (pr__rc_put(kind, q->key, q->key_len, pod, count, at, PR_RC_IF_ABSENT, false,
                               out) == 0) {
+            /* Found in Redis: another request (maybe elsewhere) created it, so this is at least
+             * its second use: live for its full TTL there too (SPEC 3.6). */
+            pr__rc_use(kind, q->key, q->key_len, 0, true, NULL, NULL, NULL);
+            send_renew(rs, kind, q->key, q->key_len, out);
             q->cb(q->arg, 0, out);
         } else {
             q->cb(q->arg, 0, pod);
@@ -885,6 +951,10 @@ static void handle_reply(struct req *q, redisReply *r, int status)
             if (pr__rc_put(kind, q->key, q->key_len, pod, count, at, PR_RC_OVERWRITE, false, out) !=
                 0)
                 snprintf(out, sizeof(out), "%s", pod);
+            /* A create that found a winner, or a move: this request is a second use (the
+             * script gave the key its full TTL). A fresh create stays tentative. */
+            if (q->op == OP_REPLACE || !written)
+                pr__rc_use(kind, q->key, q->key_len, 0, true, NULL, NULL, NULL);
             q->cb(q->arg, 0, out);
             return;
         }
@@ -933,6 +1003,10 @@ static void handle_reply(struct req *q, redisReply *r, int status)
                             p.address);
             }
         }
+        return;
+    case OP_ACTIVE:
+        if (status == 0 && r->type == REDIS_REPLY_ARRAY)
+            apply_active(rs, r);
         return;
     case OP_FIRE:
         return;
@@ -1006,18 +1080,19 @@ static bool akey(char *buf, size_t cap, enum pr_key_kind kind, const char *key, 
 /* Send the create script for kind:key -> pod (count/at for rooms). */
 static struct req *send_create(struct redis_store *rs, enum op op, enum pr_key_kind kind,
                                const char *key, size_t len, const char *pod, uint32_t count,
-                               uint64_t at)
+                               uint64_t at, bool tentative)
 {
-    char k[PR_REDIS_KEY_MAX], id[PR_KEY_MAX + 1], ttl[24], cnt[16], ats[24];
+    char k[PR_REDIS_KEY_MAX], id[PR_KEY_MAX + 1], ttl[24], cnt[16], ats[24], shortttl[24];
     if (!akey(k, sizeof(k), kind, key, len))
         return NULL;
     snprintf(id, sizeof(id), "%.*s", (int)len, key);
     snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)g.ttl[kind]);
     snprintf(cnt, sizeof(cnt), "%u", (unsigned)count);
     snprintf(ats, sizeof(ats), "%llu", (unsigned long long)(at ? at : pr_now_ms()));
+    snprintf(shortttl, sizeof(shortttl), "%llu", (unsigned long long)(tentative ? g.active_ms : 0));
     const char *keys[] = {k};
-    const char *args[] = {"create", pr_redis_kind_name(kind), id, pod, ttl, cnt, ats};
-    struct req *q = script(rs, op, 1, keys, 7, args);
+    const char *args[] = {"create", pr_redis_kind_name(kind), id, pod, ttl, cnt, ats, shortttl};
+    struct req *q = script(rs, op, 1, keys, 8, args);
     if (q) {
         req_key(q, kind, key, len, pod);
         q->count = count;
@@ -1061,6 +1136,8 @@ static void r_get(struct pr_store *s, enum pr_key_kind kind, const char *key, si
     if (rc == 0) {
         if (renew)
             send_renew(rs, kind, key, len, pod);
+        pr__touch_due(&rs->touched, pr__atab_hash((uint8_t)kind, key, len), now_ms(),
+                      pr__rc_touch_every());
         cb(arg, 0, pod);
         return;
     }
@@ -1094,11 +1171,18 @@ static void r_create(struct pr_store *s, enum pr_key_kind kind, const char *key,
         cb(arg, -EINVAL, NULL);
         return;
     }
-    if (pr__rc_get(kind, key, len, cached, NULL) == 0) {
+    bool renew = false;
+    if (pr__rc_get(kind, key, len, cached, &renew) == 0) {
+        if (renew)
+            send_renew(rs, kind, key, len, cached);
         cb(arg, 0, cached);
         return;
     }
-    struct req *q = is_up(rs) ? send_create(rs, OP_CREATE, kind, key, len, pod, 0, 0) : NULL;
+    if (pr__rc_full(kind)) {
+        cb(arg, -ENOSPC, NULL); /* --max-assignments: routed, not stored (SPEC 3.6) */
+        return;
+    }
+    struct req *q = is_up(rs) ? send_create(rs, OP_CREATE, kind, key, len, pod, 0, 0, true) : NULL;
     if (!q) {
         /* Degraded: the choice is ours until Redis is back (then first writer wins). */
         int rc = pr__rc_put(kind, key, len, pod, 0, 0, PR_RC_IF_ABSENT, true, cached);
@@ -1159,7 +1243,10 @@ static int r_set(struct pr_store *s, enum pr_key_kind kind, const char *key, siz
     const char *args[] = {"set", pr_redis_kind_name(kind), id, pod, ttl, now};
     if (!script(rs, OP_FIRE, 1, keys, 6, args))
         return -ENOTCONN;
-    return pr__rc_put(kind, key, len, pod, 0, at, PR_RC_OVERWRITE, false, NULL);
+    int rc = pr__rc_put(kind, key, len, pod, 0, at, PR_RC_OVERWRITE, false, NULL);
+    if (rc == 0) /* an operator pin is live at once (the script wrote the full TTL) */
+        pr__rc_use(kind, key, len, 0, false, NULL, NULL, NULL);
+    return rc;
 }
 
 /* Operator removal: 0 when this replica knew the assignment, else -ENOENT (removed from
@@ -1403,6 +1490,51 @@ static void reload_pods(struct redis_store *rs)
     script(rs, OP_PODS, 1, keys, 2, args);
 }
 
+/* Share this replica's active rooms (new, moved, recounted, or used again after half a
+ * window) in P active: one pipelined HSET per ACTIVE_BATCH rooms, so a room costs at most a
+ * few commands per --room-active window; then read the per-pod sums over all replicas. */
+static void share_activity(struct redis_store *rs)
+{
+    struct pr__rc_item *items = malloc(ACTIVE_MAX * sizeof(*items));
+    if (!items)
+        return;
+    size_t n = pr__rc_collect_active(items, ACTIVE_MAX);
+    uint64_t wall = pr_now_ms();
+    char fields[ACTIVE_BATCH][PR_KEY_MAX + 16], values[ACTIVE_BATCH][PR_POD_NAME_MAX + 48];
+    for (size_t i = 0; i < n;) {
+        const char *argv[2 + 2 * ACTIVE_BATCH];
+        size_t argl[2 + 2 * ACTIVE_BATCH];
+        int argc = 0;
+        argv[argc] = "HSET";
+        argl[argc++] = 4;
+        argv[argc] = g.active_key;
+        argl[argc++] = strlen(g.active_key);
+        for (size_t b = 0; b < ACTIVE_BATCH && i < n; b++, i++) {
+            const struct pr__rc_item *it = &items[i];
+            bool room = it->kind == PR_KEY_ROOM;
+            int fl = snprintf(fields[b], sizeof(fields[b]), "%s:%s",
+                              pr_redis_kind_name((enum pr_key_kind)it->kind), it->key);
+            int vl =
+                snprintf(values[b], sizeof(values[b]), "%s %u %u %llu", it->pod, room ? 1u : 0u,
+                         room ? it->count : 1u, (unsigned long long)(wall - it->active_ago_ms));
+            argv[argc] = fields[b];
+            argl[argc++] = (size_t)fl;
+            argv[argc] = values[b];
+            argl[argc++] = (size_t)vl;
+        }
+        struct req *q = req_new(OP_FIRE, argc, argv, argl);
+        if (q && req_send(rs->live[ROLE_CMD], q) != 0)
+            req_free(q);
+    }
+    free(items);
+    char now[24], win[24];
+    snprintf(now, sizeof(now), "%llu", (unsigned long long)wall);
+    snprintf(win, sizeof(win), "%llu", (unsigned long long)g.active_ms);
+    const char *keys[] = {g.active_key};
+    const char *args[] = {"active", now, win};
+    script(rs, OP_ACTIVE, 1, keys, 3, args);
+}
+
 /* Begin writing cached assignments back (all of them after a reconnect, else dirty ones). */
 static void writeback_start(struct redis_store *rs, bool full)
 {
@@ -1436,8 +1568,9 @@ static void writeback_step(struct redis_store *rs)
     size_t n = pr__rc_collect(&rs->wb_cursor, !rs->wb_full, items, WRITEBACK_BATCH);
     for (size_t i = 0; i < n; i++) {
         struct pr__rc_item *it = &items[i];
-        struct req *q = send_create(rs, OP_WRITEBACK, (enum pr_key_kind)it->kind, it->key,
-                                    it->key_len, it->pod, it->count, it->assigned_at_ms);
+        struct req *q =
+            send_create(rs, OP_WRITEBACK, (enum pr_key_kind)it->kind, it->key, it->key_len, it->pod,
+                        it->count, it->assigned_at_ms, it->tentative);
         if (q)
             rs->wb_inflight++;
     }
@@ -1541,13 +1674,18 @@ static void schedule_soon(struct redis_store *rs)
 static void r_tick(struct pr_store *s)
 {
     struct redis_store *rs = (struct redis_store *)s;
-    pr__rc_tick();
+    /* Loads come from the shared activity sums while they are fresh, else from this
+     * replica's own active entries (Redis down: the best view there is). */
+    bool fresh = rs->owner && is_up(rs) && now_ms() - rs->active_at < ACTIVE_FRESH_MS;
+    pr__rc_tick(!fresh);
     if (rs->owner && !is_up(rs))
         keep_remote_pods_alive(rs);
     if (!rs->owner || !is_up(rs))
         return;
-    if (now_ms() - rs->last_reload >= RELOAD_MS - 100)
+    if (now_ms() - rs->last_reload >= RELOAD_MS - 100) {
+        share_activity(rs);
         reload_pods(rs);
+    }
     if (!rs->wb_active && pr__rc_dirty() > 0)
         writeback_start(rs, false);
 }
@@ -1606,6 +1744,34 @@ static void r_close(struct pr_store *s)
     free(rs);
 }
 
+/* Mark kind:key (or its hash) used now: lock-free when this loop stamped it recently; a
+ * promotion renews the key's full TTL in Redis (once per key). */
+static void touch_at(struct redis_store *rs, enum pr_key_kind kind, const char *key, size_t len,
+                     uint64_t hash)
+{
+    if (!pr__touch_due(&rs->touched, hash, now_ms(), pr__rc_touch_every()))
+        return;
+    char k[PR_KEY_MAX + 1], pod[PR_POD_NAME_MAX + 1];
+    size_t kl = 0;
+    int r = pr__rc_use(kind, key, len, hash, true, k, &kl, pod);
+    if (r > 0 && (r & PR_ATAB_PROMOTED) && is_up(rs))
+        send_renew(rs, kind, k, kl, pod);
+}
+
+static void r_touch(struct pr_store *s, enum pr_key_kind kind, const char *key, size_t len)
+{
+    if ((unsigned)kind > PR_KEY_PARTICIPANT || !key || len == 0 || len > PR_KEY_MAX)
+        return;
+    touch_at((struct redis_store *)s, kind, key, len, pr__atab_hash((uint8_t)kind, key, len));
+}
+
+static void r_touch_hash(struct pr_store *s, enum pr_key_kind kind, uint64_t hash)
+{
+    if ((unsigned)kind > PR_KEY_PARTICIPANT)
+        return;
+    touch_at((struct redis_store *)s, kind, NULL, 0, hash);
+}
+
 static const struct pr_store_ops redis_ops = {
     .name = "redis",
     .close = r_close,
@@ -1623,6 +1789,8 @@ static const struct pr_store_ops redis_ops = {
     .pod_put = r_pod_put,
     .pod_drain = r_pod_drain,
     .pod_delete = r_pod_delete,
+    .touch = r_touch,
+    .touch_hash = r_touch_hash,
 };
 
 /* Fill the process-wide settings from cfg on first open (lock held); 0 or -EINVAL. */
@@ -1636,7 +1804,8 @@ static int shared_init(const struct pr_config *cfg, char *err, size_t errlen)
     snprintf(g.prefix, sizeof(g.prefix), "%s", cfg->key_prefix);
     if (pr_redis_prefixed(g.channel, sizeof(g.channel), g.prefix, "events") < 0 ||
         pr_redis_prefixed(g.pods_key, sizeof(g.pods_key), g.prefix, "pods") < 0 ||
-        pr_redis_prefixed(g.pod_key_prefix, sizeof(g.pod_key_prefix), g.prefix, "pod:") < 0) {
+        pr_redis_prefixed(g.pod_key_prefix, sizeof(g.pod_key_prefix), g.prefix, "pod:") < 0 ||
+        pr_redis_prefixed(g.active_key, sizeof(g.active_key), g.prefix, "active") < 0) {
         snprintf(err, errlen, "--key-prefix: too long");
         return -EINVAL;
     }
@@ -1648,6 +1817,8 @@ static int shared_init(const struct pr_config *cfg, char *err, size_t errlen)
     g.ttl[PR_KEY_ROOM] = cfg->room_ttl_ms;
     g.ttl[PR_KEY_PARTICIPANT] = cfg->participant_ttl_ms;
     g.pod_key_ttl = cfg->pod_ttl_ms * 4;
+    g.active_ms = cfg->room_active_ms;
+    g.max_per_kind = cfg->max_assignments;
     g.pod_ttl = cfg->pod_ttl_ms;
     if (!g.url.sentinel) {
         snprintf(g.master_host, sizeof(g.master_host), "%s", g.url.hosts[0].host);
@@ -1681,8 +1852,9 @@ struct pr_store *pr_store_redis_open(const struct pr_config *cfg, struct pr_regi
     rs->owner = !g.owner_taken;
     g.owner_taken = true;
     uint64_t ttl[3] = {g.ttl[0], g.ttl[1], g.ttl[2]};
+    uint64_t active_ms = g.active_ms, max_per_kind = g.max_per_kind;
     pthread_mutex_unlock(&g_mu);
-    if (pr__rc_open(reg, ttl) != 0) {
+    if (pr__rc_open(reg, ttl, active_ms, max_per_kind) != 0) {
         snprintf(err, errlen, "store: out of memory");
         rs->owner = false;
         pthread_mutex_lock(&g_mu);

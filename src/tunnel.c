@@ -6,10 +6,17 @@
 #include <string.h>
 
 #include "podrouter/registry.h"
+#include "podrouter/store.h"
 
+/* Activity on a tunnel: its idle timeout restarts and its room is marked active (SPEC 5:
+ * a tunnel byte keeps a room active; the store's per-loop stamp cache makes repeats cost a
+ * probe, no lock). */
 void pr__tunnel_touch(struct pr_client *c)
 {
-    pr__client_queue(c, &c->w->q_tunnel);
+    struct pr_worker *w = c->w;
+    if (c->room_hash)
+        w->store->ops->touch_hash(w->store, PR_KEY_ROOM, c->room_hash);
+    pr__client_queue(c, &w->q_tunnel);
 }
 
 /* Switch the client and its upstream to relay mode. The 101 head and the bytes the pod sent
@@ -24,6 +31,11 @@ void pr__tunnel_start(struct pr_client *c)
     c->state = PR_C_TUNNEL;
     w->m->conns[PR_CONN_WEBSOCKET]++;
     pr_metrics_pod_tunnel(w->m, u->pool->slot, u->pool->gen);
+    c->room_hash = c->x->aff.room_len
+                       ? pr_store_key_hash(PR_KEY_ROOM, c->x->aff.room, c->x->aff.room_len)
+                       : 0;
+    if (c->room_hash)
+        w->store->ops->touch_hash(w->store, PR_KEY_ROOM, c->room_hash);
     pr__access_log(c);
     pr__exchange_release(w, c->x);
     c->x = NULL;

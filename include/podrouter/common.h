@@ -29,6 +29,7 @@ enum pr_outcome {
     PR_OUTCOME_CREATED,
     PR_OUTCOME_REASSIGNED,
     PR_OUTCOME_DEGRADED,
+    PR_OUTCOME_OVERFLOW, /* --max-assignments reached: placed as degraded, not stored */
     PR_OUTCOME__COUNT
 };
 

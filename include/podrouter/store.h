@@ -61,7 +61,20 @@ struct pr_store_ops {
     void (*pod_put)(struct pr_store *s, const char *name);
     void (*pod_drain)(struct pr_store *s, const char *name);
     void (*pod_delete)(struct pr_store *s, const char *name);
+    /* Activity (SPEC 5, 3.6): a request or tunnel for kind:key (a room, normally) was seen
+     * now. The room counts as active load for --room-active, and a tentative assignment's
+     * second use makes it live for its full TTL. O(1) and lock-free on repeats: each handle
+     * stamps a key at most every min(1 s, --room-active/8); never a Redis round trip (a
+     * promotion sends one fire-and-forget TTL renewal, once per key). Unknown keys are
+     * ignored. Call it from the handle's own loop thread. */
+    void (*touch)(struct pr_store *s, enum pr_key_kind kind, const char *key, size_t len);
+    /* The same by pr_store_key_hash(kind, key, len), for holders that keep 8 bytes instead
+     * of the key (WebSocket tunnels). */
+    void (*touch_hash)(struct pr_store *s, enum pr_key_kind kind, uint64_t hash);
 };
+
+/* The 64-bit identity of kind:key for touch_hash. */
+uint64_t pr_store_key_hash(enum pr_key_kind kind, const char *key, size_t len);
 
 struct pr_store {
     const struct pr_store_ops *ops;

@@ -116,6 +116,8 @@ describe('status page in headless Chromium', { timeout: 120000, skip }, () => {
     await waitText(page, '#rooms', String(cl.rooms), 'rooms total');
     await waitText(page, '#participants', String(cl.participants), 'participants total');
     await waitText(page, '#store', 'up', 'store');
+    await waitText(page, '#active-rooms', String(cl.activeRooms), 'active rooms total');
+    await waitText(page, '#desired', String(cl.desiredReplicas), 'desired replicas');
     assert.ok(cl.rooms >= 1, 'the room is counted');
 
     await page.click('button.drain[data-pod="backend-1"]');

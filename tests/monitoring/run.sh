@@ -71,6 +71,8 @@ podrouter_proxy_errors_total counter
 podrouter_store_up gauge
 podrouter_store_operation_duration_seconds histogram
 podrouter_bytes_total counter
+podrouter_backend_desired_replicas gauge
+podrouter_rate_limited_total counter
 EOF
 }
 

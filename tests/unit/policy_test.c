@@ -328,3 +328,233 @@ Test(policy, deterministic_across_calls_and_orders)
         cr_expect_str_eq(pods[la].name, rev[lb].name);
     }
 }
+
+/* ---- StatefulSet ordinals, pack placement (SPEC 5) ------------------------------------- */
+
+Test(policy, ordinal_table)
+{
+    static const struct {
+        const char *name;
+        long ord;
+    } rows[] = {
+        {"backend-0", 0},      {"backend-12", 12},   {"my-app-backend-3", 3},
+        {"backend", -1},       {"backend-", -1},     {"backend-x1", -1},
+        {"backend-1a", -1},    {"b-123456789", 123456789}, {"b-1234567890", -1},
+        {"backend-007", 7},    {"", -1},             {"0", -1},
+    };
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
+        cr_expect_eq(pr_policy_ordinal(rows[i].name), rows[i].ord, "%s", rows[i].name);
+    cr_expect_eq(pr_policy_ordinal(NULL), -1);
+}
+
+struct pack_pod {
+    const char *name;
+    uint32_t cr, cp, lr, lp;
+    bool eligible;
+};
+
+struct pack_row {
+    const char *what;
+    struct pack_pod pods[6];
+    size_t n;
+    bool room;
+    double u;
+    const char *want; /* NULL: -1 */
+};
+
+static const struct pack_row pack_rows[] = {
+    {"empty pods: lowest ordinal",
+     {{"backend-2", 20, 80, 0, 0, true}, {"backend-0", 20, 80, 0, 0, true},
+      {"backend-1", 20, 80, 0, 0, true}}, 3, true, 0.75, "backend-0"},
+    {"ordinal order is numeric, not by name",
+     {{"backend-10", 20, 80, 0, 0, true}, {"backend-9", 20, 80, 0, 0, true}}, 2, true, 0.75,
+     "backend-9"},
+    {"fills backend-0 up to 15 of 20 rooms at 0.75",
+     {{"backend-0", 20, 80, 14, 0, true}, {"backend-1", 20, 80, 0, 0, true}}, 2, true, 0.75,
+     "backend-0"},
+    {"at 15 of 20 the next room goes to backend-1",
+     {{"backend-0", 20, 80, 15, 0, true}, {"backend-1", 20, 80, 0, 0, true}}, 2, true, 0.75,
+     "backend-1"},
+    {"participants bound the ratio too",
+     {{"backend-0", 20, 80, 1, 61, true}, {"backend-1", 20, 80, 0, 0, true}}, 2, true, 0.75,
+     "backend-1"},
+    {"a participant key adds a participant: 59 -> 60 of 80 fits",
+     {{"backend-0", 20, 80, 1, 59, true}, {"backend-1", 20, 80, 0, 0, true}}, 2, false, 0.75,
+     "backend-0"},
+    {"a participant key at 60 of 80 does not fit",
+     {{"backend-0", 20, 80, 1, 60, true}, {"backend-1", 20, 80, 0, 0, true}}, 2, false, 0.75,
+     "backend-1"},
+    {"rounding: 0.7 * 10 admits the 7th room",
+     {{"backend-0", 10, 80, 6, 0, true}, {"backend-1", 10, 80, 0, 0, true}}, 2, true, 0.7,
+     "backend-0"},
+    {"u = 1 fills to capacity",
+     {{"backend-0", 20, 80, 19, 0, true}, {"backend-1", 20, 80, 0, 0, true}}, 2, true, 1.0,
+     "backend-0"},
+    {"u = 1 never over capacity",
+     {{"backend-0", 20, 80, 20, 0, true}, {"backend-1", 20, 80, 0, 0, true}}, 2, true, 1.0,
+     "backend-1"},
+    {"draining / down / failed pods (ineligible) are never chosen",
+     {{"backend-0", 20, 80, 0, 0, false}, {"backend-1", 20, 80, 0, 0, false},
+      {"backend-2", 20, 80, 10, 0, true}}, 3, true, 0.75, "backend-2"},
+    {"names without ordinal come after, by name",
+     {{"zeta", 20, 80, 0, 0, true}, {"alpha", 20, 80, 0, 0, true},
+      {"backend-4", 20, 80, 15, 0, true}}, 3, true, 0.75, "alpha"},
+    {"an ordinal pod with room beats names without one",
+     {{"alpha", 20, 80, 0, 0, true}, {"backend-4", 20, 80, 14, 0, true}}, 2, true, 0.75,
+     "backend-4"},
+    {"all above u: least-loaded rule",
+     {{"backend-0", 20, 80, 19, 0, true}, {"backend-1", 20, 80, 16, 0, true},
+      {"backend-2", 20, 80, 18, 0, true}}, 3, true, 0.75, "backend-1"},
+    {"all full: least over",
+     {{"backend-0", 20, 80, 25, 0, true}, {"backend-1", 20, 80, 22, 0, true}}, 2, true, 0.75,
+     "backend-1"},
+    {"small capacity: 1 room at u 0.75 never fits, least-loaded",
+     {{"backend-0", 1, 80, 0, 0, true}, {"backend-1", 1, 80, 0, 0, true}}, 2, true, 0.75, NULL},
+    {"heterogeneous capacity: ratio per pod",
+     {{"backend-0", 4, 80, 3, 0, true}, {"backend-1", 40, 80, 3, 0, true}}, 2, true, 0.75,
+     "backend-1"},
+    {"no eligible pod", {{"backend-0", 20, 80, 0, 0, false}}, 1, true, 0.75, NULL},
+    {"no pods", {{NULL, 0, 0, 0, 0, false}}, 0, true, 0.75, NULL},
+};
+
+Test(policy, pack_table)
+{
+    for (size_t r = 0; r < sizeof(pack_rows) / sizeof(pack_rows[0]); r++) {
+        const struct pack_row *row = &pack_rows[r];
+        struct pr_policy_pod pods[6];
+        for (size_t i = 0; i < row->n; i++) {
+            const struct pack_pod *p = &row->pods[i];
+            pods[i] = (struct pr_policy_pod){p->name, p->cr, p->cp, p->lr, p->lp, p->eligible};
+        }
+        int idx = pr_policy_pack(pods, row->n, "room_x", 6, row->room, row->u);
+        if (!row->want && strcmp(row->what, "small capacity: 1 room at u 0.75 never fits, "
+                                             "least-loaded") == 0) {
+            /* both empty: the least-loaded tie-break by HRW decides, same as that rule */
+            cr_expect_eq(idx, pr_policy_least_loaded(pods, row->n, "room_x", 6), "%s",
+                         row->what);
+            cr_expect_geq(idx, 0, "%s", row->what);
+            continue;
+        }
+        if (!row->want) {
+            cr_expect_eq(idx, -1, "%s", row->what);
+            continue;
+        }
+        cr_expect_geq(idx, 0, "%s", row->what);
+        if (idx >= 0)
+            cr_expect_str_eq(pods[idx].name, row->want, "%s", row->what);
+    }
+}
+
+Test(policy, pack_result_independent_of_array_order)
+{
+    const char *names[] = {"backend-3", "backend-1", "backend-0", "backend-2", "other"};
+    uint32_t loads[] = {0, 15, 15, 4, 0};
+    for (size_t rot = 0; rot < 5; rot++) {
+        struct pr_policy_pod pods[5];
+        for (size_t i = 0; i < 5; i++) {
+            size_t j = (i + rot) % 5;
+            pods[i] = (struct pr_policy_pod){names[j], 20, 80, loads[j], 0, true};
+        }
+        int idx = pr_policy_pack(pods, 5, "k", 1, true, 0.75);
+        cr_assert_geq(idx, 0);
+        cr_expect_str_eq(pods[idx].name, "backend-2");
+    }
+}
+
+Test(policy, pack_fills_lowest_ordinals_so_highest_empty_first)
+{
+    char names[8][16];
+    struct pr_policy_pod pods[8];
+    make_pods(pods, names, 8);
+    for (int k = 0; k < 45; k++) {
+        char key[16];
+        snprintf(key, sizeof(key), "room_%d", k);
+        int idx = pr_policy_pack(pods, 8, key, strlen(key), true, 0.75);
+        cr_assert_geq(idx, 0);
+        pods[idx].load_rooms++;
+    }
+    cr_expect_eq(pods[0].load_rooms, 15);
+    cr_expect_eq(pods[1].load_rooms, 15);
+    cr_expect_eq(pods[2].load_rooms, 15);
+    for (int i = 3; i < 8; i++)
+        cr_expect_eq(pods[i].load_rooms, 0, "backend-%d", i);
+}
+
+/* ---- desired replicas (SPEC 5.1) ------------------------------------------------------- */
+
+struct desired_row {
+    const char *what;
+    struct pr_desired_pod pods[6];
+    size_t n;
+    struct pr_desired_params p;
+    uint32_t want;
+};
+
+static const struct pr_desired_params P_DEF = {0.75, 1, 3, 12};
+
+static const struct desired_row desired_rows[] = {
+    {"no pods: min", {{NULL, false, 0, 0, 0, 0}}, 0, {0.75, 1, 3, 12}, 3},
+    {"idle pods: max(H+1=0, 0, 0) + 1 -> min 3",
+     {{"backend-0", true, 20, 80, 0, 0}, {"backend-1", true, 20, 80, 0, 0}}, 2, {0.75, 1, 3, 12},
+     3},
+    {"H: an active room on backend-5 keeps 6 + headroom",
+     {{"backend-0", true, 20, 80, 0, 0}, {"backend-5", true, 20, 80, 1, 2}}, 2, {0.75, 1, 3, 12},
+     7},
+    {"H counts draining (live) pods",
+     {{"backend-7", true, 20, 80, 1, 1}}, 1, {0.75, 0, 1, 12}, 8},
+    {"H ignores down pods",
+     {{"backend-0", true, 20, 80, 1, 1}, {"backend-9", false, 20, 80, 3, 3}}, 2,
+     {0.75, 0, 1, 12}, 1},
+    {"R: 31 active rooms at 20*0.75 = 15 per pod -> 3 (+1)",
+     {{"backend-0", true, 20, 80, 15, 15}, {"backend-1", true, 20, 80, 15, 15},
+      {"backend-2", true, 20, 80, 1, 1}}, 3, {0.75, 1, 1, 12}, 4},
+    {"R exactly at the boundary: 30 rooms -> 2 pods (+1) but H+1 = 2",
+     {{"backend-0", true, 20, 80, 15, 0}, {"backend-1", true, 20, 80, 15, 0}}, 2,
+     {0.75, 1, 1, 12}, 3},
+    {"P dominates: 130 participants at 80*0.75 = 60 -> 3 (+1)",
+     {{"backend-0", true, 20, 80, 2, 65}, {"backend-1", true, 20, 80, 2, 65}}, 2,
+     {0.75, 1, 1, 12}, 4},
+    {"smallest capacity is used",
+     {{"backend-0", true, 10, 80, 8, 0}, {"backend-1", true, 40, 80, 0, 0}}, 2,
+     {0.75, 0, 1, 12}, 2},
+    {"clamped to max",
+     {{"backend-20", true, 20, 80, 1, 1}}, 1, {0.75, 1, 3, 12}, 12},
+    {"headroom 0, min 0: idle cluster -> 0",
+     {{"backend-0", true, 20, 80, 0, 0}}, 1, {0.75, 0, 0, 12}, 0},
+    {"names without ordinal add no H",
+     {{"frontend", true, 20, 80, 1, 1}}, 1, {0.75, 0, 0, 12}, 1},
+    {"u = 1", {{"backend-0", true, 20, 80, 20, 0}, {"backend-1", true, 20, 80, 20, 0}}, 2,
+     {1.0, 0, 0, 12}, 2},
+};
+
+Test(policy, desired_replicas_table)
+{
+    for (size_t r = 0; r < sizeof(desired_rows) / sizeof(desired_rows[0]); r++) {
+        const struct desired_row *row = &desired_rows[r];
+        uint32_t d = pr_policy_desired_replicas(row->pods, row->n, &row->p);
+        cr_expect_eq(d, row->want, "%s: got %u", row->what, d);
+    }
+    (void)P_DEF;
+}
+
+Test(policy, desired_replicas_never_below_highest_active_ordinal)
+{
+    /* Whatever the loads, a live pod with an active room is inside the desired count. */
+    struct pr_desired_pod pods[12];
+    char names[12][16];
+    for (uint32_t seed = 1; seed < 500; seed++) {
+        uint32_t s = seed;
+        long top = -1;
+        for (size_t i = 0; i < 12; i++) {
+            s = s * 1103515245u + 12345u;
+            snprintf(names[i], 16, "backend-%u", (unsigned)i);
+            uint32_t rooms = (s >> 16) % 4 == 0 ? (s >> 8) % 20 : 0;
+            pods[i] = (struct pr_desired_pod){names[i], true, 20, 80, rooms, rooms * 3};
+            if (rooms)
+                top = (long)i;
+        }
+        struct pr_desired_params p = {0.75, 0, 0, 100};
+        uint32_t d = pr_policy_desired_replicas(pods, 12, &p);
+        cr_expect_geq((long)d, top + 1, "seed %u", seed);
+    }
+}

@@ -493,3 +493,142 @@ Test(store_memory, concurrent_create_single_winner)
     }
     cr_expect_eq(total, 500);
 }
+
+/* ---- SPEC 1.1: active rooms, tentative assignments, --max-assignments ------------------ */
+
+/* Like setup_ttls with an activity window and a per-kind cap. */
+static void setup_active(uint64_t active_ms, uint64_t max)
+{
+    teardown();
+    memset(&cfg, 0, sizeof(cfg));
+    snprintf(cfg.store, sizeof(cfg.store), "memory");
+    cfg.room_ttl_ms = cfg.participant_ttl_ms = 24 * 3600 * 1000ull;
+    cfg.sid_ttl_ms = 120000;
+    cfg.pod_ttl_ms = 15000;
+    cfg.room_active_ms = active_ms;
+    cfg.max_assignments = max;
+    reg = pr_registry_create(15000);
+    cr_assert_not_null(reg);
+    cr_assert_eq(pr_registry_put(reg, "a", "10.0.0.1:3000", 20, 80, NULL, NULL), 0);
+    cr_assert_eq(pr_registry_put(reg, "b", "10.0.0.2:3000", 20, 80, NULL, NULL), 0);
+    st = pr_store_memory_open(&cfg, reg);
+    cr_assert_not_null(st);
+}
+
+Test(store_memory, tentative_assignment_expires_after_room_active)
+{
+    setup_active(150, 0);
+    cr_assert_eq(create(PR_KEY_ROOM, "one-shot", "a").status, 0);
+    cr_assert_eq(create(PR_KEY_PARTICIPANT, "p-one-shot", "a").status, 0);
+    cr_assert_eq(create(PR_KEY_SID, "sid-one-shot", "a").status, 0);
+    expect_load("a", 0, 0); /* a one-shot key is no load */
+    sleep_ms(200);
+    cr_expect_eq(get(PR_KEY_ROOM, "one-shot").status, -ENOENT);
+    cr_expect_eq(get(PR_KEY_PARTICIPANT, "p-one-shot").status, -ENOENT);
+    cr_expect_eq(get(PR_KEY_SID, "sid-one-shot").status, -ENOENT);
+    st->ops->tick(st);
+    uint64_t rooms = 9, parts = 9;
+    st->ops->counts(st, &rooms, &parts);
+    cr_expect_eq(rooms, 0);
+    cr_expect_eq(parts, 0);
+}
+
+Test(store_memory, second_use_makes_it_live)
+{
+    setup_active(150, 0);
+    create(PR_KEY_ROOM, "r-get", "a");
+    create(PR_KEY_ROOM, "r-touch", "b");
+    cr_assert_eq(get(PR_KEY_ROOM, "r-get").status, 0); /* second use: by its key */
+    st->ops->touch(st, PR_KEY_ROOM, "r-touch", 7);     /* second use: a sid-routed request */
+    sleep_ms(250);
+    cr_expect_eq(get(PR_KEY_ROOM, "r-get").status, 0, "a used room lives for --room-ttl");
+    cr_expect_eq(get(PR_KEY_ROOM, "r-touch").status, 0);
+}
+
+Test(store_memory, touch_by_hash)
+{
+    setup_active(150, 0);
+    create(PR_KEY_ROOM, "r-tunnel", "a");
+    st->ops->touch_hash(st, PR_KEY_ROOM, pr_store_key_hash(PR_KEY_ROOM, "r-tunnel", 8));
+    st->ops->tick(st);
+    expect_load("a", 1, 0);
+    sleep_ms(250);
+    cr_expect_eq(get(PR_KEY_ROOM, "r-tunnel").status, 0);
+    /* unknown keys and hashes are ignored */
+    st->ops->touch(st, PR_KEY_ROOM, "nope", 4);
+    st->ops->touch_hash(st, PR_KEY_ROOM, 12345);
+}
+
+Test(store_memory, load_counts_only_active_rooms)
+{
+    setup_active(300, 0);
+    create(PR_KEY_ROOM, "busy", "a");
+    create(PR_KEY_ROOM, "idle", "a");
+    create(PR_KEY_ROOM, "other", "b");
+    st->ops->room_join(st, "busy", 4, "p1", 2);
+    st->ops->room_join(st, "busy", 4, "p2", 2);
+    expect_load("a", 0, 0);
+    get(PR_KEY_ROOM, "busy");
+    get(PR_KEY_ROOM, "idle");
+    get(PR_KEY_ROOM, "other");
+    expect_load("a", 2, 2);
+    expect_load("b", 1, 0);
+    st->ops->room_join(st, "busy", 4, "p3", 2); /* a join of an active room counts at once */
+    expect_load("a", 2, 3);
+    /* keep "busy" active with touches (throttled, so space them out) */
+    for (int i = 0; i < 5; i++) {
+        sleep_ms(80);
+        st->ops->touch(st, PR_KEY_ROOM, "busy", 4);
+        st->ops->tick(st);
+    }
+    /* 400 ms later: "idle" and "other" lapsed, "busy" is still active */
+    expect_load("a", 1, 3);
+    expect_load("b", 0, 0);
+    /* idle assignments keep their pod */
+    struct result r = get(PR_KEY_ROOM, "other");
+    cr_expect_eq(r.status, 0);
+    cr_expect_str_eq(r.pod, "b");
+    expect_load("b", 1, 0); /* and count again once used */
+    sleep_ms(350);
+    st->ops->tick(st);
+    expect_load("a", 0, 0);
+    expect_load("b", 0, 0);
+}
+
+Test(store_memory, recount_gives_load_to_pods_registered_later)
+{
+    setup_active(5000, 0);
+    create(PR_KEY_ROOM, "early", "late-pod");
+    get(PR_KEY_ROOM, "early");
+    cr_assert_eq(pr_registry_put(reg, "late-pod", "10.0.0.9:3000", 20, 80, NULL, NULL), 0);
+    expect_load("late-pod", 0, 0);
+    st->ops->tick(st);
+    expect_load("late-pod", 1, 0);
+}
+
+Test(store_memory, max_assignments_per_kind)
+{
+    setup_active(60000, 3);
+    for (int i = 0; i < 3; i++) {
+        char k[16];
+        snprintf(k, sizeof(k), "room-%d", i);
+        cr_assert_eq(create(PR_KEY_ROOM, k, "a").status, 0);
+    }
+    struct result r = create(PR_KEY_ROOM, "room-3", "a");
+    cr_expect_eq(r.status, -ENOSPC, "over --max-assignments: not stored");
+    cr_expect_eq(get(PR_KEY_ROOM, "room-3").status, -ENOENT);
+    /* known keys still work, other kinds have their own cap */
+    cr_expect_eq(create(PR_KEY_ROOM, "room-1", "b").status, 0);
+    cr_expect_eq(create(PR_KEY_PARTICIPANT, "p-0", "a").status, 0);
+    uint64_t rooms = 0;
+    st->ops->counts(st, &rooms, NULL);
+    cr_expect_eq(rooms, 3);
+}
+
+Test(store_memory, operator_pin_is_live)
+{
+    setup_active(100, 0);
+    cr_assert_eq(st->ops->set(st, PR_KEY_ROOM, "pinned", 6, "b"), 0);
+    sleep_ms(180);
+    cr_expect_eq(get(PR_KEY_ROOM, "pinned").status, 0);
+}

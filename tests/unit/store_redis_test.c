@@ -389,7 +389,8 @@ Test(redis_events, malformed_are_ignored)
 Test(redis_script, has_every_operation)
 {
     static const char *const ops[] = {"'create'", "'replace'", "'set'",  "'del'",      "'join'",
-                                      "'renew'",  "'podput'",  "'pods'", "'poddrain'", "'poddel'"};
+                                      "'renew'",  "'podput'",  "'pods'", "'poddrain'", "'poddel'",
+                                      "'active'"};
     for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++)
         cr_expect_not_null(strstr(pr_redis_script, ops[i]), "%s", ops[i]);
 }
@@ -442,4 +443,319 @@ Test(redis_registry, merge_remote_rows)
     bad.cap_rooms = 0;
     cr_expect_eq(pr_registry_merge(reg, &bad, NULL), -EINVAL);
     pr_registry_destroy(reg);
+}
+
+/* ---- the process-wide cache: tentative entries, activity, --max-assignments ------------ */
+
+#include <time.h>
+
+#include "../../src/atable.h"
+#include "../../src/redis_cache.h"
+
+static void nap_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static struct pr_registry *cache_reg;
+
+static void cache_setup(uint64_t active_ms, uint64_t max)
+{
+    cache_reg = pr_registry_create(15000);
+    cr_assert_not_null(cache_reg);
+    cr_assert_eq(pr_registry_put(cache_reg, "backend-0", "10.0.0.1:3000", 20, 80, NULL, NULL), 0);
+    const uint64_t ttl[3] = {120000, 24 * 3600 * 1000ull, 24 * 3600 * 1000ull};
+    cr_assert_eq(pr__rc_open(cache_reg, ttl, active_ms, max), 0);
+}
+
+static void cache_teardown(void)
+{
+    pr__rc_close();
+    pr_registry_destroy(cache_reg);
+    cache_reg = NULL;
+}
+
+static void expect_cached_load(uint32_t rooms, uint32_t parts)
+{
+    struct pr_pod_info p;
+    cr_assert_eq(pr_registry_get(cache_reg, "backend-0", &p), 0);
+    cr_expect_eq(p.load_rooms, rooms, "rooms %u != %u", p.load_rooms, rooms);
+    cr_expect_eq(p.load_participants, parts, "participants %u != %u", p.load_participants, parts);
+}
+
+Test(redis_cache, tentative_until_second_use)
+{
+    cache_setup(150, 0);
+    char pod[PR_POD_NAME_MAX + 1];
+    bool renew = false;
+    cr_assert_eq(pr__rc_put(PR_KEY_ROOM, "once", 4, "backend-0", 0, 0, PR_RC_IF_ABSENT, false, NULL),
+                 0);
+    cr_assert_eq(pr__rc_put(PR_KEY_ROOM, "twice", 5, "backend-0", 3, 0, PR_RC_IF_ABSENT, false, NULL),
+                 0);
+    expect_cached_load(0, 0);
+    /* the second use promotes (the store then renews the full TTL) and activates */
+    cr_assert_eq(pr__rc_get(PR_KEY_ROOM, "twice", 5, pod, &renew), 0);
+    cr_expect(renew, "a promotion asks for a TTL renewal in Redis");
+    expect_cached_load(1, 3);
+    renew = true;
+    cr_assert_eq(pr__rc_get(PR_KEY_ROOM, "twice", 5, pod, &renew), 0);
+    cr_expect_not(renew, "then throttled as before");
+    nap_ms(200);
+    cr_expect_eq(pr__rc_get(PR_KEY_ROOM, "once", 4, pod, NULL), -ENOENT);
+    cr_expect_eq(pr__rc_get(PR_KEY_ROOM, "twice", 5, pod, NULL), 0);
+    cache_teardown();
+}
+
+Test(redis_cache, use_by_hash_and_activity_reports)
+{
+    cache_setup(400, 0);
+    cr_assert_eq(pr__rc_put(PR_KEY_ROOM, "r1", 2, "backend-0", 2, 0, PR_RC_IF_ABSENT, false, NULL),
+                 0);
+    char key[PR_KEY_MAX + 1], pod[PR_POD_NAME_MAX + 1];
+    size_t kl = 0;
+    int r = pr__rc_use(PR_KEY_ROOM, NULL, 0, pr__atab_hash(PR_KEY_ROOM, "r1", 2), true, key, &kl,
+                       pod);
+    cr_assert_eq(r, PR_ATAB_PROMOTED | PR_ATAB_ACTIVATED);
+    cr_expect_eq(kl, 2);
+    cr_expect_str_eq(key, "r1");
+    cr_expect_str_eq(pod, "backend-0");
+    cr_expect_eq(pr__rc_use(PR_KEY_ROOM, NULL, 0, 42, true, key, &kl, pod), -ENOENT);
+
+    struct pr__rc_item items[4];
+    cr_assert_eq(pr__rc_collect_active(items, 4), 1, "a newly active room is shared at once");
+    cr_expect_str_eq(items[0].key, "r1");
+    cr_expect_eq(items[0].count, 2);
+    cr_expect_eq(pr__rc_collect_active(items, 4), 0, "then not again before half a window");
+    pr__rc_use(PR_KEY_ROOM, "r1", 2, 0, true, NULL, NULL, NULL);
+    cr_expect_eq(pr__rc_collect_active(items, 4), 0);
+    nap_ms(220);
+    pr__rc_use(PR_KEY_ROOM, "r1", 2, 0, true, NULL, NULL, NULL);
+    cr_expect_eq(pr__rc_collect_active(items, 4), 1, "used again after half a window");
+    /* a count change is shared at the next report */
+    pr__rc_set_count("r1", 2, 5);
+    cr_expect_eq(pr__rc_collect_active(items, 4), 1);
+    cr_expect_eq(items[0].count, 5);
+    /* idle for the window: no load, nothing to report */
+    nap_ms(450);
+    pr__rc_tick(true);
+    expect_cached_load(0, 0);
+    cr_expect_eq(pr__rc_collect_active(items, 4), 0);
+    cache_teardown();
+}
+
+Test(redis_cache, max_assignments)
+{
+    cache_setup(60000, 2);
+    cr_expect_not(pr__rc_full(PR_KEY_ROOM));
+    pr__rc_put(PR_KEY_ROOM, "a", 1, "backend-0", 0, 0, PR_RC_IF_ABSENT, false, NULL);
+    pr__rc_put(PR_KEY_ROOM, "b", 1, "backend-0", 0, 0, PR_RC_IF_ABSENT, false, NULL);
+    cr_expect(pr__rc_full(PR_KEY_ROOM));
+    cr_expect_not(pr__rc_full(PR_KEY_PARTICIPANT));
+    cache_teardown();
+}
+
+/* ---- the Lua script against a real redis-server ---------------------------------------- */
+
+#include <hiredis/hiredis.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+static pid_t redis_pid;
+
+/* A loopback port nobody listens on right now. */
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_geq(fd, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    socklen_t len = sizeof(a);
+    cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+static redisContext *redis_start(int port)
+{
+    char p[16];
+    snprintf(p, sizeof(p), "%d", port);
+    redis_pid = fork();
+    cr_assert_geq(redis_pid, 0);
+    if (redis_pid == 0) {
+        /* bounded life even if this test process dies without cleaning up */
+        execlp("timeout", "timeout", "60", "redis-server", "--port", p, "--bind", "127.0.0.1",
+               "--save", "", "--appendonly", "no", "--loglevel", "warning", (char *)NULL);
+        _exit(127);
+    }
+    for (int i = 0; i < 100; i++) {
+        redisContext *c = redisConnect("127.0.0.1", port);
+        if (c && !c->err) {
+            redisReply *r = redisCommand(c, "PING");
+            bool ok = r && r->type == REDIS_REPLY_STATUS;
+            freeReplyObject(r);
+            if (ok)
+                return c;
+        }
+        if (c)
+            redisFree(c);
+        nap_ms(50);
+    }
+    cr_assert_fail("redis-server did not start on port %d", port);
+    return NULL;
+}
+
+static void redis_stop(redisContext *c)
+{
+    redisFree(c);
+    if (redis_pid > 0) {
+        kill(redis_pid, SIGTERM);
+        waitpid(redis_pid, NULL, 0);
+        redis_pid = 0;
+    }
+}
+
+/* Also after a failed assertion: never leave a redis-server behind. */
+static void redis_fini(void)
+{
+    if (redis_pid > 0) {
+        kill(redis_pid, SIGTERM); /* timeout(1) passes it on to redis-server */
+        waitpid(redis_pid, NULL, 0);
+        redis_pid = 0;
+    }
+}
+
+/* EVAL the store's script with nkeys keys then args. */
+static redisReply *script_call(redisContext *c, int nkeys, const char **keys, int nargs,
+                               const char **args)
+{
+    const char *argv[32];
+    char nk[8];
+    int argc = 0;
+    snprintf(nk, sizeof(nk), "%d", nkeys);
+    argv[argc++] = "EVAL";
+    argv[argc++] = pr_redis_script;
+    argv[argc++] = nk;
+    for (int i = 0; i < nkeys; i++)
+        argv[argc++] = keys[i];
+    for (int i = 0; i < nargs; i++)
+        argv[argc++] = args[i];
+    return redisCommandArgv(c, argc, argv, NULL);
+}
+
+static long long pttl(redisContext *c, const char *key)
+{
+    redisReply *r = redisCommand(c, "PTTL %s", key);
+    long long v = r && r->type == REDIS_REPLY_INTEGER ? r->integer : -3;
+    freeReplyObject(r);
+    return v;
+}
+
+Test(redis_script_live, tentative_create_then_second_use, .timeout = 30, .fini = redis_fini)
+{
+    int port = free_port();
+    redisContext *c = redis_start(port);
+    const char *k[] = {"room:r1:pod", "podrouter:room-members:r1"};
+    /* create with the short TTL (tentative) */
+    const char *create[] = {"create", "podrouter:events", "room", "r1", "backend-0", "86400000",
+                            "0", "1700000000000", "2000"};
+    redisReply *r = script_call(c, 1, k, 9, create);
+    cr_assert(r && r->type == REDIS_REPLY_ARRAY && r->element[0]->integer == 1);
+    freeReplyObject(r);
+    long long t = pttl(c, "room:r1:pod");
+    cr_expect(t > 0 && t <= 2000, "tentative TTL %lld", t);
+    /* the members set of a tentative room goes with it */
+    const char *join[] = {"join", "podrouter:events", "r1", "p1", "86400000", "4096"};
+    r = script_call(c, 2, k, 6, join);
+    cr_expect(r && r->type == REDIS_REPLY_INTEGER && r->integer == 1);
+    freeReplyObject(r);
+    t = pttl(c, "podrouter:room-members:r1");
+    cr_expect(t > 0 && t <= 2000, "members TTL %lld", t);
+    /* a second create (another replica's request) finds it and makes it live */
+    const char *again[] = {"create", "podrouter:events", "room", "r1", "backend-1", "86400000",
+                           "0", "1700000000000", "2000"};
+    r = script_call(c, 1, k, 9, again);
+    cr_assert(r && r->type == REDIS_REPLY_ARRAY && r->element[0]->integer == 0);
+    freeReplyObject(r);
+    cr_expect_gt(pttl(c, "room:r1:pod"), 86000000);
+    /* renew (a promotion elsewhere) extends the members too */
+    const char *renew[] = {"renew", "podrouter:events", "86400000"};
+    r = script_call(c, 2, k, 3, renew);
+    freeReplyObject(r);
+    cr_expect_gt(pttl(c, "podrouter:room-members:r1"), 86000000);
+    /* a create without the short TTL (operator tools, old callers) is live at once */
+    const char *k2[] = {"room:r2:pod"};
+    const char *live[] = {"create", "podrouter:events", "room", "r2", "backend-0", "86400000",
+                          "0", "1700000000000"};
+    r = script_call(c, 1, k2, 8, live);
+    freeReplyObject(r);
+    cr_expect_gt(pttl(c, "room:r2:pod"), 86000000);
+    redis_stop(c);
+}
+
+Test(redis_script_live, active_sums_per_pod, .timeout = 30, .fini = redis_fini)
+{
+    int port = free_port();
+    redisContext *c = redis_start(port);
+    long long now = 1700000100000LL;
+    redisReply *r = redisCommand(
+        c, "HSET podrouter:active room:a %s room:b %s room:c %s participant:p %s room:old %s junk %s",
+        "backend-0 1 4 1700000099000", "backend-0 1 2 1700000050000", "backend-2 1 8 1700000099500",
+        "backend-2 0 1 1700000099900", "backend-1 1 9 1700000000000", "not a value");
+    freeReplyObject(r);
+    char nows[24];
+    snprintf(nows, sizeof(nows), "%lld", now);
+    const char *k[] = {"podrouter:active"};
+    const char *args[] = {"active", "podrouter:events", nows, "60000"};
+    r = script_call(c, 1, k, 4, args);
+    cr_assert(r && r->type == REDIS_REPLY_ARRAY, "%s", r && r->str ? r->str : "no reply");
+    uint32_t rooms[3] = {0, 0, 0}, parts[3] = {0, 0, 0};
+    cr_assert_eq(r->elements % 3, 0);
+    for (size_t i = 0; i < r->elements; i += 3) {
+        int pod = r->element[i]->str[8] - '0';
+        cr_assert(pod >= 0 && pod < 3);
+        rooms[pod] = (uint32_t)r->element[i + 1]->integer;
+        parts[pod] = (uint32_t)r->element[i + 2]->integer;
+    }
+    freeReplyObject(r);
+    cr_expect_eq(rooms[0], 2);
+    cr_expect_eq(parts[0], 6);
+    cr_expect_eq(rooms[1], 0, "older than the window: not counted");
+    cr_expect_eq(rooms[2], 1);
+    cr_expect_eq(parts[2], 9);
+    r = redisCommand(c, "HLEN podrouter:active");
+    cr_expect_eq(r->integer, 4, "stale and malformed fields are deleted");
+    freeReplyObject(r);
+    redis_stop(c);
+}
+
+/* ---- the per-loop touch throttle ------------------------------------------------------- */
+
+Test(touch_cache, repeats_within_the_period_cost_no_lock)
+{
+    static struct pr_touch_cache c;
+    memset(&c, 0, sizeof(c));
+    const int n = 3000; /* active rooms on one loop */
+    for (int i = 0; i < n; i++)
+        cr_assert(pr__touch_due(&c, pr__atab_hash(PR_KEY_ROOM, (const char *)&i, sizeof(i)), 1000,
+                                500),
+                  "first touch of %d", i);
+    int due = 0;
+    for (int round = 0; round < 3; round++)
+        for (int i = 0; i < n; i++)
+            due += pr__touch_due(&c, pr__atab_hash(PR_KEY_ROOM, (const char *)&i, sizeof(i)),
+                                 1100 + round, 500);
+    cr_expect_lt(due, n * 3 / 150, "%d of %d repeats took the lock (>= 2 %%)", due, n * 3);
+    /* after the period every room is due again */
+    cr_expect(pr__touch_due(&c, pr__atab_hash(PR_KEY_ROOM, (const char *)&n, sizeof(n)), 1000,
+                            500));
+    int zero = 0;
+    cr_expect(pr__touch_due(&c, pr__atab_hash(PR_KEY_ROOM, (const char *)&zero, sizeof(zero)),
+                            1600, 500));
 }
