@@ -97,6 +97,7 @@ static int pf_listen(uv_stream_t *s, int backlog, uv_connection_cb cb)
 
 #include "podrouter/log.h"
 #include "podrouter/ratelimit.h"
+#include "podrouter/scaling.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv);
@@ -1282,6 +1283,7 @@ static void setup(void)
     pr__srv.workers = &H.w;
     pr_metrics_self = H.w->m;
     pr_metrics_global_set(H.reg, H.w->store);
+    pr_scaling_configure(&base_cfg);
     uv_timer_stop(&H.w->tick); /* time only passes when the script says so */
     uv_check_init(&H.w->loop, &H.check);
     uv_check_start(&H.check, check_cb);
