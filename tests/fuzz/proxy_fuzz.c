@@ -192,6 +192,8 @@ struct pending_connect {
     uv_tcp_t *handle;
     uv_connect_cb cb;
     int status; /* 0 ok, <0 refused; 1 hanging */
+    uv_close_cb close_cb; /* the handle was closed: ECANCELED goes out just before this */
+    bool closed;
 };
 
 static struct {
@@ -232,6 +234,8 @@ int __wrap_uv_tcp_connect(uv_connect_t *req, uv_tcp_t *handle, const struct sock
 int __wrap_uv_tcp_getpeername(const uv_tcp_t *handle, struct sockaddr *name, int *namelen);
 void __real_pr__proxy_upstream_ready(struct pr_client *c, struct pr_upstream *u);
 void __wrap_pr__proxy_upstream_ready(struct pr_client *c, struct pr_upstream *u);
+void __real_uv_close(uv_handle_t *handle, uv_close_cb close_cb);
+void __wrap_uv_close(uv_handle_t *handle, uv_close_cb close_cb);
 
 int __wrap_uv_accept(uv_stream_t *server, uv_stream_t *client)
 {
@@ -308,9 +312,12 @@ int __wrap_uv_tcp_connect(uv_connect_t *req, uv_tcp_t *handle, const struct sock
     int mode = H.next_connect_mode;
     H.next_connect_mode = 0;
     H.pend[H.npend++] = (struct pending_connect){
-        req, handle, cb, mode < 0 ? UV_ECONNREFUSED : mode > 0 ? 1 : 0};
+        req, handle, cb, mode < 0 ? UV_ECONNREFUSED : mode > 0 ? 1 : 0, NULL, false};
     req->handle = (uv_stream_t *)handle;
     req->cb = cb;
+    if (H.debug)
+        fprintf(stderr, "pf: connect %p started (%s)\n", (void *)handle,
+                mode < 0 ? "refused" : mode > 0 ? "hanging" : "ok");
     return 0;
 }
 
@@ -334,23 +341,59 @@ void __wrap_pr__proxy_upstream_ready(struct pr_client *c, struct pr_upstream *u)
 }
 
 /* Deliver connect callbacks (libuv would call them from the poll phase of a later
- * iteration). A handle closed meanwhile gets UV_ECANCELED before its close callback runs,
- * as libuv does. all: also the hanging ones, with status. */
+ * iteration). all: also the hanging ones, with status. Connects whose handle was closed are
+ * left to close_trampoline (libuv calls the connect callback with UV_ECANCELED while it
+ * finishes the close, just before the close callback). */
 static void deliver_connects(bool all, int status)
 {
     for (int i = 0; i < H.npend;) {
         struct pending_connect p = H.pend[i];
-        bool closing = uv_is_closing((uv_handle_t *)p.handle);
-        if (p.status == 1 && !closing && !all) {
+        if (p.closed || (p.status == 1 && !all)) {
             i++;
             continue;
         }
         memmove(&H.pend[i], &H.pend[i + 1], sizeof(H.pend[0]) * (size_t)(H.npend - i - 1));
         H.npend--;
-        int st = closing ? UV_ECANCELED : p.status == 1 ? status : p.status;
+        int st = p.status == 1 ? status : p.status;
+        if (H.debug)
+            fprintf(stderr, "pf: connect %p delivered: %s\n", (void *)p.handle, uv_err_name(st));
         p.cb(p.req, st);
         i = 0; /* the callback may have changed the list */
     }
+}
+
+static void close_trampoline(uv_handle_t *h)
+{
+    for (int i = 0; i < H.npend; i++) {
+        if (H.pend[i].closed && (uv_handle_t *)H.pend[i].handle == h) {
+            struct pending_connect p = H.pend[i];
+            memmove(&H.pend[i], &H.pend[i + 1], sizeof(H.pend[0]) * (size_t)(H.npend - i - 1));
+            H.npend--;
+            if (H.debug)
+                fprintf(stderr, "pf: connect %p delivered: ECANCELED (closed)\n", (void *)h);
+            p.cb(p.req, UV_ECANCELED);
+            if (p.close_cb)
+                p.close_cb(h);
+            return;
+        }
+    }
+    abort(); /* a trampoline without its entry */
+}
+
+void __wrap_uv_close(uv_handle_t *handle, uv_close_cb close_cb)
+{
+    for (int i = 0; i < H.npend; i++) {
+        if ((uv_handle_t *)H.pend[i].handle == handle && !H.pend[i].closed) {
+            H.pend[i].closed = true;
+            H.pend[i].close_cb = close_cb;
+            if (H.debug)
+                fprintf(stderr, "pf: connecting %p closed (close callback %s)\n", (void *)handle,
+                        close_cb ? "set" : "NULL");
+            __real_uv_close(handle, close_trampoline);
+            return;
+        }
+    }
+    __real_uv_close(handle, close_cb);
 }
 
 static void check_cb(uv_check_t *c)
@@ -555,7 +598,7 @@ static long strict_request(const char *b, size_t n, struct sreq *r, const char *
                 i++;
             size_t d = i;
             while (i < n && isxdigit((unsigned char)b[i])) {
-                if (i - d >= 15) {
+                if (i - d >= 16) {
                     *why = "chunk size too long";
                     return S_BAD;
                 }
