@@ -45,6 +45,8 @@ static struct pr_exchange *exchange_get(struct pr_worker *w)
     if (x) {
         w->free_exchanges = x->next_free;
         w->nfree_exchanges--;
+        if (w->nfree_exchanges < w->free_low)
+            w->free_low = (uint32_t)w->nfree_exchanges;
     } else {
         x = calloc(1, sizeof(*x));
         if (!x)

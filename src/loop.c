@@ -73,23 +73,34 @@ void pr__alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 }
 
 /* After a burst of connections closes, give the freed heap back to the system (glibc keeps
- * it otherwise): checked once a second by worker 0, cheap when nothing changed. */
+ * it otherwise). Each worker frees the pooled exchanges that stayed unused for a whole second
+ * (keeping a few); worker 0 also notices a drop in connections. Cheap when nothing changed. */
 void pr__memory_tick(struct pr_worker *w, uint64_t now)
 {
-    static uint64_t last;
-    static uint32_t peak;
-    if (w->id != 0 || now - last < 1000)
+    static uint32_t peak; /* worker 0 only */
+    if (now - w->mem_last < 1000)
         return;
-    last = now;
-    uint32_t n = (uint32_t)atomic_load(&pr__srv.nclients);
-    if (n > peak) {
-        peak = n;
-        return;
+    w->mem_last = now;
+    uint32_t spare = w->free_low > 4 ? w->free_low - 4 : 0;
+    bool trim = spare >= 8;
+    while (spare-- && w->free_exchanges) {
+        struct pr_exchange *x = w->free_exchanges;
+        w->free_exchanges = x->next_free;
+        w->nfree_exchanges--;
+        pr__exchange_free(x);
     }
-    if (peak >= n + 256 && n < peak - peak / 4) {
+    w->free_low = (uint32_t)w->nfree_exchanges;
+    if (w->id == 0) {
+        uint32_t n = (uint32_t)atomic_load(&pr__srv.nclients);
+        if (n > peak) {
+            peak = n;
+        } else if (peak >= n + 256 && n < peak - peak / 4) {
+            trim = true;
+            peak = n;
+        }
+    }
+    if (trim)
         malloc_trim(0);
-        peak = n;
-    }
 }
 
 /* ---- listeners ---- */

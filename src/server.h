@@ -80,6 +80,8 @@ struct pr_worker {
     size_t npools;
     struct pr_exchange *free_exchanges;
     size_t nfree_exchanges;
+    uint32_t free_low;  /* fewest pooled exchanges since the last memory tick */
+    uint64_t mem_last;  /* last memory tick */
     struct pr_policy_pod *policy_pods; /* scratch for new assignments */
     struct pr_pod_info *pod_infos;
     struct pr_client *clients; /* every open client connection (for drain) */
