@@ -845,11 +845,10 @@ static bool flush_out(int fd, struct outq *q)
 
 static void pod_write(struct podconn *pc, const void *d, size_t n)
 {
-    if (pc->closed || pc->wr_shut)
-        return;
+    if (pc->closed || pc->wr_shut || pc->sent.len + n > STREAM_CAP)
+        return; /* a pod sends at most 4 MiB per input (so a socket never gets more) */
     b_add(&pc->out.b, d, n);
-    if (pc->sent.len + n <= STREAM_CAP)
-        b_add(&pc->sent, d, n);
+    b_add(&pc->sent, d, n);
     flush_out(pc->fd, &pc->out);
 }
 
