@@ -51,6 +51,7 @@ meson setup "$builddir" "$srcdir" \
     --buildtype=release \
     --prefix="$prefix" \
     -Dtests=disabled \
+    -Dbench=disabled \
     ${MESON_ARGS:-}
 ninja -C "$builddir"
 DESTDIR=$destdir meson install -C "$builddir" --no-rebuild --strip

@@ -2,7 +2,7 @@
 # and nginx, 1 and 2 threads, plus the direct-to-pod ceiling, in A B A B rounds, on two C bench
 # pods (bench/pod) with the C load generator (bench/loadgen) and wrk + Lua (bench/lib/wrk).
 # Sourced by bench/run.sh after lib/common.sh; sets no traps itself.
-# shellcheck shell=bash disable=SC2034,SC2154
+# shellcheck shell=bash disable=SC2034,SC2154,SC2153
 
 WL_TSV="$out_dir/workload.tsv"
 # Full runs write the committed charts in bench/results/; --quick runs leave them alone.
@@ -393,7 +393,8 @@ wl_ws_test() { # COL [LOADGEN ARGS]
 
 # Idle WebSocket tunnels at each step of WL_TUN_STEPS: proxy RSS per tunnel.
 wl_tunnels() { # COL
-    local col="$1" base="$work/tun-$col-r$round" rss0 last=0 n step
+    local col="$1"
+    local base="$work/tun-$col-r$round" rss0 last=0 n step
     [ "$col" = direct ] && return 0
     rss0="$(rss_of "$mpids")"
     local maxn="${WL_TUN_STEPS##*,}"
@@ -430,7 +431,8 @@ wl_tunnels() { # COL
 # Reconnect storm: rooms joined through the proxy, then pod p1 is killed (SIGKILL); the load
 # generator times how long until every participant is back in its room (on p0).
 wl_storm() { # COL
-    local col="$1" base="$work/storm-$col-r$round"
+    local col="$1"
+    local base="$work/storm-$col-r$round"
     timeout "$MAX_SECONDS" "$bench_bin/bench-loadgen" --target "127.0.0.1:$pport" \
         --rooms "$WL_ROOMS" --per-room "$WL_PER_ROOM" --duration "$((WL_WS_DUR + 12))" --reconnect-ms "$WL_RECONNECT_MS" \
         --room-prefix "room_st${round}_" --tsv "$base.tsv" >"$base.out" 2>"$base.err" &
@@ -485,13 +487,13 @@ wl_replica_storm() {
     local wa="$wrapper"
     start "rstorm-b" "$bin" serve --listen "127.0.0.1:$b_port" --admin-listen "127.0.0.1:$b_admin" "${args[@]}"
     local wb="$wrapper" pb="$pid"
-    wait_port "$PR_ADMIN" && wait_port "$b_admin" || { stop "$wa"; stop "$wb"; return 0; }
+    if ! wait_port "$PR_ADMIN" || ! wait_port "$b_admin"; then stop "$wa"; stop "$wb"; return 0; fi
     for i in 0 1; do
         pr_register "$i"
         curl -fsS -m 2 -o /dev/null -X PUT -H 'Content-Type: application/json' \
             -d "{\"address\":\"127.0.0.1:$((P0_PORT + i))\"}" "http://127.0.0.1:$b_admin/v1/pods/p$i" || true
     done
-    wait_port "$PR_PORT" && wait_port "$b_port" || { stop "$wa"; stop "$wb"; return 0; }
+    if ! wait_port "$PR_PORT" || ! wait_port "$b_port"; then stop "$wa"; stop "$wb"; return 0; fi
     timeout "$MAX_SECONDS" "$bench_bin/bench-loadgen" --target "127.0.0.1:$PR_PORT,127.0.0.1:$b_port" \
         --rooms "$WL_ROOMS" --per-room "$WL_PER_ROOM" --duration "$((WL_WS_DUR + 12))" \
         --reconnect-ms "$WL_RECONNECT_MS" --room-prefix "room_rs${round}_" --tsv "$base.tsv" \
@@ -546,8 +548,8 @@ wl_realism() {
     stop "${pod_w[1]}"
     for i in 0 1; do
         start "node-p$i" env PORT=$((P0_PORT + i)) HOST=127.0.0.1 POD_NAME="p$i" node "$be/server.js"
-        pod_w[$i]="$wrapper"
-        pod_pid[$i]="$pid"
+        pod_w[i]="$wrapper"
+        pod_pid[i]="$pid"
     done
     wait_port "$P0_PORT" && wait_port "$P1_PORT" || return 0
     for col in direct pr1 hap1; do
