@@ -95,7 +95,7 @@ replay() {
     log="$bdir/logs/$t-regressions.log"
     # shellcheck disable=SC2046
     if "$bin" -close_fd_mask=1 -runs=1 $(flags_for "$t") "$d"/* >"$log" 2>&1; then
-        echo "$t regressions ($(ls "$d" | wc -l) inputs): passed"
+        echo "$t regressions ($(find "$d" -maxdepth 1 -type f | wc -l) inputs): passed"
         passed=$((passed + 1))
         replay_ok=1
     else
