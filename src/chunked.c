@@ -5,6 +5,7 @@
  * bare CRs in extensions and lax trailer lines; this checker runs over the bytes the router
  * relays and refuses all of that. */
 #include "podrouter/chunked.h"
+#include "podrouter/http_rewrite.h"
 
 #include <stdbool.h>
 #include <string.h>
@@ -31,8 +32,7 @@ void pr_chunked_init(struct pr_chunked *c)
 
 static bool tchar(unsigned char ch)
 {
-    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-           (ch != 0 && strchr("!#$%&'*+-.^_`|~", ch) != NULL);
+    return pr_tchar(ch);
 }
 
 static int hexval(unsigned char ch)

@@ -67,6 +67,44 @@ bool pr_list_has(const char *v, size_t len, const char *tok, size_t tlen)
     return false;
 }
 
+/* The Connection headers of a head, found once per rewrite. */
+struct conn_list {
+    const struct pr_header *h[8];
+    size_t n;
+    bool more; /* over 8: fall back to scanning every header */
+};
+
+static void conn_list_of(const struct pr_header *headers, size_t n, struct conn_list *cl)
+{
+    cl->n = 0;
+    cl->more = false;
+    for (size_t i = 0; i < n; i++) {
+        if (headers[i].name_len != 10 || !is(headers[i].name, 10, "connection"))
+            continue;
+        if (cl->n < 8)
+            cl->h[cl->n++] = &headers[i];
+        else
+            cl->more = true;
+    }
+}
+
+static bool hop(const struct pr_header *headers, size_t n, const struct conn_list *cl,
+                const char *name, size_t nlen)
+{
+    static const char *const fixed[] = {"connection", "keep-alive", "proxy-connection", "te",
+                                        "trailer", "upgrade", "proxy-authorization"};
+    static const size_t fixed_len[] = {10, 10, 16, 2, 7, 7, 19};
+    for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
+        if (nlen == fixed_len[i] && strncasecmp(name, fixed[i], nlen) == 0)
+            return true;
+    if (cl->more)
+        return pr_hop_by_hop(headers, n, name, nlen);
+    for (size_t i = 0; i < cl->n; i++)
+        if (pr_list_has(cl->h[i]->value, cl->h[i]->value_len, name, nlen))
+            return true;
+    return false;
+}
+
 bool pr_hop_by_hop(const struct pr_header *headers, size_t n, const char *name, size_t nlen)
 {
     static const char *const fixed[] = {"connection", "keep-alive", "proxy-connection", "te",
@@ -90,11 +128,13 @@ int pr_rewrite_request(const struct pr_request_head *rh, const struct pr_req_fwd
     pr_obuf_str(o, " HTTP/1.1\r\n");
     const struct pr_header *upgrade = NULL, *host = NULL;
     bool has_proto = false, has_fhost = false, has_rid = false, xff = false;
+    struct conn_list cl;
+    conn_list_of(rh->headers, rh->nheaders, &cl);
     for (size_t i = 0; i < rh->nheaders; i++) {
         const struct pr_header *h = &rh->headers[i];
         if (is(h->name, h->name_len, "upgrade") && !upgrade)
             upgrade = h;
-        if (pr_hop_by_hop(rh->headers, rh->nheaders, h->name, h->name_len) ||
+        if (hop(rh->headers, rh->nheaders, &cl, h->name, h->name_len) ||
             is(h->name, h->name_len, "content-length") ||
             is(h->name, h->name_len, "transfer-encoding") ||
             is(h->name, h->name_len, "x-forwarded-for"))
@@ -121,7 +161,7 @@ int pr_rewrite_request(const struct pr_request_head *rh, const struct pr_req_fwd
         add_field(o, "Host", 4, f->default_host, strlen(f->default_host));
     /* Every X-Forwarded-For line, in order, as one list ending with the peer (none when the
      * client made it hop-by-hop by naming it in Connection). */
-    bool xff_hop = pr_hop_by_hop(rh->headers, rh->nheaders, "x-forwarded-for", 15);
+    bool xff_hop = hop(rh->headers, rh->nheaders, &cl, "x-forwarded-for", 15);
     pr_obuf_str(o, "X-Forwarded-For: ");
     for (size_t i = 0; i < rh->nheaders && !xff_hop; i++) {
         const struct pr_header *h = &rh->headers[i];
@@ -169,11 +209,13 @@ int pr_rewrite_response(const struct pr_resp_fwd *f, struct pr_obuf *o)
 {
     pr_obuf_add(o, f->status_line, f->status_line_len);
     const struct pr_header *upgrade = NULL;
+    struct conn_list cl;
+    conn_list_of(f->headers, f->nheaders, &cl);
     for (size_t i = 0; i < f->nheaders; i++) {
         const struct pr_header *h = &f->headers[i];
         if (is(h->name, h->name_len, "upgrade") && !upgrade)
             upgrade = h;
-        if (pr_hop_by_hop(f->headers, f->nheaders, h->name, h->name_len) ||
+        if (hop(f->headers, f->nheaders, &cl, h->name, h->name_len) ||
             is(h->name, h->name_len, "x-pod-router-pod") ||
             (f->dechunk && is(h->name, h->name_len, "transfer-encoding")))
             continue;
@@ -185,7 +227,7 @@ int pr_rewrite_response(const struct pr_resp_fwd *f, struct pr_obuf *o)
         const struct pr_header *h = &f->headers[i];
         bool framing = is(h->name, h->name_len, "content-length") ||
                        (!f->dechunk && is(h->name, h->name_len, "transfer-encoding"));
-        if (framing && pr_hop_by_hop(f->headers, f->nheaders, h->name, h->name_len))
+        if (framing && hop(f->headers, f->nheaders, &cl, h->name, h->name_len))
             add_field(o, h->name, h->name_len, h->value, h->value_len);
     }
     if (f->status == 101 && upgrade) {

@@ -116,8 +116,7 @@ void pr__exchange_release(struct pr_worker *w, struct pr_exchange *x)
 /* tchar of RFC 9110 5.6.2. */
 static bool is_tchar(unsigned char ch)
 {
-    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-           (ch != 0 && strchr("!#$%&'*+-.^_`|~", ch) != NULL);
+    return pr_tchar(ch);
 }
 
 /* ---- llhttp callbacks: record slices as offsets into x->head ---- */

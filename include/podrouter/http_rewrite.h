@@ -9,6 +9,21 @@
 
 #include "podrouter/http_head.h"
 
+/* tchar of RFC 9110 5.6.2 (header names, methods). */
+static inline bool pr_tchar(unsigned char ch)
+{
+    unsigned char l = (unsigned char)(ch | 0x20);
+    if ((l >= 'a' && l <= 'z') || (ch >= '0' && ch <= '9'))
+        return true;
+    switch (ch) {
+    case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+':
+    case '-': case '.': case '^': case '_': case '`': case '|': case '~':
+        return true;
+    default:
+        return false;
+    }
+}
+
 /* An output buffer that grows (caller owns *buf; it may be reallocated). */
 struct pr_obuf {
     char **buf;
