@@ -1,6 +1,8 @@
 #include "podrouter/common.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -58,5 +60,29 @@ int pr_grow(char **buf, uint32_t *cap, size_t need)
         return -ENOMEM;
     *buf = p;
     *cap = (uint32_t)n;
+    return 0;
+}
+
+int pr_read_token_file(const char *path, char *buf, size_t cap)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    ssize_t n = read(fd, buf, cap - 1);
+    int err = errno;
+    close(fd);
+    if (n < 0)
+        return -err;
+    if ((size_t)n == cap - 1)
+        return -EFBIG;
+    while (n > 0 &&
+           (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' || buf[n - 1] == '\t'))
+        n--;
+    buf[n] = '\0';
+    if (n == 0)
+        return -ENODATA;
+    for (ssize_t i = 0; i < n; i++)
+        if ((unsigned char)buf[i] <= 0x20 || (unsigned char)buf[i] >= 0x7f)
+            return -EILSEQ;
     return 0;
 }

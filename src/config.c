@@ -522,10 +522,10 @@ static int check_readable_file(const char *v, char *why, size_t whylen)
     return 0;
 }
 
-/* Admin URL: http://host[:port][/path], no spaces. */
-static int check_admin_url(const char *v, char *why, size_t whylen)
+/* http://host[:port][/path] without spaces; health URLs also refuse a query or fragment
+ * and a path of 256 bytes or more. */
+static int check_http_url(const char *v, char *why, size_t whylen, const char *hint, bool health)
 {
-    static const char hint[] = "use http://host:port, e.g. http://pod-router-admin:3002";
     if (strncmp(v, "http://", 7) != 0) {
         snprintf(why, whylen, "%s (%s)",
                  strncmp(v, "https://", 8) == 0 ? "https is not supported" : "not an http:// URL",
@@ -538,35 +538,7 @@ static int check_admin_url(const char *v, char *why, size_t whylen)
             snprintf(why, whylen, "URL contains a space or control character");
             return -EINVAL;
         }
-    }
-    const char *slash = strchr(h, '/');
-    size_t hl = slash ? (size_t)(slash - h) : strlen(h);
-    if (!hostport_valid(h, hl, false)) {
-        snprintf(why, whylen, "invalid host or port (%s)", hint);
-        return -EINVAL;
-    }
-    return 0;
-}
-
-/* --health-url: empty (off) or http://host[:port][/path], no query or fragment. */
-static int check_health_url(const char *v, char *why, size_t whylen)
-{
-    static const char hint[] = "use http://host:port/path, e.g. http://127.0.0.1:3000/health";
-    if (v[0] == '\0')
-        return 0;
-    if (strncmp(v, "http://", 7) != 0) {
-        snprintf(why, whylen, "%s (%s)",
-                 strncmp(v, "https://", 8) == 0 ? "https is not supported" : "not an http:// URL",
-                 hint);
-        return -EINVAL;
-    }
-    const char *h = v + 7;
-    for (const char *p = h; *p; p++) {
-        if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f) {
-            snprintf(why, whylen, "URL contains a space or control character");
-            return -EINVAL;
-        }
-        if (*p == '?' || *p == '#') {
+        if (health && (*p == '?' || *p == '#')) {
             snprintf(why, whylen, "a query or fragment is not supported (%s)", hint);
             return -EINVAL;
         }
@@ -577,11 +549,27 @@ static int check_health_url(const char *v, char *why, size_t whylen)
         snprintf(why, whylen, "invalid host or port (%s)", hint);
         return -EINVAL;
     }
-    if (slash != NULL && strlen(slash) >= 256) {
+    if (health && slash != NULL && strlen(slash) >= 256) {
         snprintf(why, whylen, "path longer than 255 bytes");
         return -EINVAL;
     }
     return 0;
+}
+
+/* Admin URL: http://host[:port][/path], no spaces. */
+static int check_admin_url(const char *v, char *why, size_t whylen)
+{
+    return check_http_url(v, why, whylen,
+                          "use http://host:port, e.g. http://pod-router-admin:3002", false);
+}
+
+/* --health-url: empty (off) or http://host[:port][/path], no query or fragment. */
+static int check_health_url(const char *v, char *why, size_t whylen)
+{
+    if (v[0] == '\0')
+        return 0;
+    return check_http_url(v, why, whylen,
+                          "use http://host:port/path, e.g. http://127.0.0.1:3000/health", true);
 }
 
 /* Pod name: ^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$ */

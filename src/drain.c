@@ -201,30 +201,6 @@ static enum pr_config_result parse(struct drain_opts *o, int argc, char **argv, 
     return PR_CONFIG_OK;
 }
 
-/* The token file's first line, trimmed; 0 or a negative errno. */
-static int read_token(const char *path, char *buf, size_t cap)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    ssize_t n = read(fd, buf, cap - 1);
-    int err = errno;
-    close(fd);
-    if (n < 0)
-        return -err;
-    if ((size_t)n == cap - 1)
-        return -EFBIG;
-    while (n > 0 &&
-           (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' || buf[n - 1] == '\t'))
-        n--;
-    buf[n] = '\0';
-    if (n == 0)
-        return -ENODATA;
-    for (ssize_t i = 0; i < n; i++)
-        if ((unsigned char)buf[i] <= 0x20 || (unsigned char)buf[i] >= 0x7f)
-            return -EILSEQ;
-    return 0;
-}
 
 /* "1h02m03s"-style rendering of ms for progress lines. */
 static void fmt_dur(char *out, size_t cap, uint64_t ms)
@@ -416,7 +392,7 @@ static int run(const struct drain_opts *o)
     d.last_rooms = -1;
     if (o->token_file[0]) {
         char tok[4096];
-        int rc = read_token(o->token_file, tok, sizeof(tok));
+        int rc = pr_read_token_file(o->token_file, tok, sizeof(tok));
         if (rc != 0) {
             fprintf(stderr, "pod-router drain: --token-file: cannot read %s: %s\n", o->token_file,
                     strerror(-rc));

@@ -269,6 +269,22 @@ uint64_t pr__rc_touch_every(void)
     return pr__touch_every(g_t); /* active_ms is fixed once the cache exists */
 }
 
+/* One entry as a write-back/report item (the caller holds the table lock). */
+static void item_from(struct pr__rc_item *it, const struct pr_atab_entry *e,
+                      uint64_t active_ago_ms)
+{
+    it->kind = e->kind;
+    it->key_len = e->keylen;
+    memcpy(it->key, e->key, e->keylen);
+    it->key[e->keylen] = '\0';
+    memcpy(it->pod, e->pod, sizeof(it->pod));
+    it->count = e->participant_count;
+    it->assigned_at_ms = e->assigned_at_ms;
+    it->tentative = e->tentative;
+    it->active_ago_ms = active_ago_ms;
+}
+
+
 /* Active entries whose activity the other replicas have not seen yet. */
 size_t pr__rc_collect_active(struct pr__rc_item *items, size_t max)
 {
@@ -282,16 +298,7 @@ size_t pr__rc_collect_active(struct pr__rc_item *items, size_t max)
             continue;
         e->report_due = false;
         e->reported = now;
-        struct pr__rc_item *it = &items[n++];
-        it->kind = e->kind;
-        it->key_len = e->keylen;
-        memcpy(it->key, e->key, e->keylen);
-        it->key[e->keylen] = '\0';
-        memcpy(it->pod, e->pod, sizeof(it->pod));
-        it->count = e->participant_count;
-        it->assigned_at_ms = e->assigned_at_ms;
-        it->tentative = e->tentative;
-        it->active_ago_ms = now > e->active ? now - e->active : 0;
+        item_from(&items[n++], e, now > e->active ? now - e->active : 0);
     }
     pthread_mutex_unlock(&g_mu);
     return n;
@@ -337,16 +344,7 @@ size_t pr__rc_collect(size_t *cursor, bool dirty_only, struct pr__rc_item *items
         for (const struct pr_atab_entry *e = g_t->buckets[i]; e && n < max; e = e->next) {
             if ((dirty_only && !e->dirty) || now >= e->expires)
                 continue;
-            struct pr__rc_item *it = &items[n++];
-            it->kind = e->kind;
-            it->key_len = e->keylen;
-            memcpy(it->key, e->key, e->keylen);
-            it->key[e->keylen] = '\0';
-            memcpy(it->pod, e->pod, sizeof(it->pod));
-            it->count = e->participant_count;
-            it->assigned_at_ms = e->assigned_at_ms;
-            it->tentative = e->tentative;
-            it->active_ago_ms = 0;
+            item_from(&items[n++], e, 0);
         }
     }
     *cursor = i >= g_t->nbuckets ? 0 : i;

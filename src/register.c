@@ -29,6 +29,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "podrouter/common.h"
 #include "podrouter/config.h"
 #include "podrouter/http_client.h"
 #include "podrouter/log.h"
@@ -102,30 +103,6 @@ static uint64_t backoff_ms(struct sidecar *s, unsigned failures)
     return d / 2 + rand_below(s, d / 2 + 1);
 }
 
-/* Reads the bearer token (trailing whitespace trimmed) into buf; 0 or a negative errno. */
-static int read_token(const char *path, char *buf, size_t cap)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    ssize_t n = read(fd, buf, cap - 1);
-    int err = errno;
-    close(fd);
-    if (n < 0)
-        return -err;
-    if ((size_t)n == cap - 1)
-        return -EFBIG;
-    while (n > 0 &&
-           (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' || buf[n - 1] == '\t'))
-        n--;
-    buf[n] = '\0';
-    if (n == 0)
-        return -ENODATA;
-    for (ssize_t i = 0; i < n; i++)
-        if ((unsigned char)buf[i] <= 0x20 || (unsigned char)buf[i] >= 0x7f)
-            return -EILSEQ;
-    return 0;
-}
 
 /* ---- scheduling ------------------------------------------------------------------------ */
 
@@ -414,7 +391,7 @@ static void send_op(struct sidecar *s, enum op op)
     struct pr_http_header headers[2];
     size_t nheaders = 0;
     if (cfg->token_file[0]) {
-        int rc = read_token(cfg->token_file, token, sizeof(token));
+        int rc = pr_read_token_file(cfg->token_file, token, sizeof(token));
         if (rc == 0) {
             snprintf(auth, sizeof(auth), "Bearer %s", token);
             headers[nheaders++] = (struct pr_http_header){"Authorization", auth};

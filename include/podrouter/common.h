@@ -41,6 +41,10 @@ uint64_t pr_now_ms(void);
 /* Monotonic milliseconds. */
 uint64_t pr_mono_ms(void);
 
+/* A bearer token file's first line, trailing whitespace trimmed, printable ASCII only:
+ * 0 or a negative errno (-EFBIG too long, -ENODATA empty, -EILSEQ bad byte). */
+int pr_read_token_file(const char *path, char *buf, size_t cap);
+
 /* Grow a heap buffer to hold at least need bytes (doubling, 4 KiB first): 0 or -ENOMEM. */
 int pr_grow(char **buf, uint32_t *cap, size_t need);
 
