@@ -30,10 +30,6 @@ void pr_chunked_init(struct pr_chunked *c)
     memset(c, 0, sizeof(*c));
 }
 
-static bool tchar(unsigned char ch)
-{
-    return pr_tchar(ch);
-}
 
 static int hexval(unsigned char ch)
 {
@@ -108,7 +104,7 @@ int pr_chunked_feed(struct pr_chunked *c, const char *p, size_t n)
         case S_TLINE:
             if (ch == '\r')
                 c->state = S_FINAL_LF;
-            else if (tchar(ch))
+            else if (pr_tchar(ch))
                 c->state = S_TNAME;
             else
                 return -1; /* obs-fold, bare LF, junk */
@@ -116,7 +112,7 @@ int pr_chunked_feed(struct pr_chunked *c, const char *p, size_t n)
         case S_TNAME:
             if (ch == ':')
                 c->state = S_TVALUE;
-            else if (!tchar(ch))
+            else if (!pr_tchar(ch))
                 return -1;
             break;
         case S_TVALUE:

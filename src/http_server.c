@@ -113,12 +113,6 @@ void pr__exchange_release(struct pr_worker *w, struct pr_exchange *x)
     w->nfree_exchanges++;
 }
 
-/* tchar of RFC 9110 5.6.2. */
-static bool is_tchar(unsigned char ch)
-{
-    return pr_tchar(ch);
-}
-
 /* ---- llhttp callbacks: record slices as offsets into x->head ---- */
 
 static struct pr_exchange *px(llhttp_t *p)
@@ -180,7 +174,7 @@ int pr__trailer_bytes_ok(const char *at, size_t len, bool name)
 {
     for (size_t i = 0; i < len; i++) {
         unsigned char ch = (unsigned char)at[i];
-        if (name ? !is_tchar(ch) : ((ch < 0x20 && ch != '\t') || ch == 0x7f))
+        if (name ? !pr_tchar(ch) : ((ch < 0x20 && ch != '\t') || ch == 0x7f))
             return 0;
     }
     return 1;
@@ -877,7 +871,7 @@ static const char *check_request(struct pr_exchange *x)
         if (f->name_len == 0)
             return "empty header name";
         for (uint32_t j = 0; j < f->name_len; j++)
-            if (!is_tchar((unsigned char)f->name[j]))
+            if (!pr_tchar((unsigned char)f->name[j]))
                 return "invalid byte in a header name";
         for (uint32_t j = 0; j < f->value_len; j++) {
             unsigned char ch = (unsigned char)f->value[j];
@@ -1007,7 +1001,7 @@ static int request_line_check(const char *buf, size_t len)
         return -1;
     n--;
     size_t m = 0;
-    while (m < n && is_tchar((unsigned char)line[m]))
+    while (m < n && pr_tchar((unsigned char)line[m]))
         m++;
     if (m == 0 || m >= n || line[m] != ' ')
         return -1;

@@ -123,17 +123,6 @@ static int build_request_head(struct pr_client *c, const struct pr_pod_info *pod
 
 /* ---- decision ---- */
 
-/* A store callback may come after the client left (async store): hold a reference. */
-static void hold(struct pr_client *c)
-{
-    pr__client_hold(c);
-}
-
-/* Drop the reference; false when the client is gone and the answer must be ignored. */
-static bool release(struct pr_client *c)
-{
-    return pr__client_unhold(c);
-}
 
 static void count_assignment(struct pr_client *c, enum pr_key_kind kind, enum pr_outcome o)
 {
@@ -268,7 +257,7 @@ static void join_room(struct pr_client *c)
 static void assigned_cb(void *arg, int status, const char *pod)
 {
     struct pr_client *c = arg;
-    if (!release(c))
+    if (!pr__client_unhold(c))
         return;
     struct pr_exchange *x = c->x;
     enum pr_key_kind kind = (enum pr_key_kind)x->key_kind;
@@ -326,7 +315,7 @@ static bool may_create(struct pr_client *c)
 static void key_lookup_cb(void *arg, int status, const char *pod)
 {
     struct pr_client *c = arg;
-    if (!release(c))
+    if (!pr__client_unhold(c))
         return;
     struct pr_exchange *x = c->x;
     struct pr_store *s = c->w->store;
@@ -349,20 +338,20 @@ static void key_lookup_cb(void *arg, int status, const char *pod)
     snprintf(x->pod, sizeof(x->pod), "%s", chosen.name);
     if (degraded) {
         x->outcome = PR_OUTCOME_DEGRADED;
-        hold(c);
+        pr__client_hold(c);
         s->ops->create(s, kind, key, kl, chosen.name, assigned_cb, c);
     } else if (status == 0) {
         /* Its pod is down or gone: move it (only if nobody moved it first). */
         char old[PR_POD_NAME_MAX + 1];
         snprintf(old, sizeof(old), "%s", pod);
         x->outcome = PR_OUTCOME_REASSIGNED;
-        hold(c);
+        pr__client_hold(c);
         s->ops->replace(s, kind, key, kl, old, chosen.name, assigned_cb, c);
     } else {
         if (!may_create(c))
             return;
         x->outcome = PR_OUTCOME_CREATED;
-        hold(c);
+        pr__client_hold(c);
         s->ops->create(s, kind, key, kl, chosen.name, assigned_cb, c);
     }
 }
@@ -372,7 +361,7 @@ static void decide_from(struct pr_client *c, enum pr_key_kind from);
 static void sid_lookup_cb(void *arg, int status, const char *pod)
 {
     struct pr_client *c = arg;
-    if (!release(c))
+    if (!pr__client_unhold(c))
         return;
     if (status == 0) {
         struct pr_pod_info info;
@@ -395,19 +384,19 @@ static void decide_from(struct pr_client *c, enum pr_key_kind from)
     const struct pr_affinity *a = &x->aff;
     if (from <= PR_KEY_SID && a->sid_len) {
         x->key_kind = PR_KEY_SID;
-        hold(c);
+        pr__client_hold(c);
         s->ops->get(s, PR_KEY_SID, a->sid, a->sid_len, sid_lookup_cb, c);
         return;
     }
     if (from <= PR_KEY_ROOM && a->room_len) {
         x->key_kind = PR_KEY_ROOM;
-        hold(c);
+        pr__client_hold(c);
         s->ops->get(s, PR_KEY_ROOM, a->room, a->room_len, key_lookup_cb, c);
         return;
     }
     if (from <= PR_KEY_PARTICIPANT && a->participant_len) {
         x->key_kind = PR_KEY_PARTICIPANT;
-        hold(c);
+        pr__client_hold(c);
         s->ops->get(s, PR_KEY_PARTICIPANT, a->participant, a->participant_len, key_lookup_cb,
                     c);
         return;
@@ -941,7 +930,7 @@ void pr__proxy_upstream_failed(struct pr_client *c, struct pr_upstream *u, int e
             snprintf(x->pod, sizeof(x->pod), "%s", chosen.name);
             if (kind == PR_KEY_ROOM || kind == PR_KEY_PARTICIPANT) {
                 x->outcome = PR_OUTCOME_REASSIGNED;
-                hold(c);
+                pr__client_hold(c);
                 c->w->store->ops->replace(c->w->store, kind, key, kl, x->first_pod,
                                           chosen.name, assigned_cb, c);
             } else {
