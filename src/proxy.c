@@ -595,8 +595,19 @@ static void finish_exchange(struct pr_client *c, struct pr_upstream *u)
     pr__client_request_done(c);
 }
 
+static void release_held(struct pr_client *c);
+
 static void pinned_cb(void *arg, int status, const char *pod)
 {
+    struct pr_client *c = arg;
+    (void)status; /* a store that failed is a degraded store: the client goes on anyway */
+    (void)pod;
+    if (!c || !pr__client_unhold(c))
+        return;
+    struct pr_exchange *x = c->x;
+    x->pin_wait = false;
+    if (x->pin_held)
+        release_held(c);
 }
 
 static void pin_sid(struct pr_client *c, const char *sid, size_t sid_len)
@@ -604,11 +615,54 @@ static void pin_sid(struct pr_client *c, const char *sid, size_t sid_len)
     struct pr_exchange *x = c->x;
     struct pr_store *s = c->w->store;
     /* Learned from the handshake body: later polls carrying this sid stay on this pod,
-     * also through other router replicas. */
-    s->ops->create(s, PR_KEY_SID, sid, sid_len, x->pod, pinned_cb, NULL);
+     * also through other router replicas. The client gets the sid only once the pin is
+     * stored (relay holds the bytes), so its next request may reach any replica. */
+    x->pin_wait = !x->dechunk; /* HTTP/1.0 clients get body bytes as they are parsed */
+    if (x->pin_wait)
+        pr__client_hold(c);
+    s->ops->create(s, PR_KEY_SID, sid, sid_len, x->pod, pinned_cb, x->pin_wait ? c : NULL);
     count_assignment(c, PR_KEY_SID, PR_OUTCOME_CREATED);
     if (x->aff.room_len && !x->aff.participant_len)
         s->ops->room_join(s, x->aff.room, x->aff.room_len, sid, sid_len);
+}
+
+/* Keep response bytes (head and body) until the sid pin is stored; the pod is not read
+ * meanwhile. The replay buffer is free again: the pod has answered. */
+static bool hold_response(struct pr_client *c, struct pr_upstream *u, const char *head,
+                          size_t head_len, const char *data, size_t len)
+{
+    struct pr_exchange *x = c->x;
+    if (!x->pin_held) {
+        x->pin_held = true;
+        x->replay_len = 0;
+    }
+    if (pr_grow(&x->replay, &x->replay_cap, (size_t)x->replay_len + head_len + len) != 0)
+        return false;
+    if (head_len)
+        memcpy(x->replay + x->replay_len, head, head_len);
+    if (len)
+        memcpy(x->replay + x->replay_len + head_len, data, len);
+    x->replay_len += (uint32_t)(head_len + len);
+    pr__upstream_stop_read(u);
+    return true;
+}
+
+static void release_held(struct pr_client *c)
+{
+    struct pr_exchange *x = c->x;
+    struct pr_upstream *u = c->up;
+    x->pin_held = false;
+    c->w->m->bytes_to_client += x->replay_len;
+    int rc = pr__client_send(c, x->replay, x->replay_len);
+    x->replay_len = 0;
+    if (rc < 0 || !u) {
+        pr__client_close(c);
+        return;
+    }
+    if (x->resp_complete)
+        finish_exchange(c, u);
+    else if (!c->writing)
+        pr__upstream_start_read(u);
 }
 
 /* Rewrite the pod's response head into x->out. Returns its length or a negative errno. */
@@ -709,6 +763,11 @@ static void relay(struct pr_client *c, struct pr_upstream *u, const char *head, 
     }
     if (used < len)
         x->resp_garbage = true;
+    if (x->pin_wait || x->pin_held) {
+        if (!hold_response(c, u, head, head_len, data, used))
+            pr__client_close(c);
+        return;
+    }
     if (!x->dechunk) {
         c->w->m->bytes_to_client += head_len + used;
         int rc = pr__client_send2(c, head, head_len, data, used);
@@ -992,7 +1051,7 @@ void pr__proxy_client_drained(struct pr_client *c)
         return;
     }
     struct pr_upstream *u = c->up;
-    if (!u)
+    if (!u || (c->x && c->x->pin_held))
         return;
     if (c->state == PR_C_TUNNEL || c->state == PR_C_PROXYING)
         pr__upstream_start_read(u);

@@ -149,7 +149,8 @@ struct pr_exchange {
     uint32_t out_len, out_cap;
     char *resp;       /* raw response head bytes */
     uint32_t resp_len, resp_cap;
-    char *replay;     /* a small request body kept until the pod answers (stale retry) */
+    char *replay;     /* a small request body kept until the pod answers (stale retry); after
+                       * that, a handshake's response bytes held until its sid pin is stored */
     uint32_t replay_len, replay_cap;
     uint64_t req_content_length; /* from the parser at head completion */
     uint8_t interim;             /* 1xx heads seen */
@@ -160,6 +161,8 @@ struct pr_exchange {
     bool http10, dechunk, replayable;
     bool resp_started, resp_complete, resp_head_done, sniffing, retried, set_cookie;
     bool resp_garbage; /* the pod sent bytes after its response: never reuse the connection */
+    bool pin_wait;     /* the sid pin was sent to the store, no answer yet */
+    bool pin_held;     /* response bytes wait in replay until the pin is stored */
     uint8_t key_kind, outcome;
     char pod[PR_POD_NAME_MAX + 1];
     char first_pod[PR_POD_NAME_MAX + 1];

@@ -78,6 +78,50 @@ test('polling: a handshake through A continues with its sid through B (20 sessio
   assert.equal(statuses.length, 60);
 });
 
+// A TCP relay to Redis that delays every command by delayMs (replies pass at once).
+async function slowLink(t, port, delayMs) {
+  const net = require('node:net');
+  const conns = new Set();
+  const srv = net.createServer((c) => {
+    const r = net.connect(port, '127.0.0.1');
+    conns.add(c);
+    conns.add(r);
+    for (const s of [c, r]) s.on('error', () => { c.destroy(); r.destroy(); });
+    c.on('close', () => r.destroy());
+    r.on('close', () => c.destroy());
+    c.on('data', (d) => setTimeout(() => r.write(d), delayMs));
+    r.pipe(c);
+  });
+  await new Promise((resolve) => srv.listen(0, '127.0.0.1', resolve));
+  t.after(() => {
+    for (const s of conns) s.destroy();
+    srv.close();
+  });
+  return srv.address().port;
+}
+
+test('polling: with a slow Redis link on A, the sid reaches the client only once it is pinned', async (t) => {
+  const redis = await startRedis(t, 'polling-slow');
+  const slow = await slowLink(t, redis.port, 80);
+  const { a, b } = await startReplicas(t, 'redis-polling-slow', `redis://127.0.0.1:${redis.port}`, {
+    storeUrlA: `redis://127.0.0.1:${slow}`,
+  });
+  for (let i = 0; i < 5; i++) {
+    const t0 = Date.now();
+    const hs = await a.get(`/socket.io/?EIO=4&transport=polling&t=s${i}`);
+    const took = Date.now() - t0;
+    assert.equal(hs.status, 200);
+    const { sid } = openPacket(hs.text);
+    // B asks Redis directly: the pin A wrote over its slow link must already be there.
+    const post = await request(`${b.routerUrl}/socket.io/?EIO=4&transport=polling&sid=${sid}`, {
+      method: 'POST', headers: { 'content-type': 'text/plain;charset=UTF-8' }, body: '40',
+    });
+    assert.equal(post.status, 200, `POST via B: ${post.status} ${post.text} (handshake took ${took} ms)`);
+    assert.equal(post.headers['x-pod-router-pod'], hs.headers['x-pod-router-pod']);
+    assert.ok(took >= 80, `the handshake answer did not wait for the pin (${took} ms)`);
+  }
+});
+
 test('rooms: two participants arriving at once through different replicas meet on one pod (20 rooms)', async (t) => {
   const redis = await startRedis(t, 'rooms');
   const { a, b } = await startReplicas(t, 'redis-rooms', `redis://127.0.0.1:${redis.port}`);

@@ -211,9 +211,11 @@ async function startSentinel(t, name, masterName, masterPort) {
 
 // Two router replicas on one store URL: A with the example pods (they register
 // and heartbeat through A only), B with none (it learns them through Redis).
-async function startReplicas(t, name, storeUrl, { pods = 3, routerArgs = [], podEnv = {} } = {}) {
+// storeUrlA: another way to the same Redis for A (a slow link, say).
+async function startReplicas(t, name, storeUrl, { pods = 3, routerArgs = [], podEnv = {}, storeUrlA } = {}) {
   const args = ['--store', storeUrl, ...routerArgs];
-  const a = new Cluster(`${name}-A`, { pods, routerArgs: args, podEnv });
+  const argsA = ['--store', storeUrlA || storeUrl, ...routerArgs];
+  const a = new Cluster(`${name}-A`, { pods, routerArgs: argsA, podEnv });
   const b = new Cluster(`${name}-B`, { pods: 0, routerArgs: args });
   t.after(() => b.stop());
   t.after(() => a.stop());
