@@ -286,16 +286,7 @@ void pr__client_close(struct pr_client *c)
     if (c->next)
         c->next->prev = c->prev;
     c->prev = c->next = NULL;
-    if (c->up)
-        pr__proxy_client_gone(c);
-    if (c->x) {
-        if (c->x->status && !c->admin)
-            pr__access_log(c);
-        pr__exchange_release(w, c->x);
-        c->x = NULL;
-    }
-    if (c->state == PR_C_TUNNEL)
-        w->m->conns[PR_CONN_WEBSOCKET]--;
+    c->h->on_gone(c);
     w->m->conns[PR_CONN_CLIENT]--;
     atomic_fetch_sub(&pr__srv.nclients, 1);
     uv_close((uv_handle_t *)&c->tcp, client_close_cb);
@@ -322,6 +313,7 @@ void pr__client_stop_read(struct pr_client *c)
 /* Put the client's timer in queue q (NULL: none), unless the send timeout owns it. */
 void pr__client_queue(struct pr_client *c, struct pr_tq *q)
 {
+    c->tq_home = q;
     if (c->tq_send)
         return;
     if (q)
@@ -345,12 +337,7 @@ void pr__client_arm_send(struct pr_client *c)
     if (!c->tq_send)
         return;
     c->tq_send = false;
-    switch (c->state) {
-    case PR_C_TUNNEL: pr__client_queue(c, &w->q_tunnel); break;
-    case PR_C_IDLE: pr__client_queue(c, &w->q_idle); break;
-    case PR_C_HEAD: pr__client_queue(c, &w->q_header); break;
-    default: pr__client_queue(c, NULL); break;
-    }
+    pr__client_queue(c, c->tq_home);
 }
 
 static void client_write_cb(uv_write_t *req, int status)
@@ -371,11 +358,7 @@ static void client_write_cb(uv_write_t *req, int status)
     }
     c->writing = false;
     pr__client_arm_send(c);
-    if (c->close_after_write && c->state != PR_C_PROXYING && c->state != PR_C_TUNNEL) {
-        pr__client_close(c);
-        return;
-    }
-    pr__proxy_client_drained(c);
+    c->h->on_drained(c);
 }
 
 int pr__stream_send2(uv_stream_t *s, void *owner, const char *a, size_t alen, const char *b,
@@ -946,20 +929,22 @@ static void head_complete(struct pr_client *c)
         pr__client_error(c, 400, "bad_request", msg, NULL, true);
         return;
     }
-    if (c->admin) {
-        if (x->req_content_length > PR_ADMIN_BODY_MAX) {
-            pr__client_error(c, 413, "body_too_large", "request body over 64 KiB", NULL, true);
-            return;
-        }
-        /* The (small, bounded) body is read through the parser by the input loop. */
-        if (x->req_complete)
-            admin_dispatch(c);
-        else
-            llhttp_resume(&x->req_parser);
+    c->h->on_head(c);
+}
+
+/* An admin head is complete: its (small, bounded) body is read through the parser by the
+ * input loop, then the request is dispatched. */
+static void admin_head(struct pr_client *c)
+{
+    struct pr_exchange *x = c->x;
+    if (x->req_content_length > PR_ADMIN_BODY_MAX) {
+        pr__client_error(c, 413, "body_too_large", "request body over 64 KiB", NULL, true);
         return;
     }
-    /* Bytes that arrive while a pod is chosen wait in c->in (bounded). */
-    pr__proxy_route(c);
+    if (x->req_complete)
+        admin_dispatch(c);
+    else
+        llhttp_resume(&x->req_parser);
 }
 
 static void parse_error(struct pr_client *c, llhttp_errno_t err)
@@ -1093,7 +1078,7 @@ static size_t consume_admin_body(struct pr_client *c, const char *data, size_t l
 
 /* One step of the input state machine over data; returns the bytes it consumed (0: the
  * current state takes no input now, the bytes wait in c->in). */
-static size_t client_consume(struct pr_client *c, const char *data, size_t len)
+static size_t exchange_consume(struct pr_client *c, const char *data, size_t len)
 {
     struct pr_worker *w = c->w;
     switch (c->state) {
@@ -1121,9 +1106,6 @@ static size_t client_consume(struct pr_client *c, const char *data, size_t len)
         return 0;
     case PR_C_PROXYING:
         return pr__proxy_client_body(c, data, len);
-    case PR_C_TUNNEL:
-        pr__tunnel_from_client(c, data, len);
-        return len;
     case PR_C_CLOSING:
         return len; /* we close once our answer is written: nothing more is read */
     case PR_C_LOCAL:
@@ -1139,7 +1121,7 @@ static size_t client_feed(struct pr_client *c, const char *data, size_t len)
     bool outer = !c->feeding;
     c->feeding = true;
     while (off < len && !c->closing) {
-        size_t n = client_consume(c, data + off, len - off);
+        size_t n = c->h->on_data(c, data + off, len - off);
         if (n == 0)
             break;
         off += n;
@@ -1165,9 +1147,7 @@ static void in_compact(struct pr_client *c)
         c->in_full = true;
     } else if (!full && c->in_full) {
         c->in_full = false;
-        if (c->state != PR_C_PROXYING && c->state != PR_C_TUNNEL &&
-            c->state != PR_C_CLOSING)
-            pr__client_start_read(c);
+        c->h->on_room(c);
     }
 }
 
@@ -1224,11 +1204,8 @@ static void client_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (nread == 0)
         return;
     /* EOF or error. A client that hangs up mid-exchange (e.g. leaves a pending long-poll)
-     * has left: release it and its pod connection now rather than when the pod answers. */
-    if (c->state == PR_C_TUNNEL) {
-        pr__tunnel_client_eof(c);
-        return;
-    }
+     * has left: release it and its pod connection now rather than when the pod answers
+     * (on_gone); a tunnel's last bytes still reach the pod. */
     pr__client_close(c);
 }
 
@@ -1244,6 +1221,7 @@ static struct pr_client *client_accept(uv_stream_t *server, bool admin)
     }
     c->w = w;
     c->admin = admin;
+    c->h = admin ? &pr__admin_client_handlers : &pr__http_client_handlers;
     if (uv_accept(server, (uv_stream_t *)&c->tcp)) {
         uv_close((uv_handle_t *)&c->tcp, client_close_cb);
         return NULL;
@@ -1301,18 +1279,122 @@ void pr__on_admin_connection(uv_stream_t *server, int status)
         c->peer_loopback = peer_is_loopback(c);
 }
 
-/* SIGTERM: close idle keep-alive connections now, the rest after their response. */
+/* SIGTERM: each connection's layer decides (idle keep-alive ones close now, the rest after
+ * their response, tunnels when the worker stops). */
 void pr__client_drain(struct pr_worker *w)
 {
     struct pr_client *c = w->clients;
     while (c) {
         struct pr_client *next = c->next;
-        if (!c->admin) {
-            if (c->state == PR_C_IDLE || c->state == PR_C_HEAD)
-                pr__client_close(c);
-            else
-                c->close_after_write = c->state != PR_C_TUNNEL;
-        }
+        c->h->on_drain(c);
         c = next;
     }
 }
+
+/* ---- timers of client connections ---- */
+
+static void expire_state(struct pr_tq_node *n)
+{
+    struct pr_client *c = pr__container_of(n, struct pr_client, tq);
+    c->h->on_timeout(c);
+}
+
+/* A client that took none of its queued bytes for --send-timeout. */
+static void expire_send(struct pr_tq_node *n)
+{
+    struct pr_client *c = pr__container_of(n, struct pr_client, tq);
+    c->tq_send = false;
+    pr_debug("send timeout", "state", "client");
+    pr__client_close(c);
+}
+
+void pr__client_queues_init(struct pr_worker *w, const struct pr_config *cfg)
+{
+    pr__tq_init(&w->q_header, cfg->header_timeout_ms, expire_state);
+    pr__tq_init(&w->q_idle, cfg->idle_timeout_ms, expire_state);
+    pr__tq_init(&w->q_tunnel, cfg->idle_timeout_ms, expire_state);
+    pr__tq_init(&w->q_send, cfg->send_timeout_ms, expire_send);
+}
+
+/* ---- the request exchange's handler tables ---- */
+
+/* The header timeout answers 408 to a started head; an idle keep-alive connection closes. */
+static void http_timeout(struct pr_client *c)
+{
+    if (c->state == PR_C_HEAD)
+        pr__client_error(c, 408, "request_timeout", "request head not received in time", NULL,
+                         true);
+    else
+        pr__client_close(c);
+}
+
+static void http_drained(struct pr_client *c)
+{
+    if (c->close_after_write && c->state != PR_C_PROXYING) {
+        pr__client_close(c);
+        return;
+    }
+    pr__proxy_client_drained(c);
+}
+
+static void http_gone(struct pr_client *c)
+{
+    if (c->up)
+        pr__proxy_client_gone(c);
+    if (c->x) {
+        if (c->x->status && !c->admin)
+            pr__access_log(c);
+        pr__exchange_release(c->w, c->x);
+        c->x = NULL;
+    }
+}
+
+/* While a body is relayed the pod side decides when the client is read. */
+static void http_room(struct pr_client *c)
+{
+    if (c->state != PR_C_PROXYING && c->state != PR_C_CLOSING)
+        pr__client_start_read(c);
+}
+
+static void http_drain(struct pr_client *c)
+{
+    if (c->state == PR_C_IDLE || c->state == PR_C_HEAD)
+        pr__client_close(c);
+    else
+        c->close_after_write = true;
+}
+
+static void admin_drain(struct pr_client *c)
+{
+    (void)c; /* the admin listener answers until the worker stops */
+}
+
+const struct pr_client_handlers pr__http_client_handlers = {
+    .on_head = pr__proxy_route, /* bytes that arrive meanwhile wait in c->in (bounded) */
+    .on_data = exchange_consume,
+    .on_drained = http_drained,
+    .on_gone = http_gone,
+    .on_timeout = http_timeout,
+    .on_room = http_room,
+    .on_drain = http_drain,
+};
+
+const struct pr_client_handlers pr__admin_client_handlers = {
+    .on_head = admin_head,
+    .on_data = exchange_consume,
+    .on_drained = http_drained,
+    .on_gone = http_gone,
+    .on_timeout = http_timeout,
+    .on_room = http_room,
+    .on_drain = admin_drain,
+};
+
+const struct pr_upstream_handlers pr__proxy_upstream_handlers = {
+    .ready = pr__proxy_upstream_ready,
+    .failed = pr__proxy_upstream_failed,
+    .data = pr__proxy_on_upstream_data,
+    .eof = pr__proxy_on_upstream_eof,
+    .drained = pr__proxy_upstream_drained,
+    .timeout = pr__proxy_upstream_timeout,
+    .resolved = pr__proxy_pool_resolved,
+};

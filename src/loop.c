@@ -286,78 +286,6 @@ static void sighup_cb(uv_signal_t *s, int signum)
 
 /* ---- worker lifecycle ---- */
 
-static void expire_header(struct pr_tq_node *n);
-static void expire_idle(struct pr_tq_node *n);
-static void expire_tunnel(struct pr_tq_node *n);
-static void expire_connect(struct pr_tq_node *n);
-static void expire_wait(struct pr_tq_node *n);
-static void expire_pool(struct pr_tq_node *n);
-static void expire_send(struct pr_tq_node *n);
-static void expire_linger(struct pr_tq_node *n);
-
-static void expire_header(struct pr_tq_node *n)
-{
-    struct pr_client *c = pr__container_of(n, struct pr_client, tq);
-    if (c->state == PR_C_HEAD)
-        pr__client_error(c, 408, "request_timeout", "request head not received in time", NULL,
-                         true);
-    else
-        pr__client_close(c);
-}
-
-static void expire_idle(struct pr_tq_node *n)
-{
-    pr__client_close(pr__container_of(n, struct pr_client, tq));
-}
-
-static void expire_tunnel(struct pr_tq_node *n)
-{
-    pr__client_close(pr__container_of(n, struct pr_client, tq));
-}
-
-static void expire_connect(struct pr_tq_node *n)
-{
-    struct pr_upstream *u = pr__container_of(n, struct pr_upstream, tq);
-    struct pr_client *c = u->client;
-    u->client = NULL;
-    pr__upstream_close(u);
-    if (c)
-        pr__proxy_upstream_failed(c, u, UV_ETIMEDOUT);
-}
-
-static void expire_wait(struct pr_tq_node *n)
-{
-    pr__proxy_upstream_timeout(pr__container_of(n, struct pr_upstream, tq));
-}
-
-static void expire_pool(struct pr_tq_node *n)
-{
-    pr__upstream_close(pr__container_of(n, struct pr_upstream, tq));
-}
-
-/* A client that took none of its queued bytes for --send-timeout. */
-static void expire_send(struct pr_tq_node *n)
-{
-    struct pr_client *c = pr__container_of(n, struct pr_client, tq);
-    c->tq_send = false;
-    pr_debug("send timeout", "state", "client");
-    pr__client_close(c);
-}
-
-/* A tunnel's pod that took none of its queued bytes for --send-timeout. */
-static void expire_linger(struct pr_tq_node *n)
-{
-    struct pr_upstream *u = pr__container_of(n, struct pr_upstream, tq);
-    struct pr_client *c = u->client;
-    if (c) {
-        c->up = NULL;
-        u->client = NULL;
-    }
-    pr__upstream_close(u);
-    if (c)
-        pr__client_close(c);
-}
-
 static struct pr_worker *worker_create(int id, char *err, size_t errlen)
 {
     struct pr_worker *w = calloc(1, sizeof(*w));
@@ -369,14 +297,8 @@ static struct pr_worker *worker_create(int id, char *err, size_t errlen)
         goto fail_free;
     w->loop.data = w;
     const struct pr_config *cfg = &pr__srv.cfg;
-    pr__tq_init(&w->q_header, cfg->header_timeout_ms, expire_header);
-    pr__tq_init(&w->q_idle, cfg->idle_timeout_ms, expire_idle);
-    pr__tq_init(&w->q_tunnel, cfg->idle_timeout_ms, expire_tunnel);
-    pr__tq_init(&w->q_connect, cfg->connect_timeout_ms, expire_connect);
-    pr__tq_init(&w->q_wait, cfg->idle_timeout_ms, expire_wait);
-    pr__tq_init(&w->q_pool, PR_POOL_IDLE_MS, expire_pool);
-    pr__tq_init(&w->q_send, cfg->send_timeout_ms, expire_send);
-    pr__tq_init(&w->q_linger, cfg->send_timeout_ms, expire_linger);
+    pr__client_queues_init(w, cfg);   /* each transport owns its timers */
+    pr__upstream_queues_init(w, cfg);
     w->m = pr_metrics_thread_create();
     w->policy_pods = calloc(PR_MAX_PODS, sizeof(*w->policy_pods));
     w->pod_infos = calloc(PR_MAX_PODS, sizeof(*w->pod_infos));

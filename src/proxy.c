@@ -915,10 +915,6 @@ void pr__proxy_on_upstream_eof(struct pr_upstream *u, int err)
         pr__upstream_close(u);
         return;
     }
-    if (u->state == PR_U_TUNNEL || c->state == PR_C_TUNNEL) {
-        pr__tunnel_upstream_eof(u);
-        return;
-    }
     struct pr_exchange *x = c->x;
     if (x && x->resp_head_done) {
         if (err == UV_EOF && llhttp_finish(&x->resp_parser) == HPE_OK && x->resp_complete) {
@@ -1012,32 +1008,18 @@ void pr__proxy_client_gone(struct pr_client *c)
     u->client = NULL;
     if (u->state == PR_U_CONNECTING)
         return; /* connect_cb pools it when it completes */
-    if (u->state == PR_U_TUNNEL && u->writing) {
-        /* The client closed its side of a tunnel: what it sent before still reaches the
-         * pod, then the pod connection closes (bounded by the send timeout). */
-        pr__upstream_linger(u);
-        return;
-    }
     pr__upstream_close(u);
 }
 
 void pr__proxy_upstream_drained(struct pr_upstream *u)
 {
     struct pr_client *c = u->client;
-    if (!c) {
-        if (u->close_when_drained)
-            pr__upstream_close(u);
-        return;
-    }
-    if (c->closing)
+    if (!c || c->closing)
         return;
     if (c->state == PR_C_PROXYING && c->x && !c->x->req_complete) {
         pr__client_drive(c);
         if (!c->closing && c->up == u && !u->writing)
             pr__client_start_read(c);
-    } else if (c->state == PR_C_TUNNEL) {
-        pr__client_drive(c);
-        pr__client_start_read(c);
     }
 }
 
@@ -1053,6 +1035,35 @@ void pr__proxy_client_drained(struct pr_client *c)
     struct pr_upstream *u = c->up;
     if (!u || (c->x && c->x->pin_held))
         return;
-    if (c->state == PR_C_TUNNEL || c->state == PR_C_PROXYING)
+    if (c->state == PR_C_PROXYING)
         pr__upstream_start_read(u);
+}
+
+/* A connection of pool p for the exchange of c: ready now (reused), connecting, or waiting
+ * for the pod's name to resolve (c is held until pr__proxy_pool_resolved). */
+int pr__upstream_acquire(struct pr_worker *w, struct pr_pool *p, struct pr_client *c)
+{
+    (void)w;
+    struct pr_upstream *u;
+    int rc = pr__pool_acquire(p, c, &pr__proxy_upstream_handlers, &u);
+    if (rc == PR_POOL_WAIT) {
+        pr__client_hold(c);
+        return 0;
+    }
+    if (rc < 0)
+        return rc;
+    c->up = u;
+    if (rc == PR_POOL_REUSED)
+        u->h->ready(c, u);
+    return 0;
+}
+
+/* The name c waited for resolved (or did not): acquire again, unless c has moved on. */
+void pr__proxy_pool_resolved(struct pr_client *c, struct pr_pool *p)
+{
+    if (!pr__client_unhold(c) || c->state != PR_C_ROUTING || !c->x)
+        return;
+    int rc = pr__upstream_acquire(c->w, p, c);
+    if (rc < 0)
+        pr__proxy_upstream_failed(c, NULL, rc);
 }

@@ -57,6 +57,35 @@ struct pr_pool;
 struct pr_client;
 struct pr_upstream;
 
+/* Upward calls of a client connection. The transport (http_server.c: socket, input buffer,
+ * read pausing, send queue, timers) calls the layer above only through the table of the
+ * connection (c->h); the request exchange, the admin connection and the tunnel each own one
+ * and the tunnel swaps it at the 101. */
+struct pr_client_handlers {
+    void (*on_head)(struct pr_client *c); /* a request head passed its checks (exchange) */
+    /* Bytes read (or waiting in c->in); returns how many were taken, 0 = none now. */
+    size_t (*on_data)(struct pr_client *c, const char *data, size_t len);
+    void (*on_drained)(struct pr_client *c); /* everything queued for the client was sent */
+    void (*on_gone)(struct pr_client *c);    /* the connection closes: drop what it owns */
+    void (*on_timeout)(struct pr_client *c); /* its header / idle / tunnel timer expired */
+    void (*on_room)(struct pr_client *c);    /* the full input buffer has room again */
+    void (*on_drain)(struct pr_client *c);   /* SIGTERM drain of the worker */
+};
+
+/* Upward calls of a pod connection (upstream.c owns socket, pools, connect and pool timers).
+ * `client` is the owner's pointer, passed back and never looked into by upstream.c. */
+struct pr_upstream_handlers {
+    void (*ready)(struct pr_client *c, struct pr_upstream *u);       /* connected / reused */
+    void (*failed)(struct pr_client *c, struct pr_upstream *u, int err); /* connect failed */
+    void (*data)(struct pr_upstream *u, const char *data, size_t len);
+    void (*eof)(struct pr_upstream *u, int err); /* the pod closed, or a read/write error */
+    void (*drained)(struct pr_upstream *u);      /* everything queued for the pod was sent */
+    void (*timeout)(struct pr_upstream *u);      /* response (q_wait) or send (q_linger) */
+    /* A pool's name resolution the owner waited for ended (pr__pool_acquire returned
+     * PR_POOL_WAIT): the owner acquires again, or gives up. */
+    void (*resolved)(struct pr_client *c, struct pr_pool *p);
+};
+
 /* One event-loop thread. */
 struct pr_worker {
     uv_loop_t loop;
@@ -117,8 +146,7 @@ enum pr_client_state {
     PR_C_ROUTING,   /* head complete, choosing a pod (store may be async) */
     PR_C_PROXYING,  /* request forwarded, response streaming */
     PR_C_LOCAL,     /* writing a locally generated response */
-    PR_C_TUNNEL,    /* websocket relay */
-    PR_C_CLOSING,
+    PR_C_CLOSING,   /* (a tunnel has no state: its handler tables replace the exchange's) */
 };
 
 /* Header slices of one message head, as offsets into the buffer that holds the head. A
@@ -179,7 +207,9 @@ struct pr_exchange {
 struct pr_client {
     uv_tcp_t tcp;
     struct pr_worker *w;
+    const struct pr_client_handlers *h;
     struct pr_tq_node tq;
+    struct pr_tq *tq_home;  /* the queue tq belongs to when the send timeout does not own it */
     struct pr_client *prev, *next; /* worker->clients */
     struct pr_exchange *x;
     struct pr_upstream *up; /* request in flight / tunnel peer */
@@ -200,7 +230,6 @@ enum pr_upstream_state {
     PR_U_CONNECTING = 0,
     PR_U_ACTIVE,
     PR_U_IDLE,
-    PR_U_TUNNEL,
     PR_U_CLOSING,
 };
 
@@ -214,10 +243,11 @@ struct pr_upstream {
     } u;
     struct pr_worker *w;
     struct pr_pool *pool;
-    struct pr_client *client;
+    struct pr_client *client; /* owner (opaque to upstream.c), NULL when none */
+    const struct pr_upstream_handlers *h;
     struct pr_tq_node tq;
     uint8_t state;
-    bool reading, writing, reused, got_bytes, counted, close_when_drained;
+    bool reading, writing, reused, got_bytes, counted;
     uint32_t cslot, cgen; /* registry slot/generation the connection is counted against */
     uint64_t connect_start_ns;
 };
@@ -233,7 +263,10 @@ struct pr_pool {
     uint64_t resolve_retry_at;   /* a name that did not resolve is not retried before this */
     uv_getaddrinfo_t *gai;       /* in flight */
     uint32_t gai_port;
-    struct pr_client **waiters;  /* clients waiting for the name to resolve */
+    struct pr_pool_waiter {
+        struct pr_client *client;
+        const struct pr_upstream_handlers *h;
+    } *waiters;                  /* owners waiting for the name to resolve */
     uint32_t nwaiters, cwaiters;
     struct pr_worker *w;
 };
@@ -257,6 +290,12 @@ void pr__client_start_read(struct pr_client *c);
 void pr__client_stop_read(struct pr_client *c);
 int pr__client_send(struct pr_client *c, const char *data, size_t len);
 void pr__client_drain(struct pr_worker *w);
+void pr__client_queues_init(struct pr_worker *w, const struct pr_config *cfg);
+extern const struct pr_client_handlers pr__http_client_handlers, pr__admin_client_handlers;
+/* The exchange's pod-connection table: defined in http_server.c, with the client tables,
+ * so that its entries are link-time references (the fuzz harness wraps
+ * pr__proxy_upstream_ready). */
+extern const struct pr_upstream_handlers pr__proxy_upstream_handlers;
 void pr__exchange_release(struct pr_worker *w, struct pr_exchange *x);
 void pr__exchange_free(struct pr_exchange *x);
 void pr__access_log(struct pr_client *c);
@@ -281,27 +320,30 @@ void pr__proxy_client_gone(struct pr_client *c);
 void pr__proxy_upstream_drained(struct pr_upstream *u);
 void pr__proxy_client_drained(struct pr_client *c);
 
+int pr__upstream_acquire(struct pr_worker *w, struct pr_pool *p, struct pr_client *c);
+void pr__proxy_pool_resolved(struct pr_client *c, struct pr_pool *p);
+
 /* upstream.c */
 struct pr_pool *pr__pool_get(struct pr_worker *w, const struct pr_pod_info *pod);
-int pr__upstream_acquire(struct pr_worker *w, struct pr_pool *p, struct pr_client *c);
+enum { PR_POOL_CONNECTING = 0, PR_POOL_REUSED = 1, PR_POOL_WAIT = 2 };
+/* A connection of pool p for owner c with handlers h: <0 error; PR_POOL_CONNECTING (*out
+ * connects, h->ready or h->failed follows); PR_POOL_REUSED (*out is ready now, reading; the
+ * caller goes on); PR_POOL_WAIT (the name resolves; h->resolved follows, *out NULL). */
+int pr__pool_acquire(struct pr_pool *p, struct pr_client *c, const struct pr_upstream_handlers *h,
+                     struct pr_upstream **out);
+void pr__upstream_queues_init(struct pr_worker *w, const struct pr_config *cfg);
 void pr__upstream_release(struct pr_upstream *u, bool reusable);
 void pr__upstream_close(struct pr_upstream *u);
 int pr__upstream_send(struct pr_upstream *u, const char *data, size_t len);
 void pr__upstream_start_read(struct pr_upstream *u);
 void pr__upstream_stop_read(struct pr_upstream *u);
-void pr__upstream_linger(struct pr_upstream *u);
 void pr__pools_close_idle(struct pr_worker *w);
 extern const char pr__upstream_tag; /* uv_tcp_t.data of every upstream connection */
 void pr__upstream_close_handle(uv_handle_t *h);
 void pr__pools_destroy(struct pr_worker *w);
 
-/* tunnel.c */
+/* tunnel.c: swaps the client's and the upstream's handler tables for its own */
 void pr__tunnel_start(struct pr_client *c);
-void pr__tunnel_upstream_eof(struct pr_upstream *u);
-void pr__tunnel_touch(struct pr_client *c);
-void pr__tunnel_from_client(struct pr_client *c, const char *data, size_t len);
-void pr__tunnel_client_eof(struct pr_client *c);
-void pr__tunnel_from_upstream(struct pr_upstream *u, const char *data, size_t len);
 
 /* write helper shared by both sides: 0 sent now, 1 queued (caller pauses its source), <0 */
 int pr__stream_send(uv_stream_t *s, void *owner, const char *data, size_t len, uv_write_cb cb);

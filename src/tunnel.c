@@ -1,5 +1,7 @@
 /* WebSocket relay after 101: bytes both ways, no re-framing, idle timeout, backpressure.
- * When one side closes, what is already queued for the other is delivered first (SPEC 3.5). */
+ * When one side closes, what is already queued for the other is delivered first (SPEC 3.5).
+ * At the 101 the tunnel swaps the handler tables of both connections for its own, so the
+ * exchange (http_server.c, proxy.c) and the transports never test for a tunnel. */
 #include "server.h"
 
 #include <stdlib.h>
@@ -8,10 +10,13 @@
 #include "podrouter/registry.h"
 #include "podrouter/store.h"
 
+static const struct pr_client_handlers tunnel_client, closing_client;
+static const struct pr_upstream_handlers tunnel_upstream, linger_upstream;
+
 /* Activity on a tunnel: its idle timeout restarts and its room is marked active (SPEC 5:
  * a tunnel byte keeps a room active; the store's per-loop stamp cache makes repeats cost a
  * probe, no lock). */
-void pr__tunnel_touch(struct pr_client *c)
+static void tunnel_touch(struct pr_client *c)
 {
     struct pr_worker *w = c->w;
     if (c->room_hash)
@@ -27,8 +32,8 @@ void pr__tunnel_start(struct pr_client *c)
     struct pr_worker *w = c->w;
     struct pr_upstream *u = c->up;
     pr__tq_remove(&u->tq);
-    u->state = PR_U_TUNNEL;
-    c->state = PR_C_TUNNEL;
+    u->h = &tunnel_upstream;
+    c->h = &tunnel_client;
     w->m->conns[PR_CONN_WEBSOCKET]++;
     pr_metrics_pod_tunnel(w->m, u->pool->slot, u->pool->gen);
     c->room_hash = c->x->aff.room_len
@@ -39,7 +44,7 @@ void pr__tunnel_start(struct pr_client *c)
     pr__access_log(c);
     pr__exchange_release(w, c->x);
     c->x = NULL;
-    pr__tunnel_touch(c);
+    tunnel_touch(c);
     pr__client_drive(c); /* bytes the client sent right after its upgrade request */
     if (c->closing || c->up != u)
         return;
@@ -51,14 +56,16 @@ void pr__tunnel_start(struct pr_client *c)
         pr__upstream_stop_read(u);
 }
 
-void pr__tunnel_from_client(struct pr_client *c, const char *data, size_t len)
+/* ---- client side ---- */
+
+static size_t from_client(struct pr_client *c, const char *data, size_t len)
 {
     struct pr_upstream *u = c->up;
     if (!u) {
         pr__client_close(c);
-        return;
+        return len;
     }
-    pr__tunnel_touch(c);
+    tunnel_touch(c);
     c->w->m->bytes_to_pod += len;
     int rc = pr__upstream_send(u, data, len);
     if (rc < 0) {
@@ -68,16 +75,74 @@ void pr__tunnel_from_client(struct pr_client *c, const char *data, size_t len)
         /* The pod must take them within the send timeout. */
         pr__tq_push(&c->w->q_linger, &u->tq, pr__now(c->w));
     }
+    return len;
 }
 
-void pr__tunnel_from_upstream(struct pr_upstream *u, const char *data, size_t len)
+/* The client took everything: read the pod again. */
+static void client_drained(struct pr_client *c)
 {
-    struct pr_client *c = u->client;
-    if (!c) {
+    if (c->up)
+        pr__upstream_start_read(c->up);
+}
+
+/* The client's connection closes (it hung up, timed out, or the worker stops): its last
+ * bytes still reach the pod, then the pod connection closes (bounded by the send timeout). */
+static void client_gone(struct pr_client *c)
+{
+    struct pr_upstream *u = c->up;
+    c->w->m->conns[PR_CONN_WEBSOCKET]--;
+    c->up = NULL;
+    if (!u)
+        return;
+    u->client = NULL;
+    if (!u->writing) {
         pr__upstream_close(u);
         return;
     }
-    pr__tunnel_touch(c);
+    u->h = &linger_upstream;
+    pr__upstream_stop_read(u);
+    pr__tq_push(&u->w->q_linger, &u->tq, pr__now(u->w));
+}
+
+static void client_nothing(struct pr_client *c)
+{
+    (void)c;
+}
+
+static const struct pr_client_handlers tunnel_client = {
+    .on_head = client_nothing,
+    .on_data = from_client,
+    .on_drained = client_drained,
+    .on_gone = client_gone,
+    .on_timeout = pr__client_close,
+    .on_room = client_nothing,
+    .on_drain = client_nothing, /* a tunnel ends when the worker stops */
+};
+
+/* The pod left: the client gets what is queued for it, then its connection closes. */
+static size_t discard(struct pr_client *c, const char *data, size_t len)
+{
+    (void)c;
+    (void)data;
+    return len;
+}
+
+static const struct pr_client_handlers closing_client = {
+    .on_head = client_nothing,
+    .on_data = discard,
+    .on_drained = pr__client_close,
+    .on_gone = client_nothing,
+    .on_timeout = pr__client_close,
+    .on_room = client_nothing,
+    .on_drain = client_nothing,
+};
+
+/* ---- pod side ---- */
+
+static void from_upstream(struct pr_upstream *u, const char *data, size_t len)
+{
+    struct pr_client *c = u->client;
+    tunnel_touch(c);
     c->w->m->bytes_to_client += len;
     int rc = pr__client_send(c, data, len);
     if (rc < 0)
@@ -86,25 +151,100 @@ void pr__tunnel_from_upstream(struct pr_upstream *u, const char *data, size_t le
         pr__upstream_stop_read(u);
 }
 
-/* The client closed its side: its last bytes still reach the pod (see proxy_client_gone). */
-void pr__tunnel_client_eof(struct pr_client *c)
-{
-    pr__client_close(c);
-}
-
 /* The pod closed: the client gets what is queued for it, then its connection closes. */
-void pr__tunnel_upstream_eof(struct pr_upstream *u)
+static void upstream_eof(struct pr_upstream *u, int err)
 {
+    (void)err;
     struct pr_client *c = u->client;
-    c->up = NULL;
     u->client = NULL;
     pr__upstream_close(u);
+    if (!c)
+        return;
+    c->up = NULL;
     if (!c->writing) {
         pr__client_close(c);
         return;
     }
     c->w->m->conns[PR_CONN_WEBSOCKET]--;
-    c->state = PR_C_CLOSING;
-    c->close_after_write = true;
+    c->h = &closing_client;
+    pr__client_queue(c, NULL);
     pr__client_stop_read(c);
 }
+
+/* The pod took everything: no send timeout now; read the client again. */
+static void upstream_drained(struct pr_upstream *u)
+{
+    struct pr_client *c = u->client;
+    pr__tq_remove(&u->tq);
+    if (!c || c->closing)
+        return;
+    pr__client_drive(c);
+    pr__client_start_read(c);
+}
+
+/* The pod took none of its queued bytes for --send-timeout: both sides close. */
+static void upstream_timeout(struct pr_upstream *u)
+{
+    struct pr_client *c = u->client;
+    if (c) {
+        c->up = NULL;
+        u->client = NULL;
+    }
+    pr__upstream_close(u);
+    if (c)
+        pr__client_close(c);
+}
+
+static void upstream_unused_ready(struct pr_client *c, struct pr_upstream *u)
+{
+    (void)c;
+    (void)u;
+}
+
+static void upstream_unused_failed(struct pr_client *c, struct pr_upstream *u, int err)
+{
+    (void)c;
+    (void)u;
+    (void)err;
+}
+
+static void upstream_unused_resolved(struct pr_client *c, struct pr_pool *p)
+{
+    (void)c;
+    (void)p;
+}
+
+static const struct pr_upstream_handlers tunnel_upstream = {
+    .ready = upstream_unused_ready,
+    .failed = upstream_unused_failed,
+    .data = from_upstream,
+    .eof = upstream_eof,
+    .drained = upstream_drained,
+    .timeout = upstream_timeout,
+    .resolved = upstream_unused_resolved,
+};
+
+/* A pod connection whose client left while bytes for the pod were queued: deliver them,
+ * then close (or close when the send timeout passes first). */
+static void linger_eof(struct pr_upstream *u, int err)
+{
+    (void)err;
+    pr__upstream_close(u);
+}
+
+static void linger_data(struct pr_upstream *u, const char *data, size_t len)
+{
+    (void)data;
+    (void)len;
+    pr__upstream_close(u);
+}
+
+static const struct pr_upstream_handlers linger_upstream = {
+    .ready = upstream_unused_ready,
+    .failed = upstream_unused_failed,
+    .data = linger_data,
+    .eof = linger_eof,
+    .drained = pr__upstream_close,
+    .timeout = pr__upstream_close,
+    .resolved = upstream_unused_resolved,
+};

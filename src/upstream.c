@@ -217,29 +217,16 @@ static void upstream_write_cb(uv_write_t *req, int status)
     if (u->state == PR_U_CLOSING)
         return;
     if (status < 0) {
-        struct pr_client *c = u->client;
-        if (c)
-            pr__proxy_on_upstream_eof(u, status);
+        if (u->client)
+            u->h->eof(u, status);
         else
             pr__upstream_close(u);
         return;
     }
     if (u->tcp.write_queue_size == 0) {
         u->writing = false;
-        if (u->state == PR_U_TUNNEL && !u->close_when_drained)
-            pr__tq_remove(&u->tq); /* the pod took everything: no send timeout now */
-        pr__proxy_upstream_drained(u);
+        u->h->drained(u);
     }
-}
-
-/* A tunnel's client left while bytes for the pod were queued: deliver them, then close
- * (or close when the send timeout passes first). */
-void pr__upstream_linger(struct pr_upstream *u)
-{
-    u->client = NULL;
-    u->close_when_drained = true;
-    pr__upstream_stop_read(u);
-    pr__tq_push(&u->w->q_linger, &u->tq, pr__now(u->w));
 }
 
 int pr__upstream_send(struct pr_upstream *u, const char *data, size_t len)
@@ -261,14 +248,22 @@ static void upstream_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     if (nread < 0) {
-        pr__proxy_on_upstream_eof(u, (int)nread);
+        u->h->eof(u, (int)nread);
         return;
     }
     u->got_bytes = true;
-    if (u->state == PR_U_TUNNEL)
-        pr__tunnel_from_upstream(u, buf->base, (size_t)nread);
-    else
-        pr__proxy_on_upstream_data(u, buf->base, (size_t)nread);
+    u->h->data(u, buf->base, (size_t)nread);
+}
+
+/* The connect failed or timed out: the owner hears of it after the connection is gone. */
+static void connect_failed(struct pr_upstream *u, int status)
+{
+    struct pr_client *c = u->client;
+    const struct pr_upstream_handlers *h = u->h;
+    u->client = NULL;
+    pr__upstream_close(u);
+    if (c)
+        h->failed(c, u, status);
 }
 
 static void connect_cb(uv_connect_t *req, int status)
@@ -282,10 +277,7 @@ static void connect_cb(uv_connect_t *req, int status)
     memset(&u->u, 0, sizeof(u->u));
     struct pr_client *c = u->client;
     if (status < 0) {
-        u->client = NULL;
-        pr__upstream_close(u);
-        if (c)
-            pr__proxy_upstream_failed(c, u, status);
+        connect_failed(u, status);
         return;
     }
     pr_hist_observe(&w->m->connect_duration, (double)(uv_hrtime() - u->connect_start_ns) / 1e9);
@@ -297,60 +289,40 @@ static void connect_cb(uv_connect_t *req, int status)
         return;
     }
     pr__upstream_start_read(u);
-    pr__proxy_upstream_ready(c, u);
+    u->h->ready(c, u);
 }
 
-/* The name resolved (or did not): the clients that waited for it go on. */
+/* The name resolved (or did not): the owners that waited for it go on. */
 static void pool_wake_waiters(struct pr_pool *p)
 {
-    struct pr_client **list = p->waiters;
+    struct pr_pool_waiter *list = p->waiters;
     uint32_t n = p->nwaiters;
     p->waiters = NULL;
     p->nwaiters = p->cwaiters = 0;
-    for (uint32_t i = 0; i < n; i++) {
-        struct pr_client *c = list[i];
-        if (!pr__client_unhold(c) || c->state != PR_C_ROUTING || !c->x)
-            continue;
-        int rc = pr__upstream_acquire(p->w, p, c);
-        if (rc < 0)
-            pr__proxy_upstream_failed(c, NULL, rc);
-    }
+    for (uint32_t i = 0; i < n; i++)
+        list[i].h->resolved(list[i].client, p);
     free(list);
 }
 
-int pr__upstream_acquire(struct pr_worker *w, struct pr_pool *p, struct pr_client *c)
+static int pool_wait(struct pr_pool *p, struct pr_client *c, const struct pr_upstream_handlers *h)
 {
-    if (!p->resolved && p->resolving) {
-        if (p->nwaiters == p->cwaiters) {
-            uint32_t nc = p->cwaiters ? p->cwaiters * 2 : 8;
-            struct pr_client **nl = realloc(p->waiters, nc * sizeof(*nl));
-            if (!nl)
-                return UV_ENOMEM;
-            p->waiters = nl;
-            p->cwaiters = nc;
-        }
-        pr__client_hold(c);
-        p->waiters[p->nwaiters++] = c;
-        return 0;
+    if (p->nwaiters == p->cwaiters) {
+        uint32_t nc = p->cwaiters ? p->cwaiters * 2 : 8;
+        struct pr_pool_waiter *nl = realloc(p->waiters, nc * sizeof(*nl));
+        if (!nl)
+            return UV_ENOMEM;
+        p->waiters = nl;
+        p->cwaiters = nc;
     }
-    if (!p->resolved)
-        return UV_EHOSTUNREACH;
-    struct pr_upstream *u = p->idle.u.idle.prev; /* most recently used */
-    if (u != &p->idle) {
-        idle_unlink(u);
-        pr__tq_remove(&u->tq);
-        u->state = PR_U_ACTIVE;
-        u->client = c;
-        u->reused = true;
-        u->got_bytes = false;
-        c->up = u;
-        count_pod_connection(u, 1);
-        u->counted = true;
-        pr__upstream_start_read(u);
-        pr__proxy_upstream_ready(c, u);
-        return 0;
-    }
-    u = calloc(1, sizeof(*u));
+    p->waiters[p->nwaiters++] = (struct pr_pool_waiter){c, h};
+    return PR_POOL_WAIT;
+}
+
+static int pool_connect(struct pr_pool *p, struct pr_client *c,
+                        const struct pr_upstream_handlers *h, struct pr_upstream **out)
+{
+    struct pr_worker *w = p->w;
+    struct pr_upstream *u = calloc(1, sizeof(*u));
     if (!u)
         return UV_ENOMEM;
     int rc = uv_tcp_init(&w->loop, &u->tcp);
@@ -362,6 +334,7 @@ int pr__upstream_acquire(struct pr_worker *w, struct pr_pool *p, struct pr_clien
     u->tcp.data = (void *)&pr__upstream_tag; /* found and freed by a worker's stop walk */
     u->pool = p;
     u->client = c;
+    u->h = h;
     u->state = PR_U_CONNECTING;
     u->connect_start_ns = uv_hrtime();
     w->m->conns[PR_CONN_UPSTREAM]++;
@@ -377,11 +350,36 @@ int pr__upstream_acquire(struct pr_worker *w, struct pr_pool *p, struct pr_clien
         return rc;
     }
     u->u.connect_req = req;
-    c->up = u;
     count_pod_connection(u, 1);
     u->counted = true;
     pr__tq_push(&w->q_connect, &u->tq, pr__now(w));
-    return 0;
+    *out = u;
+    return PR_POOL_CONNECTING;
+}
+
+int pr__pool_acquire(struct pr_pool *p, struct pr_client *c, const struct pr_upstream_handlers *h,
+                     struct pr_upstream **out)
+{
+    *out = NULL;
+    if (!p->resolved && p->resolving)
+        return pool_wait(p, c, h);
+    if (!p->resolved)
+        return UV_EHOSTUNREACH;
+    struct pr_upstream *u = p->idle.u.idle.prev; /* most recently used */
+    if (u == &p->idle)
+        return pool_connect(p, c, h, out);
+    idle_unlink(u);
+    pr__tq_remove(&u->tq);
+    u->state = PR_U_ACTIVE;
+    u->client = c;
+    u->h = h;
+    u->reused = true;
+    u->got_bytes = false;
+    count_pod_connection(u, 1);
+    u->counted = true;
+    pr__upstream_start_read(u);
+    *out = u;
+    return PR_POOL_REUSED;
 }
 
 void pr__upstream_release(struct pr_upstream *u, bool reusable)
@@ -406,6 +404,33 @@ void pr__upstream_release(struct pr_upstream *u, bool reusable)
     p->nidle++;
     pr__tq_push(&w->q_pool, &u->tq, pr__now(w));
     pr__upstream_start_read(u); /* notice the pod closing it */
+}
+
+/* ---- timers of pod connections ---- */
+
+static void expire_connect(struct pr_tq_node *n)
+{
+    connect_failed(pr__container_of(n, struct pr_upstream, tq), UV_ETIMEDOUT);
+}
+
+static void expire_pool(struct pr_tq_node *n)
+{
+    pr__upstream_close(pr__container_of(n, struct pr_upstream, tq));
+}
+
+/* No response in time (q_wait), or a pod that took none of its queued bytes (q_linger). */
+static void expire_owner(struct pr_tq_node *n)
+{
+    struct pr_upstream *u = pr__container_of(n, struct pr_upstream, tq);
+    u->h->timeout(u);
+}
+
+void pr__upstream_queues_init(struct pr_worker *w, const struct pr_config *cfg)
+{
+    pr__tq_init(&w->q_connect, cfg->connect_timeout_ms, expire_connect);
+    pr__tq_init(&w->q_wait, cfg->idle_timeout_ms, expire_owner);
+    pr__tq_init(&w->q_pool, PR_POOL_IDLE_MS, expire_pool);
+    pr__tq_init(&w->q_linger, cfg->send_timeout_ms, expire_owner);
 }
 
 void pr__pools_close_idle(struct pr_worker *w)
