@@ -287,7 +287,7 @@ void pr__client_close(struct pr_client *c)
         c->next->prev = c->prev;
     c->prev = c->next = NULL;
     c->h->on_gone(c);
-    w->m->conns[PR_CONN_CLIENT]--;
+    PR_CNT_DEC(w->m->conns[PR_CONN_CLIENT]);
     atomic_fetch_sub(&pr__srv.nclients, 1);
     uv_close((uv_handle_t *)&c->tcp, client_close_cb);
 }
@@ -453,7 +453,7 @@ static void count_request(struct pr_client *c, int status)
     int cls = status / 100;
     if (cls < 1 || cls > 5)
         cls = 5;
-    c->w->m->requests[c->admin ? PR_LISTENER_ADMIN : PR_LISTENER_PUBLIC][cls]++;
+    PR_CNT_INC(c->w->m->requests[c->admin ? PR_LISTENER_ADMIN : PR_LISTENER_PUBLIC][cls]);
 }
 
 /* Send a complete locally generated response; the request ends when it is written. */
@@ -923,7 +923,7 @@ static void head_complete(struct pr_client *c)
     c->state = PR_C_ROUTING;
     const char *bad = check_request(x);
     if (bad) {
-        w->m->proxy_errors[PR_ERR_BAD_REQUEST]++;
+        PR_CNT_INC(w->m->proxy_errors[PR_ERR_BAD_REQUEST]);
         char msg[160];
         snprintf(msg, sizeof(msg), "malformed HTTP request: %s", bad);
         pr__client_error(c, 400, "bad_request", msg, NULL, true);
@@ -959,7 +959,7 @@ static void parse_error(struct pr_client *c, llhttp_errno_t err)
                          true);
         return;
     }
-    c->w->m->proxy_errors[PR_ERR_BAD_REQUEST]++;
+    PR_CNT_INC(c->w->m->proxy_errors[PR_ERR_BAD_REQUEST]);
     char msg[160];
     snprintf(msg, sizeof(msg), "malformed HTTP request: %s",
              x ? llhttp_get_error_reason(&x->req_parser) : llhttp_errno_name(err));
@@ -1028,7 +1028,7 @@ static size_t consume_head(struct pr_client *c, const char *data, size_t len)
     if (!x->line_checked) {
         int lc = request_line_check(x->head, x->head_len);
         if (lc < 0) {
-            c->w->m->proxy_errors[PR_ERR_BAD_REQUEST]++;
+            PR_CNT_INC(c->w->m->proxy_errors[PR_ERR_BAD_REQUEST]);
             pr__client_error(c, 400, "bad_request",
                              "malformed HTTP request: invalid request line (METHOD SP target SP "
                              "HTTP/1.x expected)",
@@ -1227,7 +1227,7 @@ static struct pr_client *client_accept(uv_stream_t *server, bool admin)
         return NULL;
     }
     atomic_fetch_add(&pr__srv.nclients, 1);
-    w->m->conns[PR_CONN_CLIENT]++;
+    PR_CNT_INC(w->m->conns[PR_CONN_CLIENT]);
     uv_tcp_nodelay(&c->tcp, 1);
     read_peer(c);
     c->next = w->clients;
@@ -1254,7 +1254,7 @@ static void reject(uv_stream_t *server)
     } else {
         uv_close((uv_handle_t *)t, (uv_close_cb)free);
     }
-    w->m->rejected_connections++;
+    PR_CNT_INC(w->m->rejected_connections);
 }
 
 void pr__on_connection(uv_stream_t *server, int status)

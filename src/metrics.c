@@ -76,9 +76,9 @@ void pr_hist_observe(struct pr_histogram *h, double seconds)
     while (i < PR_HIST_BUCKETS && seconds > bucket_bounds[i])
         i++;
     if (i < PR_HIST_BUCKETS)
-        h->buckets[i]++;
-    h->count++;
-    h->sum += seconds;
+        PR_CNT_INC(h->buckets[i]);
+    PR_CNT_INC(h->count);
+    pr_cnt_add_double(&h->sum, seconds);
 }
 
 static struct pr_pod_counters *pod_counters(struct pr_metrics *m, uint32_t slot, uint32_t gen)
@@ -87,9 +87,9 @@ static struct pr_pod_counters *pod_counters(struct pr_metrics *m, uint32_t slot,
         return NULL;
     struct pr_pod_counters *pc = &m->pods[slot];
     if (pc->gen != gen) {
-        pc->gen = gen;
-        pc->routed = 0;
-        pc->tunnels = 0;
+        __atomic_store_n(&pc->gen, gen, __ATOMIC_RELAXED);
+        __atomic_store_n(&pc->routed, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&pc->tunnels, 0, __ATOMIC_RELAXED);
     }
     return pc;
 }
@@ -98,14 +98,14 @@ void pr_metrics_pod_routed(struct pr_metrics *m, uint32_t slot, uint32_t gen)
 {
     struct pr_pod_counters *pc = pod_counters(m, slot, gen);
     if (pc)
-        pc->routed++;
+        PR_CNT_INC(pc->routed);
 }
 
 void pr_metrics_pod_tunnel(struct pr_metrics *m, uint32_t slot, uint32_t gen)
 {
     struct pr_pod_counters *pc = pod_counters(m, slot, gen);
     if (pc)
-        pc->tunnels++;
+        PR_CNT_INC(pc->tunnels);
 }
 
 struct out {
@@ -156,9 +156,9 @@ static void histogram(struct out *o, const char *name, const char *help, size_t 
         const struct pr_histogram *h =
             (const struct pr_histogram *)((const char *)blocks[b] + field_off);
         for (size_t i = 0; i < PR_HIST_BUCKETS; i++)
-            sum.buckets[i] += h->buckets[i];
-        sum.count += h->count;
-        sum.sum += h->sum;
+            sum.buckets[i] += PR_CNT_GET(h->buckets[i]);
+        sum.count += PR_CNT_GET(h->count);
+        sum.sum += pr_cnt_get_double(&h->sum);
     }
     header(o, name, "histogram", help);
     uint64_t cum = 0;
@@ -230,7 +230,7 @@ char *pr_metrics_render(size_t *len)
         for (int cls = 1; cls <= 5; cls++) {
             uint64_t v = 0;
             for (size_t b = 0; b < nblocks; b++)
-                v += blocks[b]->requests[l][cls];
+                v += PR_CNT_GET(blocks[b]->requests[l][cls]);
             outf(&o, "podrouter_http_requests_total{listener=\"%s\",code=\"%dxx\"} %llu\n",
                  listeners[l], cls, (unsigned long long)v);
         }
@@ -247,7 +247,7 @@ char *pr_metrics_render(size_t *len)
     for (int k = 0; k < PR_CONN__COUNT; k++) {
         int64_t v = 0;
         for (size_t b = 0; b < nblocks; b++)
-            v += blocks[b]->conns[k];
+            v += PR_CNT_GET(blocks[b]->conns[k]);
         outf(&o, "podrouter_connections_active{kind=\"%s\"} %lld\n", kinds[k],
              (long long)(v < 0 ? 0 : v));
     }
@@ -258,7 +258,7 @@ char *pr_metrics_render(size_t *len)
         for (int oc = 0; oc < PR_OUTCOME__COUNT; oc++) {
             uint64_t v = 0;
             for (size_t b = 0; b < nblocks; b++)
-                v += blocks[b]->assignments[k][oc];
+                v += PR_CNT_GET(blocks[b]->assignments[k][oc]);
             outf(&o, "podrouter_assignments_total{kind=\"%s\",outcome=\"%s\"} %llu\n",
                  pr_key_kind_name((enum pr_key_kind)k), pr_outcome_name((enum pr_outcome)oc),
                  (unsigned long long)v);
@@ -269,17 +269,17 @@ char *pr_metrics_render(size_t *len)
     for (int r = 0; r < PR_ERR__COUNT; r++) {
         uint64_t v = 0;
         for (size_t b = 0; b < nblocks; b++)
-            v += blocks[b]->proxy_errors[r];
+            v += PR_CNT_GET(blocks[b]->proxy_errors[r]);
         outf(&o, "podrouter_proxy_errors_total{reason=\"%s\"} %llu\n", reasons[r],
              (unsigned long long)v);
     }
 
     uint64_t to_pod = 0, to_client = 0, rejected = 0, limited = 0;
     for (size_t b = 0; b < nblocks; b++) {
-        to_pod += blocks[b]->bytes_to_pod;
-        to_client += blocks[b]->bytes_to_client;
-        rejected += blocks[b]->rejected_connections;
-        limited += blocks[b]->rate_limited;
+        to_pod += PR_CNT_GET(blocks[b]->bytes_to_pod);
+        to_client += PR_CNT_GET(blocks[b]->bytes_to_client);
+        rejected += PR_CNT_GET(blocks[b]->rejected_connections);
+        limited += PR_CNT_GET(blocks[b]->rate_limited);
     }
     header(&o, "podrouter_bytes_total", "counter", "Bytes relayed, by direction.");
     outf(&o, "podrouter_bytes_total{direction=\"to_pod\"} %llu\n", (unsigned long long)to_pod);
@@ -329,8 +329,8 @@ char *pr_metrics_render(size_t *len)
     for (size_t i = 0; i < np; i++) {
         uint64_t v = 0;
         for (size_t b = 0; b < nblocks; b++)
-            if (blocks[b]->pods[pods[i].slot].gen == pods[i].gen)
-                v += blocks[b]->pods[pods[i].slot].routed;
+            if (PR_CNT_GET(blocks[b]->pods[pods[i].slot].gen) == pods[i].gen)
+                v += PR_CNT_GET(blocks[b]->pods[pods[i].slot].routed);
         outf(&o, "podrouter_routed_requests_total{pod=\"%s\"} %llu\n", pods[i].name,
              (unsigned long long)v);
     }
@@ -339,8 +339,8 @@ char *pr_metrics_render(size_t *len)
     for (size_t i = 0; i < np; i++) {
         uint64_t v = 0;
         for (size_t b = 0; b < nblocks; b++)
-            if (blocks[b]->pods[pods[i].slot].gen == pods[i].gen)
-                v += blocks[b]->pods[pods[i].slot].tunnels;
+            if (PR_CNT_GET(blocks[b]->pods[pods[i].slot].gen) == pods[i].gen)
+                v += PR_CNT_GET(blocks[b]->pods[pods[i].slot].tunnels);
         outf(&o, "podrouter_websocket_tunnels_total{pod=\"%s\"} %llu\n", pods[i].name,
              (unsigned long long)v);
     }

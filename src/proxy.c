@@ -60,7 +60,7 @@ static int r_on_body(llhttp_t *p, const char *at, size_t len)
     struct pr_exchange *x = c->x;
     if (x->dechunk && x->resp_head_done) {
         /* HTTP/1.0 client: the body without its chunk framing (we close after it). */
-        c->w->m->bytes_to_client += len;
+        PR_CNT_ADD(c->w->m->bytes_to_client, len);
         int rc = pr__client_send(c, at, len);
         if (rc < 0)
             return HPE_USER;
@@ -519,7 +519,7 @@ void pr__proxy_upstream_ready(struct pr_client *c, struct pr_upstream *u)
         pr__proxy_on_upstream_eof(u, rc);
         return;
     }
-    w->m->bytes_to_pod += x->out_len + (x->retried ? x->replay_len : 0);
+    PR_CNT_ADD(w->m->bytes_to_pod, x->out_len + (x->retried ? x->replay_len : 0));
     llhttp_resume(&x->req_parser);
     pr__client_drive(c); /* body bytes that arrived while the pod was chosen */
     if (c->closing || c->up != u)
@@ -531,7 +531,7 @@ void pr__proxy_upstream_ready(struct pr_client *c, struct pr_upstream *u)
 static void client_body_error(struct pr_client *c, struct pr_upstream *u)
 {
     struct pr_exchange *x = c->x;
-    c->w->m->proxy_errors[PR_ERR_BAD_REQUEST]++;
+    PR_CNT_INC(c->w->m->proxy_errors[PR_ERR_BAD_REQUEST]);
     c->up = NULL;
     u->client = NULL;
     pr__upstream_close(u); /* the pod saw part of a request: never reuse it */
@@ -576,7 +576,7 @@ size_t pr__proxy_client_body(struct pr_client *c, const char *data, size_t len)
             x->replay_len += (uint32_t)used;
         }
     }
-    c->w->m->bytes_to_pod += used;
+    PR_CNT_ADD(c->w->m->bytes_to_pod, used);
     int rc = pr__upstream_send(u, data, used);
     if (rc < 0)
         pr__proxy_on_upstream_eof(u, rc);
@@ -652,7 +652,7 @@ static void release_held(struct pr_client *c)
     struct pr_exchange *x = c->x;
     struct pr_upstream *u = c->up;
     x->pin_held = false;
-    c->w->m->bytes_to_client += x->replay_len;
+    PR_CNT_ADD(c->w->m->bytes_to_client, x->replay_len);
     int rc = pr__client_send(c, x->replay, x->replay_len);
     x->replay_len = 0;
     if (rc < 0 || !u) {
@@ -712,7 +712,7 @@ static void upstream_bad(struct pr_client *c, struct pr_upstream *u, enum pr_pro
                          int status, const char *code, const char *msg)
 {
     struct pr_exchange *x = c->x;
-    c->w->m->proxy_errors[reason]++;
+    PR_CNT_INC(c->w->m->proxy_errors[reason]);
     c->up = NULL;
     u->client = NULL;
     pr__upstream_close(u);
@@ -731,7 +731,7 @@ static void relay(struct pr_client *c, struct pr_upstream *u, const char *head, 
     struct pr_exchange *x = c->x;
     size_t used = 0;
     if (x->dechunk && head_len) {
-        c->w->m->bytes_to_client += head_len;
+        PR_CNT_ADD(c->w->m->bytes_to_client, head_len);
         if (pr__client_send(c, head, head_len) < 0) {
             pr__client_close(c);
             return;
@@ -769,7 +769,7 @@ static void relay(struct pr_client *c, struct pr_upstream *u, const char *head, 
         return;
     }
     if (!x->dechunk) {
-        c->w->m->bytes_to_client += head_len + used;
+        PR_CNT_ADD(c->w->m->bytes_to_client, head_len + used);
         int rc = pr__client_send2(c, head, head_len, data, used);
         if (rc < 0) {
             pr__client_close(c);
@@ -832,7 +832,7 @@ static bool response_head(struct pr_client *c, struct pr_upstream *u, uint32_t h
     x->resp_started = true;
     x->status = status;
     int cls = status / 100;
-    w->m->requests[PR_LISTENER_PUBLIC][cls >= 1 && cls <= 5 ? cls : 5]++;
+    PR_CNT_INC(w->m->requests[PR_LISTENER_PUBLIC][cls >= 1 && cls <= 5 ? cls : 5]);
     pr_hist_observe(&w->m->request_duration, (double)(uv_hrtime() - x->start_ns) / 1e9);
     x->sniffing = x->aff.handshake && !x->aff.websocket && status == 200 &&
                   x->req_parser.method == HTTP_GET;
@@ -849,7 +849,7 @@ static bool response_head(struct pr_client *c, struct pr_upstream *u, uint32_t h
     if (status == 101) {
         /* The 101 head and whatever the pod sent after it go out before the exchange (and
          * its buffers) is released. */
-        w->m->bytes_to_client += (uint64_t)hl + rest;
+        PR_CNT_ADD(w->m->bytes_to_client, (uint64_t)hl + rest);
         if (pr__client_send2(c, x->out, (size_t)hl, x->resp + head_end, rest) < 0) {
             pr__client_close(c);
             return false;
@@ -928,7 +928,7 @@ void pr__proxy_on_upstream_eof(struct pr_upstream *u, int err)
         }
         if (c->closing)
             return;
-        c->w->m->proxy_errors[PR_ERR_RESET]++;
+        PR_CNT_INC(c->w->m->proxy_errors[PR_ERR_RESET]);
         pr__client_close(c);
         return;
     }
@@ -968,7 +968,7 @@ void pr__proxy_upstream_failed(struct pr_client *c, struct pr_upstream *u, int e
 {
     struct pr_exchange *x = c->x;
     c->up = NULL;
-    c->w->m->proxy_errors[err == UV_ETIMEDOUT ? PR_ERR_TIMEOUT : PR_ERR_CONNECT]++;
+    PR_CNT_INC(c->w->m->proxy_errors[err == UV_ETIMEDOUT ? PR_ERR_TIMEOUT : PR_ERR_CONNECT]);
     pr_registry_record_failure(pr__srv.reg, x->pod);
     pr_warn("pod connect failed", "pod", x->pod, "error", uv_err_name(err), "request_id",
             x->request_id);

@@ -34,7 +34,7 @@ void pr__tunnel_start(struct pr_client *c)
     pr__tq_remove(&u->tq);
     u->h = &tunnel_upstream;
     c->h = &tunnel_client;
-    w->m->conns[PR_CONN_WEBSOCKET]++;
+    PR_CNT_INC(w->m->conns[PR_CONN_WEBSOCKET]);
     pr_metrics_pod_tunnel(w->m, u->pool->slot, u->pool->gen);
     c->room_hash = c->x->aff.room_len
                        ? pr_store_key_hash(PR_KEY_ROOM, c->x->aff.room, c->x->aff.room_len)
@@ -66,7 +66,7 @@ static size_t from_client(struct pr_client *c, const char *data, size_t len)
         return len;
     }
     tunnel_touch(c);
-    c->w->m->bytes_to_pod += len;
+    PR_CNT_ADD(c->w->m->bytes_to_pod, len);
     int rc = pr__upstream_send(u, data, len);
     if (rc < 0) {
         pr__client_close(c);
@@ -90,7 +90,7 @@ static void client_drained(struct pr_client *c)
 static void client_gone(struct pr_client *c)
 {
     struct pr_upstream *u = c->up;
-    c->w->m->conns[PR_CONN_WEBSOCKET]--;
+    PR_CNT_DEC(c->w->m->conns[PR_CONN_WEBSOCKET]);
     c->up = NULL;
     if (!u)
         return;
@@ -143,7 +143,7 @@ static void from_upstream(struct pr_upstream *u, const char *data, size_t len)
 {
     struct pr_client *c = u->client;
     tunnel_touch(c);
-    c->w->m->bytes_to_client += len;
+    PR_CNT_ADD(c->w->m->bytes_to_client, len);
     int rc = pr__client_send(c, data, len);
     if (rc < 0)
         pr__client_close(c);
@@ -165,7 +165,7 @@ static void upstream_eof(struct pr_upstream *u, int err)
         pr__client_close(c);
         return;
     }
-    c->w->m->conns[PR_CONN_WEBSOCKET]--;
+    PR_CNT_DEC(c->w->m->conns[PR_CONN_WEBSOCKET]);
     c->h = &closing_client;
     pr__client_queue(c, NULL);
     pr__client_stop_read(c);

@@ -189,7 +189,7 @@ void pr__upstream_close(struct pr_upstream *u)
     pr__tq_remove(&u->tq);
     u->state = PR_U_CLOSING;
     u->client = NULL;
-    w->m->conns[PR_CONN_UPSTREAM]--;
+    PR_CNT_DEC(w->m->conns[PR_CONN_UPSTREAM]);
     uv_close((uv_handle_t *)&u->tcp, upstream_close_cb);
 }
 
@@ -337,7 +337,7 @@ static int pool_connect(struct pr_pool *p, struct pr_client *c,
     u->h = h;
     u->state = PR_U_CONNECTING;
     u->connect_start_ns = uv_hrtime();
-    w->m->conns[PR_CONN_UPSTREAM]++;
+    PR_CNT_INC(w->m->conns[PR_CONN_UPSTREAM]);
     uv_connect_t *req = malloc(sizeof(*req));
     rc = req ? uv_tcp_connect(req, &u->tcp, (struct sockaddr *)&p->addr, connect_cb) : UV_ENOMEM;
     if (req)

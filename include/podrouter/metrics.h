@@ -33,7 +33,35 @@ struct pr_pod_counters {
     uint64_t tunnels;
 };
 
-/* One block per event-loop thread; only its own thread writes it (plain stores). */
+/* Every counter of a block has one writer (its loop thread) and one concurrent reader (the
+ * scraper, pr_metrics_render, on another thread): both sides use relaxed atomic accesses,
+ * so no value is torn and there is no data race. An increment is a relaxed load plus a
+ * relaxed store, not a locked read-modify-write: nobody else writes the counter. */
+#define PR_CNT_ADD(var, n)                                                                  \
+    __atomic_store_n(&(var), __atomic_load_n(&(var), __ATOMIC_RELAXED) + (n), __ATOMIC_RELAXED)
+#define PR_CNT_SUB(var, n)                                                                  \
+    __atomic_store_n(&(var), __atomic_load_n(&(var), __ATOMIC_RELAXED) - (n), __ATOMIC_RELAXED)
+#define PR_CNT_INC(var) PR_CNT_ADD(var, 1)
+#define PR_CNT_DEC(var) PR_CNT_SUB(var, 1)
+#define PR_CNT_GET(var) __atomic_load_n(&(var), __ATOMIC_RELAXED)
+
+/* Same for a double (histogram sums). */
+static inline void pr_cnt_add_double(double *var, double v)
+{
+    double cur;
+    __atomic_load(var, &cur, __ATOMIC_RELAXED);
+    cur += v;
+    __atomic_store(var, &cur, __ATOMIC_RELAXED);
+}
+
+static inline double pr_cnt_get_double(const double *var)
+{
+    double cur;
+    __atomic_load(var, &cur, __ATOMIC_RELAXED);
+    return cur;
+}
+
+/* One block per event-loop thread; only its own thread writes it (PR_CNT_* above). */
 struct pr_metrics {
     uint64_t requests[PR_LISTENER__COUNT][6]; /* code class 1xx..5xx at [1..5] */
     int64_t conns[PR_CONN__COUNT];
