@@ -383,8 +383,9 @@ static uint64_t raise_nofile(void)
     return rl.rlim_cur == RLIM_INFINITY ? 1048576 : (uint64_t)rl.rlim_cur;
 }
 
-int pr_loop_run(const struct pr_config *cfg, struct pr_registry *reg, const uint8_t secret[32],
-                const char *token, size_t token_len, char *err, size_t errlen)
+/* The process-wide state every worker reads (read-only after start-up but the atomics). */
+static void server_init(const struct pr_config *cfg, struct pr_registry *reg,
+                        const uint8_t secret[32], const char *token, size_t token_len)
 {
     memset(&pr__srv, 0, sizeof(pr__srv));
     pr__srv.cfg = *cfg;
@@ -402,25 +403,64 @@ int pr_loop_run(const struct pr_config *cfg, struct pr_registry *reg, const uint
     atomic_init(&pr__srv.nclients, 0);
     atomic_init(&pr__srv.request_seq, 0);
     atomic_init(&pr__srv.stopped_workers, 0);
+}
 
-    if (cfg->key_rate > 0) {
-        pr__srv.rl = pr_ratelimit_create(cfg->key_rate, cfg->key_burst, 65536);
-        if (!pr__srv.rl)
-            return -ENOMEM;
-    }
+/* Log the open-file limit (raised to its maximum) and what it allows. */
+static void log_nofile(const struct pr_config *cfg)
+{
     uint64_t nofile = raise_nofile();
     uint64_t capacity = nofile > 64 ? (nofile - 64) / 2 : 0;
-    char nofile_s[24], cap_s[24], maxc_s[24], thr_s[12];
+    char nofile_s[24], cap_s[24], maxc_s[24];
     snprintf(nofile_s, sizeof(nofile_s), "%llu", (unsigned long long)nofile);
     snprintf(cap_s, sizeof(cap_s), "%llu", (unsigned long long)capacity);
     snprintf(maxc_s, sizeof(maxc_s), "%u", cfg->max_connections);
-    snprintf(thr_s, sizeof(thr_s), "%u", cfg->threads);
     pr_info("open file limit", "#nofile", nofile_s, "#proxied_connection_capacity", cap_s,
             "#max_connections", maxc_s);
     if (capacity < cfg->max_connections)
         pr_warn("--max-connections exceeds what the open-file limit allows; the limit wins",
                 "#capacity", cap_s);
+}
 
+/* Signals on worker 0, the other workers on their threads, worker 0 on this one, until
+ * every worker stopped. */
+static void run_workers(const struct pr_config *cfg, struct pr_registry *reg)
+{
+    struct pr_store *s0 = pr__srv.workers[0]->store;
+    pr_metrics_global_set(reg, s0);
+    pr_scaling_configure(cfg);
+    uv_signal_t sigterm, sigint, sighup;
+    struct pr_worker *w0 = pr__srv.workers[0];
+    uv_signal_init(&w0->loop, &sigterm);
+    uv_signal_init(&w0->loop, &sigint);
+    uv_signal_init(&w0->loop, &sighup);
+    uv_signal_start(&sigterm, signal_cb, SIGTERM);
+    uv_signal_start(&sigint, signal_cb, SIGINT);
+    uv_signal_start(&sighup, sighup_cb, SIGHUP);
+    char pub[96], adm[96], thr_s[12];
+    snprintf(thr_s, sizeof(thr_s), "%u", cfg->threads);
+    snprintf(pub, sizeof(pub), "%s:%u", cfg->listen.host, (unsigned)cfg->listen.port);
+    snprintf(adm, sizeof(adm), "%s:%u", cfg->admin_listen.host,
+             (unsigned)cfg->admin_listen.port);
+    pr_info("listening", "listen", pub, "admin_listen", adm, "#threads", thr_s, "store",
+            w0->store->ops->name);
+    for (uint32_t i = 1; i < cfg->threads; i++)
+        uv_thread_create(&pr__srv.workers[i]->thread, worker_thread, pr__srv.workers[i]);
+    pr_metrics_self = w0->m;
+    uv_run(&w0->loop, UV_RUN_DEFAULT);
+    for (uint32_t i = 1; i < cfg->threads; i++)
+        uv_thread_join(&pr__srv.workers[i]->thread);
+}
+
+int pr_loop_run(const struct pr_config *cfg, struct pr_registry *reg, const uint8_t secret[32],
+                const char *token, size_t token_len, char *err, size_t errlen)
+{
+    server_init(cfg, reg, secret, token, token_len);
+    if (cfg->key_rate > 0) {
+        pr__srv.rl = pr_ratelimit_create(cfg->key_rate, cfg->key_burst, 65536);
+        if (!pr__srv.rl)
+            return -ENOMEM;
+    }
+    log_nofile(cfg);
     int prc = probe_port_free(&cfg->listen);
     if (prc) {
         snprintf(err, errlen, "--listen: cannot listen on %s:%u: %s", cfg->listen.host,
@@ -441,29 +481,7 @@ int pr_loop_run(const struct pr_config *cfg, struct pr_registry *reg, const uint
         }
     }
     if (rc == 0) {
-        struct pr_store *s0 = pr__srv.workers[0]->store;
-        pr_metrics_global_set(reg, s0);
-        pr_scaling_configure(cfg);
-        uv_signal_t sigterm, sigint, sighup;
-        struct pr_worker *w0 = pr__srv.workers[0];
-        uv_signal_init(&w0->loop, &sigterm);
-        uv_signal_init(&w0->loop, &sigint);
-        uv_signal_init(&w0->loop, &sighup);
-        uv_signal_start(&sigterm, signal_cb, SIGTERM);
-        uv_signal_start(&sigint, signal_cb, SIGINT);
-        uv_signal_start(&sighup, sighup_cb, SIGHUP);
-        char pub[96], adm[96];
-        snprintf(pub, sizeof(pub), "%s:%u", cfg->listen.host, (unsigned)cfg->listen.port);
-        snprintf(adm, sizeof(adm), "%s:%u", cfg->admin_listen.host,
-                 (unsigned)cfg->admin_listen.port);
-        pr_info("listening", "listen", pub, "admin_listen", adm, "#threads", thr_s, "store",
-                w0->store->ops->name);
-        for (uint32_t i = 1; i < cfg->threads; i++)
-            uv_thread_create(&pr__srv.workers[i]->thread, worker_thread, pr__srv.workers[i]);
-        pr_metrics_self = w0->m;
-        uv_run(&w0->loop, UV_RUN_DEFAULT);
-        for (uint32_t i = 1; i < cfg->threads; i++)
-            uv_thread_join(&pr__srv.workers[i]->thread);
+        run_workers(cfg, reg);
         pr_info("stopped");
     }
     for (uint32_t i = 0; i < cfg->threads; i++)

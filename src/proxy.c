@@ -24,17 +24,13 @@ static void go_to_pod(struct pr_client *c, const struct pr_pod_info *pod);
 static int r_on_header_field(llhttp_t *p, const char *at, size_t len)
 {
     struct pr_exchange *x = ((struct pr_client *)p->data)->x;
-    if (x->resp_hdrs.done)
-        return pr__trailer_bytes_ok(at, len, true) ? 0 : HPE_USER;
-    return pr__hdr_field(&x->resp_hdrs, (uint32_t)(at - x->resp), len);
+    return pr__hdr_on_field(&x->resp_hdrs, (uint32_t)(at - x->resp), at, len);
 }
 
 static int r_on_header_value(llhttp_t *p, const char *at, size_t len)
 {
     struct pr_exchange *x = ((struct pr_client *)p->data)->x;
-    if (x->resp_hdrs.done)
-        return pr__trailer_bytes_ok(at, len, false) ? 0 : HPE_USER;
-    return pr__hdr_value(&x->resp_hdrs, (uint32_t)(at - x->resp), len);
+    return pr__hdr_on_value(&x->resp_hdrs, (uint32_t)(at - x->resp), at, len);
 }
 
 static int r_on_headers_complete(llhttp_t *p)
@@ -674,12 +670,7 @@ static int build_response_head(struct pr_client *c, uint32_t head_end)
     if (!eol)
         return -EINVAL;
     struct pr_header hs[PR_MAX_HEADERS];
-    for (uint32_t i = 0; i < x->resp_hdrs.n; i++) {
-        hs[i].name = x->resp + x->resp_hdrs.name_off[i];
-        hs[i].name_len = x->resp_hdrs.name_len[i];
-        hs[i].value = x->resp + x->resp_hdrs.val_off[i];
-        hs[i].value_len = x->resp_hdrs.val_len[i];
-    }
+    pr__hdr_export(&x->resp_hdrs, x->resp, hs);
     char cookie[256];
     const char *cookie_value = NULL;
     if (x->set_cookie && status >= 200 && status < 300 &&
@@ -782,12 +773,9 @@ static void relay(struct pr_client *c, struct pr_upstream *u, const char *head, 
         finish_exchange(c, u);
 }
 
-/* A complete response head is in x->resp[0..head_end): interim, upgrade or final. Returns
- * true when parsing goes on in place with the bytes after an interim head. */
-static bool response_head(struct pr_client *c, struct pr_upstream *u, uint32_t head_end)
+/* Why the pod's response head in x->resp[0..head_end) is refused, or NULL. */
+static const char *response_head_bad(const struct pr_exchange *x, uint32_t head_end)
 {
-    struct pr_exchange *x = c->x;
-    struct pr_worker *w = c->w;
     int status = x->resp_parser.status_code;
     const char *bad = pr_head_lines_check(x->resp, head_end);
     if (!bad && (status < 100 || status > 599))
@@ -797,6 +785,17 @@ static bool response_head(struct pr_client *c, struct pr_upstream *u, uint32_t h
             if (x->resp_hdrs.name_len[i] == 17 &&
                 strncasecmp(x->resp + x->resp_hdrs.name_off[i], "transfer-encoding", 17) == 0)
                 bad = "the pod sent a Transfer-Encoding that does not end in chunked";
+    return bad;
+}
+
+/* A complete response head is in x->resp[0..head_end): interim, upgrade or final. Returns
+ * true when parsing goes on in place with the bytes after an interim head. */
+static bool response_head(struct pr_client *c, struct pr_upstream *u, uint32_t head_end)
+{
+    struct pr_exchange *x = c->x;
+    struct pr_worker *w = c->w;
+    int status = x->resp_parser.status_code;
+    const char *bad = response_head_bad(x, head_end);
     if (bad) {
         upstream_bad(c, u, PR_ERR_RESET, 502, "upstream_unavailable", bad);
         return false;

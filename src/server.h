@@ -276,37 +276,74 @@ uint64_t pr__now(struct pr_worker *w);
 void pr__alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 void pr__memory_tick(struct pr_worker *w, uint64_t now);
 
-/* http_server.c */
-void pr__on_connection(uv_stream_t *server, int status);
-void pr__on_admin_connection(uv_stream_t *server, int status);
+/* client.c: the client transport */
+struct pr_client *pr__client_accept(uv_stream_t *server, const struct pr_client_handlers *h,
+                                    bool admin);
+void pr__client_reject(uv_stream_t *server);
 void pr__client_close(struct pr_client *c);
+void pr__client_start_read(struct pr_client *c);
+void pr__client_stop_read(struct pr_client *c);
+int pr__client_send(struct pr_client *c, const char *data, size_t len);
+int pr__client_send2(struct pr_client *c, const char *a, size_t alen, const char *b, size_t blen);
+void pr__client_drive(struct pr_client *c);
+void pr__client_arm_send(struct pr_client *c);
+void pr__client_queue(struct pr_client *c, struct pr_tq *q);
+void pr__client_hold(struct pr_client *c);
+bool pr__client_unhold(struct pr_client *c);
+void pr__client_drain(struct pr_worker *w);
+void pr__client_queues_init(struct pr_worker *w, const struct pr_config *cfg);
+void pr__peer_ip(const struct pr_client *c, char *out, size_t outlen);
+bool pr__peer_is_loopback(const struct pr_client *c);
+/* write helper shared by both sides: 0 sent now, 1 queued (caller pauses its source), <0 */
+int pr__stream_send(uv_stream_t *s, void *owner, const char *data, size_t len, uv_write_cb cb);
+/* Same for two pieces sent as one writev (a response head and the first body bytes). */
+int pr__stream_send2(uv_stream_t *s, void *owner, const char *a, size_t alen, const char *b,
+                     size_t blen, uv_write_cb cb);
+
+/* hdr.c: the llhttp header collector of request and response heads */
+int pr__hdr_field(struct pr_hdr_tab *t, uint32_t off, size_t len);
+int pr__hdr_value(struct pr_hdr_tab *t, uint32_t off, size_t len);
+int pr__trailer_bytes_ok(const char *at, size_t len, bool name);
+/* llhttp on_header_field / on_header_value: the slice at..at+len, found at offset off of
+ * the head's buffer, is recorded until the head is complete, syntax-checked after. */
+int pr__hdr_on_field(struct pr_hdr_tab *t, uint32_t off, const char *at, size_t len);
+int pr__hdr_on_value(struct pr_hdr_tab *t, uint32_t off, const char *at, size_t len);
+/* The recorded fields as pr_header slices of base. */
+void pr__hdr_export(const struct pr_hdr_tab *t, const char *base, struct pr_header *out);
+
+/* exchange.c: the request exchange */
+void pr__on_connection(uv_stream_t *server, int status);
+void pr__exchange_settings_init(void);
+void pr__exchange_release(struct pr_worker *w, struct pr_exchange *x);
+void pr__exchange_free(struct pr_exchange *x);
+size_t pr__exchange_consume(struct pr_client *c, const char *data, size_t len);
+void pr__exchange_parse_error(struct pr_client *c, llhttp_errno_t err);
+void pr__exchange_on_drained(struct pr_client *c);
+void pr__exchange_on_gone(struct pr_client *c);
+void pr__exchange_on_timeout(struct pr_client *c);
+void pr__exchange_on_room(struct pr_client *c);
+void pr__client_request_done(struct pr_client *c);
+extern const struct pr_client_handlers pr__http_client_handlers;
+/* The exchange's pod-connection table: defined in exchange.c, with the client table, so
+ * that its entries are link-time references (the fuzz harness wraps
+ * pr__proxy_upstream_ready). */
+extern const struct pr_upstream_handlers pr__proxy_upstream_handlers;
+/* The client address of SPEC 3.6: the peer, or behind a trusted proxy the rightmost
+ * untrusted X-Forwarded-For entry. Fills family (AF_INET/AF_INET6) and addr[16]. */
+void pr__client_addr(const struct pr_client *c, const struct pr_request_head *rh,
+                     int *family, uint8_t addr[16]);
+
+/* respond.c: local answers */
 void pr__client_respond(struct pr_client *c, int status, const char *content_type,
                         const char *extra_headers, const char *body, size_t body_len,
                         bool close);
 void pr__client_error(struct pr_client *c, int status, const char *code, const char *message,
                       const char *extra_headers, bool close);
-void pr__client_request_done(struct pr_client *c);
-void pr__client_start_read(struct pr_client *c);
-void pr__client_stop_read(struct pr_client *c);
-int pr__client_send(struct pr_client *c, const char *data, size_t len);
-void pr__client_drain(struct pr_worker *w);
-void pr__client_queues_init(struct pr_worker *w, const struct pr_config *cfg);
-extern const struct pr_client_handlers pr__http_client_handlers, pr__admin_client_handlers;
-/* The exchange's pod-connection table: defined in http_server.c, with the client tables,
- * so that its entries are link-time references (the fuzz harness wraps
- * pr__proxy_upstream_ready). */
-extern const struct pr_upstream_handlers pr__proxy_upstream_handlers;
-void pr__exchange_release(struct pr_worker *w, struct pr_exchange *x);
-void pr__exchange_free(struct pr_exchange *x);
 void pr__access_log(struct pr_client *c);
-int pr__hdr_field(struct pr_hdr_tab *t, uint32_t off, size_t len);
-int pr__hdr_value(struct pr_hdr_tab *t, uint32_t off, size_t len);
-void pr__client_drive(struct pr_client *c);
-int pr__trailer_bytes_ok(const char *at, size_t len, bool name);
-void pr__client_arm_send(struct pr_client *c);
-void pr__client_queue(struct pr_client *c, struct pr_tq *q);
-void pr__client_hold(struct pr_client *c);
-bool pr__client_unhold(struct pr_client *c);
+
+/* admin_conn.c: the admin connection */
+void pr__on_admin_connection(uv_stream_t *server, int status);
+extern const struct pr_client_handlers pr__admin_client_handlers;
 
 /* proxy.c */
 void pr__proxy_route(struct pr_client *c);
@@ -344,17 +381,5 @@ void pr__pools_destroy(struct pr_worker *w);
 
 /* tunnel.c: swaps the client's and the upstream's handler tables for its own */
 void pr__tunnel_start(struct pr_client *c);
-
-/* write helper shared by both sides: 0 sent now, 1 queued (caller pauses its source), <0 */
-int pr__stream_send(uv_stream_t *s, void *owner, const char *data, size_t len, uv_write_cb cb);
-/* Same for two pieces sent as one writev (a response head and the first body bytes). */
-int pr__stream_send2(uv_stream_t *s, void *owner, const char *a, size_t alen, const char *b,
-                     size_t blen, uv_write_cb cb);
-int pr__client_send2(struct pr_client *c, const char *a, size_t alen, const char *b, size_t blen);
-void pr__peer_ip(const struct pr_client *c, char *out, size_t outlen);
-/* The client address of SPEC 3.6: the peer, or behind a trusted proxy the rightmost
- * untrusted X-Forwarded-For entry. Fills family (AF_INET/AF_INET6) and addr[16]. */
-void pr__client_addr(const struct pr_client *c, const struct pr_request_head *rh,
-                     int *family, uint8_t addr[16]);
 
 #endif

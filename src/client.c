@@ -1,0 +1,415 @@
+/* Client transport (L1): accept, read/write, the input buffer and its limit, pipelining
+ * order, read pausing, the try-write-then-queue send helper, send timeout and the state
+ * timers. It calls the layer above only through the connection's handler table (c->h). */
+#include "server.h"
+
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "podrouter/log.h"
+
+static void client_free(struct pr_client *c)
+{
+    free(c->in);
+    free(c);
+}
+
+static void client_close_cb(uv_handle_t *h)
+{
+    struct pr_client *c = pr__container_of(h, struct pr_client, tcp);
+    c->handle_closed = true;
+    if (c->store_refs == 0)
+        client_free(c);
+}
+
+/* An asynchronous callback (store, name resolution) will still come for c: keep its memory
+ * until then, even if the connection closes meanwhile. */
+void pr__client_hold(struct pr_client *c)
+{
+    c->store_refs++;
+}
+
+/* The callback came; false when the client is gone and its answer must be ignored. */
+bool pr__client_unhold(struct pr_client *c)
+{
+    c->store_refs--;
+    if (!c->closing)
+        return true;
+    if (c->store_refs == 0 && c->handle_closed)
+        client_free(c);
+    return false;
+}
+
+/* The input buffer (c->in) is freed with the client, not here: an input loop further up
+ * the stack may still be reading it. */
+void pr__client_close(struct pr_client *c)
+{
+    if (c->closing)
+        return;
+    c->closing = true;
+    struct pr_worker *w = c->w;
+    pr__tq_remove(&c->tq);
+    if (c->prev)
+        c->prev->next = c->next;
+    else if (w->clients == c)
+        w->clients = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    c->prev = c->next = NULL;
+    c->h->on_gone(c);
+    PR_CNT_DEC(w->m->conns[PR_CONN_CLIENT]);
+    atomic_fetch_sub(&pr__srv.nclients, 1);
+    uv_close((uv_handle_t *)&c->tcp, client_close_cb);
+}
+
+static void client_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+void pr__client_start_read(struct pr_client *c)
+{
+    if (c->reading || c->closing || c->in_full)
+        return;
+    if (uv_read_start((uv_stream_t *)&c->tcp, pr__alloc_cb, client_read_cb) == 0)
+        c->reading = true;
+}
+
+void pr__client_stop_read(struct pr_client *c)
+{
+    if (!c->reading)
+        return;
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->reading = false;
+}
+
+/* Put the client's timer in queue q (NULL: none), unless the send timeout owns it. */
+void pr__client_queue(struct pr_client *c, struct pr_tq *q)
+{
+    c->tq_home = q;
+    if (c->tq_send)
+        return;
+    if (q)
+        pr__tq_push(q, &c->tq, pr__now(c->w));
+    else
+        pr__tq_remove(&c->tq);
+}
+
+/* A client with bytes queued for it is watched by the send timeout; once they are taken it
+ * goes back to the timer of its state. */
+void pr__client_arm_send(struct pr_client *c)
+{
+    struct pr_worker *w = c->w;
+    if (c->writing) {
+        if (!c->tq_send) {
+            pr__tq_push(&w->q_send, &c->tq, pr__now(w));
+            c->tq_send = true;
+        }
+        return;
+    }
+    if (!c->tq_send)
+        return;
+    c->tq_send = false;
+    pr__client_queue(c, c->tq_home);
+}
+
+static void client_write_cb(uv_write_t *req, int status)
+{
+    struct pr_wreq *wr = pr__container_of(req, struct pr_wreq, req);
+    struct pr_client *c = wr->owner;
+    free(wr);
+    if (c->closing)
+        return;
+    if (status < 0) {
+        pr__client_close(c);
+        return;
+    }
+    if (c->tcp.write_queue_size > 0) {
+        if (c->tq_send) /* progress: a queued write completed */
+            pr__tq_push(&c->w->q_send, &c->tq, pr__now(c->w));
+        return;
+    }
+    c->writing = false;
+    pr__client_arm_send(c);
+    c->h->on_drained(c);
+}
+
+int pr__stream_send2(uv_stream_t *s, void *owner, const char *a, size_t alen, const char *b,
+                     size_t blen, uv_write_cb cb)
+{
+    size_t len = alen + blen, off = 0;
+    if (len == 0)
+        return 0;
+    if (s->write_queue_size == 0) {
+        uv_buf_t bufs[2] = {uv_buf_init((char *)a, (unsigned)alen),
+                            uv_buf_init((char *)b, (unsigned)blen)};
+        int n = uv_try_write(s, alen ? bufs : bufs + 1, alen && blen ? 2 : 1);
+        if (n >= 0 && (size_t)n == len)
+            return 0;
+        if (n > 0)
+            off = (size_t)n;
+        else if (n != UV_EAGAIN)
+            return n;
+    }
+    /* The socket is full: keep a copy of the rest until it drains. */
+    struct pr_wreq *wr = malloc(sizeof(*wr) + (len - off));
+    if (!wr)
+        return UV_ENOMEM;
+    wr->owner = owner;
+    wr->len = len - off;
+    size_t w = 0;
+    if (off < alen) {
+        memcpy(wr->data, a + off, alen - off);
+        w = alen - off;
+        if (blen)
+            memcpy(wr->data + w, b, blen);
+    } else {
+        memcpy(wr->data, b + (off - alen), blen - (off - alen));
+    }
+    uv_buf_t buf = uv_buf_init(wr->data, (unsigned)wr->len);
+    int rc = uv_write(&wr->req, s, &buf, 1, cb);
+    if (rc) {
+        free(wr);
+        return rc;
+    }
+    return 1;
+}
+
+int pr__stream_send(uv_stream_t *s, void *owner, const char *data, size_t len, uv_write_cb cb)
+{
+    return pr__stream_send2(s, owner, data, len, NULL, 0, cb);
+}
+
+int pr__client_send2(struct pr_client *c, const char *a, size_t alen, const char *b, size_t blen)
+{
+    int rc = pr__stream_send2((uv_stream_t *)&c->tcp, c, a, alen, b, blen, client_write_cb);
+    if (rc == 1 && !c->writing) {
+        c->writing = true;
+        pr__client_arm_send(c);
+    }
+    return rc;
+}
+
+int pr__client_send(struct pr_client *c, const char *data, size_t len)
+{
+    return pr__client_send2(c, data, len, NULL, 0);
+}
+
+/* Run the input state machine over data until it consumes no more; returns bytes used. */
+static size_t client_feed(struct pr_client *c, const char *data, size_t len)
+{
+    size_t off = 0;
+    bool outer = !c->feeding;
+    c->feeding = true;
+    while (off < len && !c->closing) {
+        size_t n = c->h->on_data(c, data + off, len - off);
+        if (n == 0)
+            break;
+        off += n;
+    }
+    if (outer)
+        c->feeding = false;
+    return off;
+}
+
+static void in_compact(struct pr_client *c)
+{
+    if (c->in_off == c->in_len) {
+        c->in_off = c->in_len = 0;
+        if (c->in_cap > 16384) { /* buffers only while data flows */
+            free(c->in);
+            c->in = NULL;
+            c->in_cap = 0;
+        }
+    }
+    bool full = c->in_len - c->in_off >= PR_CLIENT_IN_MAX;
+    if (full && !c->in_full) {
+        pr__client_stop_read(c);
+        c->in_full = true;
+    } else if (!full && c->in_full) {
+        c->in_full = false;
+        c->h->on_room(c);
+    }
+}
+
+/* Process what waits in c->in (after a request finished or a pod connection came up). */
+void pr__client_drive(struct pr_client *c)
+{
+    if (c->feeding || c->closing || c->in_off == c->in_len)
+        return;
+    size_t n = client_feed(c, c->in + c->in_off, c->in_len - c->in_off);
+    if (c->closing)
+        return;
+    c->in_off += (uint32_t)n;
+    in_compact(c);
+}
+
+static void client_input(struct pr_client *c, const char *data, size_t len)
+{
+    if (c->in_off < c->in_len) {
+        /* Older bytes wait: keep the order, append and process from the buffer. */
+        if (c->in_off > 0 && c->in_off >= c->in_len / 2) {
+            memmove(c->in, c->in + c->in_off, c->in_len - c->in_off);
+            c->in_len -= c->in_off;
+            c->in_off = 0;
+        }
+        if (pr_grow(&c->in, &c->in_cap, (size_t)c->in_len + len)) {
+            pr__client_close(c);
+            return;
+        }
+        memcpy(c->in + c->in_len, data, len);
+        c->in_len += (uint32_t)len;
+        pr__client_drive(c);
+        return;
+    }
+    size_t n = client_feed(c, data, len);
+    if (c->closing || n == len)
+        return;
+    c->in_off = c->in_len = 0;
+    if (pr_grow(&c->in, &c->in_cap, len - n)) {
+        pr__client_close(c);
+        return;
+    }
+    memcpy(c->in, data + n, len - n);
+    c->in_len = (uint32_t)(len - n);
+    in_compact(c);
+}
+
+static void client_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct pr_client *c = pr__container_of(s, struct pr_client, tcp);
+    if (nread > 0) {
+        client_input(c, buf->base, (size_t)nread);
+        return;
+    }
+    if (nread == 0)
+        return;
+    /* EOF or error. A client that hangs up mid-exchange (e.g. leaves a pending long-poll)
+     * has left: release it and its pod connection now rather than when the pod answers
+     * (on_gone); a tunnel's last bytes still reach the pod. */
+    pr__client_close(c);
+}
+
+/* Remember the peer address once per connection (no getpeername per request). */
+static void read_peer(struct pr_client *c)
+{
+    struct sockaddr_storage ss;
+    int l = sizeof(ss);
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &l))
+        return;
+    if (ss.ss_family == AF_INET) {
+        memcpy(c->peer_addr, &((const struct sockaddr_in *)&ss)->sin_addr, 4);
+        c->peer_family = AF_INET;
+    } else if (ss.ss_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)&ss)->sin6_addr;
+        if (IN6_IS_ADDR_V4MAPPED(a)) {
+            memcpy(c->peer_addr, a->s6_addr + 12, 4);
+            c->peer_family = AF_INET;
+        } else {
+            memcpy(c->peer_addr, a, 16);
+            c->peer_family = AF_INET6;
+        }
+    }
+}
+
+void pr__peer_ip(const struct pr_client *c, char *out, size_t outlen)
+{
+    out[0] = 0;
+    if (c->peer_family == AF_INET || c->peer_family == AF_INET6)
+        inet_ntop(c->peer_family, c->peer_addr, out, (socklen_t)outlen);
+}
+
+bool pr__peer_is_loopback(const struct pr_client *c)
+{
+    if (c->peer_family == AF_INET)
+        return c->peer_addr[0] == 127;
+    if (c->peer_family == AF_INET6)
+        return IN6_IS_ADDR_LOOPBACK((const struct in6_addr *)c->peer_addr);
+    return false;
+}
+
+/* Accept one connection of a listener; h is the table of the layer that serves it. */
+struct pr_client *pr__client_accept(uv_stream_t *server, const struct pr_client_handlers *h,
+                                    bool admin)
+{
+    struct pr_worker *w = server->data;
+    struct pr_client *c = calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    if (uv_tcp_init(&w->loop, &c->tcp)) {
+        free(c);
+        return NULL;
+    }
+    c->w = w;
+    c->admin = admin;
+    c->h = h;
+    if (uv_accept(server, (uv_stream_t *)&c->tcp)) {
+        uv_close((uv_handle_t *)&c->tcp, client_close_cb);
+        return NULL;
+    }
+    atomic_fetch_add(&pr__srv.nclients, 1);
+    PR_CNT_INC(w->m->conns[PR_CONN_CLIENT]);
+    uv_tcp_nodelay(&c->tcp, 1);
+    read_peer(c);
+    c->next = w->clients;
+    if (w->clients)
+        w->clients->prev = c;
+    w->clients = c;
+    c->state = PR_C_IDLE;
+    /* The header timeout runs from accept until the first head is complete. */
+    pr__client_queue(c, &w->q_header);
+    pr__client_start_read(c);
+    return c;
+}
+
+void pr__client_reject(uv_stream_t *server)
+{
+    struct pr_worker *w = server->data;
+    uv_tcp_t *t = malloc(sizeof(*t));
+    if (!t)
+        return;
+    uv_tcp_init(&w->loop, t);
+    if (uv_accept(server, (uv_stream_t *)t) == 0) {
+        /* RST at once: no resources kept for connections over the limit. */
+        uv_tcp_close_reset(t, (uv_close_cb)free);
+    } else {
+        uv_close((uv_handle_t *)t, (uv_close_cb)free);
+    }
+    PR_CNT_INC(w->m->rejected_connections);
+}
+
+/* SIGTERM: each connection's layer decides (idle keep-alive ones close now, the rest after
+ * their response, tunnels when the worker stops). */
+void pr__client_drain(struct pr_worker *w)
+{
+    struct pr_client *c = w->clients;
+    while (c) {
+        struct pr_client *next = c->next;
+        c->h->on_drain(c);
+        c = next;
+    }
+}
+
+/* ---- timers of client connections ---- */
+
+static void expire_state(struct pr_tq_node *n)
+{
+    struct pr_client *c = pr__container_of(n, struct pr_client, tq);
+    c->h->on_timeout(c);
+}
+
+/* A client that took none of its queued bytes for --send-timeout. */
+static void expire_send(struct pr_tq_node *n)
+{
+    struct pr_client *c = pr__container_of(n, struct pr_client, tq);
+    c->tq_send = false;
+    pr_debug("send timeout", "state", "client");
+    pr__client_close(c);
+}
+
+void pr__client_queues_init(struct pr_worker *w, const struct pr_config *cfg)
+{
+    pr__tq_init(&w->q_header, cfg->header_timeout_ms, expire_state);
+    pr__tq_init(&w->q_idle, cfg->idle_timeout_ms, expire_state);
+    pr__tq_init(&w->q_tunnel, cfg->idle_timeout_ms, expire_state);
+    pr__tq_init(&w->q_send, cfg->send_timeout_ms, expire_send);
+}
