@@ -327,11 +327,9 @@ bool pr__peer_is_loopback(const struct pr_client *c)
     return false;
 }
 
-/* Accept one connection of a listener; h is the table of the layer that serves it. */
-struct pr_client *pr__client_accept(uv_stream_t *server, const struct pr_client_handlers *h,
+static struct pr_client *client_new(struct pr_worker *w, const struct pr_client_handlers *h,
                                     bool admin)
 {
-    struct pr_worker *w = server->data;
     struct pr_client *c = calloc(1, sizeof(*c));
     if (!c)
         return NULL;
@@ -342,10 +340,12 @@ struct pr_client *pr__client_accept(uv_stream_t *server, const struct pr_client_
     c->w = w;
     c->admin = admin;
     c->h = h;
-    if (uv_accept(server, (uv_stream_t *)&c->tcp)) {
-        uv_close((uv_handle_t *)&c->tcp, client_close_cb);
-        return NULL;
-    }
+    return c;
+}
+
+static void client_start(struct pr_client *c)
+{
+    struct pr_worker *w = c->w;
     atomic_fetch_add(&pr__srv.nclients, 1);
     PR_CNT_INC(w->m->conns[PR_CONN_CLIENT]);
     uv_tcp_nodelay(&c->tcp, 1);
@@ -358,6 +358,35 @@ struct pr_client *pr__client_accept(uv_stream_t *server, const struct pr_client_
     /* The header timeout runs from accept until the first head is complete. */
     pr__client_queue(c, &w->q_header);
     pr__client_start_read(c);
+}
+
+/* Accept one connection of a listener; h is the table of the layer that serves it. */
+struct pr_client *pr__client_accept(uv_stream_t *server, const struct pr_client_handlers *h,
+                                    bool admin)
+{
+    struct pr_client *c = client_new(server->data, h, admin);
+    if (!c)
+        return NULL;
+    if (uv_accept(server, (uv_stream_t *)&c->tcp)) {
+        uv_close((uv_handle_t *)&c->tcp, client_close_cb);
+        return NULL;
+    }
+    client_start(c);
+    return c;
+}
+
+/* A connected socket as a client connection without a listener (unit tests). */
+struct pr_client *pr__client_open(struct pr_worker *w, uv_os_sock_t fd,
+                                  const struct pr_client_handlers *h)
+{
+    struct pr_client *c = client_new(w, h, false);
+    if (!c)
+        return NULL;
+    if (uv_tcp_open(&c->tcp, fd)) {
+        uv_close((uv_handle_t *)&c->tcp, client_close_cb);
+        return NULL;
+    }
+    client_start(c);
     return c;
 }
 

@@ -1,4 +1,5 @@
-/* Internals shared by the event-loop modules (loop, http_server, proxy, upstream, tunnel).
+/* Internals shared by the event-loop modules (loop, client, exchange, respond, admin_conn,
+ * hdr, proxy, upstream, tunnel).
  * Ownership rules are in docs/internals.md. */
 #ifndef PODROUTER_SERVER_INTERNAL_H
 #define PODROUTER_SERVER_INTERNAL_H
@@ -57,7 +58,7 @@ struct pr_pool;
 struct pr_client;
 struct pr_upstream;
 
-/* Upward calls of a client connection. The transport (http_server.c: socket, input buffer,
+/* Upward calls of a client connection. The transport (client.c: socket, input buffer,
  * read pausing, send queue, timers) calls the layer above only through the table of the
  * connection (c->h); the request exchange, the admin connection and the tunnel each own one
  * and the tunnel swaps it at the 101. */
@@ -279,6 +280,8 @@ void pr__memory_tick(struct pr_worker *w, uint64_t now);
 /* client.c: the client transport */
 struct pr_client *pr__client_accept(uv_stream_t *server, const struct pr_client_handlers *h,
                                     bool admin);
+struct pr_client *pr__client_open(struct pr_worker *w, uv_os_sock_t fd,
+                                  const struct pr_client_handlers *h);
 void pr__client_reject(uv_stream_t *server);
 void pr__client_close(struct pr_client *c);
 void pr__client_start_read(struct pr_client *c);

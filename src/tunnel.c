@@ -1,7 +1,7 @@
 /* WebSocket relay after 101: bytes both ways, no re-framing, idle timeout, backpressure.
  * When one side closes, what is already queued for the other is delivered first (SPEC 3.5).
  * At the 101 the tunnel swaps the handler tables of both connections for its own, so the
- * exchange (http_server.c, proxy.c) and the transports never test for a tunnel. */
+ * exchange (exchange.c, proxy.c) and the transports never test for a tunnel. */
 #include "server.h"
 
 #include <stdlib.h>

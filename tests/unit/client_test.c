@@ -1,0 +1,404 @@
+/* The client transport (src/client.c) driven through its handler table: a test table stands
+ * in for the exchange / tunnel, the connection is one end of a socketpair (no network) on a
+ * real libuv loop. Covers pipelined input order, partial consumption, the input cap and read
+ * pausing, backpressure of queued writes, EOF, the state and send timers, and a table swap
+ * in the middle of a read (what the tunnel does at the 101). */
+#include <criterion/criterion.h>
+
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "server.h"
+
+static struct pr_worker *w;
+static struct pr_metrics metrics;
+static int peer = -1;
+static struct pr_client *cl;
+
+static struct rec {
+    int data_calls, drained, gone, timeouts, rooms, drains;
+    bool pause;
+    size_t take_max;
+    char *got;
+    size_t got_len, got_cap;
+    int b_calls; /* calls of the second table */
+} R;
+
+static void keep(const char *data, size_t n)
+{
+    if (R.got_len + n > R.got_cap) {
+        R.got_cap = (R.got_len + n) * 2;
+        R.got = realloc(R.got, R.got_cap);
+        cr_assert_not_null(R.got);
+    }
+    memcpy(R.got + R.got_len, data, n);
+    R.got_len += n;
+}
+
+static size_t t_data(struct pr_client *c, const char *data, size_t len)
+{
+    R.data_calls++;
+    if (R.pause)
+        return 0;
+    size_t n = len < R.take_max ? len : R.take_max;
+    keep(data, n);
+    return n;
+}
+
+static void t_drained(struct pr_client *c)
+{
+    R.drained++;
+}
+
+static void t_gone(struct pr_client *c)
+{
+    R.gone++;
+    if (c == cl)
+        cl = NULL;
+}
+
+static void t_timeout(struct pr_client *c)
+{
+    R.timeouts++;
+    pr__client_close(c);
+}
+
+static void t_room(struct pr_client *c)
+{
+    R.rooms++;
+    pr__client_start_read(c);
+}
+
+static void t_drain(struct pr_client *c)
+{
+    R.drains++;
+}
+
+static void t_head(struct pr_client *c)
+{
+}
+
+static const struct pr_client_handlers table_a = {
+    .on_head = t_head,
+    .on_data = t_data,
+    .on_drained = t_drained,
+    .on_gone = t_gone,
+    .on_timeout = t_timeout,
+    .on_room = t_room,
+    .on_drain = t_drain,
+};
+
+/* Second table: takes everything, counts separately. */
+static size_t b_data(struct pr_client *c, const char *data, size_t len)
+{
+    R.b_calls++;
+    keep(data, len);
+    return len;
+}
+
+static const struct pr_client_handlers table_b = {
+    .on_head = t_head,
+    .on_data = b_data,
+    .on_drained = t_drained,
+    .on_gone = t_gone,
+    .on_timeout = t_timeout,
+    .on_room = t_room,
+    .on_drain = t_drain,
+};
+
+/* Table A, swapping to B after the first line (as the tunnel swaps at the 101). */
+static size_t swap_data(struct pr_client *c, const char *data, size_t len)
+{
+    const char *nl = memchr(data, '\n', len);
+    cr_assert_not_null(nl);
+    size_t n = (size_t)(nl - data) + 1;
+    keep(data, n);
+    R.data_calls++;
+    c->h = &table_b;
+    return n;
+}
+
+static const struct pr_client_handlers table_swap = {
+    .on_head = t_head,
+    .on_data = swap_data,
+    .on_drained = t_drained,
+    .on_gone = t_gone,
+    .on_timeout = t_timeout,
+    .on_room = t_room,
+    .on_drain = t_drain,
+};
+
+static void setup_with(const struct pr_client_handlers *h)
+{
+    memset(&R, 0, sizeof(R));
+    R.take_max = (size_t)-1;
+    memset(&metrics, 0, sizeof(metrics));
+    w = calloc(1, sizeof(*w));
+    cr_assert_not_null(w);
+    cr_assert_eq(uv_loop_init(&w->loop), 0);
+    w->loop.data = w;
+    w->m = &metrics;
+    struct pr_config cfg;
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.header_timeout_ms = 1000;
+    cfg.idle_timeout_ms = 2000;
+    cfg.send_timeout_ms = 3000;
+    pr__client_queues_init(w, &cfg);
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    int sz = 16384; /* small socket buffers: a few hundred KiB fill them */
+    setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
+    setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
+    peer = sv[1];
+    fcntl(peer, F_SETFL, fcntl(peer, F_GETFL) | O_NONBLOCK);
+    cl = pr__client_open(w, sv[0], h);
+    cr_assert_not_null(cl);
+}
+
+static void setup(void)
+{
+    setup_with(&table_a);
+}
+
+static void teardown(void)
+{
+    if (cl)
+        pr__client_close(cl);
+    for (int i = 0; i < 100 && uv_run(&w->loop, UV_RUN_NOWAIT); i++)
+        ;
+    cr_assert_eq(uv_loop_close(&w->loop), 0, "every handle closed and freed");
+    free(w);
+    w = NULL;
+    if (peer >= 0)
+        close(peer);
+    peer = -1;
+    free(R.got);
+    R.got = NULL;
+}
+
+/* Run the loop until cond holds (bounded: 2 s). */
+#define RUN_UNTIL(cond)                                                                   \
+    do {                                                                                  \
+        for (int i_ = 0; i_ < 2000 && !(cond); i_++) {                                    \
+            uv_run(&w->loop, UV_RUN_NOWAIT);                                              \
+            if (!(cond))                                                                  \
+                usleep(1000);                                                             \
+        }                                                                                 \
+        cr_assert(cond, "timed out waiting for " #cond);                                  \
+    } while (0)
+
+static void peer_write(const char *s, size_t n)
+{
+    size_t off = 0;
+    for (int i = 0; off < n && i < 5000; i++) {
+        ssize_t k = write(peer, s + off, n - off);
+        if (k > 0)
+            off += (size_t)k;
+        else
+            uv_run(&w->loop, UV_RUN_NOWAIT);
+    }
+    cr_assert_eq(off, n);
+}
+
+static size_t peer_drain(void)
+{
+    char buf[65536];
+    size_t total = 0;
+    ssize_t k;
+    while ((k = read(peer, buf, sizeof(buf))) > 0)
+        total += (size_t)k;
+    return total;
+}
+
+static uint32_t waiting(void)
+{
+    return cl->in_len - cl->in_off;
+}
+
+Test(client, pipelined_bytes_reach_on_data_in_order_and_the_rest_waits, .init = setup,
+     .fini = teardown)
+{
+    R.take_max = 3; /* one "request" of 3 bytes per call, all in one input loop */
+    peer_write("abcdefgh", 8);
+    RUN_UNTIL(R.got_len == 8);
+    cr_assert_eq(memcmp(R.got, "abcdefgh", 8), 0);
+    cr_assert_eq(R.data_calls, 3);
+    cr_assert_eq(waiting(), 0);
+
+    R.pause = true; /* e.g. a pod is being chosen: later bytes wait in c->in */
+    peer_write("XYZ", 3);
+    RUN_UNTIL(R.data_calls > 3);
+    cr_assert_eq(R.got_len, 8);
+    cr_assert_eq(waiting(), 3);
+    peer_write("12", 2);
+    RUN_UNTIL(waiting() == 5);
+    R.pause = false;
+    R.take_max = (size_t)-1;
+    pr__client_drive(cl);
+    cr_assert_eq(R.got_len, 13);
+    cr_assert_eq(memcmp(R.got + 8, "XYZ12", 5), 0, "order kept across the wait");
+    cr_assert_eq(waiting(), 0);
+}
+
+Test(client, a_full_input_buffer_pauses_reading_until_on_room, .init = setup, .fini = teardown)
+{
+    R.pause = true;
+    size_t n = 3 * PR_CLIENT_IN_MAX;
+    char *big = malloc(n);
+    cr_assert_not_null(big);
+    for (size_t i = 0; i < n; i++)
+        big[i] = (char)('a' + i % 26);
+    size_t off = 0;
+    for (int i = 0; i < 5000 && !cl->in_full; i++) {
+        ssize_t k = write(peer, big + off, n - off);
+        if (k > 0)
+            off += (size_t)k;
+        uv_run(&w->loop, UV_RUN_NOWAIT);
+    }
+    cr_assert(cl->in_full, "reading paused at the cap");
+    cr_assert_not(cl->reading);
+    cr_assert_geq(waiting(), PR_CLIENT_IN_MAX);
+    cr_assert_lt(waiting(), PR_CLIENT_IN_MAX + PR_READ_BUF + 1, "bounded by cap + one read");
+    uint32_t held = waiting();
+    for (int i = 0; i < 20; i++)
+        uv_run(&w->loop, UV_RUN_NOWAIT);
+    cr_assert_eq(waiting(), held, "nothing more is read while paused");
+    cr_assert_eq(R.rooms, 0);
+
+    R.pause = false;
+    pr__client_drive(cl);
+    cr_assert_eq(R.rooms, 1, "on_room once the buffer has room again");
+    cr_assert(cl->reading);
+    while (off < n) {
+        ssize_t k = write(peer, big + off, n - off);
+        if (k > 0)
+            off += (size_t)k;
+        uv_run(&w->loop, UV_RUN_NOWAIT);
+    }
+    RUN_UNTIL(R.got_len == n);
+    cr_assert_eq(memcmp(R.got, big, n), 0);
+    free(big);
+}
+
+Test(client, a_queued_write_reports_on_drained_when_the_peer_takes_it, .init = setup,
+     .fini = teardown)
+{
+    size_t n = 4u << 20;
+    char *big = malloc(n);
+    cr_assert_not_null(big);
+    memset(big, 'x', n);
+    int rc = pr__client_send(cl, big, n);
+    free(big); /* the transport keeps its own copy of what it queued */
+    cr_assert_eq(rc, 1, "the socket is full: queued");
+    cr_assert(cl->writing);
+    cr_assert(cl->tq_send, "the send timeout watches the client");
+    uv_run(&w->loop, UV_RUN_NOWAIT);
+    cr_assert_eq(R.drained, 0);
+    size_t got = 0;
+    for (int i = 0; i < 20000 && got < n; i++) {
+        got += peer_drain();
+        uv_run(&w->loop, UV_RUN_NOWAIT);
+    }
+    cr_assert_eq(got, n);
+    RUN_UNTIL(R.drained == 1);
+    cr_assert_not(cl->writing);
+    cr_assert_not(cl->tq_send);
+    cr_assert_eq(pr__client_send(cl, "ok", 2), 0, "an empty socket takes small writes now");
+    cr_assert_eq(peer_drain(), 2);
+}
+
+Test(client, eof_closes_the_connection_and_calls_on_gone_once, .init = setup,
+     .fini = teardown)
+{
+    cr_assert_eq(atomic_load(&pr__srv.nclients), 1);
+    cr_assert_eq(metrics.conns[PR_CONN_CLIENT], 1);
+    shutdown(peer, SHUT_WR);
+    RUN_UNTIL(R.gone == 1);
+    cr_assert_null(cl);
+    cr_assert_null(w->clients, "unlinked from the worker");
+    cr_assert_eq(atomic_load(&pr__srv.nclients), 0);
+    cr_assert_eq(metrics.conns[PR_CONN_CLIENT], 0);
+    for (int i = 0; i < 10; i++)
+        uv_run(&w->loop, UV_RUN_NOWAIT);
+    cr_assert_eq(R.gone, 1);
+}
+
+Test(client, the_state_timer_calls_on_timeout, .init = setup, .fini = teardown)
+{
+    /* From accept the connection is in the header queue (1 s here). */
+    pr__tq_sweep(&w->q_header, pr__now(w) + 999);
+    cr_assert_eq(R.timeouts, 0);
+    pr__tq_sweep(&w->q_header, pr__now(w) + 1000);
+    cr_assert_eq(R.timeouts, 1);
+    cr_assert_eq(R.gone, 1, "the handler closed it");
+}
+
+Test(client, the_send_timeout_owns_the_timer_while_bytes_wait, .init = setup, .fini = teardown)
+{
+    pr__client_queue(cl, &w->q_idle);
+    size_t n = 4u << 20;
+    char *big = malloc(n);
+    cr_assert_not_null(big);
+    memset(big, 'y', n);
+    cr_assert_eq(pr__client_send(cl, big, n), 1);
+    free(big);
+    pr__client_queue(cl, &w->q_header); /* remembered for later, the send timer stays */
+    pr__tq_sweep(&w->q_idle, pr__now(w) + 100000);
+    pr__tq_sweep(&w->q_header, pr__now(w) + 100000);
+    cr_assert_eq(R.timeouts, 0, "not in the state queues while the send timer runs");
+    pr__tq_sweep(&w->q_send, pr__now(w) + 2999);
+    cr_assert_eq(R.gone, 0);
+    pr__tq_sweep(&w->q_send, pr__now(w) + 3000);
+    cr_assert_eq(R.gone, 1, "a client that takes nothing for --send-timeout is closed");
+    cr_assert_eq(R.timeouts, 0);
+}
+
+Test(client, the_timer_of_the_state_comes_back_after_the_send, .init = setup, .fini = teardown)
+{
+    size_t n = 1u << 20;
+    char *big = malloc(n);
+    cr_assert_not_null(big);
+    memset(big, 'z', n);
+    cr_assert_eq(pr__client_send(cl, big, n), 1);
+    free(big);
+    pr__client_queue(cl, &w->q_idle);
+    size_t got = 0;
+    for (int i = 0; i < 20000 && got < n; i++) {
+        got += peer_drain();
+        uv_run(&w->loop, UV_RUN_NOWAIT);
+    }
+    RUN_UNTIL(R.drained == 1);
+    cr_assert_eq(w->q_idle.head.next, &cl->tq, "back in the queue of its state");
+    pr__tq_sweep(&w->q_idle, pr__now(w) + 2000);
+    cr_assert_eq(R.timeouts, 1);
+}
+
+static void setup_swap(void)
+{
+    setup_with(&table_swap);
+}
+
+Test(client, a_table_swapped_inside_on_data_gets_the_rest_of_the_same_read,
+     .init = setup_swap, .fini = teardown)
+{
+    peer_write("UPGRADE\nframe-1frame-2", 22);
+    RUN_UNTIL(R.got_len == 22);
+    cr_assert_eq(R.data_calls, 1);
+    cr_assert_eq(R.b_calls, 1, "the bytes after the switch went to the new table");
+    cr_assert_eq(cl->h, &table_b);
+    cr_assert_eq(memcmp(R.got, "UPGRADE\nframe-1frame-2", 22), 0);
+}
+
+Test(client, drain_and_close_go_through_the_table, .init = setup, .fini = teardown)
+{
+    pr__client_drain(w);
+    cr_assert_eq(R.drains, 1);
+    struct pr_client *c = cl;
+    pr__client_close(c);
+    cr_assert_eq(R.gone, 1);
+    pr__client_close(c); /* freed only in the close callback: a second close is a no-op */
+    cr_assert_eq(R.gone, 1);
+}
