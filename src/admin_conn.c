@@ -7,11 +7,12 @@
 #include <string.h>
 
 #include "podrouter/admin.h"
+#include "podrouter/loop.h"
 #include "podrouter/store.h"
 
 static bool admin_draining(void)
 {
-    return atomic_load(&pr__srv.draining);
+    return pr_loop_draining();
 }
 
 static void admin_handle(struct pr_client *c);
@@ -63,6 +64,7 @@ static void admin_dispatch(struct pr_client *c)
 static void admin_handle(struct pr_client *c)
 {
     struct pr_exchange *x = c->x;
+    const struct pr_server *srv = c->w->srv;
     char method[16], path[1024];
     const char *m = llhttp_method_name((llhttp_method_t)x->req_parser.method);
     snprintf(method, sizeof(method), "%s", m);
@@ -83,11 +85,11 @@ static void admin_handle(struct pr_client *c)
             vals[i] = strndup(h->value, h->value_len);
     }
     struct pr_admin_ctx ctx = {
-        .cfg = &pr__srv.cfg,
-        .reg = pr__srv.reg,
+        .cfg = &srv->cfg,
+        .reg = srv->reg,
         .store = c->w->store,
-        .token = pr__srv.token,
-        .token_len = pr__srv.token_len,
+        .token = srv->token,
+        .token_len = srv->token_len,
         .draining = admin_draining,
         .render_metrics = pr_metrics_render,
     };

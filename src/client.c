@@ -60,7 +60,7 @@ void pr__client_close(struct pr_client *c)
     c->prev = c->next = NULL;
     c->h->on_gone(c);
     PR_CNT_DEC(w->m->conns[PR_CONN_CLIENT]);
-    atomic_fetch_sub(&pr__srv.nclients, 1);
+    atomic_fetch_sub(&w->srv->nclients, 1);
     uv_close((uv_handle_t *)&c->tcp, client_close_cb);
 }
 
@@ -346,7 +346,7 @@ static struct pr_client *client_new(struct pr_worker *w, const struct pr_client_
 static void client_start(struct pr_client *c)
 {
     struct pr_worker *w = c->w;
-    atomic_fetch_add(&pr__srv.nclients, 1);
+    atomic_fetch_add(&w->srv->nclients, 1);
     PR_CNT_INC(w->m->conns[PR_CONN_CLIENT]);
     uv_tcp_nodelay(&c->tcp, 1);
     read_peer(c);

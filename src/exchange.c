@@ -257,7 +257,7 @@ static bool parse_xff_ip(const char *s, size_t len, int *family, uint8_t addr[16
 void pr__client_addr(const struct pr_client *c, const struct pr_request_head *rh,
                      int *family, uint8_t addr[16])
 {
-    const struct pr_config *cfg = &pr__srv.cfg;
+    const struct pr_config *cfg = &c->w->srv->cfg;
     *family = c->peer_family;
     memcpy(addr, c->peer_addr, 16);
     if (!c->peer_family || !pr_cidr_match(cfg->trusted, cfg->ntrusted, c->peer_family,
@@ -411,8 +411,8 @@ static void head_complete(struct pr_client *c)
         x->rid_from_client = true;
     } else {
         /* Absent, empty, oversized or unprintable: ours replaces it, for pod and log alike. */
-        uint64_t seq = atomic_fetch_add_explicit(&pr__srv.request_seq, 1, memory_order_relaxed);
-        format_request_id(x->request_id, (uint32_t)pr__srv.start_ms, (uint8_t)w->id, seq);
+        uint64_t seq = atomic_fetch_add_explicit(&w->srv->request_seq, 1, memory_order_relaxed);
+        format_request_id(x->request_id, (uint32_t)w->srv->start_ms, (uint8_t)w->id, seq);
     }
     c->state = PR_C_ROUTING;
     const char *bad = check_request(x);
@@ -486,7 +486,7 @@ static int request_line_check(const char *buf, size_t len)
 static size_t consume_head(struct pr_client *c, const char *data, size_t len)
 {
     struct pr_exchange *x = c->x;
-    uint32_t max = pr__srv.cfg.max_header_bytes;
+    uint32_t max = c->w->srv->cfg.max_header_bytes;
     /* Never look further than the limit allows: a head that is not complete by then is
      * refused, whatever follows. */
     size_t room = x->head_len < max + 1u ? (size_t)(max + 1u - x->head_len) : 0;
@@ -622,10 +622,11 @@ static void http_drain(struct pr_client *c)
 
 void pr__on_connection(uv_stream_t *server, int status)
 {
+    struct pr_server *srv = ((struct pr_worker *)server->data)->srv;
     pr__exchange_settings_init();
     if (status < 0)
         return;
-    if (atomic_load(&pr__srv.nclients) >= pr__srv.cfg.max_connections) {
+    if (atomic_load(&srv->nclients) >= srv->cfg.max_connections) {
         pr__client_reject(server);
         return;
     }

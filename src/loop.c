@@ -292,6 +292,7 @@ static struct pr_worker *worker_create(int id, char *err, size_t errlen)
     if (!w)
         return NULL;
     w->id = id;
+    w->srv = &pr__srv;
     int rc = uv_loop_init(&w->loop);
     if (rc)
         goto fail_free;

@@ -674,11 +674,11 @@ static int build_response_head(struct pr_client *c, uint32_t head_end)
     char cookie[256];
     const char *cookie_value = NULL;
     if (x->set_cookie && status >= 200 && status < 300 &&
-        pr_cookie_sign(pr__srv.secret, sizeof(pr__srv.secret), x->pod, cookie,
+        pr_cookie_sign(c->w->srv->secret, sizeof(c->w->srv->secret), x->pod, cookie,
                        sizeof(cookie)) > 0)
         cookie_value = cookie;
     bool close = status != 101 &&
-                 (!x->req_keepalive || atomic_load(&pr__srv.draining) || x->dechunk ||
+                 (!x->req_keepalive || atomic_load(&c->w->srv->draining) || x->dechunk ||
                   (status >= 200 && llhttp_message_needs_eof(&x->resp_parser)));
     if (close)
         c->close_after_write = true;
@@ -689,7 +689,7 @@ static int build_response_head(struct pr_client *c, uint32_t head_end)
         .headers = hs,
         .nheaders = x->resp_hdrs.n,
         .pod = x->pod,
-        .cookie_name = cookie_value ? pr__srv.aff.cookie_name : NULL,
+        .cookie_name = cookie_value ? c->w->srv->aff.cookie_name : NULL,
         .cookie_value = cookie_value,
         .close = close,
         .dechunk = x->dechunk,
@@ -968,7 +968,7 @@ void pr__proxy_upstream_failed(struct pr_client *c, struct pr_upstream *u, int e
     struct pr_exchange *x = c->x;
     c->up = NULL;
     PR_CNT_INC(c->w->m->proxy_errors[err == UV_ETIMEDOUT ? PR_ERR_TIMEOUT : PR_ERR_CONNECT]);
-    pr_registry_record_failure(pr__srv.reg, x->pod);
+    pr_registry_record_failure(c->w->srv->reg, x->pod);
     pr_warn("pod connect failed", "pod", x->pod, "error", uv_err_name(err), "request_id",
             x->request_id);
     bool movable = x->key_kind == PR_KEY_NONE || x->key_kind == PR_KEY_COOKIE ||

@@ -49,7 +49,7 @@ void pr__client_respond(struct pr_client *c, int status, const char *content_typ
                         bool close)
 {
     struct pr_exchange *x = c->x;
-    if (pr__srv.draining && !c->admin)
+    if (atomic_load(&c->w->srv->draining) && !c->admin)
         close = true;
     if (x && !x->req_complete)
         close = true; /* unread request body: do not try to resync */
@@ -115,7 +115,7 @@ void pr__client_error(struct pr_client *c, int status, const char *code, const c
 void pr__access_log(struct pr_client *c)
 {
     struct pr_exchange *x = c->x;
-    if (!pr__srv.cfg.access_log || !pr_log_enabled(PR_LOG_INFO) || !x)
+    if (!c->w->srv->cfg.access_log || !pr_log_enabled(PR_LOG_INFO) || !x)
         return;
     char status[8], dur[32], url[512];
     snprintf(status, sizeof(status), "%d", x->status);

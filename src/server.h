@@ -87,9 +87,12 @@ struct pr_upstream_handlers {
     void (*resolved)(struct pr_client *c, struct pr_pool *p);
 };
 
+struct pr_server;
+
 /* One event-loop thread. */
 struct pr_worker {
     uv_loop_t loop;
+    struct pr_server *srv; /* the process-wide state, passed to the modules through here */
     int id;
     uv_thread_t thread;
     uv_tcp_t listener;

@@ -172,7 +172,7 @@ static void count_pod_connection(struct pr_upstream *u, int delta)
         u->cslot = u->pool->slot;
         u->cgen = u->pool->gen;
     }
-    pr_registry_add_connections(pr__srv.reg, u->cslot, u->cgen, delta);
+    pr_registry_add_connections(u->w->srv->reg, u->cslot, u->cgen, delta);
 }
 
 void pr__upstream_close(struct pr_upstream *u)

@@ -14,6 +14,7 @@
 #include "server.h"
 
 static struct pr_worker *w;
+static struct pr_server srv; /* the process-wide state the worker passes to its modules */
 static struct pr_metrics metrics;
 static int peer = -1;
 static struct pr_client *cl;
@@ -141,6 +142,8 @@ static void setup_with(const struct pr_client_handlers *h)
     cr_assert_eq(uv_loop_init(&w->loop), 0);
     w->loop.data = w;
     w->m = &metrics;
+    memset(&srv, 0, sizeof(srv));
+    w->srv = &srv;
     struct pr_config cfg;
     memset(&cfg, 0, sizeof(cfg));
     cfg.header_timeout_ms = 1000;
@@ -313,13 +316,13 @@ Test(client, a_queued_write_reports_on_drained_when_the_peer_takes_it, .init = s
 Test(client, eof_closes_the_connection_and_calls_on_gone_once, .init = setup,
      .fini = teardown)
 {
-    cr_assert_eq(atomic_load(&pr__srv.nclients), 1);
+    cr_assert_eq(atomic_load(&srv.nclients), 1);
     cr_assert_eq(metrics.conns[PR_CONN_CLIENT], 1);
     shutdown(peer, SHUT_WR);
     RUN_UNTIL(R.gone == 1);
     cr_assert_null(cl);
     cr_assert_null(w->clients, "unlinked from the worker");
-    cr_assert_eq(atomic_load(&pr__srv.nclients), 0);
+    cr_assert_eq(atomic_load(&srv.nclients), 0);
     cr_assert_eq(metrics.conns[PR_CONN_CLIENT], 0);
     for (int i = 0; i < 10; i++)
         uv_run(&w->loop, UV_RUN_NOWAIT);
