@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "podrouter/common.h"
+#include "podrouter/http_rewrite.h"
 #include "podrouter/registry.h"
 
 #define KEY_PREFIX_MAX 100
@@ -277,10 +278,8 @@ int pr__cfg_check_cookie_name(const char *v, char *why, size_t whylen)
 {
     size_t n = strlen(v);
     bool ok = n <= 63;
-    for (size_t i = 0; ok && i < n; i++) {
-        unsigned char c = (unsigned char)v[i];
-        ok = isalnum(c) || (c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL);
-    }
+    for (size_t i = 0; ok && i < n; i++)
+        ok = pr_tchar((unsigned char)v[i]);
     if (!ok) {
         snprintf(why, whylen,
                  "must be empty (disables the cookie) or a cookie token of at most "

@@ -6,8 +6,8 @@
  * flight is a separate heap object that the client abandons (client = NULL) when it no
  * longer wants the answer; it frees itself in its callback. */
 #include "podrouter/http_client.h"
+#include "podrouter/http_rewrite.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <llhttp.h>
 #include <stdarg.h>
@@ -616,8 +616,7 @@ static bool is_token(const char *s)
     if (s == NULL || *s == '\0')
         return false;
     for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (!isalnum(ch) && strchr("!#$%&'*+-.^_`|~", ch) == NULL)
+        if (!pr_tchar((unsigned char)*s))
             return false;
     }
     return true;

@@ -40,6 +40,14 @@ FILE_MAX = 800
 
 # ---------------------------------------------------------------- C source scanning
 
+def skip_comment(text, i, out):
+    """Skip the /* comment */ starting at i, keeping its newlines in out; the offset after it."""
+    k = text.find('*/', i + 2)
+    k = len(text) if k < 0 else k + 2
+    out.append('\n' * text.count('\n', i, k))
+    return k
+
+
 def strip_c(text):
     """Return text with comments, string and char literals blanked (newlines kept), and
     preprocessor lines (with continuations) blanked, so brace counting sees only code."""
@@ -63,10 +71,7 @@ def strip_c(text):
                         break
                     # A comment inside a directive may span lines.
                     if text.startswith('/*', j):
-                        k = text.find('*/', j + 2)
-                        k = n if k < 0 else k + 2
-                        out.append('\n' * text.count('\n', j, k))
-                        j = k
+                        j = skip_comment(text, j, out)
                         continue
                     j += 1
                 i = j
@@ -74,10 +79,7 @@ def strip_c(text):
                 continue
         at_line_start = False
         if text.startswith('/*', i):
-            k = text.find('*/', i + 2)
-            k = n if k < 0 else k + 2
-            out.append('\n' * text.count('\n', i, k))
-            i = k
+            i = skip_comment(text, i, out)
             continue
         if text.startswith('//', i):
             k = text.find('\n', i)
