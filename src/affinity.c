@@ -9,8 +9,6 @@
 #include <string.h>
 #include <strings.h>
 
-#include "podrouter/registry.h"
-
 #define MAC_LEN 32
 #define MAC_HEX (2 * MAC_LEN)
 /* Longest query parameter name we ever compare against (config limits them to 63). */

@@ -93,7 +93,24 @@ int pr_read_token_file(const char *path, char *buf, size_t cap)
     return 0;
 }
 
-/* ---- host:port: the one grammar of the router and the sidecar (SPEC 4.2 and 8) ---------- */
+/* ---- pod names and host:port: one grammar for the router and the sidecar ------------------ */
+
+/* true when s[0..len) matches ^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$ */
+bool pr_pod_name_valid(const char *s, size_t len)
+{
+    if (!s || len == 0 || len > PR_POD_NAME_MAX)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        bool alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+        if (alnum)
+            continue;
+        if ((c == '.' || c == '-') && i != 0 && i != len - 1)
+            continue;
+        return false;
+    }
+    return true;
+}
 
 bool pr_port_valid(const char *s, size_t len)
 {

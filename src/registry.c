@@ -50,23 +50,6 @@ const char *pr_pod_state_name(enum pr_pod_state s)
     return "?";
 }
 
-/* true when s[0..len) matches ^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$ */
-bool pr_pod_name_valid(const char *s, size_t len)
-{
-    if (!s || len == 0 || len > PR_POD_NAME_MAX)
-        return false;
-    for (size_t i = 0; i < len; i++) {
-        char c = s[i];
-        bool alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
-        if (alnum)
-            continue;
-        if ((c == '.' || c == '-') && i != 0 && i != len - 1)
-            continue;
-        return false;
-    }
-    return true;
-}
-
 /* true when s[0..len) is a pod address: host:port or [v6]:port (SPEC 4.2) in the grammar of
  * pr_hostport_valid, at most PR_ADDRESS_MAX bytes and a host name of at most HOST_MAX. The
  * router's PUT /v1/pods and the sidecar's --address both call this one function. */

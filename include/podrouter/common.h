@@ -48,6 +48,9 @@ int pr_read_token_file(const char *path, char *buf, size_t cap);
 /* Grow a heap buffer to hold at least need bytes (doubling, 4 KiB first): 0 or -ENOMEM. */
 int pr_grow(char **buf, uint32_t *cap, size_t need);
 
+/* true when s[0..len) is a pod name, ^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$ (SPEC 4.2). */
+bool pr_pod_name_valid(const char *s, size_t len);
+
 /* host:port validation, one grammar for the router (PUT /v1/pods, SPEC 4.2) and the sidecar
  * (register --address, --admin-url, --health-url; --store hosts):
  *   hostport = ( host | "[" IPv6 "]" ) [ ":" port ]
