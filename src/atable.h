@@ -164,11 +164,11 @@ struct pr_atab *pr__satab_lock(struct pr_shared_atab *s);
 void pr__satab_unlock(struct pr_shared_atab *s);
 
 /* The operations both owners share, each one critical section. */
-/* A read by a request: 0 with pod filled, or -ENOENT. Counts as a use (promotes a tentative
- * entry, activates it); *renew (may be NULL) is set when its TTL was due for renewal or it
- * was promoted. hash is pr__atab_hash of (kind, key). */
+/* A read by a request at now (pr_mono_ms): 0 with pod filled, or -ENOENT. Counts as a use
+ * (promotes a tentative entry, activates it); *renew (may be NULL) is set when its TTL was due
+ * for renewal or it was promoted. hash is pr__atab_hash of (kind, key). */
 int pr__satab_get(struct pr_shared_atab *s, uint8_t kind, const char *key, size_t len,
-                  uint64_t hash, char pod[PR_POD_NAME_MAX + 1], bool *renew);
+                  uint64_t hash, uint64_t now, char pod[PR_POD_NAME_MAX + 1], bool *renew);
 /* A use of kind:key (by key, or by hash when key is NULL): PR_ATAB_* bits, or -ENOENT. When
  * the result has PR_ATAB_PROMOTED and key_out/key_len/pod are not NULL, they get the entry's
  * key and pod. */

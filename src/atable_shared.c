@@ -60,9 +60,8 @@ void pr__satab_begin(struct pr_shared_atab *s, uint8_t kind, const char *key, si
 
 /* A read by a request: use, renew, copy the pod. */
 int pr__satab_get(struct pr_shared_atab *s, uint8_t kind, const char *key, size_t len,
-                  uint64_t hash, char pod[PR_POD_NAME_MAX + 1], bool *renew)
+                  uint64_t hash, uint64_t now, char pod[PR_POD_NAME_MAX + 1], bool *renew)
 {
-    uint64_t now = pr_mono_ms();
     bool due = false;
     struct pr_atab *t = pr__satab_lock(s);
     struct pr_atab_entry **pp = pr__atab_lookup(t, kind, key, len, hash, now);

@@ -36,7 +36,7 @@ int pr__rc_get(enum pr_key_kind kind, const char *key, size_t len, char pod[PR_P
     if (!pr__atab_key_ok(kind, key, len))
         return -EINVAL;
     return pr__satab_get(&g_cache, (uint8_t)kind, key, len, pr__atab_hash((uint8_t)kind, key, len),
-                         pod, renew);
+                         pr_mono_ms(), pod, renew);
 }
 
 /* Cache kind:key -> pod. */

@@ -36,13 +36,12 @@ static void mem_get(struct pr_store *s, enum pr_key_kind kind, const char *key, 
         return;
     }
     char pod[PR_POD_NAME_MAX + 1];
-    uint64_t hash = pr__atab_hash((uint8_t)kind, key, len);
-    if (pr__satab_get(&g_mem, (uint8_t)kind, key, len, hash, pod, NULL) != 0) {
+    uint64_t hash = pr__atab_hash((uint8_t)kind, key, len), now = pr_mono_ms();
+    if (pr__satab_get(&g_mem, (uint8_t)kind, key, len, hash, now, pod, NULL) != 0) {
         cb(arg, -ENOENT, NULL);
         return;
     }
-    pr__touch_due(&((struct mem_store *)s)->touched, hash, pr_mono_ms(),
-                  pr__satab_touch_every(&g_mem));
+    pr__touch_due(&((struct mem_store *)s)->touched, hash, now, pr__satab_touch_every(&g_mem));
     cb(arg, 0, pod);
 }
 
