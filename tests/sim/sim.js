@@ -371,7 +371,8 @@ class Run {
     const log = path.join(this.dir, 'rollout.log');
     const proc = spawnLogged('bash', [path.join(REPO, 'deploy', 'scripts', 'rollout-backend.sh'), '-n', 'hyperstudy',
       '--admin-url', this.routers[0].admin, '--token-file', '', '--timeout', LONG ? '400s' : '150s',
-      '--drain-timeout', '60s', '--ready-timeout', '20s', '--poll', '0.3'], { env, logPath: log });
+      '--drain-timeout', '60s', '--ready-timeout', '20s', '--poll', '0.3',
+      '--utilization', String(P.u), '--headroom', String(P.headroom)], { env, logPath: log });
     this.rolloutProc = proc;
     this.rolloutDone = proc.exited.then((info) => {
       this.rolloutEnd = this.t();
@@ -467,7 +468,7 @@ class Run {
     const log = path.join(this.dir, 'rollout.log');
     const proc = spawnLogged('bash', [path.join(REPO, 'deploy', 'scripts', 'rollout-backend.sh'), '-n', 'hyperstudy',
       '--admin-url', this.routers[0].admin, '--token-file', '', '--timeout', '60s', '--drain-timeout', '3s',
-      '--ready-timeout', '30s', '--poll', '0.3'], { env, logPath: log });
+      '--ready-timeout', '30s', '--poll', '0.3', '--utilization', String(P.u), '--headroom', String(P.headroom)], { env, logPath: log });
     const info = await proc.exited;
     await sleep(500);
     const out = fs.readFileSync(log, 'utf8');
