@@ -141,6 +141,8 @@ ready_s=$(seconds "$ready_timeout") || die_usage "bad --ready-timeout $ready_tim
 [[ $headroom =~ ^[0-9]+$ ]] || die_usage "bad --headroom $headroom"
 [[ $admin_url =~ ^http://([^/:]+):([0-9]+)/?$ ]] || die_usage "--admin-url must be http://HOST:PORT"
 admin_host=${BASH_REMATCH[1]}
+# drain --wait-empty polls as often as the script does (at most 1 s apart)
+poll_ms=$(awk -v p="$poll" 'BEGIN { m = int(p * 1000); if (m < 100) m = 100; if (m > 1000) m = 1000; print m }')
 admin_port=${BASH_REMATCH[2]}
 
 deadline=$((SECONDS + timeout_s))
@@ -301,11 +303,13 @@ pods_table() {
 #          replaced by an empty ready pod and needs no reservation).
 #   ahead  the candidates that may be drained now, in order, stopping at the
 #          first that may not: after draining it, (a) the ready pods still
-#          need no more pods than there are, and (b) the ready pods up to the
-#          highest ordinal holding an active room keep --headroom pods' worth
-#          of free room and participant capacity at --utilization, so pack
-#          keeps new rooms below that ordinal (no pod is kept only because a
-#          new room landed above the others).
+#          need no more pods than there are, and (b) the ready pods among the
+#          first L ordinals, L = the pods the whole active load needs at
+#          --utilization, keep --headroom pods' worth of free room and
+#          participant capacity, so pack keeps new rooms below ordinal L: a
+#          drain ahead never pushes new rooms to a pod the load does not need
+#          (where they would keep it, SPEC 5.1's H + 1, for a room's lifetime).
+#          In practice it drains the high ordinals that only stragglers keep.
 #   head   the candidate to wait for next: the draining one with the fewest
 #          active rooms, else the first registered one, else the first.
 plan() {
@@ -330,8 +334,8 @@ plan() {
             if ($2 == "ready" || $2 == "draining") {
                 if (!cr || $5 < cr) cr = $5
                 if (!cp || $6 < cp) cp = $6
-                if ($3 > 0 && ord($1) > top) top = ord($1)
             }
+            RA += $3; PA += $4
             if ($2 == "ready") { nr++; R += $3; P += $4 }
             else if ($2 == "draining" && ($3 > 0 || $4 > 0)) nd++
         }
@@ -342,6 +346,8 @@ plan() {
             k = split(cands, c, " ")
             if (mode == "floor") { print need(R, P) + nd; exit 0 }
             if (mode == "ahead") {
+                # pods the whole active load needs (draining pods included)
+                top = need(RA, PA) - h - 1
                 for (i = 1; i <= k; i++) {
                     x = c[i]
                     if (st[x] != "ready") continue
@@ -476,7 +482,7 @@ while :; do
     t=$drain_s
     [ "$t" -le "$left" ] || t=$left
     log "$name: drain --wait-empty (up to ${t}s)"
-    in_router pod-router drain --wait-empty --timeout "${t}s" --admin-url "$admin_url" \
+    in_router pod-router drain --wait-empty --timeout "${t}s" --poll-interval "${poll_ms}ms" --admin-url "$admin_url" \
         ${token_file:+--token-file "$token_file"} "$name" &
     drain_pid=$!
     # While the drain waits for rooms to end, the floor follows the load and
