@@ -14,19 +14,21 @@
 #   3. wait until the new pod is Ready and registered with the router
 #      (GET /v1/pods/backend-N says "state":"ready"), then the next one.
 # Drain ahead: while one pod drains, the next old pods (same order) are
-# marked draining too, as long as the ready pods left still hold the active
-# load at --utilization plus --headroom pods, so their rooms end in parallel
-# instead of one pod after the other; the next pod waited for is the draining
-# one with the fewest active rooms. It only uses capacity the cluster already
-# has: a pod is drained ahead only when the rest can take the new rooms.
+# marked draining too, as long as the ready pods among the first ordinals the
+# whole active load needs keep --headroom pods' worth of free capacity at
+# --utilization (so pack keeps new rooms where they add no pod), so their
+# rooms end in parallel instead of one pod after the other; in practice these
+# are the high ordinals that only a few long rooms keep. The next pod waited
+# for is the draining one with the fewest active rooms.
 # Surge: before the first drain the StatefulSet gets one pod more (at the new
 # revision), so new rooms always have an up-to-date place while old pods drain.
 # When an autoscaler owns the StatefulSet (KEDA ScaledObject or HPA), the
 # surge is its floor (minReplicaCount / minReplicas): first the current size
-# + 1, then, while pods drain, what the load needs: the pods for the active
-# load of the ready pods at --utilization, plus --headroom, plus one per
-# draining pod (never below the original floor). So the surge pod goes as soon
-# as the router's desired replicas leave room for the pod being drained, and a
+# + 1, then, while pods drain, what the load needs: the smallest size whose
+# first ordinals hold enough ready pods for the ready pods' active load at
+# --utilization plus --headroom (a draining or starting pod below it adds
+# one), never below the original floor. So the surge pod goes as soon as the
+# router's desired replicas leave room for the pods being drained, and a
 # rollout that waits hours for rooms to end does not pin the peak size; the
 # original floor is restored at the end (also on failure), and the autoscaler
 # removes the extra pod once it holds no active room. Without an autoscaler
@@ -60,6 +62,8 @@ ready_timeout=10m
 poll=5
 surge=1
 ahead=1
+plan_mode=""
+plan_pods=()
 utilization=0.75
 headroom=1
 kubectl_cmd=${KUBECTL:-kubectl}
@@ -83,6 +87,10 @@ usage: $0 [options]
   --no-drain-ahead          drain one pod at a time only
   --utilization U           the router's --pack-utilization (default $utilization)
   --headroom N              the router's --headroom-pods (default $headroom)
+  --plan MODE [ARG...]      dry run, no kubectl: print the decision MODE for the GET /v1/pods
+                            body on stdin, and exit (1 when it holds no pod): floor SIZE
+                            (the StatefulSet's size), ahead POD... or head POD... (the old
+                            pods in rollout order)
 DUR: a number with s, m or h (e.g. 90s, 30m, 2h).
 EOF
 }
@@ -128,6 +136,7 @@ while [ $# -gt 0 ]; do
         --no-drain-ahead) ahead=0; shift ;;
         --utilization) utilization=${2:?}; shift 2 ;;
         --headroom) headroom=${2:?}; shift 2 ;;
+        --plan) plan_mode=${2:?}; shift 2; plan_pods=("$@"); break ;;
         -h | --help) usage; exit 0 ;;
         *) die_usage "unknown argument: $1" ;;
     esac
@@ -154,6 +163,105 @@ log() {
 k() {
     "$kubectl_cmd" -n "$namespace" "$@"
 }
+
+# pods_parse < GET /v1/pods response: the registry as the router sees it
+# (active loads, SPEC 5), one pod a line: NAME STATE ROOMS PARTICIPANTS
+# CAPACITY_ROOMS CAPACITY_PARTICIPANTS.
+pods_parse() {
+    tr -d '\r' | sed 's/{"name":"/\n&/g' |
+        sed -n 's/^{"name":"\([^"]*\)".*"state":"\([a-z]*\)".*"capacity":{"rooms":\([0-9]*\),"participants":\([0-9]*\)}.*"load":{"rooms":\([0-9]*\),"participants":\([0-9]*\)[,}].*/\1 \2 \5 \6 \3 \4/p'
+}
+
+# plan MODE [CANDIDATE...] < pods_table: the rollout's decisions from the
+# registry (candidates: old pods in rollout order). Exit 1 when the table is
+# empty (router not readable: decide nothing).
+#   floor  (first argument: the StatefulSet's size) the autoscaler floor
+#          while pods drain: the smallest size whose first ordinals hold as
+#          many ready pods (or pods still to be created) as the ready pods'
+#          active rooms and participants need at --utilization (as SPEC 5.1
+#          counts them), plus --headroom. A draining or starting pod below
+#          that size takes no new rooms, so it adds one; pack puts new rooms
+#          on the lowest ready pods, and the top one is the headroom again.
+#   ahead  the candidates that may be drained now, in order, stopping at the
+#          first that may not: after draining it, (a) the ready pods still
+#          need no more pods than there are, and (b) the ready pods among the
+#          first L ordinals, L = the pods the whole active load needs at
+#          --utilization, keep --headroom pods' worth of free room and
+#          participant capacity, so pack keeps new rooms below ordinal L: a
+#          drain ahead never pushes new rooms to a pod the load does not need
+#          (where they would keep it, SPEC 5.1's H + 1, for a room's lifetime).
+#          In practice it drains the high ordinals that only stragglers keep.
+#   head   the candidate to wait for next: the draining one with the fewest
+#          active rooms, else the first registered one, else the first.
+#   empty  the first candidate that is draining and holds no active room.
+plan() {
+    local mode=$1
+    shift
+    awk -v mode="$mode" -v u="$utilization" -v h="$headroom" -v cands="$*" '
+        function ceil0(x) { x -= 1e-9; if (x <= 0) return 0; return x == int(x) ? x : int(x) + 1 }
+        function need(r, p,  a, b) { a = ceil0(r / (cr * u)); b = ceil0(p / (cp * u)); return (a > b ? a : b) + h }
+        function ord(name) { return match(name, /-[0-9]+$/) ? substr(name, RSTART + 1) + 0 : -1 }
+        # free capacity at u of the ready pods up to ordinal top, pod skip excluded
+        function free_ok(skip, top,  x, fr, fp) {
+            fr = 0; fp = 0
+            for (x in st) {
+                if (x == skip || st[x] != "ready" || ord(x) < 0 || ord(x) > top) continue
+                if (u * cr - rooms[x] > 0) fr += u * cr - rooms[x]
+                if (u * cp - parts[x] > 0) fp += u * cp - parts[x]
+            }
+            return fr + 1e-9 >= h * u * cr && fp + 1e-9 >= h * u * cp
+        }
+        NF >= 6 {
+            st[$1] = $2; rooms[$1] = $3; parts[$1] = $4; n++
+            if ($2 == "ready" || $2 == "draining") {
+                if (!cr || $5 < cr) cr = $5
+                if (!cp || $6 < cp) cp = $6
+            }
+            RA += $3; PA += $4
+            if ($2 == "ready") { nr++; R += $3; P += $4 }
+        }
+        END {
+            if (!n) exit 1
+            if (!cr) cr = 20
+            if (!cp) cp = 80
+            k = split(cands, c, " ")
+            if (mode == "floor") {
+                size = c[1] + 0
+                for (x in st) if (ord(x) >= 0 && st[x] == "ready") rd[ord(x)] = 1
+                want = need(R, P)
+                for (f = 0; got < want; f++) if (f >= size || (f in rd)) got++
+                print f
+                exit 0
+            }
+            if (mode == "ahead") {
+                # pods the whole active load needs (draining pods included)
+                top = need(RA, PA) - h - 1
+                for (i = 1; i <= k; i++) {
+                    x = c[i]
+                    if (st[x] != "ready") continue
+                    if (nr - 1 < need(R - rooms[x], P - parts[x]) || !free_ok(x, top)) break
+                    print x
+                    st[x] = "draining"; nr--; R -= rooms[x]; P -= parts[x]
+                }
+                exit 0
+            }
+            if (mode == "empty") {
+                for (i = 1; i <= k; i++) if (st[c[i]] == "draining" && rooms[c[i]] == 0 && parts[c[i]] == 0) { print c[i]; break }
+                exit 0
+            }
+            best = ""
+            for (i = 1; i <= k; i++) if (st[c[i]] == "draining" && (best == "" || rooms[c[i]] < rooms[best])) best = c[i]
+            if (best == "") for (i = 1; i <= k; i++) if (c[i] in st) { best = c[i]; break }
+            if (best == "") best = c[1]
+            print best
+        }'
+}
+
+if [ -n "$plan_mode" ]; then
+    case $plan_mode in floor | ahead | head | empty) ;; *) die_usage "bad --plan $plan_mode" ;; esac
+    pods_parse | plan "$plan_mode" "${plan_pods[@]}"
+    exit
+fi
 
 # ---- what is old --------------------------------------------------------------
 
@@ -214,6 +322,11 @@ admin() {
             printf "\r\n"
         } >&3
         timeout 10 cat <&3' _ "$1" "$2" "$admin_host" "$admin_port" "$token_file"
+}
+
+# The registry now (pods_parse); empty when the router cannot be read.
+pods_table() {
+    admin GET /v1/pods 2>/dev/null | pods_parse
 }
 
 registered_state() {
@@ -285,86 +398,6 @@ restore_floor() {
     floor_kind=""
 }
 
-# The registry as the router sees it (active loads, SPEC 5), one pod a line:
-# NAME STATE ROOMS PARTICIPANTS CAPACITY_ROOMS CAPACITY_PARTICIPANTS. Empty when
-# the router cannot be read.
-pods_table() {
-    admin GET /v1/pods 2>/dev/null | tr -d '\r' | sed 's/{"name":"/\n&/g' |
-        sed -n 's/^{"name":"\([^"]*\)".*"state":"\([a-z]*\)".*"capacity":{"rooms":\([0-9]*\),"participants":\([0-9]*\)}.*"load":{"rooms":\([0-9]*\),"participants":\([0-9]*\)[,}].*/\1 \2 \5 \6 \3 \4/p'
-}
-
-# plan MODE [CANDIDATE...] < pods_table: the rollout's decisions from the
-# registry (candidates: old pods in rollout order). Exit 1 when the table is
-# empty (router not readable: decide nothing).
-#   floor  the pods the load needs while pods drain: the ready pods' active
-#          rooms and participants at --utilization (as SPEC 5.1 counts them),
-#          plus --headroom, plus one per draining pod that still holds an
-#          active room (it takes no new rooms; an empty one is about to be
-#          replaced by an empty ready pod and needs no reservation).
-#   ahead  the candidates that may be drained now, in order, stopping at the
-#          first that may not: after draining it, (a) the ready pods still
-#          need no more pods than there are, and (b) the ready pods among the
-#          first L ordinals, L = the pods the whole active load needs at
-#          --utilization, keep --headroom pods' worth of free room and
-#          participant capacity, so pack keeps new rooms below ordinal L: a
-#          drain ahead never pushes new rooms to a pod the load does not need
-#          (where they would keep it, SPEC 5.1's H + 1, for a room's lifetime).
-#          In practice it drains the high ordinals that only stragglers keep.
-#   head   the candidate to wait for next: the draining one with the fewest
-#          active rooms, else the first registered one, else the first.
-plan() {
-    local mode=$1
-    shift
-    awk -v mode="$mode" -v u="$utilization" -v h="$headroom" -v cands="$*" '
-        function ceil0(x) { x -= 1e-9; if (x <= 0) return 0; return x == int(x) ? x : int(x) + 1 }
-        function need(r, p,  a, b) { a = ceil0(r / (cr * u)); b = ceil0(p / (cp * u)); return (a > b ? a : b) + h }
-        function ord(name) { return match(name, /-[0-9]+$/) ? substr(name, RSTART + 1) + 0 : -1 }
-        # free capacity at u of the ready pods up to ordinal top, pod skip excluded
-        function free_ok(skip, top,  x, fr, fp) {
-            fr = 0; fp = 0
-            for (x in st) {
-                if (x == skip || st[x] != "ready" || ord(x) < 0 || ord(x) > top) continue
-                if (u * cr - rooms[x] > 0) fr += u * cr - rooms[x]
-                if (u * cp - parts[x] > 0) fp += u * cp - parts[x]
-            }
-            return fr + 1e-9 >= h * u * cr && fp + 1e-9 >= h * u * cp
-        }
-        NF >= 6 {
-            st[$1] = $2; rooms[$1] = $3; parts[$1] = $4; n++
-            if ($2 == "ready" || $2 == "draining") {
-                if (!cr || $5 < cr) cr = $5
-                if (!cp || $6 < cp) cp = $6
-            }
-            RA += $3; PA += $4
-            if ($2 == "ready") { nr++; R += $3; P += $4 }
-            else if ($2 == "draining" && ($3 > 0 || $4 > 0)) nd++
-        }
-        END {
-            if (!n) exit 1
-            if (!cr) cr = 20
-            if (!cp) cp = 80
-            k = split(cands, c, " ")
-            if (mode == "floor") { print need(R, P) + nd; exit 0 }
-            if (mode == "ahead") {
-                # pods the whole active load needs (draining pods included)
-                top = need(RA, PA) - h - 1
-                for (i = 1; i <= k; i++) {
-                    x = c[i]
-                    if (st[x] != "ready") continue
-                    if (nr - 1 < need(R - rooms[x], P - parts[x]) || !free_ok(x, top)) break
-                    print x
-                    st[x] = "draining"; nr--; R -= rooms[x]; P -= parts[x]
-                }
-                exit 0
-            }
-            best = ""
-            for (i = 1; i <= k; i++) if (st[c[i]] == "draining" && (best == "" || rooms[c[i]] < rooms[best])) best = c[i]
-            if (best == "") for (i = 1; i <= k; i++) if (c[i] in st) { best = c[i]; break }
-            if (best == "") best = c[1]
-            print best
-        }'
-}
-
 # With an autoscaler, the floor follows the load (plan floor): the surge pod
 # stays while the pods being drained leave too little room for new rooms,
 # and goes as soon as the router's desired replicas leave room for them;
@@ -375,7 +408,7 @@ plan() {
 follow_floor() {
     [ -n "$floor_kind" ] || return 0
     local d
-    d=$(plan floor <<<"$1") || return 0
+    d=$(plan floor "$(sts_replicas)" <<<"$1") || return 0
     [[ $d =~ ^[0-9]+$ ]] || return 0
     [ "$d" -ge "$floor_saved" ] || d=$floor_saved
     set_floor "$d" || true
@@ -398,10 +431,12 @@ drain_ahead() {
 
 # One polling step while a pod drains: the floor follows the load, and the
 # next old pods are drained ahead when capacity allows. $@: the other old pods.
+last_table=""
 step() {
     local table
     [ "$following" -eq 1 ] || return 0
     table=$(pods_table)
+    last_table=$table
     [ -n "$table" ] || return 0
     follow_floor "$table"
     drain_ahead "$table" "$@"
@@ -487,10 +522,25 @@ while :; do
     drain_pid=$!
     # While the drain waits for rooms to end, the floor follows the load and
     # the next old pods are drained ahead when the others can take the rooms.
+    # A pod drained ahead that is empty already is replaced first: the wait
+    # for this one stops (it stays draining) and resumes after.
+    switched=""
     while kill -0 "$drain_pid" 2>/dev/null; do
         sleep "$poll"
+        last_table=""
         step "${others[@]}"
+        if [ "${#others[@]}" -eq 0 ] || [ -z "$last_table" ]; then continue; fi
+        switched=$(plan empty "${others[@]}" <<<"$last_table" || true)
+        if [ -n "$switched" ]; then
+            # the kubectl exec under the background job, then the job
+            pkill -P "$drain_pid" 2>/dev/null || true
+            kill "$drain_pid" 2>/dev/null || true
+            wait "$drain_pid" 2>/dev/null || true
+            log "$switched: drained ahead and empty; replaced before $name"
+            break
+        fi
     done
+    [ -z "$switched" ] || continue
     drc=0
     wait "$drain_pid" || drc=$?
     if [ "$drc" -ne 0 ]; then

@@ -291,6 +291,42 @@ report.check('deploy/scripts/rollout-backend.sh exists, is executable, runs drai
     return problems;
 });
 
+// The rollout's decisions (rollout-backend.sh --plan: the same code the rollout runs, fed a
+// GET /v1/pods body): the autoscaler floor while pods drain, which old pods may be drained
+// ahead, which draining pod is waited for next.
+function planOf(mode, pods, cands = []) {
+    const body = JSON.stringify({ pods: pods.map(([name, state, rooms, participants]) => ({
+        name, address: '10.0.0.1:3000', state, capacity: { rooms: 8, participants: 40 },
+        load: { rooms, participants, connections: participants }, zone: null, last_seen_ms: 1, expires_in_ms: 2 })) });
+    try {
+        return execFileSync('bash', [script, '--utilization', '0.75', '--headroom', '1', '--plan', mode, ...cands],
+            { input: `HTTP/1.0 200 OK\r\n\r\n${body}`, encoding: 'utf8' }).trim().split('\n').filter(Boolean);
+    } catch (e) {
+        return [`exit ${e.status}`];
+    }
+}
+report.check('rollout-backend.sh --plan: floor = the size whose ready pods hold the ready load at u + headroom; drain ahead only where the load needs no pod; wait for the emptiest draining pod', () => {
+    const problems = [];
+    const eq = (got, want, what) => { if (JSON.stringify(got) !== JSON.stringify(want)) problems.push(`${what}: got ${JSON.stringify(got)}, want ${JSON.stringify(want)}`); };
+    // 6 rooms / 30 participants per pod at u 0.75 (capacity 8 / 40).
+    const peak = [['backend-0', 'ready', 6, 30], ['backend-1', 'ready', 6, 28], ['backend-2', 'ready', 5, 25],
+        ['backend-3', 'draining', 2, 10], ['backend-4', 'ready', 0, 0]];
+    eq(planOf('floor', peak, ['5']), ['5'], 'floor at the peak (17 ready rooms: 3 pods + 1 headroom, backend-3 drains)');
+    eq(planOf('floor', peak, ['3']), ['4'], 'ordinals from the current size up count as pods to be created (ready)');
+    eq(planOf('ahead', peak, ['backend-2', 'backend-1', 'backend-0']), [], 'no drain ahead at the peak');
+    const after = [['backend-0', 'ready', 5, 25], ['backend-1', 'ready', 1, 5], ['backend-2', 'ready', 0, 0],
+        ['backend-3', 'draining', 1, 3], ['backend-4', 'ready', 0, 0], ['backend-5', 'draining', 0, 0]];
+    eq(planOf('floor', after, ['6']), ['2'], 'floor after the peak (6 ready rooms: 1 pod + 1 headroom)');
+    eq(planOf('floor', [['backend-0', 'draining', 3, 15], ['backend-1', 'ready', 6, 30], ['backend-2', 'ready', 0, 0],
+        ['backend-3', 'ready', 0, 0]], ['4']), ['3'], 'floor with a draining pod below: one more (new rooms go above it)');
+    eq(planOf('ahead', after, ['backend-4', 'backend-2', 'backend-1', 'backend-0']), ['backend-4', 'backend-2'],
+        'drain ahead: the pods above the 2 the load needs, not backend-1 (backend-0 alone has no headroom left)');
+    eq(planOf('head', after, ['backend-5', 'backend-3', 'backend-2']), ['backend-5'], 'head: the draining pod with the fewest rooms');
+    eq(planOf('head', peak, ['backend-2', 'backend-1']), ['backend-2'], 'head: the first old pod when none drains');
+    eq(planOf('floor', [], ['3']), ['exit 1'], 'no pods (router unreadable): no decision');
+    return problems;
+});
+
 report.check('deploy-application.yml runs deploy/scripts/rollout-backend.sh after the apply of the overlay', () => {
     const f = path.join(root, '.github/workflows/deploy-application.yml');
     const wf = YAML.parse(fs.readFileSync(f, 'utf8'));
