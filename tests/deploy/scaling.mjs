@@ -323,6 +323,8 @@ report.check('rollout-backend.sh --plan: floor = the size whose ready pods hold 
         'drain ahead: the pods above the 2 the load needs, not backend-1 (backend-0 alone has no headroom left)');
     eq(planOf('head', after, ['backend-5', 'backend-3', 'backend-2']), ['backend-5'], 'head: the draining pod with the fewest rooms');
     eq(planOf('head', peak, ['backend-2', 'backend-1']), ['backend-2'], 'head: the first old pod when none drains');
+    eq(planOf('empty', after, ['backend-3', 'backend-5']), ['backend-5'], 'empty: a drained pod without active rooms is replaced first');
+    eq(planOf('empty', after, ['backend-3', 'backend-2']), [], 'empty: none while the draining ones hold rooms');
     eq(planOf('floor', [], ['3']), ['exit 1'], 'no pods (router unreadable): no decision');
     return problems;
 });
