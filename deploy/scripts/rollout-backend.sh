@@ -62,6 +62,7 @@ ready_timeout=10m
 poll=5
 surge=1
 ahead=1
+settle=10s
 plan_mode=""
 plan_pods=()
 utilization=0.75
@@ -85,6 +86,8 @@ usage: $0 [options]
   --poll SECONDS            polling interval (default $poll)
   --no-surge                do not add the extra pod while rolling
   --no-drain-ahead          drain one pod at a time only
+  --settle DUR              a drained pod must still hold no active room after DUR before
+                            it is deleted (default $settle)
   --utilization U           the router's --pack-utilization (default $utilization)
   --headroom N              the router's --headroom-pods (default $headroom)
   --plan MODE [ARG...]      dry run, no kubectl: print the decision MODE for the GET /v1/pods
@@ -134,6 +137,7 @@ while [ $# -gt 0 ]; do
         --poll) poll=${2:?}; shift 2 ;;
         --no-surge) surge=0; shift ;;
         --no-drain-ahead) ahead=0; shift ;;
+        --settle) settle=${2:?}; shift 2 ;;
         --utilization) utilization=${2:?}; shift 2 ;;
         --headroom) headroom=${2:?}; shift 2 ;;
         --plan) plan_mode=${2:?}; shift 2; plan_pods=("$@"); break ;;
@@ -145,6 +149,7 @@ done
 timeout_s=$(seconds "$timeout") || die_usage "bad --timeout $timeout"
 drain_s=$(seconds "$drain_timeout") || die_usage "bad --drain-timeout $drain_timeout"
 ready_s=$(seconds "$ready_timeout") || die_usage "bad --ready-timeout $ready_timeout"
+settle_s=$(seconds "$settle") || die_usage "bad --settle $settle"
 [[ $poll =~ ^[0-9]+(\.[0-9]+)?$ ]] || die_usage "bad --poll $poll"
 [[ $utilization =~ ^(0?\.[0-9]*[1-9][0-9]*|1(\.0*)?)$ ]] || die_usage "bad --utilization $utilization (0 < U <= 1)"
 [[ $headroom =~ ^[0-9]+$ ]] || die_usage "bad --headroom $headroom"
@@ -550,6 +555,17 @@ while :; do
             echo "rollout-backend: drain of $name failed (exit $drc); left running" >&2
         fi
         exit 1
+    fi
+    # Settle: still empty after --settle? A room placed just before the drain
+    # adds load only from its second request, and the other router replicas
+    # see activity up to one 1-s tick later than this one.
+    if [ "$settle_s" -gt 0 ]; then
+        sleep "$settle_s"
+        table=$(pods_table)
+        if [ -z "$table" ] || [ -n "$(awk -v n="$name" '$1 == n && ($3 > 0 || $4 > 0)' <<<"$table")" ]; then
+            log "$name: not empty after ${settle_s}s (or the router did not answer); waiting again"
+            continue
+        fi
     fi
     if [ "${name##*-}" -ge "$(sts_replicas)" ]; then
         log "$name: empty and removed by a scale-down meanwhile"

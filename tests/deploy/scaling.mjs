@@ -143,6 +143,14 @@ function routerCheck(objs) {
         problems.push(`router --min-replicas/--max-replicas ${min}/${max} differ from the ScaledObject's ${so.spec.minReplicaCount}/${so.spec.maxReplicaCount}`);
     }
     if (!(Number(argValue(args, '--headroom-pods') || '1') >= 1)) problems.push('--headroom-pods must be >= 1 (the pod a stale metric may still fill)');
+    // The rollout's floor and drain-ahead decisions use the router's u and headroom: the
+    // script's defaults (what the workflow runs it with) must be the overlay's flags.
+    const text = fs.readFileSync(path.join(root, 'deploy/scripts/rollout-backend.sh'), 'utf8');
+    const su = Number((/^utilization=([0-9.]+)$/m.exec(text) || [])[1]);
+    const sh = Number((/^headroom=([0-9]+)$/m.exec(text) || [])[1]);
+    if (su !== u) problems.push(`rollout-backend.sh --utilization default ${su} differs from the router's --pack-utilization ${u}`);
+    const h = Number(argValue(args, '--headroom-pods') || '1');
+    if (sh !== h) problems.push(`rollout-backend.sh --headroom default ${sh} differs from the router's --headroom-pods ${h}`);
     return problems;
 }
 
@@ -226,7 +234,7 @@ if (prod) {
     report.check('production: KEDA objects validate against @kubernetes-models/keda, no unknown fields; the HPA KEDA generates validates as autoscaling/v2', () => schemaCheck(prod));
     report.check(`production: ScaledObject backend: ${METRIC} (Prometheus, AverageValue 1) next to CPU 60 % / memory 70 %, 3..12`, () => triggerCheck(prod));
     report.check('production: scale-down one pod at a time, window >= --room-active; KEDA adopts backend-hpa; no second owner', () => behaviourCheck(prod));
-    report.check('production: pod-router --placement pack, bounds equal the ScaledObject\'s, headroom >= 1', () => routerCheck(prod));
+    report.check('production: pod-router --placement pack, bounds equal the ScaledObject\'s, headroom >= 1, rollout-backend.sh defaults equal its u and headroom', () => routerCheck(prod));
     report.check('production: backend StatefulSet updateStrategy OnDelete (room-aware rollout)', () => onDeleteCheck(prod));
     report.check('production: github-actions may run the rollout (exec into the router, delete pods, scale, move the floor), namespaced, no wildcards or Secrets', () => rolloutRbacCheck(prod));
 } else {
