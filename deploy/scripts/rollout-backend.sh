@@ -548,6 +548,15 @@ while :; do
     [ -z "$switched" ] || continue
     drc=0
     wait "$drain_pid" || drc=$?
+    if [ "$drc" -eq 4 ]; then
+        # Not registered (its sidecar stopped heartbeating: --health-url
+        # failing, or the pod restarting). Its connections may still run
+        # through the router, so it is not deleted; the others go first and
+        # it is tried again, within --timeout.
+        log "$name: not registered with the router; trying again later"
+        sleep "$poll"
+        continue
+    fi
     if [ "$drc" -ne 0 ]; then
         if [ "$drc" -eq 3 ]; then
             echo "rollout-backend: $name still holds active rooms after ${t}s; left running (draining)" >&2
