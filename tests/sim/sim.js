@@ -54,7 +54,7 @@ const P = {
   roomActiveMs: 120000 / SCALE, // --room-active 2m
   drainGraceMs: 60000 / SCALE, // sidecar --drain-grace 60s
   heartbeatMs: 500,
-  podTtl: '3s',
+  podTtl: '6s', // 12 heartbeats: a Node backend stalled for a second or two on a loaded 2-core CI machine (one failed --health-url check stops its sidecar's heartbeats) must not be marked down
   syncMs: 200, // HPA sync period (15 s in Kubernetes, 0.15 s compressed; scrape and KEDA polling alike)
   msgEveryMs: 400, // participant traffic (an experiment keeps its room active)
   // Workload: arrivals over `arrivalS` seconds, durations uniform in [dMin, dMax].
