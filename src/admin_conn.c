@@ -7,12 +7,13 @@
 #include <string.h>
 
 #include "podrouter/admin.h"
-#include "podrouter/loop.h"
 #include "podrouter/store.h"
+
+static const struct pr_server *admin_srv; /* for admin_draining (a callback without context) */
 
 static bool admin_draining(void)
 {
-    return pr_loop_draining();
+    return atomic_load(&admin_srv->draining);
 }
 
 static void admin_handle(struct pr_client *c);
@@ -177,6 +178,7 @@ void pr__on_admin_connection(uv_stream_t *server, int status)
     pr__exchange_settings_init();
     if (status < 0)
         return;
+    admin_srv = ((struct pr_worker *)server->data)->srv;
     struct pr_client *c = pr__client_accept(server, &pr__admin_client_handlers, true);
     if (c)
         c->peer_loopback = pr__peer_is_loopback(c);

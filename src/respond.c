@@ -1,8 +1,12 @@
-/* Local answers: responses the router writes itself (errors, redirects, admin replies) and
- * the access log line of an exchange. */
+/* The exchange's lifecycle below the parser and the forwarding code: the per-worker pool of
+ * exchanges, the end of a request (keep-alive, pipelining), the client address, the local
+ * answers the router writes itself (errors, redirects, admin replies) and the access log. */
 #include "server.h"
 
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include <stdio.h>
+#include <strings.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -130,4 +134,176 @@ void pr__access_log(struct pr_client *c)
             "key", x->key_kind != PR_KEY_NONE || x->pod[0] ? pr_key_kind_name(x->key_kind) : NULL,
             "room", x->aff.room_len ? x->aff.room : NULL, "sid",
             x->aff.sid_len ? x->aff.sid : NULL);
+}
+
+/* ---- exchanges (pooled per worker) ---- */
+
+struct pr_exchange *pr__exchange_get(struct pr_worker *w)
+{
+    struct pr_exchange *x = w->free_exchanges;
+    if (x) {
+        w->free_exchanges = x->next_free;
+        w->nfree_exchanges--;
+        if (w->nfree_exchanges < w->free_low)
+            w->free_low = (uint32_t)w->nfree_exchanges;
+    } else {
+        x = calloc(1, sizeof(*x));
+        if (!x)
+            return NULL;
+    }
+    char *head = x->head, *out = x->out, *resp = x->resp, *replay = x->replay;
+    uint32_t head_cap = x->head_cap, out_cap = x->out_cap, resp_cap = x->resp_cap,
+             replay_cap = x->replay_cap;
+    memset(x, 0, offsetof(struct pr_exchange, req_hdrs));
+    x->req_hdrs.n = 0;
+    x->req_hdrs.in_value = x->req_hdrs.done = false;
+    x->resp_hdrs.n = 0;
+    x->resp_hdrs.in_value = x->resp_hdrs.done = false;
+    memset(&x->rh, 0, sizeof(*x) - offsetof(struct pr_exchange, rh));
+    x->head = head;
+    x->head_cap = head_cap;
+    x->out = out;
+    x->out_cap = out_cap;
+    x->resp = resp;
+    x->resp_cap = resp_cap;
+    x->replay = replay;
+    x->replay_cap = replay_cap;
+    return x;
+}
+
+void pr__exchange_free(struct pr_exchange *x)
+{
+    free(x->head);
+    free(x->out);
+    free(x->resp);
+    free(x->replay);
+    free(x->body);
+    free(x);
+}
+
+void pr__exchange_release(struct pr_worker *w, struct pr_exchange *x)
+{
+    if (!x)
+        return;
+    /* Keep buffers of ordinary size; give back what a large request made us grow. */
+    if (x->head_cap > 32768) {
+        free(x->head);
+        x->head = NULL;
+        x->head_cap = 0;
+    }
+    if (x->resp_cap > 32768) {
+        free(x->resp);
+        x->resp = NULL;
+        x->resp_cap = 0;
+    }
+    if (x->replay_cap > 8192) {
+        free(x->replay);
+        x->replay = NULL;
+        x->replay_cap = 0;
+    }
+    free(x->body);
+    x->body = NULL;
+    if (w->nfree_exchanges >= PR_EXCHANGE_FREELIST) {
+        pr__exchange_free(x);
+        return;
+    }
+    x->next_free = w->free_exchanges;
+    w->free_exchanges = x;
+    w->nfree_exchanges++;
+}
+
+/* The current request/response is finished: recycle the exchange, then either close or
+ * go back to idle keep-alive (answering pipelined requests first, in the input loop). */
+void pr__client_request_done(struct pr_client *c)
+{
+    struct pr_worker *w = c->w;
+    if (c->closing)
+        return;
+    if (c->x) {
+        if (!c->admin)
+            pr__access_log(c);
+        pr__exchange_release(w, c->x);
+        c->x = NULL;
+    }
+    if (c->close_after_write) {
+        pr__client_stop_read(c);
+        if (!c->writing)
+            pr__client_close(c);
+        else
+            c->state = PR_C_CLOSING;
+        return;
+    }
+    c->state = PR_C_IDLE;
+    pr__client_queue(c, &w->q_idle);
+    if (c->feeding)
+        return; /* the input loop below us goes on with the next request */
+    pr__client_drive(c);
+    if (!c->closing && (c->state == PR_C_IDLE || c->state == PR_C_HEAD))
+        pr__client_start_read(c);
+}
+
+/* Parses one X-Forwarded-For element ("1.2.3.4", "[::1]:80", "::1", "1.2.3.4:80"). */
+static bool parse_xff_ip(const char *s, size_t len, int *family, uint8_t addr[16])
+{
+    char buf[64];
+    while (len && (*s == ' ' || *s == '\t'))
+        s++, len--;
+    while (len && (s[len - 1] == ' ' || s[len - 1] == '\t'))
+        len--;
+    if (len == 0 || len >= sizeof(buf))
+        return false;
+    memcpy(buf, s, len);
+    buf[len] = 0;
+    char *h = buf;
+    if (h[0] == '[') {
+        char *rb = strchr(h, ']');
+        if (!rb)
+            return false;
+        *rb = 0;
+        h++;
+    } else if (strchr(h, '.') && strchr(h, ':')) {
+        *strchr(h, ':') = 0; /* IPv4 with a port */
+    }
+    memset(addr, 0, 16);
+    if (inet_pton(AF_INET, h, addr) == 1) {
+        *family = AF_INET;
+        return true;
+    }
+    if (inet_pton(AF_INET6, h, addr) == 1) {
+        *family = AF_INET6;
+        return true;
+    }
+    return false;
+}
+
+void pr__client_addr(const struct pr_client *c, const struct pr_request_head *rh,
+                     int *family, uint8_t addr[16])
+{
+    const struct pr_config *cfg = &c->w->srv->cfg;
+    *family = c->peer_family;
+    memcpy(addr, c->peer_addr, 16);
+    if (!c->peer_family || !pr_cidr_match(cfg->trusted, cfg->ntrusted, c->peer_family,
+                                          c->peer_addr))
+        return;
+    /* Walk the X-Forwarded-For elements from the right (last header last). */
+    for (size_t i = rh->nheaders; i-- > 0;) {
+        const struct pr_header *h = &rh->headers[i];
+        if (h->name_len != 15 || strncasecmp(h->name, "x-forwarded-for", 15) != 0)
+            continue;
+        size_t end = h->value_len;
+        while (end > 0) {
+            size_t st = end;
+            while (st > 0 && h->value[st - 1] != ',')
+                st--;
+            int f;
+            uint8_t a[16];
+            if (!parse_xff_ip(h->value + st, end - st, &f, a))
+                return; /* unparsable: keep the last address we trusted */
+            *family = f;
+            memcpy(addr, a, 16);
+            if (!pr_cidr_match(cfg->trusted, cfg->ntrusted, f, a))
+                return;
+            end = st ? st - 1 : 0;
+        }
+    }
 }

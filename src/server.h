@@ -275,9 +275,11 @@ struct pr_pool {
     struct pr_worker *w;
 };
 
-/* loop.c */
+/* tq.c (L0): timeout queues above, the loop clock, the worker's read buffer */
 uint64_t pr__now(struct pr_worker *w);
 void pr__alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+
+/* loop.c (L3): threads, listeners, drain */
 void pr__memory_tick(struct pr_worker *w, uint64_t now);
 
 /* client.c: the client transport */
@@ -300,7 +302,7 @@ void pr__client_drain(struct pr_worker *w);
 void pr__client_queues_init(struct pr_worker *w, const struct pr_config *cfg);
 void pr__peer_ip(const struct pr_client *c, char *out, size_t outlen);
 bool pr__peer_is_loopback(const struct pr_client *c);
-/* write helper shared by both sides: 0 sent now, 1 queued (caller pauses its source), <0 */
+/* stream.c (L0): write helper shared by both sides: 0 sent now, 1 queued (caller pauses its source), <0 */
 int pr__stream_send(uv_stream_t *s, void *owner, const char *data, size_t len, uv_write_cb cb);
 /* Same for two pieces sent as one writev (a response head and the first body bytes). */
 int pr__stream_send2(uv_stream_t *s, void *owner, const char *a, size_t alen, const char *b,
@@ -320,26 +322,27 @@ void pr__hdr_export(const struct pr_hdr_tab *t, const char *base, struct pr_head
 /* exchange.c: the request exchange */
 void pr__on_connection(uv_stream_t *server, int status);
 void pr__exchange_settings_init(void);
-void pr__exchange_release(struct pr_worker *w, struct pr_exchange *x);
-void pr__exchange_free(struct pr_exchange *x);
 size_t pr__exchange_consume(struct pr_client *c, const char *data, size_t len);
 void pr__exchange_parse_error(struct pr_client *c, llhttp_errno_t err);
 void pr__exchange_on_drained(struct pr_client *c);
 void pr__exchange_on_gone(struct pr_client *c);
 void pr__exchange_on_timeout(struct pr_client *c);
 void pr__exchange_on_room(struct pr_client *c);
-void pr__client_request_done(struct pr_client *c);
 extern const struct pr_client_handlers pr__http_client_handlers;
 /* The exchange's pod-connection table: defined in exchange.c, with the client table, so
  * that its entries are link-time references (the fuzz harness wraps
  * pr__proxy_upstream_ready). */
 extern const struct pr_upstream_handlers pr__proxy_upstream_handlers;
+
+/* respond.c: exchange pool and end of a request, client address, local answers */
+struct pr_exchange *pr__exchange_get(struct pr_worker *w);
+void pr__exchange_release(struct pr_worker *w, struct pr_exchange *x);
+void pr__exchange_free(struct pr_exchange *x);
+void pr__client_request_done(struct pr_client *c);
 /* The client address of SPEC 3.6: the peer, or behind a trusted proxy the rightmost
  * untrusted X-Forwarded-For entry. Fills family (AF_INET/AF_INET6) and addr[16]. */
 void pr__client_addr(const struct pr_client *c, const struct pr_request_head *rh,
                      int *family, uint8_t addr[16]);
-
-/* respond.c: local answers */
 void pr__client_respond(struct pr_client *c, int status, const char *content_type,
                         const char *extra_headers, const char *body, size_t body_len,
                         bool close);
