@@ -16,7 +16,6 @@
 #include "podrouter/store.h"
 #include "route.h"
 
-
 /* ---- response parser callbacks: slices are offsets into x->resp ---- */
 
 /* Response heads are parsed in place in x->resp, so `at` always points into it. */
