@@ -121,21 +121,6 @@ static int build_request_head(struct pr_client *c, const struct pr_pod_info *pod
 
 /* ---- decision (route.c) ---- */
 
-static void count_assignment(struct pr_client *c, enum pr_key_kind kind, enum pr_outcome o)
-{
-    c->w->m->assignments[kind][o]++;
-}
-
-static void redirect(struct pr_client *c)
-{
-    struct pr_exchange *x = c->x;
-    char loc[512];
-    snprintf(loc, sizeof(loc), "Location: /experiment?roomId=%s&pod=%s\r\n", x->aff.room,
-             x->pod);
-    static const char body[] = "{\"redirect\":true}";
-    pr__client_respond(c, 302, "application/json", loc, body, sizeof(body) - 1, false);
-}
-
 static void go_to_pod(struct pr_client *c, const struct pr_pod_info *pod)
 {
     struct pr_exchange *x = c->x;
@@ -168,35 +153,31 @@ static void route_routed(void *arg, const struct pr_route_result *res)
     struct pr_exchange *x = c->x;
     x->key_kind = (uint8_t)res->kind;
     x->outcome = (uint8_t)res->outcome;
-    if (res->redirect) {
-        snprintf(x->pod, sizeof(x->pod), "%s", res->pod->name);
-        redirect(c);
-        return;
-    }
     x->set_cookie = res->set_cookie;
     go_to_pod(c, res->pod);
 }
 
-static void route_refused(void *arg, const struct pr_route_refusal *ref)
+static void route_respond(void *arg, const struct pr_route_response *resp)
 {
     struct pr_client *c = arg;
     struct pr_exchange *x = c->x;
-    x->key_kind = (uint8_t)ref->kind;
+    x->key_kind = (uint8_t)resp->kind;
     x->outcome = x->route.outcome;
     snprintf(x->pod, sizeof(x->pod), "%s", x->route.pod);
-    bool close = ref->close_if_incomplete && !x->req_complete;
-    if (ref->body)
-        pr__client_respond(c, ref->status, "application/json", ref->extra_headers, ref->body,
-                           ref->body_len, close);
+    bool close = resp->close_if_incomplete && !x->req_complete;
+    if (resp->body)
+        pr__client_respond(c, resp->status, "application/json", resp->extra_headers,
+                           resp->body, resp->body_len, close);
     else
-        pr__client_error(c, ref->status, ref->code, ref->message, ref->extra_headers, close);
+        pr__client_error(c, resp->status, resp->code, resp->message, resp->extra_headers,
+                         close);
 }
 
 static const struct pr_route_handlers route_handlers = {
     .hold = route_hold,
     .answer = route_answer,
     .routed = route_routed,
-    .refused = route_refused,
+    .respond = route_respond,
 };
 
 /* What the route module needs of this worker (it keeps no pointer to it). */
@@ -382,17 +363,15 @@ static void pinned_cb(void *arg, int status, const char *pod)
 static void pin_sid(struct pr_client *c, const char *sid, size_t sid_len)
 {
     struct pr_exchange *x = c->x;
-    struct pr_store *s = c->w->store;
     /* Learned from the handshake body: later polls carrying this sid stay on this pod,
      * also through other router replicas. The client gets the sid only once the pin is
      * stored (relay holds the bytes), so its next request may reach any replica. */
     x->pin_wait = !x->dechunk; /* HTTP/1.0 clients get body bytes as they are parsed */
     if (x->pin_wait)
         pr__client_hold(c);
-    s->ops->create(s, PR_KEY_SID, sid, sid_len, x->pod, pinned_cb, x->pin_wait ? c : NULL);
-    count_assignment(c, PR_KEY_SID, PR_OUTCOME_CREATED);
-    if (x->aff.room_len && !x->aff.participant_len)
-        s->ops->room_join(s, x->aff.room, x->aff.room_len, sid, sid_len);
+    struct pr_route_ctx ctx;
+    route_ctx(c->w, &ctx);
+    pr_route_pin_sid(&ctx, &x->route, sid, sid_len, pinned_cb, x->pin_wait ? c : NULL);
 }
 
 /* Keep response bytes (head and body) until the sid pin is stored; the pod is not read

@@ -32,38 +32,37 @@ static void count(const struct pr_route_ctx *ctx, enum pr_key_kind kind, enum pr
     ctx->m->assignments[kind][o]++;
 }
 
-static void refuse(const struct pr_route_ctx *ctx, struct pr_route_req *r,
-                   const struct pr_route_refusal *ref)
+static void respond(const struct pr_route_ctx *ctx, struct pr_route_req *r,
+                    struct pr_route_response *resp)
 {
     r->step = PR_ROUTE_STEP_NONE;
-    ctx->h->refused(r->arg, ref);
+    resp->kind = (enum pr_key_kind)r->kind;
+    ctx->h->respond(r->arg, resp);
 }
 
 static void fail_no_pod(const struct pr_route_ctx *ctx, struct pr_route_req *r)
 {
     ctx->m->proxy_errors[PR_ERR_NO_POD]++;
-    struct pr_route_refusal ref = {
+    struct pr_route_response resp = {
         .why = PR_ROUTE_NO_POD,
-        .kind = (enum pr_key_kind)r->kind,
         .status = 503,
         .code = "no_pod",
         .message = "no live pod can take the request",
         .extra_headers = "Retry-After: 1\r\n",
     };
-    refuse(ctx, r, &ref);
+    respond(ctx, r, &resp);
 }
 
 static void session_unknown(const struct pr_route_ctx *ctx, struct pr_route_req *r)
 {
     static const char body[] = "{\"code\":1,\"message\":\"Session ID unknown\"}";
-    struct pr_route_refusal ref = {
+    struct pr_route_response resp = {
         .why = PR_ROUTE_SESSION_UNKNOWN,
-        .kind = PR_KEY_SID,
         .status = 400,
         .body = body,
         .body_len = sizeof(body) - 1,
     };
-    refuse(ctx, r, &ref);
+    respond(ctx, r, &resp);
 }
 
 static bool store_degraded(const struct pr_route_ctx *ctx)
@@ -130,6 +129,22 @@ static bool live_info(const struct pr_route_ctx *ctx, const char *pod, struct pr
     return pr_registry_get(ctx->reg, pod, info) == 0 && info->state != PR_POD_DOWN;
 }
 
+/* HyperStudy's browser entry: the room page, with the room's pod named. */
+static void redirect(const struct pr_route_ctx *ctx, struct pr_route_req *r)
+{
+    static const char body[] = "{\"redirect\":true}";
+    struct pr_route_response resp = {
+        .why = PR_ROUTE_REDIRECT,
+        .status = 302,
+        .body = body,
+        .body_len = sizeof(body) - 1,
+    };
+    snprintf(resp.headers, sizeof(resp.headers), "Location: /experiment?roomId=%s&pod=%s\r\n",
+             r->aff->room, r->pod);
+    resp.extra_headers = resp.headers;
+    respond(ctx, r, &resp);
+}
+
 /* Hand the pod to the caller. A room's use keeps it active (SPEC 5), except the creation
  * itself, which the store already counted. */
 static void deliver(const struct pr_route_ctx *ctx, struct pr_route_req *r,
@@ -141,11 +156,14 @@ static void deliver(const struct pr_route_ctx *ctx, struct pr_route_req *r,
     if (a->room_len && !(r->kind == PR_KEY_ROOM && (r->outcome == PR_OUTCOME_CREATED ||
                                                      r->outcome == PR_OUTCOME_DEGRADED)))
         ctx->store->ops->touch(ctx->store, PR_KEY_ROOM, a->room, a->room_len);
+    if (a->browser_redirect && r->kind == PR_KEY_ROOM) {
+        redirect(ctx, r);
+        return;
+    }
     struct pr_route_result res = {
         .pod = pod,
         .kind = (enum pr_key_kind)r->kind,
         .outcome = (enum pr_outcome)r->outcome,
-        .redirect = a->browser_redirect && r->kind == PR_KEY_ROOM,
         .set_cookie = r->kind == PR_KEY_NONE && a->handshake && ctx->cookies,
     };
     ctx->h->routed(r->arg, &res);
@@ -283,16 +301,15 @@ static bool may_create(const struct pr_route_ctx *ctx, struct pr_route_req *r)
     if (pr_ratelimit_take(ctx->rl, r->family, r->addr, r->now_ms))
         return true;
     ctx->m->rate_limited++;
-    struct pr_route_refusal ref = {
+    struct pr_route_response resp = {
         .why = PR_ROUTE_RATE_LIMITED,
-        .kind = (enum pr_key_kind)r->kind,
         .status = 429,
         .code = "rate_limited",
         .message = "too many new rooms or participants from this client",
         .extra_headers = "Retry-After: 1\r\n",
         .close_if_incomplete = true,
     };
-    refuse(ctx, r, &ref);
+    respond(ctx, r, &resp);
     return false;
 }
 
@@ -436,4 +453,15 @@ int pr_route_retry(const struct pr_route_ctx *ctx, struct pr_route_req *r)
         deliver(ctx, r, &chosen);
     }
     return 0;
+}
+
+void pr_route_pin_sid(const struct pr_route_ctx *ctx, const struct pr_route_req *r,
+                      const char *sid, size_t sid_len, pr_store_cb cb, void *arg)
+{
+    struct pr_store *s = ctx->store;
+    const struct pr_affinity *a = r->aff;
+    s->ops->create(s, PR_KEY_SID, sid, sid_len, r->pod, cb, arg);
+    count(ctx, PR_KEY_SID, PR_OUTCOME_CREATED);
+    if (a->room_len && !a->participant_len)
+        s->ops->room_join(s, a->room, a->room_len, sid, sid_len);
 }

@@ -161,10 +161,11 @@ struct caller {
     struct exchange *x;
     int refs, answers_dropped;
     bool gone;
-    int routed, refused;
+    int routed, responded;
     struct pr_route_result res;
     char pod[PR_POD_NAME_MAX + 1];
-    struct pr_route_refusal ref;
+    struct pr_route_response ref;
+    char location[320];
 };
 
 static struct pr_route_ctx ctx;
@@ -196,19 +197,22 @@ static void t_routed(void *arg, const struct pr_route_result *res)
     c->res.pod = NULL; /* borrowed */
 }
 
-static void t_refused(void *arg, const struct pr_route_refusal *ref)
+static void t_respond(void *arg, const struct pr_route_response *resp)
 {
     struct caller *c = arg;
-    cr_assert(!c->gone, "refused called for a caller that left");
-    c->refused++;
-    c->ref = *ref;
+    cr_assert(!c->gone, "respond called for a caller that left");
+    c->responded++;
+    c->ref = *resp;
+    snprintf(c->location, sizeof(c->location), "%s",
+             resp->extra_headers ? resp->extra_headers : "");
+    c->ref.extra_headers = NULL; /* borrowed */
 }
 
 static const struct pr_route_handlers handlers = {
     .hold = t_hold,
     .answer = t_answer,
     .routed = t_routed,
-    .refused = t_refused,
+    .respond = t_respond,
 };
 
 /* ---- world: registry pods backend-0..2, metrics, store ----------------------------- */
@@ -373,7 +377,7 @@ struct row {
     enum pr_key_kind kind;
     enum pr_outcome outcome;
     const char *calls, *touched, *joined;
-    bool redirect, set_cookie;
+    bool set_cookie;
 };
 
 /* r1's rendezvous order is backend-2, backend-0, backend-1: with these loads bounded-load
@@ -383,121 +387,135 @@ static const uint32_t tight[NPODS] = {1, 0, 1};
 static const struct row rows[] = {
     {"sid hit on a live pod", "RRR", NOLOAD, POLL "&sid=s1", {NULL}, false,
      {{0, "backend-2", 0}, END}, 0, "backend-2", PR_KEY_SID, PR_OUTCOME_HIT, "get sid s1; ", "",
-     "", false, false},
+     "", false},
     {"sid pinned to a dead pod: Session ID unknown", "RRX", NOLOAD, POLL "&sid=s1", {NULL}, false,
-     {{0, "backend-2", 0}, END}, 400, NULL, PR_KEY_SID, 0, "get sid s1; ", "", "", false, false},
+     {{0, "backend-2", 0}, END}, 400, NULL, PR_KEY_SID, 0, "get sid s1; ", "", "", false},
     {"sid pinned to a forgotten pod: Session ID unknown", "RR-", NOLOAD, POLL "&sid=s1&roomId=r1",
      {NULL}, false, {{0, "backend-2", 0}, END}, 400, NULL, PR_KEY_SID, 0, "get sid s1; ", "", "",
-     false, false},
+     false},
     {"unknown sid falls through to the room", "RRR", NOLOAD, POLL "&sid=s1&roomId=r1", {NULL},
      false, {{-ENOENT, NULL, 0}, {0, "backend-0", 0}, END}, 0, "backend-0", PR_KEY_ROOM,
-     PR_OUTCOME_HIT, "get sid s1; get room r1; ", "room r1; ", "r1 <- s1; ", false, false},
+     PR_OUTCOME_HIT, "get sid s1; get room r1; ", "room r1; ", "r1 <- s1; ", false},
     {"sid look-up failing falls through to the room", "RRR", NOLOAD, POLL "&sid=s1&roomId=r1",
      {NULL}, false, {{-ETIMEDOUT, NULL, 0}, {0, "backend-0", 0}, END}, 0, "backend-0",
-     PR_KEY_ROOM, PR_OUTCOME_HIT, "get sid s1; get room r1; ", "room r1; ", "r1 <- s1; ", false,
+     PR_KEY_ROOM, PR_OUTCOME_HIT, "get sid s1; get room r1; ", "room r1; ", "r1 <- s1; ",
      false},
     {"room hit", "RRR", NOLOAD, POLL "&roomId=r1", {NULL}, false, {{0, "backend-0", 0}, END}, 0,
-     "backend-0", PR_KEY_ROOM, PR_OUTCOME_HIT, "get room r1; ", "room r1; ", "", false, false},
+     "backend-0", PR_KEY_ROOM, PR_OUTCOME_HIT, "get room r1; ", "room r1; ", "", false},
     {"room hit counts the participant", "RRR", NOLOAD, POLL "&roomId=r1&participantId=u1", {NULL},
      false, {{0, "backend-0", 0}, END}, 0, "backend-0", PR_KEY_ROOM, PR_OUTCOME_HIT,
-     "get room r1; ", "room r1; ", "r1 <- u1; ", false, false},
+     "get room r1; ", "room r1; ", "r1 <- u1; ", false},
     {"room hit on a draining pod stays", "RDR", NOLOAD, POLL "&roomId=r1", {NULL}, false,
      {{0, "backend-1", 0}, END}, 0, "backend-1", PR_KEY_ROOM, PR_OUTCOME_HIT, "get room r1; ",
-     "room r1; ", "", false, false},
+     "room r1; ", "", false},
     {"room miss: created on the least-loaded pod", "RRR", NOLOAD, POLL "&roomId=r1",
      {"X-Participant-Id: u1"}, false, {{-ENOENT, NULL, 0}, {0, OURS, 0}, END}, 0, "backend-1",
      PR_KEY_ROOM, PR_OUTCOME_CREATED, "get room r1; create room r1 backend-1; ", "", "r1 <- u1; ",
-     false, false},
+     false},
     {"room miss avoids draining pods", "RDR", NOLOAD, POLL "&roomId=r1", {NULL}, false,
      {{-ENOENT, NULL, 0}, {0, OURS, 0}, END}, 0, "backend-2", PR_KEY_ROOM, PR_OUTCOME_CREATED,
-     "get room r1; create room r1 backend-2; ", "", "", false, false},
+     "get room r1; create room r1 backend-2; ", "", "", false},
     {"room miss avoids a pod a connect just failed to", "RFR", NOLOAD, POLL "&roomId=r1", {NULL},
      false, {{-ENOENT, NULL, 0}, {0, OURS, 0}, END}, 0, "backend-2", PR_KEY_ROOM,
-     PR_OUTCOME_CREATED, "get room r1; create room r1 backend-2; ", "", "", false, false},
+     PR_OUTCOME_CREATED, "get room r1; create room r1 backend-2; ", "", "", false},
     {"every pod failed lately: still placed", "FFF", NOLOAD, POLL "&roomId=r1", {NULL}, false,
      {{-ENOENT, NULL, 0}, {0, OURS, 0}, END}, 0, "backend-1", PR_KEY_ROOM, PR_OUTCOME_CREATED,
-     "get room r1; create room r1 backend-1; ", "", "", false, false},
+     "get room r1; create room r1 backend-1; ", "", "", false},
     {"create race lost: the winner's pod", "RRR", NOLOAD, POLL "&roomId=r1", {NULL}, false,
      {{-ENOENT, NULL, 0}, {0, "backend-2", 0}, END}, 0, "backend-2", PR_KEY_ROOM, PR_OUTCOME_HIT,
-     "get room r1; create room r1 backend-1; ", "room r1; ", "", false, false},
+     "get room r1; create room r1 backend-1; ", "room r1; ", "", false},
     {"create race lost to a pod that is down", "RRX", NOLOAD, "/api/x?roomId=r1", {NULL}, false,
      {{-ENOENT, NULL, 0}, {0, "backend-2", 0}, END}, 503, NULL, PR_KEY_ROOM, 0,
-     "get room r1; create room r1 backend-1; ", "", "", false, false},
+     "get room r1; create room r1 backend-1; ", "", "", false},
     {"room on a dead pod is moved", "RRX", NOLOAD, POLL "&roomId=r1", {NULL}, false,
      {{0, "backend-2", 0}, {0, OURS, 0}, END}, 0, "backend-1", PR_KEY_ROOM,
      PR_OUTCOME_REASSIGNED, "get room r1; replace room r1 backend-2 backend-1; ", "room r1; ", "",
-     false, false},
+     false},
     {"move race lost: the mover's pod", "RRX", NOLOAD, POLL "&roomId=r1", {NULL}, false,
      {{0, "backend-2", 0}, {0, "backend-0", 0}, END}, 0, "backend-0", PR_KEY_ROOM,
-     PR_OUTCOME_HIT, "get room r1; replace room r1 backend-2 backend-1; ", "room r1; ", "", false,
+     PR_OUTCOME_HIT, "get room r1; replace room r1 backend-2 backend-1; ", "room r1; ", "",
      false},
     {"store down: degraded placement, cached", "RRR", tight, POLL "&roomId=r1", {NULL}, false,
      {{-ENOTCONN, NULL, 0}, {-ENOTCONN, NULL, 0}, END}, 0, "backend-2", PR_KEY_ROOM,
-     PR_OUTCOME_DEGRADED, "get room r1; create room r1 backend-2; ", "", "", false, false},
+     PR_OUTCOME_DEGRADED, "get room r1; create room r1 backend-2; ", "", "", false},
     {"store timing out: degraded placement, stored", "RRR", tight, POLL "&roomId=r1", {NULL}, false,
      {{-ETIMEDOUT, NULL, 0}, {0, OURS, 0}, END}, 0, "backend-2", PR_KEY_ROOM, PR_OUTCOME_DEGRADED,
-     "get room r1; create room r1 backend-2; ", "", "", false, false},
+     "get room r1; create room r1 backend-2; ", "", "", false},
     {"store down, miss from its cache: hashed placement", "RRR", tight, POLL "&roomId=r1", {NULL},
      true, {{-ENOENT, NULL, 0}, {0, OURS, 0}, END}, 0, "backend-2", PR_KEY_ROOM,
-     PR_OUTCOME_CREATED, "get room r1; create room r1 backend-2; ", "", "", false, false},
+     PR_OUTCOME_CREATED, "get room r1; create room r1 backend-2; ", "", "", false},
     {"store down, no key: hashed placement", "RRR", tight, "/api/x", {NULL}, true, {END}, 0, NULL,
-     PR_KEY_NONE, PR_OUTCOME_CREATED, "", "", "", false, false},
+     PR_KEY_NONE, PR_OUTCOME_CREATED, "", "", "", false},
     {"--max-assignments: routed, not stored", "RRR", tight, POLL "&roomId=r1", {NULL}, false,
      {{-ENOENT, NULL, 0}, {-ENOSPC, NULL, 0}, END}, 0, "backend-2", PR_KEY_ROOM,
-     PR_OUTCOME_OVERFLOW, "get room r1; create room r1 backend-1; ", "room r1; ", "", false,
+     PR_OUTCOME_OVERFLOW, "get room r1; create room r1 backend-1; ", "room r1; ", "",
      false},
     {"participant hit", "RRR", NOLOAD, "/api/x?participantId=u1", {NULL}, false,
      {{0, "backend-0", 0}, END}, 0, "backend-0", PR_KEY_PARTICIPANT, PR_OUTCOME_HIT,
-     "get participant u1; ", "", "", false, false},
+     "get participant u1; ", "", "", false},
     {"participant header miss: created", "RRR", NOLOAD, "/api/x", {"X-Participant-Id: u2"}, false,
      {{-ENOENT, NULL, 0}, {0, OURS, 0}, END}, 0, "backend-1", PR_KEY_PARTICIPANT,
-     PR_OUTCOME_CREATED, "get participant u2; create participant u2 backend-1; ", "", "", false,
+     PR_OUTCOME_CREATED, "get participant u2; create participant u2 backend-1; ", "", "",
      false},
     {"cookie naming a live pod", "RRR", NOLOAD, POLL, {"COOKIE backend-2"}, false, {END}, 0,
-     "backend-2", PR_KEY_COOKIE, PR_OUTCOME_HIT, "", "", "", false, false},
+     "backend-2", PR_KEY_COOKIE, PR_OUTCOME_HIT, "", "", "", false},
     {"cookie naming a draining pod", "RRD", NOLOAD, POLL, {"COOKIE backend-2"}, false, {END}, 0,
-     "backend-2", PR_KEY_COOKIE, PR_OUTCOME_HIT, "", "", "", false, false},
+     "backend-2", PR_KEY_COOKIE, PR_OUTCOME_HIT, "", "", "", false},
     {"cookie naming a dead pod: placed anew", "RRX", NOLOAD, POLL, {"COOKIE backend-2"}, false,
-     {END}, 0, "backend-1", PR_KEY_NONE, PR_OUTCOME_CREATED, "", "", "", false, true},
+     {END}, 0, "backend-1", PR_KEY_NONE, PR_OUTCOME_CREATED, "", "", "", true},
     {"cookie with a bad signature: placed anew", "RRR", NOLOAD, POLL, {"BADCOOKIE backend-2"},
-     false, {END}, 0, "backend-1", PR_KEY_NONE, PR_OUTCOME_CREATED, "", "", "", false, true},
+     false, {END}, 0, "backend-1", PR_KEY_NONE, PR_OUTCOME_CREATED, "", "", "", true},
     {"room before cookie", "RRR", NOLOAD, POLL "&roomId=r1", {"COOKIE backend-2"}, false,
      {{0, "backend-0", 0}, END}, 0, "backend-0", PR_KEY_ROOM, PR_OUTCOME_HIT, "get room r1; ",
-     "room r1; ", "", false, false},
+     "room r1; ", "", false},
     {"no key: least-loaded pod", "RRR", NOLOAD, "/api/x", {NULL}, false, {END}, 0, "backend-1",
-     PR_KEY_NONE, PR_OUTCOME_CREATED, "", "", "", false, false},
+     PR_KEY_NONE, PR_OUTCOME_CREATED, "", "", "", false},
     {"no key, only draining pods: 503", "DDD", NOLOAD, "/api/x", {NULL}, false, {END}, 503, NULL,
-     PR_KEY_SID, 0, "", "", "", false, false},
+     PR_KEY_SID, 0, "", "", "", false},
     {"no pod at all: 503", "---", NOLOAD, POLL, {NULL}, false, {END}, 503, NULL, PR_KEY_SID, 0, "",
-     "", "", false, false},
+     "", "", false},
     {"every pod down, room miss: 503", "XXX", NOLOAD, POLL "&roomId=r1", {NULL}, false,
-     {{-ENOENT, NULL, 0}, END}, 503, NULL, PR_KEY_ROOM, 0, "get room r1; ", "", "", false, false},
+     {{-ENOENT, NULL, 0}, END}, 503, NULL, PR_KEY_ROOM, 0, "get room r1; ", "", "", false},
     {"browser asking for a room page: redirect", "RRR", NOLOAD, "/experiment/room_r1",
-     {"Accept: text/html"}, false, {{0, "backend-0", 0}, END}, 0, "backend-0", PR_KEY_ROOM,
-     PR_OUTCOME_HIT, "get room room_r1; ", "room room_r1; ", "", true, false},
+     {"Accept: text/html"}, false, {{0, "backend-0", 0}, END}, 302, "backend-0", PR_KEY_ROOM,
+     PR_OUTCOME_HIT, "get room room_r1; ", "room room_r1; ", "", false},
+    {"browser page of a new room: redirect", "RRR", NOLOAD, "/experiment/room_r2/",
+     {"Accept: text/html"}, false, {{-ENOENT, NULL, 0}, {0, OURS, 0}, END}, 302, "backend-1",
+     PR_KEY_ROOM, PR_OUTCOME_CREATED, "get room room_r2; create room room_r2 backend-1; ", "",
+     "", false},
+    {"room page without Accept: text/html is proxied", "RRR", NOLOAD, "/experiment/room_r1",
+     {NULL}, false, {{0, "backend-0", 0}, END}, 0, "backend-0", PR_KEY_ROOM, PR_OUTCOME_HIT,
+     "get room room_r1; ", "room room_r1; ", "", false},
 };
 
 static void check_row(const struct row *w, const struct caller *c)
 {
     if (w->status == 0) {
-        cr_assert_eq(c->routed, 1, "%s: routed %d, refused %d (status %d)", w->name, c->routed,
-                     c->refused, c->ref.status);
-        cr_assert_eq(c->refused, 0, "%s", w->name);
+        cr_assert_eq(c->routed, 1, "%s: routed %d, responded %d (status %d)", w->name, c->routed,
+                     c->responded, c->ref.status);
+        cr_assert_eq(c->responded, 0, "%s", w->name);
         if (w->pod)
             cr_expect_str_eq(c->pod, w->pod, "%s", w->name);
         cr_expect_eq(c->res.kind, w->kind, "%s: kind %d", w->name, c->res.kind);
         cr_expect_eq(c->res.outcome, w->outcome, "%s: outcome %d", w->name, c->res.outcome);
-        cr_expect_eq(c->res.redirect, w->redirect, "%s: redirect", w->name);
         cr_expect_eq(c->res.set_cookie, w->set_cookie, "%s: set_cookie", w->name);
         cr_expect_eq(metrics->assignments[w->kind][w->outcome], 1, "%s: counter", w->name);
         cr_expect_str_eq(c->x->r.pod, c->pod, "%s: r->pod", w->name);
     } else {
-        cr_assert_eq(c->refused, 1, "%s: routed %d to %s, refused %d", w->name, c->routed,
-                     c->pod, c->refused);
+        cr_assert_eq(c->responded, 1, "%s: routed %d to %s, responded %d", w->name, c->routed,
+                     c->pod, c->responded);
         cr_assert_eq(c->routed, 0, "%s", w->name);
         cr_expect_eq(c->ref.status, w->status, "%s: status %d", w->name, c->ref.status);
         cr_expect_eq(c->ref.kind, w->kind, "%s: kind %d", w->name, c->ref.kind);
         cr_expect_eq(metrics->proxy_errors[PR_ERR_NO_POD], w->status == 503, "%s", w->name);
+        if (w->status == 302) {
+            char loc[320];
+            snprintf(loc, sizeof(loc), "Location: /experiment?roomId=%s&pod=%s\r\n",
+                     c->x->aff.room, w->pod);
+            cr_expect_str_eq(c->location, loc, "%s", w->name);
+            cr_expect_eq(c->ref.body_len, strlen("{\"redirect\":true}"), "%s", w->name);
+            cr_expect_eq(metrics->assignments[w->kind][w->outcome], 1, "%s: counter", w->name);
+        }
     }
     cr_expect_str_eq(fake.calls, w->calls, "%s: store calls", w->name);
     cr_expect_str_eq(fake.touched, w->touched, "%s: touched", w->name);
@@ -536,7 +554,7 @@ Test(route, table)
 static void expect_routed(const struct caller *c, const char *pod, enum pr_key_kind kind,
                           enum pr_outcome outcome)
 {
-    cr_assert_eq(c->routed, 1, "routed %d refused %d (%d)", c->routed, c->refused,
+    cr_assert_eq(c->routed, 1, "routed %d responded %d (%d)", c->routed, c->responded,
                  c->ref.status);
     if (pod)
         cr_expect_str_eq(c->pod, pod);
@@ -585,7 +603,7 @@ Test(route, memory_sid_on_dead_pod)
     stored(PR_KEY_SID, "s1", "backend-2");
     struct caller a;
     route(&a, POLL "&sid=s1&roomId=r1", NULL);
-    cr_assert_eq(a.refused, 1);
+    cr_assert_eq(a.responded, 1);
     cr_expect_eq(a.ref.why, PR_ROUTE_SESSION_UNKNOWN);
     cr_expect_eq(a.ref.status, 400);
     cr_expect_eq(a.ref.kind, PR_KEY_SID);
@@ -658,11 +676,11 @@ Test(route, rate_limit)
     for (int i = 0; i < 2; i++)
         expect_routed(&c[i], NULL, i ? PR_KEY_PARTICIPANT : PR_KEY_ROOM,
                       PR_OUTCOME_CREATED);
-    cr_assert_eq(c[2].refused, 1);
+    cr_assert_eq(c[2].responded, 1);
     cr_expect_eq(c[2].ref.why, PR_ROUTE_RATE_LIMITED);
     cr_expect_eq(c[2].ref.status, 429);
     cr_expect(c[2].ref.close_if_incomplete);
-    cr_expect_str_eq(c[2].ref.extra_headers, "Retry-After: 1\r\n");
+    cr_expect_str_eq(c[2].location, "Retry-After: 1\r\n");
     cr_expect_eq(metrics->rate_limited, 1);
     struct pr_assignment as;
     cr_expect_eq(mem->ops->info(mem, PR_KEY_ROOM, "a3", 2, &as), -ENOENT);
@@ -702,7 +720,7 @@ Test(route, rate_limit_ipv6_loopback_exempt)
     expect_routed(&c[0], "backend-1", PR_KEY_ROOM, PR_OUTCOME_CREATED);
     expect_routed(&c[1], "backend-1", PR_KEY_ROOM, PR_OUTCOME_CREATED);
     expect_routed(&c[2], "backend-1", PR_KEY_ROOM, PR_OUTCOME_CREATED);
-    cr_expect_eq(c[3].refused, 1);
+    cr_expect_eq(c[3].responded, 1);
     cr_expect_eq(c[3].ref.status, 429);
     for (int i = 0; i < 4; i++)
         leave(&c[i]);
@@ -718,12 +736,12 @@ static void gone_before(const struct answer *script, int answers_before)
     for (int i = 0; i < answers_before; i++)
         fake_flush();
     cr_assert_eq(c.refs, 1, "one store call pending");
-    cr_assert_eq(c.routed + c.refused, 0);
+    cr_assert_eq(c.routed + c.responded, 0);
     leave(&c); /* its request memory is freed now (ASan: no use after this) */
     fake_flush();
     cr_expect_eq(c.answers_dropped, 1);
     cr_expect_eq(c.refs, 0);
-    cr_expect_eq(c.routed + c.refused, 0);
+    cr_expect_eq(c.routed + c.responded, 0);
     cr_expect_str_eq(fake.touched, "");
 }
 
@@ -821,6 +839,60 @@ Test(route, retry_with_no_other_pod)
     expect_routed(&a, "backend-1", PR_KEY_NONE, PR_OUTCOME_CREATED);
     cr_expect_eq(pr_route_retry(&ctx, &a.x->r), -ENOENT);
     cr_expect_eq(a.routed, 1);
-    cr_expect_eq(a.refused, 0);
+    cr_expect_eq(a.responded, 0);
+    leave(&a);
+}
+
+/* ---- the sid a handshake answer carried ------------------------------------------------ */
+
+static void on_pinned(void *arg, int status, const char *pod)
+{
+    char *out = arg;
+    snprintf(out, 64, "%d %s", status, pod ? pod : "-");
+}
+
+Test(route, pin_sid_memory)
+{
+    mem_world("RRR", 0);
+    struct caller a, b, c, d;
+    route(&a, POLL "&roomId=r1", NULL);
+    expect_routed(&a, "backend-1", PR_KEY_ROOM, PR_OUTCOME_CREATED);
+    char got[64] = "";
+    pr_route_pin_sid(&ctx, &a.x->r, "s1", 2, on_pinned, got);
+    cr_expect_str_eq(got, "0 backend-1");
+    cr_expect_eq(metrics->assignments[PR_KEY_SID][PR_OUTCOME_CREATED], 1);
+    struct pr_assignment as;
+    cr_assert_eq(mem->ops->info(mem, PR_KEY_ROOM, "r1", 2, &as), 0);
+    cr_expect_eq(as.participant_count, 1, "the session counts into the room");
+    route(&b, POLL "&sid=s1&roomId=r1", NULL);
+    expect_routed(&b, "backend-1", PR_KEY_SID, PR_OUTCOME_HIT);
+    /* A participant id already counted the client: its session does not count twice. */
+    route(&c, POLL "&roomId=r2&participantId=u1", NULL);
+    expect_routed(&c, NULL, PR_KEY_ROOM, PR_OUTCOME_CREATED);
+    pr_route_pin_sid(&ctx, &c.x->r, "s2", 2, on_pinned, got);
+    cr_assert_eq(mem->ops->info(mem, PR_KEY_ROOM, "r2", 2, &as), 0);
+    cr_expect_eq(as.participant_count, 1);
+    route(&d, POLL "&sid=s2", NULL);
+    expect_routed(&d, c.pod, PR_KEY_SID, PR_OUTCOME_HIT);
+    leave(&a);
+    leave(&b);
+    leave(&c);
+    leave(&d);
+}
+
+Test(route, pin_sid_store_calls)
+{
+    static const struct answer script[] = {{0, "backend-0", 0}, {0, OURS, LATER}, END};
+    fake_world("RRR", script);
+    struct caller a;
+    route(&a, POLL "&roomId=r1", NULL);
+    expect_routed(&a, "backend-0", PR_KEY_ROOM, PR_OUTCOME_HIT);
+    char got[64] = "";
+    pr_route_pin_sid(&ctx, &a.x->r, "s1", 2, on_pinned, got);
+    cr_expect_str_eq(got, "", "the store answers later");
+    fake_flush();
+    cr_expect_str_eq(got, "0 backend-0");
+    cr_expect_str_eq(fake.calls, "get room r1; create sid s1 backend-0; ");
+    cr_expect_str_eq(fake.joined, "r1 <- s1; ");
     leave(&a);
 }
