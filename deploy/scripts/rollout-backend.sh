@@ -13,11 +13,22 @@
 #      revision;
 #   3. wait until the new pod is Ready and registered with the router
 #      (GET /v1/pods/backend-N says "state":"ready"), then the next one.
+# Drain ahead: while one pod drains, the next old pods (same order) are
+# marked draining too, as long as the ready pods among the first ordinals the
+# whole active load needs keep --headroom pods' worth of free capacity at
+# --utilization (so pack keeps new rooms where they add no pod), so their
+# rooms end in parallel instead of one pod after the other; in practice these
+# are the high ordinals that only a few long rooms keep. The next pod waited
+# for is the draining one with the fewest active rooms.
 # Surge: before the first drain the StatefulSet gets one pod more (at the new
 # revision), so new rooms always have an up-to-date place while old pods drain.
 # When an autoscaler owns the StatefulSet (KEDA ScaledObject or HPA), the
 # surge is its floor (minReplicaCount / minReplicas): first the current size
-# + 1, then, while pods drain, the router's desired replicas + 1, so a
+# + 1, then, while pods drain, what the load needs: the smallest size whose
+# first ordinals hold enough ready pods for the ready pods' active load at
+# --utilization plus --headroom (a draining or starting pod below it adds
+# one), never below the original floor. So the surge pod goes as soon as the
+# router's desired replicas leave room for the pods being drained, and a
 # rollout that waits hours for rooms to end does not pin the peak size; the
 # original floor is restored at the end (also on failure), and the autoscaler
 # removes the extra pod once it holds no active room. Without an autoscaler
@@ -50,6 +61,12 @@ drain_timeout=2h
 ready_timeout=10m
 poll=5
 surge=1
+ahead=1
+settle=10s
+plan_mode=""
+plan_pods=()
+utilization=0.75
+headroom=1
 kubectl_cmd=${KUBECTL:-kubectl}
 
 usage() {
@@ -68,6 +85,15 @@ usage: $0 [options]
   --ready-timeout DUR       bound of one new pod becoming Ready and registered (default $ready_timeout)
   --poll SECONDS            polling interval (default $poll)
   --no-surge                do not add the extra pod while rolling
+  --no-drain-ahead          drain one pod at a time only
+  --settle DUR              a drained pod must still hold no active room after DUR before
+                            it is deleted (default $settle)
+  --utilization U           the router's --pack-utilization (default $utilization)
+  --headroom N              the router's --headroom-pods (default $headroom)
+  --plan MODE [ARG...]      dry run, no kubectl: print the decision MODE for the GET /v1/pods
+                            body on stdin, and exit (1 when it holds no pod): floor SIZE
+                            (the StatefulSet's size), ahead POD... or head POD... (the old
+                            pods in rollout order)
 DUR: a number with s, m or h (e.g. 90s, 30m, 2h).
 EOF
 }
@@ -110,6 +136,11 @@ while [ $# -gt 0 ]; do
         --ready-timeout) ready_timeout=${2:?}; shift 2 ;;
         --poll) poll=${2:?}; shift 2 ;;
         --no-surge) surge=0; shift ;;
+        --no-drain-ahead) ahead=0; shift ;;
+        --settle) settle=${2:?}; shift 2 ;;
+        --utilization) utilization=${2:?}; shift 2 ;;
+        --headroom) headroom=${2:?}; shift 2 ;;
+        --plan) plan_mode=${2:?}; shift 2; plan_pods=("$@"); break ;;
         -h | --help) usage; exit 0 ;;
         *) die_usage "unknown argument: $1" ;;
     esac
@@ -118,9 +149,14 @@ done
 timeout_s=$(seconds "$timeout") || die_usage "bad --timeout $timeout"
 drain_s=$(seconds "$drain_timeout") || die_usage "bad --drain-timeout $drain_timeout"
 ready_s=$(seconds "$ready_timeout") || die_usage "bad --ready-timeout $ready_timeout"
+settle_s=$(seconds "$settle") || die_usage "bad --settle $settle"
 [[ $poll =~ ^[0-9]+(\.[0-9]+)?$ ]] || die_usage "bad --poll $poll"
+[[ $utilization =~ ^(0?\.[0-9]*[1-9][0-9]*|1(\.0*)?)$ ]] || die_usage "bad --utilization $utilization (0 < U <= 1)"
+[[ $headroom =~ ^[0-9]+$ ]] || die_usage "bad --headroom $headroom"
 [[ $admin_url =~ ^http://([^/:]+):([0-9]+)/?$ ]] || die_usage "--admin-url must be http://HOST:PORT"
 admin_host=${BASH_REMATCH[1]}
+# drain --wait-empty polls as often as the script does (at most 1 s apart)
+poll_ms=$(awk -v p="$poll" 'BEGIN { m = int(p * 1000); if (m < 100) m = 100; if (m > 1000) m = 1000; print m }')
 admin_port=${BASH_REMATCH[2]}
 
 deadline=$((SECONDS + timeout_s))
@@ -132,6 +168,105 @@ log() {
 k() {
     "$kubectl_cmd" -n "$namespace" "$@"
 }
+
+# pods_parse < GET /v1/pods response: the registry as the router sees it
+# (active loads, SPEC 5), one pod a line: NAME STATE ROOMS PARTICIPANTS
+# CAPACITY_ROOMS CAPACITY_PARTICIPANTS.
+pods_parse() {
+    tr -d '\r' | sed 's/{"name":"/\n&/g' |
+        sed -n 's/^{"name":"\([^"]*\)".*"state":"\([a-z]*\)".*"capacity":{"rooms":\([0-9]*\),"participants":\([0-9]*\)}.*"load":{"rooms":\([0-9]*\),"participants":\([0-9]*\)[,}].*/\1 \2 \5 \6 \3 \4/p'
+}
+
+# plan MODE [CANDIDATE...] < pods_table: the rollout's decisions from the
+# registry (candidates: old pods in rollout order). Exit 1 when the table is
+# empty (router not readable: decide nothing).
+#   floor  (first argument: the StatefulSet's size) the autoscaler floor
+#          while pods drain: the smallest size whose first ordinals hold as
+#          many ready pods (or pods still to be created) as the ready pods'
+#          active rooms and participants need at --utilization (as SPEC 5.1
+#          counts them), plus --headroom. A draining or starting pod below
+#          that size takes no new rooms, so it adds one; pack puts new rooms
+#          on the lowest ready pods, and the top one is the headroom again.
+#   ahead  the candidates that may be drained now, in order, stopping at the
+#          first that may not: after draining it, (a) the ready pods still
+#          need no more pods than there are, and (b) the ready pods among the
+#          first L ordinals, L = the pods the whole active load needs at
+#          --utilization, keep --headroom pods' worth of free room and
+#          participant capacity, so pack keeps new rooms below ordinal L: a
+#          drain ahead never pushes new rooms to a pod the load does not need
+#          (where they would keep it, SPEC 5.1's H + 1, for a room's lifetime).
+#          In practice it drains the high ordinals that only stragglers keep.
+#   head   the candidate to wait for next: the draining one with the fewest
+#          active rooms, else the first registered one, else the first.
+#   empty  the first candidate that is draining and holds no active room.
+plan() {
+    local mode=$1
+    shift
+    awk -v mode="$mode" -v u="$utilization" -v h="$headroom" -v cands="$*" '
+        function ceil0(x) { x -= 1e-9; if (x <= 0) return 0; return x == int(x) ? x : int(x) + 1 }
+        function need(r, p,  a, b) { a = ceil0(r / (cr * u)); b = ceil0(p / (cp * u)); return (a > b ? a : b) + h }
+        function ord(name) { return match(name, /-[0-9]+$/) ? substr(name, RSTART + 1) + 0 : -1 }
+        # free capacity at u of the ready pods up to ordinal top, pod skip excluded
+        function free_ok(skip, top,  x, fr, fp) {
+            fr = 0; fp = 0
+            for (x in st) {
+                if (x == skip || st[x] != "ready" || ord(x) < 0 || ord(x) > top) continue
+                if (u * cr - rooms[x] > 0) fr += u * cr - rooms[x]
+                if (u * cp - parts[x] > 0) fp += u * cp - parts[x]
+            }
+            return fr + 1e-9 >= h * u * cr && fp + 1e-9 >= h * u * cp
+        }
+        NF >= 6 {
+            st[$1] = $2; rooms[$1] = $3; parts[$1] = $4; n++
+            if ($2 == "ready" || $2 == "draining") {
+                if (!cr || $5 < cr) cr = $5
+                if (!cp || $6 < cp) cp = $6
+            }
+            RA += $3; PA += $4
+            if ($2 == "ready") { nr++; R += $3; P += $4 }
+        }
+        END {
+            if (!n) exit 1
+            if (!cr) cr = 20
+            if (!cp) cp = 80
+            k = split(cands, c, " ")
+            if (mode == "floor") {
+                size = c[1] + 0
+                for (x in st) if (ord(x) >= 0 && st[x] == "ready") rd[ord(x)] = 1
+                want = need(R, P)
+                for (f = 0; got < want; f++) if (f >= size || (f in rd)) got++
+                print f
+                exit 0
+            }
+            if (mode == "ahead") {
+                # pods the whole active load needs (draining pods included)
+                top = need(RA, PA) - h - 1
+                for (i = 1; i <= k; i++) {
+                    x = c[i]
+                    if (st[x] != "ready") continue
+                    if (nr - 1 < need(R - rooms[x], P - parts[x]) || !free_ok(x, top)) break
+                    print x
+                    st[x] = "draining"; nr--; R -= rooms[x]; P -= parts[x]
+                }
+                exit 0
+            }
+            if (mode == "empty") {
+                for (i = 1; i <= k; i++) if (st[c[i]] == "draining" && rooms[c[i]] == 0 && parts[c[i]] == 0) { print c[i]; break }
+                exit 0
+            }
+            best = ""
+            for (i = 1; i <= k; i++) if (st[c[i]] == "draining" && (best == "" || rooms[c[i]] < rooms[best])) best = c[i]
+            if (best == "") for (i = 1; i <= k; i++) if (c[i] in st) { best = c[i]; break }
+            if (best == "") best = c[1]
+            print best
+        }'
+}
+
+if [ -n "$plan_mode" ]; then
+    case $plan_mode in floor | ahead | head | empty) ;; *) die_usage "bad --plan $plan_mode" ;; esac
+    pods_parse | plan "$plan_mode" "${plan_pods[@]}"
+    exit
+fi
 
 # ---- what is old --------------------------------------------------------------
 
@@ -194,6 +329,11 @@ admin() {
         timeout 10 cat <&3' _ "$1" "$2" "$admin_host" "$admin_port" "$token_file"
 }
 
+# The registry now (pods_parse); empty when the router cannot be read.
+pods_table() {
+    admin GET /v1/pods 2>/dev/null | pods_parse
+}
+
 registered_state() {
     admin GET "/v1/pods/$1" 2>/dev/null | tr -d '\r' | sed -n 's/.*"state":"\([a-z]*\)".*/\1/p' | head -n 1
 }
@@ -233,6 +373,8 @@ wait_new() {
             fi
         fi
         sleep "$poll"
+        # Rooms keep ending while the new pod starts: the floor follows.
+        step
     done
     return 1
 }
@@ -240,6 +382,7 @@ wait_new() {
 # ---- surge ----------------------------------------------------------------------
 
 floor_kind=""
+following=0 # the floor follows the load once the surge pod is up
 floor_saved=""
 floor_now=""
 set_floor() {
@@ -260,24 +403,48 @@ restore_floor() {
     floor_kind=""
 }
 
-# The router's desired replica count (SPEC 5.1), read inside the router pod.
-desired_now() {
-    admin GET /v1/cluster 2>/dev/null | tr -d '\r' | sed -n 's/.*"desiredReplicas":\([0-9]*\).*/\1/p' | head -n 1
-}
-
-# With an autoscaler, the floor follows the router: desired replicas + 1 (the
-# pod being drained takes no new rooms), never below the original floor. So
-# the surge pod stays while it is needed, and the autoscaler still shrinks the
+# With an autoscaler, the floor follows the load (plan floor): the surge pod
+# stays while the pods being drained leave too little room for new rooms,
+# and goes as soon as the router's desired replicas leave room for them;
+# never below the original floor. The autoscaler still shrinks the
 # StatefulSet during a long rollout as rooms end (never removing a pod that
-# holds an active room: those count in desired replicas).
+# holds an active room: those count in desired replicas, which the
+# autoscaler follows next to the floor). $1: a pods_table.
 follow_floor() {
     [ -n "$floor_kind" ] || return 0
     local d
-    d=$(desired_now)
+    d=$(plan floor "$(sts_replicas)" <<<"$1") || return 0
     [[ $d =~ ^[0-9]+$ ]] || return 0
-    d=$((d + 1))
     [ "$d" -ge "$floor_saved" ] || d=$floor_saved
     set_floor "$d" || true
+}
+
+# drain_ahead TABLE CANDIDATE...: marks draining the candidates plan ahead
+# allows (still on the old revision), so their rooms end while others drain.
+drain_ahead() {
+    local table=$1 x
+    shift
+    [ "$ahead" -eq 1 ] && [ $# -gt 0 ] || return 0
+    while read -r x; do
+        [ -n "$x" ] || continue
+        [ "$(pod_revision "$x")" != "$revision" ] || continue
+        if in_router pod-router drain --admin-url "$admin_url" ${token_file:+--token-file "$token_file"} "$x" >/dev/null; then
+            log "$x: drained ahead (the other pods hold the load and the headroom)"
+        fi
+    done < <(plan ahead "$@" <<<"$table" || true)
+}
+
+# One polling step while a pod drains: the floor follows the load, and the
+# next old pods are drained ahead when capacity allows. $@: the other old pods.
+last_table=""
+step() {
+    local table
+    [ "$following" -eq 1 ] || return 0
+    table=$(pods_table)
+    last_table=$table
+    [ -n "$table" ] || return 0
+    follow_floor "$table"
+    drain_ahead "$table" "$@"
 }
 
 still_old() {
@@ -322,39 +489,74 @@ if [ "$surge" -eq 1 ]; then
         exit 1
     }
 fi
+following=1
 
-# ---- replace, highest ordinal first -----------------------------------------------
+# ---- replace: highest ordinal first, drained ahead where capacity allows -------------
 
-for i in "${old[@]}"; do
-    name=$statefulset-$i
-    # A scale-down during the rollout may have removed it (it held no active
-    # room); the StatefulSet creates it at the new revision if it comes back.
-    if [ "$i" -ge "$(sts_replicas)" ]; then
-        log "$name: removed by a scale-down meanwhile; skipped"
-        continue
-    fi
-    if [ "$(pod_revision "$name")" = "$revision" ]; then
-        continue
-    fi
+# The old pods still to replace, in rollout order (highest ordinal first). A
+# pod that a scale-down removed meanwhile (it held no active room) is not
+# among them: the StatefulSet creates it at the new revision if it comes back.
+pending() {
+    local i n
+    n=$(sts_replicas)
+    for i in "${old[@]}"; do
+        [ "$i" -lt "$n" ] || continue
+        [ "$(pod_revision "$statefulset-$i")" != "$revision" ] || continue
+        echo "$statefulset-$i"
+    done
+}
+
+while :; do
+    mapfile -t rest < <(pending)
+    [ "${#rest[@]}" -gt 0 ] || break
     left=$(remaining)
     if [ "$left" -le 0 ]; then
-        echo "rollout-backend: --timeout $timeout reached before $name" >&2
+        echo "rollout-backend: --timeout $timeout reached before ${rest[0]}" >&2
         exit 1
     fi
+    table=$(pods_table)
+    name=$(plan head "${rest[@]}" <<<"$table") || name=${rest[0]}
+    [ -n "$name" ] || name=${rest[0]}
+    others=()
+    for x in "${rest[@]}"; do [ "$x" = "$name" ] || others+=("$x"); done
     t=$drain_s
     [ "$t" -le "$left" ] || t=$left
-    follow_floor
     log "$name: drain --wait-empty (up to ${t}s)"
-    in_router pod-router drain --wait-empty --timeout "${t}s" --admin-url "$admin_url" \
+    in_router pod-router drain --wait-empty --timeout "${t}s" --poll-interval "${poll_ms}ms" --admin-url "$admin_url" \
         ${token_file:+--token-file "$token_file"} "$name" &
     drain_pid=$!
-    # While the drain waits for rooms to end, the floor keeps following.
+    # While the drain waits for rooms to end, the floor follows the load and
+    # the next old pods are drained ahead when the others can take the rooms.
+    # A pod drained ahead that is empty already is replaced first: the wait
+    # for this one stops (it stays draining) and resumes after.
+    switched=""
     while kill -0 "$drain_pid" 2>/dev/null; do
         sleep "$poll"
-        follow_floor
+        last_table=""
+        step "${others[@]}"
+        if [ "${#others[@]}" -eq 0 ] || [ -z "$last_table" ]; then continue; fi
+        switched=$(plan empty "${others[@]}" <<<"$last_table" || true)
+        if [ -n "$switched" ]; then
+            # the kubectl exec under the background job, then the job
+            pkill -P "$drain_pid" 2>/dev/null || true
+            kill "$drain_pid" 2>/dev/null || true
+            wait "$drain_pid" 2>/dev/null || true
+            log "$switched: drained ahead and empty; replaced before $name"
+            break
+        fi
     done
+    [ -z "$switched" ] || continue
     drc=0
     wait "$drain_pid" || drc=$?
+    if [ "$drc" -eq 4 ]; then
+        # Not registered (its sidecar stopped heartbeating: --health-url
+        # failing, or the pod restarting). Its connections may still run
+        # through the router, so it is not deleted; the others go first and
+        # it is tried again, within --timeout.
+        log "$name: not registered with the router; trying again later"
+        sleep "$poll"
+        continue
+    fi
     if [ "$drc" -ne 0 ]; then
         if [ "$drc" -eq 3 ]; then
             echo "rollout-backend: $name still holds active rooms after ${t}s; left running (draining)" >&2
@@ -363,7 +565,18 @@ for i in "${old[@]}"; do
         fi
         exit 1
     fi
-    if [ "$i" -ge "$(sts_replicas)" ]; then
+    # Settle: still empty after --settle? A room placed just before the drain
+    # adds load only from its second request, and the other router replicas
+    # see activity up to one 1-s tick later than this one.
+    if [ "$settle_s" -gt 0 ]; then
+        sleep "$settle_s"
+        table=$(pods_table)
+        if [ -z "$table" ] || [ -n "$(awk -v n="$name" '$1 == n && ($3 > 0 || $4 > 0)' <<<"$table")" ]; then
+            log "$name: not empty after ${settle_s}s (or the router did not answer); waiting again"
+            continue
+        fi
+    fi
+    if [ "${name##*-}" -ge "$(sts_replicas)" ]; then
         log "$name: empty and removed by a scale-down meanwhile"
         continue
     fi

@@ -143,6 +143,14 @@ function routerCheck(objs) {
         problems.push(`router --min-replicas/--max-replicas ${min}/${max} differ from the ScaledObject's ${so.spec.minReplicaCount}/${so.spec.maxReplicaCount}`);
     }
     if (!(Number(argValue(args, '--headroom-pods') || '1') >= 1)) problems.push('--headroom-pods must be >= 1 (the pod a stale metric may still fill)');
+    // The rollout's floor and drain-ahead decisions use the router's u and headroom: the
+    // script's defaults (what the workflow runs it with) must be the overlay's flags.
+    const text = fs.readFileSync(path.join(root, 'deploy/scripts/rollout-backend.sh'), 'utf8');
+    const su = Number((/^utilization=([0-9.]+)$/m.exec(text) || [])[1]);
+    const sh = Number((/^headroom=([0-9]+)$/m.exec(text) || [])[1]);
+    if (su !== u) problems.push(`rollout-backend.sh --utilization default ${su} differs from the router's --pack-utilization ${u}`);
+    const h = Number(argValue(args, '--headroom-pods') || '1');
+    if (sh !== h) problems.push(`rollout-backend.sh --headroom default ${sh} differs from the router's --headroom-pods ${h}`);
     return problems;
 }
 
@@ -226,7 +234,7 @@ if (prod) {
     report.check('production: KEDA objects validate against @kubernetes-models/keda, no unknown fields; the HPA KEDA generates validates as autoscaling/v2', () => schemaCheck(prod));
     report.check(`production: ScaledObject backend: ${METRIC} (Prometheus, AverageValue 1) next to CPU 60 % / memory 70 %, 3..12`, () => triggerCheck(prod));
     report.check('production: scale-down one pod at a time, window >= --room-active; KEDA adopts backend-hpa; no second owner', () => behaviourCheck(prod));
-    report.check('production: pod-router --placement pack, bounds equal the ScaledObject\'s, headroom >= 1', () => routerCheck(prod));
+    report.check('production: pod-router --placement pack, bounds equal the ScaledObject\'s, headroom >= 1, rollout-backend.sh defaults equal its u and headroom', () => routerCheck(prod));
     report.check('production: backend StatefulSet updateStrategy OnDelete (room-aware rollout)', () => onDeleteCheck(prod));
     report.check('production: github-actions may run the rollout (exec into the router, delete pods, scale, move the floor), namespaced, no wildcards or Secrets', () => rolloutRbacCheck(prod));
 } else {
@@ -288,6 +296,44 @@ report.check('deploy/scripts/rollout-backend.sh exists, is executable, runs drai
         [/scale\b[^\n]*statefulset|statefulset[^\n]*scale/i, 'surge: scale the StatefulSet'],
         [/\/v1\/pods\//, 'registration check GET /v1/pods/NAME'],
     ]) if (!re.test(text)) problems.push(`no ${what}`);
+    return problems;
+});
+
+// The rollout's decisions (rollout-backend.sh --plan: the same code the rollout runs, fed a
+// GET /v1/pods body): the autoscaler floor while pods drain, which old pods may be drained
+// ahead, which draining pod is waited for next.
+function planOf(mode, pods, cands = []) {
+    const body = JSON.stringify({ pods: pods.map(([name, state, rooms, participants]) => ({
+        name, address: '10.0.0.1:3000', state, capacity: { rooms: 8, participants: 40 },
+        load: { rooms, participants, connections: participants }, zone: null, last_seen_ms: 1, expires_in_ms: 2 })) });
+    try {
+        return execFileSync('bash', [script, '--utilization', '0.75', '--headroom', '1', '--plan', mode, ...cands],
+            { input: `HTTP/1.0 200 OK\r\n\r\n${body}`, encoding: 'utf8' }).trim().split('\n').filter(Boolean);
+    } catch (e) {
+        return [`exit ${e.status}`];
+    }
+}
+report.check('rollout-backend.sh --plan: floor = the size whose ready pods hold the ready load at u + headroom; drain ahead only where the load needs no pod; wait for the emptiest draining pod', () => {
+    const problems = [];
+    const eq = (got, want, what) => { if (JSON.stringify(got) !== JSON.stringify(want)) problems.push(`${what}: got ${JSON.stringify(got)}, want ${JSON.stringify(want)}`); };
+    // 6 rooms / 30 participants per pod at u 0.75 (capacity 8 / 40).
+    const peak = [['backend-0', 'ready', 6, 30], ['backend-1', 'ready', 6, 28], ['backend-2', 'ready', 5, 25],
+        ['backend-3', 'draining', 2, 10], ['backend-4', 'ready', 0, 0]];
+    eq(planOf('floor', peak, ['5']), ['5'], 'floor at the peak (17 ready rooms: 3 pods + 1 headroom, backend-3 drains)');
+    eq(planOf('floor', peak, ['3']), ['4'], 'ordinals from the current size up count as pods to be created (ready)');
+    eq(planOf('ahead', peak, ['backend-2', 'backend-1', 'backend-0']), [], 'no drain ahead at the peak');
+    const after = [['backend-0', 'ready', 5, 25], ['backend-1', 'ready', 1, 5], ['backend-2', 'ready', 0, 0],
+        ['backend-3', 'draining', 1, 3], ['backend-4', 'ready', 0, 0], ['backend-5', 'draining', 0, 0]];
+    eq(planOf('floor', after, ['6']), ['2'], 'floor after the peak (6 ready rooms: 1 pod + 1 headroom)');
+    eq(planOf('floor', [['backend-0', 'draining', 3, 15], ['backend-1', 'ready', 6, 30], ['backend-2', 'ready', 0, 0],
+        ['backend-3', 'ready', 0, 0]], ['4']), ['3'], 'floor with a draining pod below: one more (new rooms go above it)');
+    eq(planOf('ahead', after, ['backend-4', 'backend-2', 'backend-1', 'backend-0']), ['backend-4', 'backend-2'],
+        'drain ahead: the pods above the 2 the load needs, not backend-1 (backend-0 alone has no headroom left)');
+    eq(planOf('head', after, ['backend-5', 'backend-3', 'backend-2']), ['backend-5'], 'head: the draining pod with the fewest rooms');
+    eq(planOf('head', peak, ['backend-2', 'backend-1']), ['backend-2'], 'head: the first old pod when none drains');
+    eq(planOf('empty', after, ['backend-3', 'backend-5']), ['backend-5'], 'empty: a drained pod without active rooms is replaced first');
+    eq(planOf('empty', after, ['backend-3', 'backend-2']), [], 'empty: none while the draining ones hold rooms');
+    eq(planOf('floor', [], ['3']), ['exit 1'], 'no pods (router unreadable): no decision');
     return problems;
 });
 

@@ -54,7 +54,7 @@ const P = {
   roomActiveMs: 120000 / SCALE, // --room-active 2m
   drainGraceMs: 60000 / SCALE, // sidecar --drain-grace 60s
   heartbeatMs: 500,
-  podTtl: '3s',
+  podTtl: '6s', // 12 heartbeats: a Node backend stalled for a second or two on a loaded 2-core CI machine (one failed --health-url check stops its sidecar's heartbeats) must not be marked down
   syncMs: 200, // HPA sync period (15 s in Kubernetes, 0.15 s compressed; scrape and KEDA polling alike)
   msgEveryMs: 400, // participant traffic (an experiment keeps its room active)
   // Workload: arrivals over `arrivalS` seconds, durations uniform in [dMin, dMax].
@@ -63,6 +63,11 @@ const P = {
   dMax: LONG ? 54 : 30,
   rolloutAt: LONG ? 80 : 18,
 };
+// rollout-backend.sh --settle (10 s in production): a drained pod must stay empty this long
+// before it is deleted. Not compressed 100x like the other timers, because what it waits for
+// is not: the router's 1-s activity tick (a second router replica sees a room's last
+// activity up to one tick later) and a new room's second request.
+const ROLLOUT_SETTLE = '2s';
 // Room arrival rate (rooms/s) over time: a ramp to a peak, then a trough.
 function lambda(t) {
   const T = P.arrivalS;
@@ -266,10 +271,17 @@ class Run {
       const cl = await httpGet(`${this.routers[0].admin}/v1/cluster`, 400);
       let routerActive = '';
       let routerDesired = '';
+      let routerCount = '';
       try {
         const j = JSON.parse(cl.text);
         routerActive = j.activeRooms;
         routerDesired = j.desiredReplicas;
+        routerCount = j.roomsInterrupted;
+        if (routerCount > (this.lastRouterCount || 0)) {
+          const pods = [...this.sts.pods.values()].map((p) => `${p.name}${p.terminating ? '(terminating)' : p.ready ? '' : '(starting)'}`);
+          this.log(`router pod-router-a counts ${routerCount} interrupted rooms (was ${this.lastRouterCount || 0}); pods ${pods.join(' ')}`);
+          this.lastRouterCount = routerCount;
+        }
       } catch {
         // router busy; leave blank
       }
@@ -279,6 +291,7 @@ class Run {
         t: this.t(), spec: this.sts.replicas, pods: this.sts.pods.size, ready: ready.length,
         desired: desired === undefined ? routerDesired : desired, hpa: this.hpa.last ? this.hpa.last.desired : '',
         rooms: truth.rooms, participants: truth.participants, routerActive, ideal, connected: truth.connectedRooms,
+        routerInterrupted: routerCount,
       });
       await sleep(Math.max(0, P.syncMs - (Date.now() - started)));
     }
@@ -371,7 +384,8 @@ class Run {
     const log = path.join(this.dir, 'rollout.log');
     const proc = spawnLogged('bash', [path.join(REPO, 'deploy', 'scripts', 'rollout-backend.sh'), '-n', 'hyperstudy',
       '--admin-url', this.routers[0].admin, '--token-file', '', '--timeout', LONG ? '400s' : '150s',
-      '--drain-timeout', '60s', '--ready-timeout', '20s', '--poll', '0.3'], { env, logPath: log });
+      '--drain-timeout', '60s', '--ready-timeout', '20s', '--poll', '0.3',
+      '--utilization', String(P.u), '--headroom', String(P.headroom), '--settle', ROLLOUT_SETTLE], { env, logPath: log });
     this.rolloutProc = proc;
     this.rolloutDone = proc.exited.then((info) => {
       this.rolloutEnd = this.t();
@@ -433,7 +447,7 @@ class Run {
       kubectlCalls: this.kube.calls,
       stillOld: [...this.sts.pods.values()].filter((p) => p.revision !== this.sts.updateRevision).map((p) => p.name),
     };
-    const cols = ['t', 'spec', 'pods', 'ready', 'desired', 'hpa', 'rooms', 'participants', 'routerActive', 'ideal', 'connected'];
+    const cols = ['t', 'spec', 'pods', 'ready', 'desired', 'hpa', 'rooms', 'participants', 'routerActive', 'ideal', 'connected', 'routerInterrupted'];
     fs.writeFileSync(path.join(OUT, `${this.mode}.dat`),
       `# ${cols.join(' ')}\n${this.samples.map((s) => cols.map((c) => (s[c] === '' || s[c] === undefined ? 'NaN' : (typeof s[c] === 'number' ? +s[c].toFixed(3) : s[c]))).join(' ')).join('\n')}\n`);
     fs.writeFileSync(path.join(OUT, `${this.mode}-interrupts.dat`),
@@ -467,7 +481,7 @@ class Run {
     const log = path.join(this.dir, 'rollout.log');
     const proc = spawnLogged('bash', [path.join(REPO, 'deploy', 'scripts', 'rollout-backend.sh'), '-n', 'hyperstudy',
       '--admin-url', this.routers[0].admin, '--token-file', '', '--timeout', '60s', '--drain-timeout', '3s',
-      '--ready-timeout', '30s', '--poll', '0.3'], { env, logPath: log });
+      '--ready-timeout', '30s', '--poll', '0.3', '--utilization', String(P.u), '--headroom', String(P.headroom)], { env, logPath: log });
     const info = await proc.exited;
     await sleep(500);
     const out = fs.readFileSync(log, 'utf8');
@@ -583,7 +597,7 @@ async function main() {
   check(aware && aware.rolloutRc === 0 && aware.stillOld.length === 0, `room-aware: rollout-backend.sh replaced every pod and exited 0 (exit ${aware ? aware.rolloutRc : '-'}${aware && aware.stillOld.length ? `, old: ${aware.stillOld}` : ''})`);
   // The efficiency goal is judged on the long run only: the short run (default suite) is too
   // compressed for it (pod start-up and the router's 1 s activity tick are not compressed),
-  // so there it is reported, not asserted. It does not hold yet (see docs/scaling.md).
+  // so there it is reported, not asserted. docs/scaling.md has the figures and the gap.
   if (LONG) check(aware && aware.ratio <= 1.25, `room-aware: pod-seconds <= 1.25x ideal (got ${aware ? aware.ratio.toFixed(3) : '-'})`);
   else console.log(`# info - room-aware: pod-seconds ${aware ? aware.ratio.toFixed(3) : '-'}x ideal (goal <= 1.25x, asserted with SIM_LONG=1)`);
   check(aware && aware.split === 0, `room-aware: every room on one pod (split ${aware ? aware.split : '-'})`);
