@@ -121,25 +121,6 @@ static int build_request_head(struct pr_client *c, const struct pr_pod_info *pod
 
 /* ---- decision (route.c) ---- */
 
-static void go_to_pod(struct pr_client *c, const struct pr_pod_info *pod)
-{
-    struct pr_exchange *x = c->x;
-    struct pr_worker *w = c->w;
-    snprintf(x->pod, sizeof(x->pod), "%s", pod->name);
-    if (build_request_head(c, pod) != 0) {
-        pr__client_close(c);
-        return;
-    }
-    struct pr_pool *p = pr__pool_get(w, pod);
-    if (!p) {
-        pr__client_close(c);
-        return;
-    }
-    int rc = pr__upstream_acquire(w, p, c);
-    if (rc < 0)
-        pr__proxy_upstream_failed(c, NULL, rc);
-}
-
 static void route_hold(void *arg)
 {
     pr__client_hold(arg);
@@ -147,6 +128,7 @@ static void route_hold(void *arg)
 
 static void route_answer(void *arg, int status, const char *pod);
 
+/* The pod is chosen: build the head for it and get a connection. */
 static void route_routed(void *arg, const struct pr_route_result *res)
 {
     struct pr_client *c = arg;
@@ -154,7 +136,15 @@ static void route_routed(void *arg, const struct pr_route_result *res)
     x->key_kind = (uint8_t)res->kind;
     x->outcome = (uint8_t)res->outcome;
     x->set_cookie = res->set_cookie;
-    go_to_pod(c, res->pod);
+    snprintf(x->pod, sizeof(x->pod), "%s", res->pod->name);
+    struct pr_pool *p = NULL;
+    if (build_request_head(c, res->pod) != 0 || !(p = pr__pool_get(c->w, res->pod))) {
+        pr__client_close(c);
+        return;
+    }
+    int rc = pr__upstream_acquire(c->w, p, c);
+    if (rc < 0)
+        pr__proxy_upstream_failed(c, NULL, rc);
 }
 
 static void route_respond(void *arg, const struct pr_route_response *resp)
