@@ -145,6 +145,33 @@ static void reply_assign(struct req *q, redisReply *r, int status)
     q->cb(q->arg, status ? status : -EPROTO, NULL);
 }
 
+/* A sid pin's answer: OK is a fresh create (tentative); nil means the sid exists already,
+ * so the create script adopts (and renews) the value there. */
+static void reply_pin(struct req *q, redisReply *r, int status)
+{
+    if (status == 0 && r->type == REDIS_REPLY_NIL) {
+        struct req *n = pr__rs_send_create(q->conn->rs, OP_CREATE, PR_KEY_SID, q->key, q->key_len,
+                                           q->pod, 0, 0, true);
+        if (n) {
+            n->cb = q->cb;
+            n->arg = q->arg;
+            return;
+        }
+        status = -ENOTCONN;
+    }
+    if (status == 0 && r->type == REDIS_REPLY_STATUS) {
+        char out[PR_POD_NAME_MAX + 1];
+        if (pr__rc_put(PR_KEY_SID, q->key, q->key_len, q->pod, 0, 0, PR_RC_OVERWRITE, false, out) !=
+            0)
+            snprintf(out, sizeof(out), "%s", q->pod);
+        q->cb(q->arg, 0, out);
+        return;
+    }
+    /* No answer: keep our choice locally, to be written back (SPEC 6.3). */
+    pr__rc_put(PR_KEY_SID, q->key, q->key_len, q->pod, 0, 0, PR_RC_IF_ABSENT, true, NULL);
+    q->cb(q->arg, status ? status : -EPROTO, NULL);
+}
+
 /* Dispatch a command's reply (r NULL with status < 0 when none came) to what asked for it. */
 void pr__rs_handle_reply(struct req *q, redisReply *r, int status)
 {
@@ -162,6 +189,9 @@ void pr__rs_handle_reply(struct req *q, redisReply *r, int status)
     case OP_CREATE:
     case OP_REPLACE:
         reply_assign(q, r, status);
+        return;
+    case OP_PIN:
+        reply_pin(q, r, status);
         return;
     case OP_WRITEBACK:
         pr__rs_reply_writeback(q, r, status);
@@ -237,19 +267,35 @@ static void req_key(struct req *q, enum pr_key_kind kind, const char *key, size_
         snprintf(q->pod, sizeof(q->pod), "%s", pod);
 }
 
-/* Push buffered commands to the socket now (sid pins must reach Redis before the client
- * can ask another replica). */
-static void flush_now(struct redis_store *rs)
-{
-    struct conn *c = rs->live[ROLE_CMD];
-    if (c && c->ac && c->state == CS_READY)
-        redisAsyncHandleWrite(c->ac);
-}
-
 /* Assignment key of kind:key into buf; false when it cannot be built. */
 static bool akey(char *buf, size_t cap, enum pr_key_kind kind, const char *key, size_t len)
 {
     return pr_redis_assignment_key(buf, cap, pr__rs_g.prefix, kind, key, len) > 0;
+}
+
+/* Pin a new sid: one SET NX with the create script's tentative TTL. For a sid the script
+ * guards nothing more (a sid value is any string, its creation publishes nothing); a sid that
+ * exists already goes to the script from the reply (reply_pin). */
+static struct req *send_pin(struct redis_store *rs, const char *key, size_t len, const char *pod)
+{
+    char k[PR_REDIS_KEY_MAX], ttl[24];
+    if (!is_up(rs) || !akey(k, sizeof(k), PR_KEY_SID, key, len))
+        return NULL;
+    uint64_t t = pr__rs_g.ttl[PR_KEY_SID];
+    if (pr__rs_g.active_ms > 0 && pr__rs_g.active_ms < t)
+        t = pr__rs_g.active_ms; /* tentative until its second use (SPEC 3.6) */
+    snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)t);
+    const char *argv[] = {"SET", k, pod, "PX", ttl, "NX"};
+    size_t argl[] = {3, strlen(k), strlen(pod), 2, strlen(ttl), 2};
+    struct req *q = pr__rs_req_new(OP_PIN, 6, argv, argl);
+    if (!q)
+        return NULL;
+    if (pr__rs_req_send(rs->live[ROLE_CMD], q) != 0) {
+        pr__rs_req_free(q);
+        return NULL;
+    }
+    req_key(q, PR_KEY_SID, key, len, pod);
+    return q;
 }
 
 /* Send the create script for kind:key -> pod (count/at for rooms). */
@@ -358,8 +404,10 @@ static void r_create(struct pr_store *s, enum pr_key_kind kind, const char *key,
         cb(arg, -ENOSPC, NULL); /* --max-assignments: routed, not stored (SPEC 3.6) */
         return;
     }
-    struct req *q =
-        is_up(rs) ? pr__rs_send_create(rs, OP_CREATE, kind, key, len, pod, 0, 0, true) : NULL;
+    struct req *q = !is_up(rs) ? NULL
+                    : kind == PR_KEY_SID
+                        ? send_pin(rs, key, len, pod)
+                        : pr__rs_send_create(rs, OP_CREATE, kind, key, len, pod, 0, 0, true);
     if (!q) {
         /* Degraded: the choice is ours until Redis is back (then first writer wins). */
         int rc = pr__rc_put(kind, key, len, pod, 0, 0, PR_RC_IF_ABSENT, true, cached);
@@ -368,8 +416,6 @@ static void r_create(struct pr_store *s, enum pr_key_kind kind, const char *key,
     }
     q->cb = cb;
     q->arg = arg;
-    if (kind == PR_KEY_SID)
-        flush_now(rs);
 }
 
 /* Compare-and-set kind:key from expect (or absent) to pod. */
@@ -653,6 +699,8 @@ struct pr_store *pr_store_redis_open(const struct pr_config *cfg, struct pr_regi
     rs->rand_state = (uint32_t)(uintptr_t)rs ^ (uint32_t)uv_hrtime();
     uv_timer_init(loop, &rs->timer);
     rs->timer.data = rs;
+    uv_prepare_init(loop, &rs->flusher);
+    rs->flusher.data = rs;
     uv_timer_start(&rs->timer, pr__rs_timer_cb, 0, TIMER_MS);
     return &rs->base;
 }

@@ -89,15 +89,40 @@ static void poll_cb(uv_poll_t *h, int status, int events)
         redisAsyncHandleWrite(c->ac);
 }
 
-/* Start/stop polling for the current interest set. */
+/* Start/stop polling for the current interest set: only when it changed (each uv_poll_start
+ * re-registers the fd with epoll). Writes a flush is queued for are left to the flusher. */
 static void poll_update(struct conn *c)
 {
     if (!c->poll_open || uv_is_closing((uv_handle_t *)&c->poll))
         return;
-    if (c->events)
-        uv_poll_start(&c->poll, c->events, poll_cb);
+    int want = c->flush ? c->events & ~UV_WRITABLE : c->events;
+    if (want == c->armed)
+        return;
+    c->armed = want;
+    if (want)
+        uv_poll_start(&c->poll, want, poll_cb);
     else
         uv_poll_stop(&c->poll);
+}
+
+/* Write every connection's queued commands once per loop iteration, before the loop blocks:
+ * all the commands (sid pins, joins, renewals) issued during one iteration leave in one write,
+ * and no epoll change is needed unless the socket is full. */
+static void flush_cb(uv_prepare_t *h)
+{
+    struct redis_store *rs = h->data;
+    uv_prepare_stop(h);
+    for (struct conn *c = rs->all; c; c = c->next_all) {
+        if (!c->flush)
+            continue;
+        c->flush = false;
+        if (c->ac) {
+            c->flushing = true;
+            redisAsyncHandleWrite(c->ac); /* asks for write interest again when not done */
+            c->flushing = false;
+        }
+        poll_update(c);
+    }
 }
 
 static void ev_add_read(void *p)
@@ -114,10 +139,18 @@ static void ev_del_read(void *p)
     poll_update(c);
 }
 
+/* hiredis has bytes to send: a connected context leaves them to the flusher (unless the
+ * flusher itself could not send them all); a connecting one needs writability to finish. */
 static void ev_add_write(void *p)
 {
     struct conn *c = p;
+    struct redis_store *rs = c->rs;
     c->events |= UV_WRITABLE;
+    if (!c->flushing && c->ac && (c->ac->c.flags & REDIS_CONNECTED) && !rs->closing &&
+        !uv_is_closing((uv_handle_t *)&rs->flusher)) {
+        c->flush = true;
+        uv_prepare_start(&rs->flusher, flush_cb);
+    }
     poll_update(c);
 }
 
@@ -125,6 +158,7 @@ static void ev_del_write(void *p)
 {
     struct conn *c = p;
     c->events &= ~UV_WRITABLE;
+    c->flush = false;
     poll_update(c);
 }
 
@@ -731,6 +765,10 @@ void pr__rs_conns_close(struct redis_store *rs)
     }
     if (!uv_is_closing((uv_handle_t *)&rs->timer)) {
         uv_close((uv_handle_t *)&rs->timer, NULL);
+        run = true;
+    }
+    if (!uv_is_closing((uv_handle_t *)&rs->flusher)) {
+        uv_close((uv_handle_t *)&rs->flusher, NULL);
         run = true;
     }
     for (int i = 0; run && i < 100 && rs->all; i++)

@@ -55,6 +55,7 @@ enum op {
     OP_PODS,
     OP_WRITEBACK,
     OP_ACTIVE, /* per-pod active load over all replicas */
+    OP_PIN,    /* a new sid's pin: SET NX */
 };
 
 struct redis_store;
@@ -72,7 +73,10 @@ struct conn {
     enum conn_state state;
     redisAsyncContext *ac;
     uv_poll_t poll;
-    int events;
+    int events;     /* what hiredis wants polled */
+    int armed;      /* what the poll handle is started with */
+    bool flush;     /* queued commands wait for the flusher (this loop iteration) */
+    bool flushing;  /* inside the flusher's write */
     bool poll_open; /* initialised and its close_cb not run yet */
     bool resolving; /* uv_getaddrinfo in flight */
     bool kill;      /* free the context from the timer (asked inside a callback) */
@@ -136,6 +140,7 @@ struct redis_store {
     bool owner;
     bool closing;
     uv_timer_t timer;
+    uv_prepare_t flusher; /* writes the commands of one loop iteration at once */
     struct conn *live[ROLE__COUNT];
     struct conn *all;
     uint64_t retry_at[ROLE__COUNT];
