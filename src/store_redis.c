@@ -10,6 +10,9 @@
  *   - Every handle reads and writes one process-wide cache (redis_cache.c). A cache hit answers
  *     synchronously and sends nothing, so a steady stream of requests for known keys costs no
  *     Redis command; TTL renewals go out at most once a minute per key (fire-and-forget).
+ *   - A new sid's pin is one SET NX (PX the tentative TTL); a sid that exists already goes to
+ *     the script's create. Commands are not written one by one: the connection's flusher
+ *     (store_redis_conn.c) writes all those of one loop iteration at once before it blocks.
  *   - Misses GET the key; creations, moves, operator pins, deletions, participant counting and
  *     pod changes run the one Lua script (redis_script.lua.h, SCRIPT LOAD on every connect,
  *     EVALSHA, EVAL fallback on NOSCRIPT), which also PUBLISHes a compact message on P events
