@@ -12,8 +12,8 @@
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <pthread.h>
-#include <stddef.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
 
