@@ -81,6 +81,10 @@ if [ "$asan_ok" = 1 ]; then
         run_unit build-asan asan
 fi
 
+note "layout checks (function/file sizes, include and call cycles; tests/layout)"
+bash tests/layout/run.sh build 2>&1 | tee "$out/layout.log" | tail -n 40
+add_summary "$out/layout.log" "layout checks"
+
 note "end-to-end tests"
 bash tests/e2e/run.sh 2>&1 | tee "$out/e2e.log" | grep -vE '^\s+(at |[0-9]+: )' | tail -n 80
 add_summary "$out/e2e.log" "e2e"

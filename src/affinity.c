@@ -33,20 +33,6 @@ bool pr_key_valid(const char *s, size_t len)
     return true;
 }
 
-/* true when s[0..len) is a pod name: ^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$ */
-static bool pod_name_valid(const char *s, size_t len)
-{
-    if (len == 0 || len > PR_POD_NAME_MAX)
-        return false;
-    for (size_t i = 0; i < len; i++) {
-        char c = s[i];
-        bool alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
-        if (!alnum && !((c == '.' || c == '-') && i != 0 && i != len - 1))
-            return false;
-    }
-    return true;
-}
-
 /* Value of one hex digit, or -1. */
 static int hexval(unsigned char c)
 {
@@ -96,17 +82,23 @@ static bool name_is(const char *name, size_t len, const char *want)
     return n <= PARAM_NAME_MAX && strlen(want) == n && memcmp(buf, want, n) == 0;
 }
 
+/* Copies an already trimmed, unencoded key into dst; false when it is not a valid key. */
+static bool take_raw_key(const char *v, size_t len, char *dst, uint8_t *dst_len)
+{
+    if (!pr_key_valid(v, len))
+        return false;
+    memcpy(dst, v, len);
+    dst[len] = '\0';
+    *dst_len = (uint8_t)len;
+    return true;
+}
+
 /* Decodes and validates a query key into dst (PR_KEY_MAX + 1 bytes); false when invalid. */
 static bool take_query_key(const struct slice *v, char *dst, uint8_t *dst_len)
 {
     char buf[PR_KEY_MAX + 1];
     size_t n = pct_decode(v->p, v->len, buf, PR_KEY_MAX);
-    if (!pr_key_valid(buf, n))
-        return false;
-    memcpy(dst, buf, n);
-    dst[n] = '\0';
-    *dst_len = (uint8_t)n;
-    return true;
+    return take_raw_key(buf, n, dst, dst_len);
 }
 
 /* true for the bytes of a room path segment after "room_": [A-Za-z0-9_-]. */
@@ -188,22 +180,17 @@ static void find_cookie(const struct pr_affinity_config *cfg, const struct pr_re
     }
 }
 
-/* Fills out with every key of the request; -EINVAL and *bad on the first invalid used key. */
-int pr_affinity_extract(const struct pr_affinity_config *cfg, const struct pr_request_head *h,
-                        struct pr_affinity *out, const char **bad)
-{
-    static const char *const src_sid = "sid", *const src_hdr = "X-Participant-Id",
-                             *const src_path = "room path";
-    const char *dummy;
-    if (bad == NULL)
-        bad = &dummy;
-    *bad = NULL;
-    if (out == NULL)
-        return -EINVAL;
-    memset(out, 0, sizeof(*out));
-    if (cfg == NULL || h == NULL)
-        return -EINVAL;
+/* The parts of a request target that carry keys: the path and the query, without the
+ * scheme and authority of an absolute-form target or a fragment. */
+struct target {
+    const char *url; /* the path starts here */
+    size_t path_len;
+    const char *query;
+    size_t query_len;
+};
 
+static void split_target(const struct pr_request_head *h, struct target *t)
+{
     const char *url = h->url ? h->url : "";
     size_t url_len = h->url ? h->url_len : 0;
     /* Tolerate absolute-form targets (RFC 9112 3.2.2) by skipping scheme and authority. */
@@ -220,13 +207,23 @@ int pr_affinity_extract(const struct pr_affinity_config *cfg, const struct pr_re
     if (frag != NULL)
         url_len = (size_t)(frag - url);
     const char *qmark = memchr(url, '?', url_len);
-    size_t path_len = qmark ? (size_t)(qmark - url) : url_len;
-    const char *query = qmark ? qmark + 1 : url + url_len;
-    size_t query_len = url_len - path_len - (qmark ? 1 : 0);
+    t->url = url;
+    t->path_len = qmark ? (size_t)(qmark - url) : url_len;
+    t->query = qmark ? qmark + 1 : url + url_len;
+    t->query_len = url_len - t->path_len - (qmark ? 1 : 0);
+}
 
-    /* Query: the first occurrence of each name counts. */
-    struct slice sid = {0}, room = {0}, part = {0}, transport = {0};
-    const char *p = query, *qend = query + query_len;
+/* The query parameters that matter; the first occurrence of each name counts. */
+struct query_keys {
+    struct slice sid, room, part, transport;
+    bool eio;
+};
+
+static void scan_query(const struct pr_affinity_config *cfg, const struct target *t,
+                       struct query_keys *q)
+{
+    memset(q, 0, sizeof(*q));
+    const char *p = t->query, *qend = t->query + t->query_len;
     while (p < qend) {
         const char *amp = memchr(p, '&', (size_t)(qend - p));
         const char *e = amp ? amp : qend;
@@ -237,90 +234,108 @@ int pr_affinity_extract(const struct pr_affinity_config *cfg, const struct pr_re
         p = amp ? amp + 1 : qend;
         if (nlen == 0)
             continue;
-        if (!sid.present && name_is(name, nlen, "sid"))
-            sid = v;
-        else if (!out->engineio && name_is(name, nlen, "EIO"))
-            out->engineio = true;
-        else if (!transport.present && name_is(name, nlen, "transport"))
-            transport = v;
-        else if (!room.present && name_is(name, nlen, cfg->room_param))
-            room = v;
-        else if (!part.present && name_is(name, nlen, cfg->participant_param))
-            part = v;
+        if (!q->sid.present && name_is(name, nlen, "sid"))
+            q->sid = v;
+        else if (!q->eio && name_is(name, nlen, "EIO"))
+            q->eio = true;
+        else if (!q->transport.present && name_is(name, nlen, "transport"))
+            q->transport = v;
+        else if (!q->room.present && name_is(name, nlen, cfg->room_param))
+            q->room = v;
+        else if (!q->part.present && name_is(name, nlen, cfg->participant_param))
+            q->part = v;
     }
+}
 
-    if (transport.present) {
-        char buf[16];
-        size_t n = pct_decode(transport.p, transport.len, buf, sizeof(buf));
-        out->websocket = n == 9 && memcmp(buf, "websocket", 9) == 0;
-    }
-    if (sid.present && !take_query_key(&sid, out->sid, &out->sid_len)) {
-        *bad = src_sid;
-        return -EINVAL;
-    }
-    out->handshake = out->engineio && !sid.present;
-
-    /* Room: query parameter, else the first path segment that is exactly room_<id>. */
-    const char *path_room = NULL;
-    size_t path_room_len = 0;
-    for (const char *s = url, *pend = url + path_len; s < pend;) {
+/* The first path segment that is exactly room_<id>, or a slice not present. */
+static struct slice path_room(const struct target *t)
+{
+    struct slice r = {NULL, 0, false};
+    for (const char *s = t->url, *pend = t->url + t->path_len; s < pend;) {
         const char *slash = memchr(s, '/', (size_t)(pend - s));
         const char *e = slash ? slash : pend;
         if (room_segment(s, (size_t)(e - s))) {
-            path_room = s;
-            path_room_len = (size_t)(e - s);
+            r = (struct slice){s, (size_t)(e - s), true};
             break;
         }
         s = slash ? slash + 1 : pend;
     }
-    if (room.present) {
-        if (!take_query_key(&room, out->room, &out->room_len)) {
-            *bad = cfg->room_param;
-            return -EINVAL;
-        }
-    } else if (path_room != NULL) {
-        if (!pr_key_valid(path_room, path_room_len)) {
-            *bad = src_path;
-            return -EINVAL;
-        }
-        memcpy(out->room, path_room, path_room_len);
-        out->room[path_room_len] = '\0';
-        out->room_len = (uint8_t)path_room_len;
-    }
+    return r;
+}
 
-    /* Participant: query parameter, else the X-Participant-Id header. */
-    if (part.present) {
-        if (!take_query_key(&part, out->participant, &out->participant_len)) {
-            *bad = cfg->participant_param;
-            return -EINVAL;
-        }
-    } else {
-        const struct pr_header *ph = pr_head_find(h, "X-Participant-Id");
-        if (ph != NULL) {
-            const char *v = ph->value ? ph->value : "";
-            size_t vlen = ph->value ? ph->value_len : 0;
-            trim_ows(&v, &vlen);
-            if (!pr_key_valid(v, vlen)) {
-                *bad = src_hdr;
-                return -EINVAL;
-            }
-            memcpy(out->participant, v, vlen);
-            out->participant[vlen] = '\0';
-            out->participant_len = (uint8_t)vlen;
-        }
-    }
+/* Participant: the query parameter, else the X-Participant-Id header; false when invalid. */
+static bool take_participant(const struct pr_request_head *h, const struct query_keys *q,
+                             struct pr_affinity *out)
+{
+    if (q->part.present)
+        return take_query_key(&q->part, out->participant, &out->participant_len);
+    const struct pr_header *ph = pr_head_find(h, "X-Participant-Id");
+    if (ph == NULL)
+        return true;
+    const char *v = ph->value ? ph->value : "";
+    size_t vlen = ph->value ? ph->value_len : 0;
+    trim_ows(&v, &vlen);
+    return take_raw_key(v, vlen, out->participant, &out->participant_len);
+}
 
-    /* HyperStudy's browser entry: GET /experiment/room_<id>[/] asking for HTML. */
-    if (h->method_len == 3 && h->method != NULL && memcmp(h->method, "GET", 3) == 0 &&
-        path_room != NULL && path_room == url + 12 && path_len >= 12 &&
-        memcmp(url, "/experiment/", 12) == 0 &&
-        (path_len == 12 + path_room_len ||
-         (path_len == 13 + path_room_len && url[path_len - 1] == '/'))) {
-        const struct pr_header *acc = pr_head_find(h, "Accept");
-        out->browser_redirect = acc != NULL && acc->value != NULL &&
-                                contains_ci(acc->value, acc->value_len, "text/html");
-    }
+/* HyperStudy's browser entry: GET /experiment/room_<id>[/] asking for HTML. */
+static bool browser_entry(const struct pr_request_head *h, const struct target *t,
+                          const struct slice *room)
+{
+    size_t n = t->path_len;
+    if (h->method_len != 3 || h->method == NULL || memcmp(h->method, "GET", 3) != 0 ||
+        !room->present || room->p != t->url + 12 || n < 12 ||
+        memcmp(t->url, "/experiment/", 12) != 0 ||
+        !(n == 12 + room->len || (n == 13 + room->len && t->url[n - 1] == '/')))
+        return false;
+    const struct pr_header *acc = pr_head_find(h, "Accept");
+    return acc != NULL && acc->value != NULL &&
+           contains_ci(acc->value, acc->value_len, "text/html");
+}
 
+/* Fills out with every key of the request; -EINVAL and *bad on the first invalid used key. */
+int pr_affinity_extract(const struct pr_affinity_config *cfg, const struct pr_request_head *h,
+                        struct pr_affinity *out, const char **bad)
+{
+    const char *dummy;
+    if (bad == NULL)
+        bad = &dummy;
+    *bad = NULL;
+    if (out == NULL)
+        return -EINVAL;
+    memset(out, 0, sizeof(*out));
+    if (cfg == NULL || h == NULL)
+        return -EINVAL;
+
+    struct target t;
+    struct query_keys q;
+    split_target(h, &t);
+    scan_query(cfg, &t, &q);
+    out->engineio = q.eio;
+    if (q.transport.present) {
+        char buf[16];
+        size_t n = pct_decode(q.transport.p, q.transport.len, buf, sizeof(buf));
+        out->websocket = n == 9 && memcmp(buf, "websocket", 9) == 0;
+    }
+    if (q.sid.present && !take_query_key(&q.sid, out->sid, &out->sid_len)) {
+        *bad = "sid";
+        return -EINVAL;
+    }
+    out->handshake = out->engineio && !q.sid.present;
+
+    /* Room: the query parameter, else the first path segment that is exactly room_<id>. */
+    struct slice proom = path_room(&t);
+    if (q.room.present ? !take_query_key(&q.room, out->room, &out->room_len)
+                       : proom.present && !take_raw_key(proom.p, proom.len, out->room,
+                                                        &out->room_len)) {
+        *bad = q.room.present ? cfg->room_param : "room path";
+        return -EINVAL;
+    }
+    if (!take_participant(h, &q, out)) {
+        *bad = q.part.present ? cfg->participant_param : "X-Participant-Id";
+        return -EINVAL;
+    }
+    out->browser_redirect = browser_entry(h, &t, &proom);
     if (cfg->cookie_name != NULL && cfg->cookie_name[0] != '\0' && cfg->secret != NULL &&
         cfg->secret_len > 0 && h->headers != NULL)
         find_cookie(cfg, h, out);
@@ -357,7 +372,7 @@ int pr_cookie_sign(const uint8_t *secret, size_t secret_len, const char *pod, ch
     if (secret == NULL || secret_len == 0 || pod == NULL || out == NULL)
         return -EINVAL;
     size_t pod_len = strlen(pod);
-    if (!pod_name_valid(pod, pod_len))
+    if (!pr_pod_name_valid(pod, pod_len))
         return -EINVAL;
     size_t total = pod_len + 1 + MAC_HEX;
     if (outlen < total + 1)
@@ -381,7 +396,7 @@ int pr_cookie_verify(const uint8_t *secret, size_t secret_len, const char *value
     if (len < 1 + 1 + MAC_HEX || value[len - MAC_HEX - 1] != '.')
         return -EINVAL;
     size_t pod_len = len - MAC_HEX - 1;
-    if (!pod_name_valid(value, pod_len))
+    if (!pr_pod_name_valid(value, pod_len))
         return -EINVAL;
     char hex[MAC_HEX];
     if (mac_hex(secret, secret_len, value, pod_len, hex) != 0)

@@ -1,9 +1,11 @@
 /* The assignment table shared by the memory store and the Redis store's cache: kind:key ->
- * pod with TTLs, room identity sets and per-pod load bookkeeping. Internal; every function
- * expects the caller to hold the owner's lock. */
+ * pod with TTLs, room identity sets and per-pod load bookkeeping. Internal. The pr__atab_*
+ * functions expect the caller to hold the table's lock; struct pr_shared_atab (at the end,
+ * atable_shared.c) owns that lock, the table and its references. */
 #ifndef PODROUTER_ATABLE_H
 #define PODROUTER_ATABLE_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -128,5 +130,66 @@ void pr__atab_recount(struct pr_atab *t);
 bool pr__touch_due(struct pr_touch_cache *c, uint64_t hash, uint64_t now, uint64_t every_ms);
 /* The throttle period for a table's activity window. */
 uint64_t pr__touch_every(const struct pr_atab *t);
+
+/* ---- the process-wide table and its lock (atable_shared.c) ---------------------------- */
+
+/* One table shared by every handle of a store (one per loop thread), the mutex guarding it
+ * and its reference count. The memory store and the Redis store's cache each own one. */
+struct pr_shared_atab {
+    pthread_mutex_t mu;
+    struct pr_atab *t; /* NULL until the first open and after the last close */
+};
+#define PR_SHARED_ATAB_INIT {PTHREAD_MUTEX_INITIALIZER, NULL}
+
+/* Take a reference, creating the table on first use (its settings come from that first
+ * open): 0 or -ENOMEM. */
+int pr__satab_open(struct pr_shared_atab *s, struct pr_registry *reg,
+                   const uint64_t ttl[PR_ATAB_KINDS], uint64_t active_ms, uint64_t max_per_kind);
+/* Drop a reference; the last one frees every entry (loads are left as they are). */
+void pr__satab_close(struct pr_shared_atab *s);
+
+/* One keyed operation under the lock: the table, the clock, the key's hash and the slot of
+ * its live entry (NULL when there is none). */
+struct pr_atab_op {
+    struct pr_atab *t;
+    uint64_t hash, now;
+    struct pr_atab_entry **pp;
+};
+/* Lock s and look kind:key up (an expired entry met is removed). The caller has checked the
+ * key (pr__atab_key_ok) and ends the operation with pr__satab_unlock. */
+void pr__satab_begin(struct pr_shared_atab *s, uint8_t kind, const char *key, size_t len,
+                     struct pr_atab_op *op);
+/* Lock s for an operation that is not about one key; returns the table. */
+struct pr_atab *pr__satab_lock(struct pr_shared_atab *s);
+void pr__satab_unlock(struct pr_shared_atab *s);
+
+/* The operations both owners share, each one critical section. */
+/* A read by a request at now (pr_mono_ms): 0 with pod filled, or -ENOENT. Counts as a use
+ * (promotes a tentative entry, activates it); *renew (may be NULL) is set when its TTL was due
+ * for renewal or it was promoted. hash is pr__atab_hash of (kind, key). */
+int pr__satab_get(struct pr_shared_atab *s, uint8_t kind, const char *key, size_t len,
+                  uint64_t hash, uint64_t now, char pod[PR_POD_NAME_MAX + 1], bool *renew);
+/* A use of kind:key (by key, or by hash when key is NULL): PR_ATAB_* bits, or -ENOENT. When
+ * the result has PR_ATAB_PROMOTED and key_out/key_len/pod are not NULL, they get the entry's
+ * key and pod. */
+int pr__satab_use(struct pr_shared_atab *s, uint8_t kind, const char *key, size_t len,
+                  uint64_t hash, bool activate, char key_out[PR_KEY_MAX + 1], size_t *key_len,
+                  char pod[PR_POD_NAME_MAX + 1]);
+/* Forget kind:key: 0 or -ENOENT. */
+int pr__satab_del(struct pr_shared_atab *s, uint8_t kind, const char *key, size_t len);
+/* Copy kind:key's assignment for the admin API: 0 or -ENOENT. */
+int pr__satab_info(struct pr_shared_atab *s, uint8_t kind, const char *key, size_t len,
+                   struct pr_assignment *out);
+/* Forget every assignment pointing at pod. */
+void pr__satab_release_pod(struct pr_shared_atab *s, const char *pod);
+/* Numbers of room and participant entries (expired ones count until evicted). */
+void pr__satab_counts(struct pr_shared_atab *s, uint64_t *rooms, uint64_t *participants);
+/* true when kind holds --max-assignments entries. */
+bool pr__satab_full(struct pr_shared_atab *s, uint8_t kind);
+/* Expire entries of the next few thousand buckets, stop counting idle ones and, when
+ * recount, set every pod's load from the active entries. */
+void pr__satab_tick(struct pr_shared_atab *s, bool recount);
+/* The touch throttle period of the open table (fixed once it exists: read without lock). */
+uint64_t pr__satab_touch_every(const struct pr_shared_atab *s);
 
 #endif

@@ -48,40 +48,61 @@ static bool text_byte(unsigned char ch)
     return ch == '\t' || (ch >= 0x20 && ch != 0x7f);
 }
 
+/* A hex digit, or the end of the digits of a chunk size: the next state, or -1. */
+static int size_byte(struct pr_chunked *c, unsigned char ch)
+{
+    int v = hexval(ch);
+    if (v >= 0) {
+        if (++c->digits > 15) /* 15 hex digits: below 2^60, no overflow */
+            return -1;
+        c->remaining = c->remaining * 16 + (uint64_t)v;
+        return S_SIZE;
+    }
+    if (c->digits && (ch == ';' || ch == ' ' || ch == '\t'))
+        return S_EXT;
+    if (c->digits && ch == '\r')
+        return S_SIZE_LF;
+    return -1;
+}
+
+/* One byte outside chunk data (size line, CRLF after data, trailer section): the next state,
+ * or -1 on framing another parser could read differently. */
+static int step(struct pr_chunked *c, unsigned char ch)
+{
+    switch (c->state) {
+    case S_SIZE:
+        return size_byte(c, ch);
+    case S_EXT:
+        return ch == '\r' ? S_SIZE_LF : text_byte(ch) ? S_EXT : -1;
+    case S_SIZE_LF:
+        if (ch != '\n')
+            return -1;
+        c->digits = 0;
+        return c->remaining ? S_DATA : S_TLINE;
+    case S_DATA_CR:
+        return ch == '\r' ? S_DATA_LF : -1;
+    case S_DATA_LF:
+        return ch == '\n' ? S_SIZE : -1;
+    case S_TLINE: /* obs-fold, bare LF and junk are refused */
+        return ch == '\r' ? S_FINAL_LF : pr_tchar(ch) ? S_TNAME : -1;
+    case S_TNAME:
+        return ch == ':' ? S_TVALUE : pr_tchar(ch) ? S_TNAME : -1;
+    case S_TVALUE:
+        return ch == '\r' ? S_TLF : text_byte(ch) ? S_TVALUE : -1;
+    case S_TLF:
+        return ch == '\n' ? S_TLINE : -1;
+    case S_FINAL_LF:
+        return ch == '\n' ? S_DONE : -1;
+    default: /* S_DONE: bytes after the end */
+        return -1;
+    }
+}
+
 int pr_chunked_feed(struct pr_chunked *c, const char *p, size_t n)
 {
     const unsigned char *b = (const unsigned char *)p;
     for (size_t i = 0; i < n; i++) {
-        unsigned char ch = b[i];
-        switch (c->state) {
-        case S_SIZE: {
-            int v = hexval(ch);
-            if (v >= 0) {
-                if (++c->digits > 15) /* 15 hex digits: below 2^60, no overflow */
-                    return -1;
-                c->remaining = c->remaining * 16 + (uint64_t)v;
-            } else if (c->digits && (ch == ';' || ch == ' ' || ch == '\t')) {
-                c->state = S_EXT;
-            } else if (c->digits && ch == '\r') {
-                c->state = S_SIZE_LF;
-            } else {
-                return -1;
-            }
-            break;
-        }
-        case S_EXT:
-            if (ch == '\r')
-                c->state = S_SIZE_LF;
-            else if (!text_byte(ch))
-                return -1;
-            break;
-        case S_SIZE_LF:
-            if (ch != '\n')
-                return -1;
-            c->digits = 0;
-            c->state = c->remaining ? S_DATA : S_TLINE;
-            break;
-        case S_DATA: {
+        if (c->state == S_DATA) {
             size_t take = n - i;
             if (take > c->remaining)
                 take = (size_t)c->remaining;
@@ -89,53 +110,14 @@ int pr_chunked_feed(struct pr_chunked *c, const char *p, size_t n)
             i += take - 1;
             if (c->remaining == 0)
                 c->state = S_DATA_CR;
-            break;
+            continue;
         }
-        case S_DATA_CR:
-            if (ch != '\r')
-                return -1;
-            c->state = S_DATA_LF;
-            break;
-        case S_DATA_LF:
-            if (ch != '\n')
-                return -1;
-            c->state = S_SIZE;
-            break;
-        case S_TLINE:
-            if (ch == '\r')
-                c->state = S_FINAL_LF;
-            else if (pr_tchar(ch))
-                c->state = S_TNAME;
-            else
-                return -1; /* obs-fold, bare LF, junk */
-            break;
-        case S_TNAME:
-            if (ch == ':')
-                c->state = S_TVALUE;
-            else if (!pr_tchar(ch))
-                return -1;
-            break;
-        case S_TVALUE:
-            if (ch == '\r')
-                c->state = S_TLF;
-            else if (!text_byte(ch))
-                return -1;
-            break;
-        case S_TLF:
-            if (ch != '\n')
-                return -1;
-            c->state = S_TLINE;
-            break;
-        case S_FINAL_LF:
-            if (ch != '\n')
-                return -1;
-            c->state = S_DONE;
-            if (i + 1 != n)
-                return -1;
-            return 1;
-        default:
+        int next = step(c, b[i]);
+        if (next < 0)
             return -1;
-        }
+        c->state = (uint8_t)next;
+        if (next == S_DONE)
+            return i + 1 == n ? 1 : -1;
     }
     return c->state == S_DONE ? 1 : 0;
 }

@@ -1,10 +1,16 @@
 #include "podrouter/common.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <unistd.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
+#include <unistd.h>
+
+#define HOST_NAME_MAX_LEN 253 /* RFC 1035 2.3.4 */
+#define LABEL_MAX 63
+#define V6_TEXT_MAX 45 /* INET6_ADDRSTRLEN - 1 */
 
 static const char *const key_kind_names[PR_KEY__COUNT] = {
     [PR_KEY_SID] = "sid",
@@ -85,4 +91,101 @@ int pr_read_token_file(const char *path, char *buf, size_t cap)
         if ((unsigned char)buf[i] <= 0x20 || (unsigned char)buf[i] >= 0x7f)
             return -EILSEQ;
     return 0;
+}
+
+/* ---- pod names and host:port: one grammar for the router and the sidecar ------------------ */
+
+/* true when s[0..len) matches ^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$ */
+bool pr_pod_name_valid(const char *s, size_t len)
+{
+    if (!s || len == 0 || len > PR_POD_NAME_MAX)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        bool alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+        if (alnum)
+            continue;
+        if ((c == '.' || c == '-') && i != 0 && i != len - 1)
+            continue;
+        return false;
+    }
+    return true;
+}
+
+bool pr_port_valid(const char *s, size_t len)
+{
+    if (len == 0 || len > 5 || s[0] == '0')
+        return false;
+    uint32_t v = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+        v = v * 10 + (uint32_t)(s[i] - '0');
+    }
+    return v <= 65535;
+}
+
+/* An RFC 1123 name (labels of [A-Za-z0-9-], none empty, no edge hyphen) or, when it has only
+ * digits and dots, a dotted-quad IPv4 literal ("10.0.0" is neither). */
+bool pr_host_valid(const char *s, size_t len)
+{
+    if (len == 0 || len > HOST_NAME_MAX_LEN)
+        return false;
+    bool numeric = true;
+    size_t label = 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (c == '.') {
+            if (label == 0 || s[i - 1] == '-')
+                return false;
+            label = 0;
+            continue;
+        }
+        bool digit = c >= '0' && c <= '9';
+        bool alpha = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+        if ((!digit && !alpha && c != '-') || (c == '-' && label == 0) || ++label > LABEL_MAX)
+            return false;
+        numeric = numeric && digit;
+    }
+    if (label == 0 || s[len - 1] == '-')
+        return false;
+    if (!numeric)
+        return true;
+    char buf[HOST_NAME_MAX_LEN + 1];
+    struct in_addr a4;
+    memcpy(buf, s, len);
+    buf[len] = '\0';
+    return inet_pton(AF_INET, buf, &a4) == 1;
+}
+
+/* true when s[0..len) (without brackets) is an IPv6 literal, without a zone id. */
+static bool v6_valid(const char *s, size_t len)
+{
+    char buf[V6_TEXT_MAX + 1];
+    struct in6_addr a6;
+    if (len == 0 || len > V6_TEXT_MAX)
+        return false;
+    memcpy(buf, s, len);
+    buf[len] = '\0';
+    return inet_pton(AF_INET6, buf, &a6) == 1;
+}
+
+bool pr_hostport_valid(const char *s, size_t len, bool port_required)
+{
+    if (s == NULL || len == 0)
+        return false;
+    const char *end = s + len;
+    if (s[0] == '[') {
+        const char *rb = memchr(s, ']', len);
+        if (rb == NULL || !v6_valid(s + 1, (size_t)(rb - s - 1)))
+            return false;
+        if (rb + 1 == end)
+            return !port_required;
+        return rb[1] == ':' && pr_port_valid(rb + 2, (size_t)(end - rb - 2));
+    }
+    const char *colon = memchr(s, ':', len);
+    if (colon == NULL)
+        return !port_required && pr_host_valid(s, len);
+    return pr_host_valid(s, (size_t)(colon - s)) &&
+           pr_port_valid(colon + 1, (size_t)(end - colon - 1));
 }

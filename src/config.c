@@ -15,13 +15,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "config_values.h"
 #include "podrouter/common.h"
 
 #define ENV_PREFIX "POD_ROUTER_"
 #define MAX_FLAGS 48
 /* Durations above a year are certainly typos (and would overflow some store TTL APIs). */
 #define DURATION_MAX_MS (8760ull * 3600 * 1000)
-#define KEY_PREFIX_MAX 100
 #define THREADS_MAX 64
 
 enum flag_type {
@@ -56,17 +56,6 @@ struct flag {
     const char *help;
 };
 
-static int check_store(const char *v, char *why, size_t whylen);
-static int check_key_prefix(const char *v, char *why, size_t whylen);
-static int check_param_name(const char *v, char *why, size_t whylen);
-static int check_cookie_name(const char *v, char *why, size_t whylen);
-static int check_readable_file(const char *v, char *why, size_t whylen);
-static int check_admin_url(const char *v, char *why, size_t whylen);
-static int check_pod_name(const char *v, char *why, size_t whylen);
-static int check_address(const char *v, char *why, size_t whylen);
-static int check_zone(const char *v, char *why, size_t whylen);
-static int check_health_url(const char *v, char *why, size_t whylen);
-
 #define FIELD(st, f) offsetof(struct st, f), sizeof(((struct st *)0)->f)
 
 static const struct flag serve_flags[] = {
@@ -74,9 +63,9 @@ static const struct flag serve_flags[] = {
      "public listener (behind Traefik); [::]:3001 for IPv6"},
     {"admin-listen", F_LISTEN, FIELD(pr_config, admin_listen), 0, 0, NULL, false, "0.0.0.0:3002",
      "HOST:PORT", "admin listener: registry API, /metrics, health, status page"},
-    {"store", F_STRING, FIELD(pr_config, store), 0, 0, check_store, false, "memory", "URL",
+    {"store", F_STRING, FIELD(pr_config, store), 0, 0, pr__cfg_check_store, false, "memory", "URL",
      "memory, redis://[:pw@]host[:port][/db], redis-sentinel://h:p[,h:p...]/master"},
-    {"key-prefix", F_STRING, FIELD(pr_config, key_prefix), 0, 0, check_key_prefix, false,
+    {"key-prefix", F_STRING, FIELD(pr_config, key_prefix), 0, 0, pr__cfg_check_key_prefix, false,
      "podrouter:", "PREFIX", "prefix of every Redis key except room:{id}:pod (<= 100 bytes)"},
     {"pod-ttl", F_DURATION, FIELD(pr_config, pod_ttl_ms), 1, DURATION_MAX_MS, NULL, false, "15s",
      "DURATION", "a pod silent for this long is down"},
@@ -88,16 +77,16 @@ static const struct flag serve_flags[] = {
      "DURATION", "lifetime of an Engine.IO session pin, renewed while used"},
     {"balance-factor", F_FACTOR, FIELD(pr_config, balance_factor), 0, 0, NULL, false, "1.25",
      "FACTOR", "load bound of the degraded-mode consistent hashing (> 1.0, <= 10)"},
-    {"room-param", F_STRING, FIELD(pr_config, room_param), 0, 0, check_param_name, false, "roomId",
+    {"room-param", F_STRING, FIELD(pr_config, room_param), 0, 0, pr__cfg_check_param_name, false, "roomId",
      "NAME", "query parameter carrying the room id"},
-    {"participant-param", F_STRING, FIELD(pr_config, participant_param), 0, 0, check_param_name,
+    {"participant-param", F_STRING, FIELD(pr_config, participant_param), 0, 0, pr__cfg_check_param_name,
      false, "participantId", "NAME", "query parameter carrying the participant id"},
-    {"cookie-name", F_STRING, FIELD(pr_config, cookie_name), 0, 0, check_cookie_name, false,
+    {"cookie-name", F_STRING, FIELD(pr_config, cookie_name), 0, 0, pr__cfg_check_cookie_name, false,
      "pr_affinity", "NAME", "signed affinity cookie; empty disables it"},
     {"cookie-secret-file", F_STRING, FIELD(pr_config, cookie_secret_file), 0, 0,
-     check_readable_file, false, NULL, "FILE",
+     pr__cfg_check_readable_file, false, NULL, "FILE",
      "HMAC-SHA256 key file; none = random per-process key (warned)"},
-    {"token-file", F_STRING, FIELD(pr_config, token_file), 0, 0, check_readable_file, false, NULL,
+    {"token-file", F_STRING, FIELD(pr_config, token_file), 0, 0, pr__cfg_check_readable_file, false, NULL,
      "FILE", "bearer token for admin writes; none = loopback-only writes"},
     {"connect-timeout", F_DURATION, FIELD(pr_config, connect_timeout_ms), 1, DURATION_MAX_MS, NULL,
      false, "3s", "DURATION", "upstream connect timeout"},
@@ -146,25 +135,25 @@ static const struct flag serve_flags[] = {
 };
 
 static const struct flag register_flags[] = {
-    {"admin-url", F_STRING, FIELD(pr_register_config, admin_url), 0, 0, check_admin_url, true, NULL,
+    {"admin-url", F_STRING, FIELD(pr_register_config, admin_url), 0, 0, pr__cfg_check_admin_url, true, NULL,
      "URL", "router admin listener, http://host:port"},
-    {"name", F_STRING, FIELD(pr_register_config, name), 0, 0, check_pod_name, true, NULL, "NAME",
+    {"name", F_STRING, FIELD(pr_register_config, name), 0, 0, pr__cfg_check_pod_name, true, NULL, "NAME",
      "pod name, e.g. backend-0"},
-    {"address", F_STRING, FIELD(pr_register_config, address), 0, 0, check_address, true, NULL,
+    {"address", F_STRING, FIELD(pr_register_config, address), 0, 0, pr__cfg_check_address, true, NULL,
      "HOST:PORT", "address the router connects to, e.g. 10.0.0.7:3000"},
     {"capacity-rooms", F_U32, FIELD(pr_register_config, capacity_rooms), 1, 1000000, NULL, false,
      "20", "N", "rooms this pod can hold (>= 1)"},
     {"capacity-participants", F_U32, FIELD(pr_register_config, capacity_participants), 1, 1000000,
      NULL, false, "80", "N", "participants this pod can hold (>= 1)"},
-    {"zone", F_STRING, FIELD(pr_register_config, zone), 0, 0, check_zone, false, NULL, "ZONE",
+    {"zone", F_STRING, FIELD(pr_register_config, zone), 0, 0, pr__cfg_check_zone, false, NULL, "ZONE",
      "failure zone label, e.g. nyc1-a"},
     {"interval", F_DURATION, FIELD(pr_register_config, interval_ms), 1, DURATION_MAX_MS, NULL,
      false, "5s", "DURATION", "heartbeat interval"},
-    {"token-file", F_STRING, FIELD(pr_register_config, token_file), 0, 0, check_readable_file,
+    {"token-file", F_STRING, FIELD(pr_register_config, token_file), 0, 0, pr__cfg_check_readable_file,
      false, NULL, "FILE", "bearer token for the admin API"},
     {"drain-grace", F_DURATION, FIELD(pr_register_config, drain_grace_ms), 0, DURATION_MAX_MS, NULL,
      false, "30s", "DURATION", "on SIGTERM, wait this long after drain before leaving"},
-    {"health-url", F_STRING, FIELD(pr_register_config, health_url), 0, 0, check_health_url, false,
+    {"health-url", F_STRING, FIELD(pr_register_config, health_url), 0, 0, pr__cfg_check_health_url, false,
      NULL, "URL",
      "backend health URL: heartbeat only while it answers 2xx (1s timeout)"},
     {"log-level", F_LEVEL, FIELD(pr_register_config, log_level), 0, 0, NULL, false, "info", "LEVEL",
@@ -176,445 +165,6 @@ static const struct flag register_flags[] = {
 #define NFLAGS(t) (sizeof(t) / sizeof((t)[0]))
 _Static_assert(NFLAGS(serve_flags) <= MAX_FLAGS, "raise MAX_FLAGS");
 _Static_assert(NFLAGS(register_flags) <= MAX_FLAGS, "raise MAX_FLAGS");
-
-/* ---- small validators ---------------------------------------------------------------- */
-
-/* Copy v into out for an error message: quoted-safe, printable, truncated with "...". */
-static const char *shown(const char *v, char *out, size_t outlen)
-{
-    size_t n = 0, i = 0;
-    for (; v[i] != '\0' && n + 4 < outlen && i < 80; i++) {
-        unsigned char c = (unsigned char)v[i];
-        out[n++] = (c < 0x20 || c >= 0x7f || c == '"' || c == '\\') ? '?' : (char)c;
-    }
-    if (v[i] != '\0' && n + 4 <= outlen) {
-        memcpy(out + n, "...", 3);
-        n += 3;
-    }
-    out[n] = '\0';
-    return out;
-}
-
-/* Shows a URL with its userinfo (password) replaced by "***", so errors never leak it. */
-static void redact_userinfo(const char *url, char *out, size_t outlen)
-{
-    const char *scheme = strstr(url, "://");
-    const char *at = strrchr(url, '@');
-    if (scheme == NULL || at == NULL || at < scheme)
-        return;
-    char tmp[96];
-    snprintf(tmp, sizeof(tmp), "%.*s://***%.60s", (int)(scheme - url < 20 ? scheme - url : 20), url,
-             at);
-    shown(tmp, out, outlen);
-}
-
-/* true when s[0..len) is 1..5 digits making a port 1..65535. */
-static bool port_valid(const char *s, size_t len)
-{
-    if (len == 0 || len > 5)
-        return false;
-    unsigned long v = 0;
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return false;
-        v = v * 10 + (unsigned long)(s[i] - '0');
-    }
-    return v >= 1 && v <= 65535;
-}
-
-/* true when s[0..len) is a DNS-ish host name or IPv4 literal: [A-Za-z0-9._-], 1..253. */
-static bool hostname_valid(const char *s, size_t len)
-{
-    if (len == 0 || len > 253)
-        return false;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (!isalnum(c) && c != '.' && c != '-' && c != '_')
-            return false;
-    }
-    return s[0] != '-' && s[0] != '.';
-}
-
-/* true when s[0..len) (without brackets) is an IPv6 literal. */
-static bool ipv6_valid(const char *s, size_t len)
-{
-    char buf[64];
-    struct in6_addr a;
-    if (len == 0 || len >= sizeof(buf))
-        return false;
-    memcpy(buf, s, len);
-    buf[len] = '\0';
-    return inet_pton(AF_INET6, buf, &a) == 1;
-}
-
-/* true when s[0..len) is "host:port" or "[v6]:port" (port 1..65535, host a name or IP). */
-static bool hostport_valid(const char *s, size_t len, bool port_required)
-{
-    const char *end = s + len;
-    if (len > 0 && s[0] == '[') {
-        const char *rb = memchr(s, ']', len);
-        if (rb == NULL || !ipv6_valid(s + 1, (size_t)(rb - s - 1)))
-            return false;
-        if (rb + 1 == end)
-            return !port_required;
-        return rb[1] == ':' && port_valid(rb + 2, (size_t)(end - rb - 2));
-    }
-    const char *colon = memchr(s, ':', len);
-    if (colon == NULL)
-        return !port_required && hostname_valid(s, len);
-    return hostname_valid(s, (size_t)(colon - s)) &&
-           port_valid(colon + 1, (size_t)(end - colon - 1));
-}
-
-/* ---- the pieces of public API that parse one value ----------------------------------- */
-
-/* Parses "250ms", "15s", "1.5s", "2m", "24h" or a bare number of seconds into whole ms. */
-int pr_parse_duration(const char *s, uint64_t *out_ms)
-{
-    if (s == NULL || out_ms == NULL)
-        return -EINVAL;
-    const char *p = s;
-    uint64_t ip = 0, frac = 0, frac_scale = 1;
-    size_t ndig = 0;
-    while (*p >= '0' && *p <= '9') {
-        if (ip > (UINT64_MAX - 9) / 10)
-            return -EINVAL;
-        ip = ip * 10 + (uint64_t)(*p++ - '0');
-        ndig++;
-    }
-    if (*p == '.') {
-        p++;
-        size_t nfrac = 0;
-        while (*p >= '0' && *p <= '9') {
-            if (++nfrac > 9)
-                return -EINVAL;
-            frac = frac * 10 + (uint64_t)(*p++ - '0');
-            frac_scale *= 10;
-        }
-        if (nfrac == 0)
-            return -EINVAL;
-        ndig += nfrac;
-    }
-    if (ndig == 0)
-        return -EINVAL;
-    uint64_t mult;
-    if (strcmp(p, "ms") == 0)
-        mult = 1;
-    else if (strcmp(p, "s") == 0 || *p == '\0')
-        mult = 1000;
-    else if (strcmp(p, "m") == 0)
-        mult = 60 * 1000;
-    else if (strcmp(p, "h") == 0)
-        mult = 3600 * 1000;
-    else
-        return -EINVAL;
-    if (ip > UINT64_MAX / mult)
-        return -EINVAL;
-    /* A fraction must land on a whole millisecond: "1.5s" yes, "1.5ms" no. */
-    if ((frac * mult) % frac_scale != 0)
-        return -EINVAL;
-    uint64_t ms = ip * mult, fms = frac * mult / frac_scale;
-    if (ms > UINT64_MAX - fms)
-        return -EINVAL;
-    *out_ms = ms + fms;
-    return 0;
-}
-
-/* Parses "host:port", "[v6]:port" or ":port" where host is an IP literal or "localhost". */
-int pr_parse_listen(const char *s, struct pr_listen_addr *out)
-{
-    if (s == NULL || out == NULL)
-        return -EINVAL;
-    size_t len = strlen(s);
-    const char *host, *port;
-    size_t host_len;
-    bool v6 = false;
-    if (s[0] == '[') {
-        const char *rb = strchr(s, ']');
-        if (rb == NULL || rb[1] != ':')
-            return -EINVAL;
-        host = s + 1;
-        host_len = (size_t)(rb - host);
-        port = rb + 2;
-        v6 = true;
-    } else {
-        const char *colon = strchr(s, ':');
-        if (colon == NULL || strchr(colon + 1, ':') != NULL)
-            return -EINVAL; /* bare IPv6 must be bracketed */
-        host = s;
-        host_len = (size_t)(colon - s);
-        port = colon + 1;
-    }
-    if (!port_valid(port, len - (size_t)(port - s)))
-        return -EINVAL;
-    char buf[sizeof(out->host)];
-    if (host_len >= sizeof(buf))
-        return -EINVAL;
-    if (host_len == 0) {
-        if (v6)
-            return -EINVAL;
-        snprintf(buf, sizeof(buf), "0.0.0.0");
-    } else {
-        memcpy(buf, host, host_len);
-        buf[host_len] = '\0';
-        unsigned char a[sizeof(struct in6_addr)];
-        if (v6) {
-            if (inet_pton(AF_INET6, buf, a) != 1)
-                return -EINVAL;
-        } else if (strcmp(buf, "localhost") != 0 && inet_pton(AF_INET, buf, a) != 1) {
-            return -EINVAL;
-        }
-    }
-    memset(out, 0, sizeof(*out));
-    snprintf(out->host, sizeof(out->host), "%s", buf);
-    out->port = (uint16_t)strtoul(port, NULL, 10);
-    return 0;
-}
-
-/* ---- string checks ------------------------------------------------------------------- */
-
-#define STORE_HINT                                                                                 \
-    "use memory, redis://[:password@]host[:port][/db] or "                                         \
-    "redis-sentinel://host:port[,host:port...]/master-name"
-
-/* Accepts memory, redis://[userinfo@]host[:port][/db], redis-sentinel://[userinfo@]h:p,.../m. */
-static int check_store(const char *v, char *why, size_t whylen)
-{
-    if (strcmp(v, "memory") == 0)
-        return 0;
-    bool sentinel;
-    const char *rest;
-    if (strncmp(v, "redis://", 8) == 0) {
-        sentinel = false;
-        rest = v + 8;
-    } else if (strncmp(v, "redis-sentinel://", 17) == 0) {
-        sentinel = true;
-        rest = v + 17;
-    } else {
-        snprintf(why, whylen, "unsupported store (" STORE_HINT ")");
-        return -EINVAL;
-    }
-    for (const char *p = v; *p; p++) {
-        if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f) {
-            snprintf(why, whylen, "store URL contains a space or control character");
-            return -EINVAL;
-        }
-    }
-    const char *at = strrchr(rest, '@');
-    if (at != NULL) {
-        if (at == rest || at[-1] == ':') {
-            snprintf(why, whylen, "empty password before '@' (" STORE_HINT ")");
-            return -EINVAL;
-        }
-        rest = at + 1;
-    }
-    const char *slash = strchr(rest, '/');
-    size_t hosts_len = slash ? (size_t)(slash - rest) : strlen(rest);
-    if (!sentinel) {
-        if (!hostport_valid(rest, hosts_len, false)) {
-            snprintf(why, whylen, "invalid redis host[:port] (" STORE_HINT ")");
-            return -EINVAL;
-        }
-        if (slash != NULL) {
-            size_t n = strlen(slash + 1);
-            bool ok = n >= 1 && n <= 6;
-            for (size_t i = 0; ok && i < n; i++)
-                ok = slash[1 + i] >= '0' && slash[1 + i] <= '9';
-            if (!ok) {
-                snprintf(why, whylen, "redis database must be a number (" STORE_HINT ")");
-                return -EINVAL;
-            }
-        }
-        return 0;
-    }
-    /* Sentinel: one or more host:port separated by commas, then /master-name. */
-    const char *p = rest, *end = rest + hosts_len;
-    if (hosts_len == 0) {
-        snprintf(why, whylen, "redis-sentinel needs at least one host:port (" STORE_HINT ")");
-        return -EINVAL;
-    }
-    while (p < end) {
-        const char *comma = memchr(p, ',', (size_t)(end - p));
-        const char *e = comma ? comma : end;
-        if (!hostport_valid(p, (size_t)(e - p), true)) {
-            snprintf(why, whylen, "invalid sentinel host:port (" STORE_HINT ")");
-            return -EINVAL;
-        }
-        p = comma ? comma + 1 : end;
-        if (comma && p == end) {
-            snprintf(why, whylen, "invalid sentinel host:port (" STORE_HINT ")");
-            return -EINVAL;
-        }
-    }
-    const char *m = slash ? slash + 1 : "";
-    size_t mlen = strlen(m);
-    bool ok = mlen >= 1 && mlen <= 63;
-    for (size_t i = 0; ok && i < mlen; i++)
-        ok = isalnum((unsigned char)m[i]) || m[i] == '_' || m[i] == '-' || m[i] == '.';
-    if (!ok) {
-        snprintf(why, whylen,
-                 "redis-sentinel needs /master-name of [A-Za-z0-9_.-] (" STORE_HINT ")");
-        return -EINVAL;
-    }
-    return 0;
-}
-
-/* Key prefix: at most 100 printable bytes without spaces (may be empty). */
-static int check_key_prefix(const char *v, char *why, size_t whylen)
-{
-    size_t n = strlen(v);
-    if (n > KEY_PREFIX_MAX) {
-        snprintf(why, whylen, "too long (%zu bytes, at most %d)", n, KEY_PREFIX_MAX);
-        return -EINVAL;
-    }
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)v[i];
-        if (c <= 0x20 || c >= 0x7f) {
-            snprintf(why, whylen, "must be printable ASCII without spaces");
-            return -EINVAL;
-        }
-    }
-    return 0;
-}
-
-/* Query parameter name: 1..63 bytes of [A-Za-z0-9_-]. */
-static int check_param_name(const char *v, char *why, size_t whylen)
-{
-    size_t n = strlen(v);
-    bool ok = n >= 1 && n <= 63;
-    for (size_t i = 0; ok && i < n; i++)
-        ok = isalnum((unsigned char)v[i]) || v[i] == '_' || v[i] == '-';
-    if (!ok) {
-        snprintf(why, whylen, "must be 1..63 characters of [A-Za-z0-9_-]");
-        return -EINVAL;
-    }
-    return 0;
-}
-
-/* Cookie name: empty (disabled) or an RFC 7230 token of at most 63 bytes. */
-static int check_cookie_name(const char *v, char *why, size_t whylen)
-{
-    size_t n = strlen(v);
-    bool ok = n <= 63;
-    for (size_t i = 0; ok && i < n; i++) {
-        unsigned char c = (unsigned char)v[i];
-        ok = isalnum(c) || (c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL);
-    }
-    if (!ok) {
-        snprintf(why, whylen,
-                 "must be empty (disables the cookie) or a cookie token of at most "
-                 "63 characters");
-        return -EINVAL;
-    }
-    return 0;
-}
-
-/* A file path that, when given, names a readable file. */
-static int check_readable_file(const char *v, char *why, size_t whylen)
-{
-    if (v[0] == '\0')
-        return 0;
-    if (access(v, R_OK) != 0) {
-        int e = errno;
-        snprintf(why, whylen, "cannot read file: %s", strerror(e));
-        return -EINVAL;
-    }
-    return 0;
-}
-
-/* http://host[:port][/path] without spaces; health URLs also refuse a query or fragment
- * and a path of 256 bytes or more. */
-static int check_http_url(const char *v, char *why, size_t whylen, const char *hint, bool health)
-{
-    if (strncmp(v, "http://", 7) != 0) {
-        snprintf(why, whylen, "%s (%s)",
-                 strncmp(v, "https://", 8) == 0 ? "https is not supported" : "not an http:// URL",
-                 hint);
-        return -EINVAL;
-    }
-    const char *h = v + 7;
-    for (const char *p = h; *p; p++) {
-        if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f) {
-            snprintf(why, whylen, "URL contains a space or control character");
-            return -EINVAL;
-        }
-        if (health && (*p == '?' || *p == '#')) {
-            snprintf(why, whylen, "a query or fragment is not supported (%s)", hint);
-            return -EINVAL;
-        }
-    }
-    const char *slash = strchr(h, '/');
-    size_t hl = slash ? (size_t)(slash - h) : strlen(h);
-    if (!hostport_valid(h, hl, false)) {
-        snprintf(why, whylen, "invalid host or port (%s)", hint);
-        return -EINVAL;
-    }
-    if (health && slash != NULL && strlen(slash) >= 256) {
-        snprintf(why, whylen, "path longer than 255 bytes");
-        return -EINVAL;
-    }
-    return 0;
-}
-
-/* Admin URL: http://host[:port][/path], no spaces. */
-static int check_admin_url(const char *v, char *why, size_t whylen)
-{
-    return check_http_url(v, why, whylen,
-                          "use http://host:port, e.g. http://pod-router-admin:3002", false);
-}
-
-/* --health-url: empty (off) or http://host[:port][/path], no query or fragment. */
-static int check_health_url(const char *v, char *why, size_t whylen)
-{
-    if (v[0] == '\0')
-        return 0;
-    return check_http_url(v, why, whylen,
-                          "use http://host:port/path, e.g. http://127.0.0.1:3000/health", true);
-}
-
-/* Pod name: ^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$ */
-static int check_pod_name(const char *v, char *why, size_t whylen)
-{
-    size_t n = strlen(v);
-    bool ok = n >= 1 && n <= PR_POD_NAME_MAX;
-    for (size_t i = 0; ok && i < n; i++) {
-        char c = v[i];
-        bool alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
-        ok = alnum || ((c == '.' || c == '-') && i != 0 && i != n - 1);
-    }
-    if (!ok) {
-        snprintf(why, whylen,
-                 "must be 1..63 characters of [a-z0-9.-], starting and ending with "
-                 "a letter or digit");
-        return -EINVAL;
-    }
-    return 0;
-}
-
-/* Pod address: host:port or [v6]:port, at most 63 bytes. */
-static int check_address(const char *v, char *why, size_t whylen)
-{
-    size_t n = strlen(v);
-    if (n > PR_ADDRESS_MAX || !hostport_valid(v, n, true)) {
-        snprintf(why, whylen, "must be host:port or [v6]:port with port 1-65535");
-        return -EINVAL;
-    }
-    return 0;
-}
-
-/* Zone label: empty or 1..63 bytes of [A-Za-z0-9._-]. */
-static int check_zone(const char *v, char *why, size_t whylen)
-{
-    size_t n = strlen(v);
-    bool ok = n <= PR_ZONE_MAX;
-    for (size_t i = 0; ok && i < n; i++)
-        ok = isalnum((unsigned char)v[i]) || v[i] == '.' || v[i] == '_' || v[i] == '-';
-    if (!ok) {
-        snprintf(why, whylen, "must be at most 63 characters of [A-Za-z0-9._-]");
-        return -EINVAL;
-    }
-    return 0;
-}
 
 /* ---- engine -------------------------------------------------------------------------- */
 
@@ -640,277 +190,196 @@ static void err_prefix(const struct flag *f, bool from_env, char *out, size_t ou
 }
 
 /* Parses a decimal unsigned integer without sign, spaces or junk. */
-static bool parse_u64(const char *s, uint64_t *out)
-{
-    if (*s < '0' || *s > '9')
-        return false;
-    uint64_t v = 0;
-    for (; *s; s++) {
-        if (*s < '0' || *s > '9' || v > (UINT64_MAX - 9) / 10)
-            return false;
-        v = v * 10 + (uint64_t)(*s - '0');
-    }
-    *out = v;
-    return true;
-}
+/* One flag type's parser: stores value into field, or returns -EINVAL with why written (sv is
+ * the value as it may be shown in the message). */
+typedef int (*set_fn)(const struct flag *f, char *field, const char *value, const char *sv,
+                      char *why, size_t whylen);
 
-/* Parses true/false (also 1/0, yes/no, on/off). */
-static bool parse_bool(const char *s, bool *out)
+static int set_listen(const struct flag *f, char *field, const char *value, const char *sv,
+                      char *why, size_t whylen)
 {
-    static const char *const t[] = {"true", "1", "yes", "on"};
-    static const char *const f[] = {"false", "0", "no", "off"};
-    for (size_t i = 0; i < 4; i++) {
-        if (strcasecmp(s, t[i]) == 0) {
-            *out = true;
-            return true;
-        }
-        if (strcasecmp(s, f[i]) == 0) {
-            *out = false;
-            return true;
-        }
-    }
-    return false;
-}
-
-/* ---- trusted proxies ------------------------------------------------------------------ */
-
-/* Parses one "ip[/prefix]" of len bytes. */
-static int parse_cidr(const char *s, size_t len, struct pr_cidr *out)
-{
-    char buf[64];
-    if (len == 0 || len >= sizeof(buf))
+    (void)f;
+    struct pr_listen_addr a;
+    if (pr_parse_listen(value, &a) != 0) {
+        snprintf(why, whylen,
+                 "invalid address \"%s\" (use host:port, [v6]:port or :port with port "
+                 "1-65535; host an IP or localhost)",
+                 sv);
         return -EINVAL;
-    memcpy(buf, s, len);
-    buf[len] = '\0';
-    char *slash = strchr(buf, '/');
-    long prefix = -1;
-    if (slash) {
-        *slash = '\0';
-        uint64_t v;
-        if (!parse_u64(slash + 1, &v) || v > 128)
-            return -EINVAL;
-        prefix = (long)v;
     }
-    memset(out, 0, sizeof(*out));
-    if (inet_pton(AF_INET, buf, out->addr) == 1) {
-        out->family = AF_INET;
-        if (prefix > 32)
-            return -EINVAL;
-        out->prefix = (uint8_t)(prefix < 0 ? 32 : prefix);
-    } else if (inet_pton(AF_INET6, buf, out->addr) == 1) {
-        out->family = AF_INET6;
-        out->prefix = (uint8_t)(prefix < 0 ? 128 : prefix);
+    memcpy(field, &a, sizeof(a));
+    return 0;
+}
+
+static int set_string(const struct flag *f, char *field, const char *value, const char *sv,
+                      char *why, size_t whylen)
+{
+    size_t n = strlen(value);
+    if (n >= f->size) {
+        snprintf(why, whylen, "value too long (%zu bytes, at most %zu)", n, f->size - 1);
+        return -EINVAL;
+    }
+    char reason[200];
+    if (f->check != NULL && f->check(value, reason, sizeof(reason)) != 0) {
+        snprintf(why, whylen, "invalid value \"%s\": %s", sv, reason);
+        return -EINVAL;
+    }
+    memcpy(field, value, n + 1);
+    return 0;
+}
+
+static int set_duration(const struct flag *f, char *field, const char *value, const char *sv,
+                        char *why, size_t whylen)
+{
+    uint64_t ms;
+    char lim[32];
+    if (pr_parse_duration(value, &ms) != 0) {
+        snprintf(why, whylen, "invalid duration \"%s\" (use e.g. 250ms, 15s, 2m, 24h)", sv);
+    } else if (ms < f->min) {
+        snprintf(why, whylen, "duration \"%s\" must be greater than 0", sv);
+    } else if (ms > f->max) {
+        pr__cfg_fmt_duration(f->max, lim, sizeof(lim));
+        snprintf(why, whylen, "duration \"%s\" is too long (at most %s)", sv, lim);
     } else {
+        memcpy(field, &ms, sizeof(ms));
+        return 0;
+    }
+    return -EINVAL;
+}
+
+/* F_FACTOR (1.0, 10], F_RATE [0, 1e6], F_RATIO (0, 1]: a finite decimal number. */
+static int set_double(const struct flag *f, char *field, const char *value, const char *sv,
+                      char *why, size_t whylen)
+{
+    char *end = NULL;
+    errno = 0;
+    double d = value[0] ? strtod(value, &end) : NAN;
+    bool ok = end != NULL && *end == '\0' && errno == 0 && isfinite(d);
+    if (f->type == F_FACTOR)
+        ok = ok && d > 1.0 && d <= 10.0;
+    else if (f->type == F_RATE)
+        ok = ok && d >= 0.0 && d <= 1e6;
+    else
+        ok = ok && d > 0.0 && d <= 1.0;
+    if (!ok) {
+        snprintf(why, whylen, "invalid %s \"%s\" (must be a number %s)",
+                 f->type == F_FACTOR ? "factor" : "value", sv,
+                 f->type == F_FACTOR ? "greater than 1.0 and at most 10"
+                 : f->type == F_RATE ? "from 0 to 1000000"
+                                     : "greater than 0 and at most 1");
         return -EINVAL;
     }
+    memcpy(field, &d, sizeof(d));
     return 0;
 }
 
-int pr_parse_cidrs(const char *s, struct pr_cidr *out, size_t max, uint32_t *n)
+/* F_U32 and F_U64 within min..max. */
+static int set_integer(const struct flag *f, char *field, const char *value, const char *sv,
+                       char *why, size_t whylen)
 {
-    *n = 0;
-    const char *p = s;
-    while (*p) {
-        while (*p == ' ' || *p == ',')
-            p++;
-        if (!*p)
-            break;
-        const char *e = p;
-        while (*e && *e != ',' && *e != ' ')
-            e++;
-        if (*n >= max || parse_cidr(p, (size_t)(e - p), &out[*n]) != 0)
-            return -EINVAL;
-        (*n)++;
-        p = e;
+    uint64_t v;
+    if (!pr__cfg_parse_u64(value, &v) || v < f->min || v > f->max) {
+        snprintf(why, whylen, "invalid value \"%s\" (must be an integer from %llu to %llu)", sv,
+                 (unsigned long long)f->min, (unsigned long long)f->max);
+        return -EINVAL;
+    }
+    if (f->type == F_U32) {
+        uint32_t u = (uint32_t)v;
+        memcpy(field, &u, sizeof(u));
+    } else {
+        memcpy(field, &v, sizeof(v));
     }
     return 0;
 }
 
-bool pr_cidr_match(const struct pr_cidr *list, uint32_t n, int family, const uint8_t *addr)
+/* Names of the enum flags in enum order, what they are called in messages, and the hint. */
+struct enum_names {
+    const char *const *names;
+    const char *what, *hint;
+};
+
+static const char *const levels[] = {"debug", "info", "warn", "error", NULL};
+static const char *const formats[] = {"json", "text", NULL};
+static const char *const placements[] = {"least-loaded", "pack", NULL};
+static const struct enum_names enum_level = {levels, "log level", "debug, info, warn or error"};
+static const struct enum_names enum_format = {formats, "log format", "json or text"};
+static const struct enum_names enum_placement = {placements, "placement",
+                                                 "least-loaded or pack"};
+
+/* F_LEVEL, F_FORMAT, F_PLACEMENT: one of the names, stored as its index. */
+static int set_enum(const struct flag *f, char *field, const char *value, const char *sv,
+                    char *why, size_t whylen)
 {
-    for (uint32_t i = 0; i < n; i++) {
-        const struct pr_cidr *c = &list[i];
-        if (c->family != family)
-            continue;
-        unsigned bits = c->prefix, full = bits / 8, rest = bits % 8;
-        if (memcmp(c->addr, addr, full) != 0)
-            continue;
-        if (rest) {
-            uint8_t mask = (uint8_t)(0xff << (8 - rest));
-            if ((c->addr[full] & mask) != (addr[full] & mask))
-                continue;
-        }
-        return true;
+    const struct enum_names *e = f->type == F_LEVEL    ? &enum_level
+                                 : f->type == F_FORMAT ? &enum_format
+                                                       : &enum_placement;
+    int v = -1;
+    for (int i = 0; e->names[i]; i++)
+        if (strcmp(value, e->names[i]) == 0)
+            v = i;
+    if (v < 0) {
+        snprintf(why, whylen, "invalid %s \"%s\" (use %s)", e->what, sv, e->hint);
+        return -EINVAL;
     }
-    return false;
+    _Static_assert(sizeof(enum pr_log_level) == sizeof(int) &&
+                       sizeof(enum pr_log_format) == sizeof(int) &&
+                       sizeof(enum pr_placement) == sizeof(int),
+                   "enum flags are stored as int");
+    memcpy(field, &v, sizeof(v)); /* the enums are int-sized, in table order */
+    return 0;
 }
 
-
-/* Formats a duration in the largest exact unit, for messages and usage. */
-static void fmt_duration(uint64_t ms, char *out, size_t outlen)
+static int set_bool(const struct flag *f, char *field, const char *value, const char *sv,
+                    char *why, size_t whylen)
 {
-    if (ms != 0 && ms % 3600000 == 0)
-        snprintf(out, outlen, "%lluh", (unsigned long long)(ms / 3600000));
-    else if (ms != 0 && ms % 60000 == 0)
-        snprintf(out, outlen, "%llum", (unsigned long long)(ms / 60000));
-    else if (ms % 1000 == 0)
-        snprintf(out, outlen, "%llus", (unsigned long long)(ms / 1000));
-    else
-        snprintf(out, outlen, "%llums", (unsigned long long)ms);
+    (void)f;
+    bool b;
+    if (!pr__cfg_parse_bool(value, &b)) {
+        snprintf(why, whylen, "invalid boolean \"%s\" (use true or false)", sv);
+        return -EINVAL;
+    }
+    memcpy(field, &b, sizeof(b));
+    return 0;
 }
+
+/* The list goes to field, its length to the uint32_t right after it (f->size bytes on). */
+static int set_cidrs(const struct flag *f, char *field, const char *value, const char *sv,
+                     char *why, size_t whylen)
+{
+    uint32_t n = 0;
+    struct pr_cidr tmp[PR_TRUSTED_MAX];
+    memset(tmp, 0, sizeof(tmp));
+    if (pr_parse_cidrs(value, tmp, PR_TRUSTED_MAX, &n) != 0) {
+        snprintf(why, whylen,
+                 "invalid list \"%s\" (use comma-separated IPs or CIDRs like 10.0.0.0/8,"
+                 "::1/128; at most %d)",
+                 sv, PR_TRUSTED_MAX);
+        return -EINVAL;
+    }
+    memcpy(field, tmp, sizeof(tmp));
+    memcpy(field + f->size, &n, sizeof(n));
+    return 0;
+}
+
+static const set_fn setters[] = {
+    [F_LISTEN] = set_listen,     [F_STRING] = set_string,  [F_DURATION] = set_duration,
+    [F_FACTOR] = set_double,     [F_U32] = set_integer,    [F_LEVEL] = set_enum,
+    [F_FORMAT] = set_enum,       [F_BOOL] = set_bool,      [F_CIDRS] = set_cidrs,
+    [F_RATE] = set_double,       [F_RATIO] = set_double,   [F_U64] = set_integer,
+    [F_PLACEMENT] = set_enum,
+};
 
 /* Validates value for flag f and stores it into base; on error writes one line to err. */
 static int set_flag(const struct flag *f, void *base, const char *value, bool from_env, char *err,
                     size_t errlen)
 {
-    char *field = (char *)base + f->offset;
     char who[128], sv[96], why[400];
-    shown(value, sv, sizeof(sv));
-    if (f->check == check_store)
-        redact_userinfo(value, sv, sizeof(sv));
+    pr__cfg_shown(value, sv, sizeof(sv));
+    if (f->check == pr__cfg_check_store)
+        pr__cfg_redact_userinfo(value, sv, sizeof(sv));
     why[0] = '\0';
-
-    switch (f->type) {
-    case F_LISTEN: {
-        struct pr_listen_addr a;
-        if (pr_parse_listen(value, &a) != 0) {
-            snprintf(why, sizeof(why),
-                     "invalid address \"%s\" (use host:port, [v6]:port or :port with port "
-                     "1-65535; host an IP or localhost)",
-                     sv);
-            break;
-        }
-        memcpy(field, &a, sizeof(a));
+    if (setters[f->type](f, (char *)base + f->offset, value, sv, why, sizeof(why)) == 0)
         return 0;
-    }
-    case F_STRING: {
-        size_t n = strlen(value);
-        if (n >= f->size) {
-            snprintf(why, sizeof(why), "value too long (%zu bytes, at most %zu)", n, f->size - 1);
-            break;
-        }
-        char reason[200];
-        if (f->check != NULL && f->check(value, reason, sizeof(reason)) != 0) {
-            snprintf(why, sizeof(why), "invalid value \"%s\": %s", sv, reason);
-            break;
-        }
-        memcpy(field, value, n + 1);
-        return 0;
-    }
-    case F_DURATION: {
-        uint64_t ms;
-        char lim[32];
-        if (pr_parse_duration(value, &ms) != 0) {
-            snprintf(why, sizeof(why), "invalid duration \"%s\" (use e.g. 250ms, 15s, 2m, 24h)",
-                     sv);
-        } else if (ms < f->min) {
-            snprintf(why, sizeof(why), "duration \"%s\" must be greater than 0", sv);
-        } else if (ms > f->max) {
-            fmt_duration(f->max, lim, sizeof(lim));
-            snprintf(why, sizeof(why), "duration \"%s\" is too long (at most %s)", sv, lim);
-        } else {
-            memcpy(field, &ms, sizeof(ms));
-            return 0;
-        }
-        break;
-    }
-    case F_FACTOR:
-    case F_RATE:
-    case F_RATIO: {
-        char *end = NULL;
-        errno = 0;
-        double d = value[0] ? strtod(value, &end) : NAN;
-        bool ok = end != NULL && *end == '\0' && errno == 0 && isfinite(d);
-        if (f->type == F_FACTOR)
-            ok = ok && d > 1.0 && d <= 10.0;
-        else if (f->type == F_RATE)
-            ok = ok && d >= 0.0 && d <= 1e6;
-        else
-            ok = ok && d > 0.0 && d <= 1.0;
-        if (!ok) {
-            snprintf(why, sizeof(why), "invalid %s \"%s\" (must be a number %s)",
-                     f->type == F_FACTOR ? "factor" : "value", sv,
-                     f->type == F_FACTOR  ? "greater than 1.0 and at most 10"
-                     : f->type == F_RATE ? "from 0 to 1000000"
-                                         : "greater than 0 and at most 1");
-            break;
-        }
-        memcpy(field, &d, sizeof(d));
-        return 0;
-    }
-    case F_U32:
-    case F_U64: {
-        uint64_t v;
-        if (!parse_u64(value, &v) || v < f->min || v > f->max) {
-            snprintf(why, sizeof(why),
-                     "invalid value \"%s\" (must be an integer from %llu to %llu)", sv,
-                     (unsigned long long)f->min, (unsigned long long)f->max);
-            break;
-        }
-        if (f->type == F_U32) {
-            uint32_t u = (uint32_t)v;
-            memcpy(field, &u, sizeof(u));
-        } else {
-            memcpy(field, &v, sizeof(v));
-        }
-        return 0;
-    }
-    case F_LEVEL:
-    case F_FORMAT:
-    case F_PLACEMENT: {
-        static const char *const levels[] = {"debug", "info", "warn", "error", NULL};
-        static const char *const formats[] = {"json", "text", NULL};
-        static const char *const placements[] = {"least-loaded", "pack", NULL};
-        const char *const *names = f->type == F_LEVEL    ? levels
-                                   : f->type == F_FORMAT ? formats
-                                                         : placements;
-        int v = -1;
-        for (int i = 0; names[i]; i++)
-            if (strcmp(value, names[i]) == 0)
-                v = i;
-        if (v < 0) {
-            snprintf(why, sizeof(why), "invalid %s \"%s\" (use %s)",
-                     f->type == F_LEVEL    ? "log level"
-                     : f->type == F_FORMAT ? "log format"
-                                           : "placement",
-                     sv,
-                     f->type == F_LEVEL    ? "debug, info, warn or error"
-                     : f->type == F_FORMAT ? "json or text"
-                                           : "least-loaded or pack");
-            break;
-        }
-        _Static_assert(sizeof(enum pr_log_level) == sizeof(int) &&
-                           sizeof(enum pr_log_format) == sizeof(int) &&
-                           sizeof(enum pr_placement) == sizeof(int),
-                       "enum flags are stored as int");
-        memcpy(field, &v, sizeof(v)); /* the enums are int-sized, in table order */
-        return 0;
-    }
-    case F_BOOL: {
-        bool b;
-        if (!parse_bool(value, &b)) {
-            snprintf(why, sizeof(why), "invalid boolean \"%s\" (use true or false)", sv);
-            break;
-        }
-        memcpy(field, &b, sizeof(b));
-        return 0;
-    }
-    case F_CIDRS: {
-        uint32_t n = 0;
-        struct pr_cidr tmp[PR_TRUSTED_MAX];
-        memset(tmp, 0, sizeof(tmp));
-        if (pr_parse_cidrs(value, tmp, PR_TRUSTED_MAX, &n) != 0) {
-            snprintf(why, sizeof(why),
-                     "invalid list \"%s\" (use comma-separated IPs or CIDRs like 10.0.0.0/8,"
-                     "::1/128; at most %d)",
-                     sv, PR_TRUSTED_MAX);
-            break;
-        }
-        memcpy(field, tmp, sizeof(tmp));
-        memcpy(field + f->size, &n, sizeof(n));
-        return 0;
-    }
-    }
     err_prefix(f, from_env, who, sizeof(who));
     if (err != NULL && errlen > 0)
         snprintf(err, errlen, "%s: %s", who, why);
@@ -960,7 +429,7 @@ static enum pr_config_result parse_generic(const struct flag *flags, size_t nfla
             snprintf(err, errlen,
                      "unexpected argument \"%s\" (flags look like --name value; see "
                      "--help)",
-                     shown(arg, sv, sizeof(sv)));
+                     pr__cfg_shown(arg, sv, sizeof(sv)));
             return PR_CONFIG_ERROR;
         }
         const char *name = arg + 2;
@@ -970,7 +439,7 @@ static enum pr_config_result parse_generic(const struct flag *flags, size_t nfla
         if (f == NULL) {
             char nm[96];
             snprintf(nm, sizeof(nm), "%.*s", (int)(nlen < 80 ? nlen : 80), name);
-            snprintf(err, errlen, "--%s: unknown flag (see --help)", shown(nm, sv, sizeof(sv)));
+            snprintf(err, errlen, "--%s: unknown flag (see --help)", pr__cfg_shown(nm, sv, sizeof(sv)));
             return PR_CONFIG_ERROR;
         }
         const char *value;
@@ -979,7 +448,7 @@ static enum pr_config_result parse_generic(const struct flag *flags, size_t nfla
             value = eq + 1;
         } else if (f->type == F_BOOL) {
             /* "--access-log" alone means true; "--access-log false" is also accepted. */
-            if (i + 1 < argc && argv[i + 1] != NULL && parse_bool(argv[i + 1], &dummy))
+            if (i + 1 < argc && argv[i + 1] != NULL && pr__cfg_parse_bool(argv[i + 1], &dummy))
                 value = argv[++i];
             else
                 value = "true";
@@ -1100,7 +569,7 @@ static void build_usage(void)
         "       pod-router --version | --help\n\n"
         "Session-affinity router for Socket.IO pods.\n"
         "Flags take \"--flag value\" or \"--flag=value\". Every flag can also be set with the\n"
-        "environment variable shown; a flag beats its variable. Durations take ms, s, m or h.\n\n"
+        "environment variable pr__cfg_shown; a flag beats its variable. Durations take ms, s, m or h.\n\n"
         "serve flags:\n");
     for (size_t i = 0; i < NFLAGS(serve_flags); i++)
         n = usage_flag(serve_usage_buf, sizeof(serve_usage_buf), n, &serve_flags[i]);
@@ -1113,7 +582,7 @@ static void build_usage(void)
                          "HOST:PORT [flags]\n\n"
                          "Registration sidecar: heartbeats PUT /v1/pods/{name} every interval; on "
                          "SIGTERM\nposts drain, waits --drain-grace, deletes the pod and exits 0.\n"
-                         "Every flag can also be set with the environment variable shown; a flag "
+                         "Every flag can also be set with the environment variable pr__cfg_shown; a flag "
                          "beats\nits variable. Durations take ms, s, m or h.\n\n"
                          "register flags:\n");
     for (size_t i = 0; i < NFLAGS(register_flags); i++)

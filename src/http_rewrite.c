@@ -119,6 +119,49 @@ bool pr_hop_by_hop(const struct pr_header *headers, size_t n, const char *name, 
     return false;
 }
 
+/* Every X-Forwarded-For line, in order, as one list ending with the peer (none when the
+ * client made it hop-by-hop by naming it in Connection). */
+static void add_xff(struct pr_obuf *o, const struct pr_request_head *rh,
+                    const struct conn_list *cl, const char *client_ip)
+{
+    bool xff = false;
+    bool xff_hop = hop(rh->headers, rh->nheaders, cl, "x-forwarded-for", 15);
+    pr_obuf_str(o, "X-Forwarded-For: ");
+    for (size_t i = 0; i < rh->nheaders && !xff_hop; i++) {
+        const struct pr_header *h = &rh->headers[i];
+        if (!is(h->name, h->name_len, "x-forwarded-for") || h->value_len == 0)
+            continue;
+        if (xff)
+            pr_obuf_add(o, ", ", 2);
+        pr_obuf_add(o, h->value, h->value_len);
+        xff = true;
+    }
+    if (xff)
+        pr_obuf_add(o, ", ", 2);
+    pr_obuf_str(o, client_ip ? client_ip : "");
+    pr_obuf_add(o, "\r\n", 2);
+}
+
+/* The body framing the router chose: chunked, a Content-Length, or none. */
+static void add_framing(struct pr_obuf *o, const struct pr_req_fwd *f)
+{
+    if (f->chunked) {
+        pr_obuf_str(o, "Transfer-Encoding: chunked\r\n");
+    } else if (f->has_content_length) {
+        char num[24];
+        int k = 0;
+        uint64_t v = f->content_length;
+        char tmp[24];
+        do {
+            tmp[k++] = (char)('0' + v % 10);
+            v /= 10;
+        } while (v && k < 20);
+        for (int j = 0; j < k; j++)
+            num[j] = tmp[k - 1 - j];
+        add_field(o, "Content-Length", 14, num, (size_t)k);
+    }
+}
+
 int pr_rewrite_request(const struct pr_request_head *rh, const struct pr_req_fwd *f,
                        struct pr_obuf *o)
 {
@@ -127,7 +170,7 @@ int pr_rewrite_request(const struct pr_request_head *rh, const struct pr_req_fwd
     pr_obuf_add(o, rh->url, rh->url_len);
     pr_obuf_str(o, " HTTP/1.1\r\n");
     const struct pr_header *upgrade = NULL, *host = NULL;
-    bool has_proto = false, has_fhost = false, has_rid = false, xff = false;
+    bool has_proto = false, has_fhost = false, has_rid = false;
     struct conn_list cl;
     conn_list_of(rh->headers, rh->nheaders, &cl);
     for (size_t i = 0; i < rh->nheaders; i++) {
@@ -159,23 +202,7 @@ int pr_rewrite_request(const struct pr_request_head *rh, const struct pr_req_fwd
     }
     if (!host && f->default_host)
         add_field(o, "Host", 4, f->default_host, strlen(f->default_host));
-    /* Every X-Forwarded-For line, in order, as one list ending with the peer (none when the
-     * client made it hop-by-hop by naming it in Connection). */
-    bool xff_hop = hop(rh->headers, rh->nheaders, &cl, "x-forwarded-for", 15);
-    pr_obuf_str(o, "X-Forwarded-For: ");
-    for (size_t i = 0; i < rh->nheaders && !xff_hop; i++) {
-        const struct pr_header *h = &rh->headers[i];
-        if (!is(h->name, h->name_len, "x-forwarded-for") || h->value_len == 0)
-            continue;
-        if (xff)
-            pr_obuf_add(o, ", ", 2);
-        pr_obuf_add(o, h->value, h->value_len);
-        xff = true;
-    }
-    if (xff)
-        pr_obuf_add(o, ", ", 2);
-    pr_obuf_str(o, f->client_ip ? f->client_ip : "");
-    pr_obuf_add(o, "\r\n", 2);
+    add_xff(o, rh, &cl, f->client_ip);
     if (!has_proto)
         pr_obuf_str(o, "X-Forwarded-Proto: http\r\n");
     if (!has_fhost && host)
@@ -186,21 +213,7 @@ int pr_rewrite_request(const struct pr_request_head *rh, const struct pr_req_fwd
         pr_obuf_str(o, "Connection: Upgrade\r\n");
         add_field(o, "Upgrade", 7, upgrade->value, upgrade->value_len);
     }
-    if (f->chunked) {
-        pr_obuf_str(o, "Transfer-Encoding: chunked\r\n");
-    } else if (f->has_content_length) {
-        char num[24];
-        int k = 0;
-        uint64_t v = f->content_length;
-        char tmp[24];
-        do {
-            tmp[k++] = (char)('0' + v % 10);
-            v /= 10;
-        } while (v && k < 20);
-        for (int j = 0; j < k; j++)
-            num[j] = tmp[k - 1 - j];
-        add_field(o, "Content-Length", 14, num, (size_t)k);
-    }
+    add_framing(o, f);
     pr_obuf_add(o, "\r\n", 2);
     return o->oom ? -ENOMEM : 0;
 }

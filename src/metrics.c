@@ -211,66 +211,64 @@ static void process_metrics(struct out *o)
     outf(o, "process_start_time_seconds %.3f\n", start_time_s);
 }
 
-char *pr_metrics_render(size_t *len)
+/* Build info, requests by listener and class, request and connect latency. */
+static void render_requests(struct out *o)
 {
-    struct out o = {.cap = 16384};
-    o.buf = malloc(o.cap);
-    if (!o.buf)
-        return NULL;
-    o.buf[0] = 0;
-    pthread_mutex_lock(&blocks_lock);
-
-    header(&o, "podrouter_build_info", "gauge", "Build information; always 1.");
-    outf(&o, "podrouter_build_info{version=\"%s\"} 1\n", PR_VERSION);
+    header(o, "podrouter_build_info", "gauge", "Build information; always 1.");
+    outf(o, "podrouter_build_info{version=\"%s\"} 1\n", PR_VERSION);
 
     static const char *const listeners[] = {"public", "admin"};
-    header(&o, "podrouter_http_requests_total", "counter",
+    header(o, "podrouter_http_requests_total", "counter",
            "HTTP responses sent, by listener and status class.");
     for (int l = 0; l < PR_LISTENER__COUNT; l++)
         for (int cls = 1; cls <= 5; cls++) {
             uint64_t v = 0;
             for (size_t b = 0; b < nblocks; b++)
                 v += blocks[b]->requests[l][cls];
-            outf(&o, "podrouter_http_requests_total{listener=\"%s\",code=\"%dxx\"} %llu\n",
+            outf(o, "podrouter_http_requests_total{listener=\"%s\",code=\"%dxx\"} %llu\n",
                  listeners[l], cls, (unsigned long long)v);
         }
 
-    histogram(&o, "podrouter_request_duration_seconds",
+    histogram(o, "podrouter_request_duration_seconds",
               "Public requests: time from request start to the response head.",
               offsetof(struct pr_metrics, request_duration));
-    histogram(&o, "podrouter_upstream_connect_duration_seconds",
+    histogram(o, "podrouter_upstream_connect_duration_seconds",
               "Time to establish a TCP connection to a pod.",
               offsetof(struct pr_metrics, connect_duration));
+}
 
+/* Connections, assignment decisions, proxy errors, bytes and refusals. */
+static void render_traffic(struct out *o)
+{
     static const char *const kinds[] = {"client", "upstream", "websocket"};
-    header(&o, "podrouter_connections_active", "gauge", "Open connections by kind.");
+    header(o, "podrouter_connections_active", "gauge", "Open connections by kind.");
     for (int k = 0; k < PR_CONN__COUNT; k++) {
         int64_t v = 0;
         for (size_t b = 0; b < nblocks; b++)
             v += blocks[b]->conns[k];
-        outf(&o, "podrouter_connections_active{kind=\"%s\"} %lld\n", kinds[k],
+        outf(o, "podrouter_connections_active{kind=\"%s\"} %lld\n", kinds[k],
              (long long)(v < 0 ? 0 : v));
     }
 
-    header(&o, "podrouter_assignments_total", "counter",
+    header(o, "podrouter_assignments_total", "counter",
            "Affinity decisions by key source and outcome.");
     for (int k = 0; k < PR_KEY__COUNT; k++)
         for (int oc = 0; oc < PR_OUTCOME__COUNT; oc++) {
             uint64_t v = 0;
             for (size_t b = 0; b < nblocks; b++)
                 v += blocks[b]->assignments[k][oc];
-            outf(&o, "podrouter_assignments_total{kind=\"%s\",outcome=\"%s\"} %llu\n",
+            outf(o, "podrouter_assignments_total{kind=\"%s\",outcome=\"%s\"} %llu\n",
                  pr_key_kind_name((enum pr_key_kind)k), pr_outcome_name((enum pr_outcome)oc),
                  (unsigned long long)v);
         }
 
     static const char *const reasons[] = {"connect", "reset", "timeout", "no_pod", "bad_request"};
-    header(&o, "podrouter_proxy_errors_total", "counter", "Proxy failures by reason.");
+    header(o, "podrouter_proxy_errors_total", "counter", "Proxy failures by reason.");
     for (int r = 0; r < PR_ERR__COUNT; r++) {
         uint64_t v = 0;
         for (size_t b = 0; b < nblocks; b++)
             v += blocks[b]->proxy_errors[r];
-        outf(&o, "podrouter_proxy_errors_total{reason=\"%s\"} %llu\n", reasons[r],
+        outf(o, "podrouter_proxy_errors_total{reason=\"%s\"} %llu\n", reasons[r],
              (unsigned long long)v);
     }
 
@@ -281,17 +279,21 @@ char *pr_metrics_render(size_t *len)
         rejected += blocks[b]->rejected_connections;
         limited += blocks[b]->rate_limited;
     }
-    header(&o, "podrouter_bytes_total", "counter", "Bytes relayed, by direction.");
-    outf(&o, "podrouter_bytes_total{direction=\"to_pod\"} %llu\n", (unsigned long long)to_pod);
-    outf(&o, "podrouter_bytes_total{direction=\"to_client\"} %llu\n",
+    header(o, "podrouter_bytes_total", "counter", "Bytes relayed, by direction.");
+    outf(o, "podrouter_bytes_total{direction=\"to_pod\"} %llu\n", (unsigned long long)to_pod);
+    outf(o, "podrouter_bytes_total{direction=\"to_client\"} %llu\n",
          (unsigned long long)to_client);
-    header(&o, "podrouter_rejected_connections_total", "counter",
+    header(o, "podrouter_rejected_connections_total", "counter",
            "Client connections closed at once because --max-connections was reached.");
-    outf(&o, "podrouter_rejected_connections_total %llu\n", (unsigned long long)rejected);
-    header(&o, "podrouter_rate_limited_total", "counter",
+    outf(o, "podrouter_rejected_connections_total %llu\n", (unsigned long long)rejected);
+    header(o, "podrouter_rate_limited_total", "counter",
            "Requests answered 429 because their client created new keys too fast.");
-    outf(&o, "podrouter_rate_limited_total %llu\n", (unsigned long long)limited);
+    outf(o, "podrouter_rate_limited_total %llu\n", (unsigned long long)limited);
+}
 
+/* Per-pod series (registered pods only: bounded cardinality) and desired replicas. */
+static void render_pods(struct out *o)
+{
     /* Per-pod series only for registered pods: bounded cardinality. */
     static struct pr_pod_info pods[PR_MAX_PODS];
     size_t np = g_reg ? pr_registry_snapshot(g_reg, pods, PR_MAX_PODS) : 0;
@@ -300,51 +302,63 @@ char *pr_metrics_render(size_t *len)
     uint32_t states[3] = {0, 0, 0};
     for (size_t i = 0; i < np; i++)
         states[pods[i].state]++;
-    header(&o, "podrouter_pods", "gauge", "Registered pods by state.");
-    outf(&o, "podrouter_pods{state=\"ready\"} %u\n", states[PR_POD_READY]);
-    outf(&o, "podrouter_pods{state=\"draining\"} %u\n", states[PR_POD_DRAINING]);
-    outf(&o, "podrouter_pods{state=\"down\"} %u\n", states[PR_POD_DOWN]);
+    header(o, "podrouter_pods", "gauge", "Registered pods by state.");
+    outf(o, "podrouter_pods{state=\"ready\"} %u\n", states[PR_POD_READY]);
+    outf(o, "podrouter_pods{state=\"draining\"} %u\n", states[PR_POD_DRAINING]);
+    outf(o, "podrouter_pods{state=\"down\"} %u\n", states[PR_POD_DOWN]);
 
-    header(&o, "podrouter_pod_load", "gauge", "Load of each registered pod by resource: active rooms (traffic within --room-active) "
+    header(o, "podrouter_pod_load", "gauge", "Load of each registered pod by resource: active rooms (traffic within --room-active) "
            "and their participants, over all replicas sharing the store; open connections.");
     for (size_t i = 0; i < np; i++) {
-        outf(&o, "podrouter_pod_load{pod=\"%s\",resource=\"rooms\"} %u\n", pods[i].name,
+        outf(o, "podrouter_pod_load{pod=\"%s\",resource=\"rooms\"} %u\n", pods[i].name,
              pods[i].load_rooms);
-        outf(&o, "podrouter_pod_load{pod=\"%s\",resource=\"participants\"} %u\n", pods[i].name,
+        outf(o, "podrouter_pod_load{pod=\"%s\",resource=\"participants\"} %u\n", pods[i].name,
              pods[i].load_participants);
-        outf(&o, "podrouter_pod_load{pod=\"%s\",resource=\"connections\"} %u\n", pods[i].name,
+        outf(o, "podrouter_pod_load{pod=\"%s\",resource=\"connections\"} %u\n", pods[i].name,
              pods[i].load_connections);
     }
     struct pr_desired_params dp = pr_scaling_params(NULL);
     pr_scaling_current_params(&dp);
-    header(&o, "podrouter_backend_desired_replicas", "gauge",
+    header(o, "podrouter_backend_desired_replicas", "gauge",
            "Backend replicas needed for the active rooms (SPEC 5.1); drives the backend HPA.");
-    outf(&o, "podrouter_backend_desired_replicas %u\n", pr_scaling_desired_of(pods, np, &dp));
-    header(&o, "podrouter_rooms_interrupted_total", "counter",
+    outf(o, "podrouter_backend_desired_replicas %u\n", pr_scaling_desired_of(pods, np, &dp));
+    header(o, "podrouter_rooms_interrupted_total", "counter",
            "Active rooms whose pod went down or was deleted (every replica sharing a store "
            "counts the same rooms: aggregate with max, not sum).");
-    outf(&o, "podrouter_rooms_interrupted_total %llu\n",
+    outf(o, "podrouter_rooms_interrupted_total %llu\n",
          (unsigned long long)pr_scaling_rooms_interrupted());
-    header(&o, "podrouter_routed_requests_total", "counter", "Requests forwarded, by pod.");
+    header(o, "podrouter_routed_requests_total", "counter", "Requests forwarded, by pod.");
     for (size_t i = 0; i < np; i++) {
         uint64_t v = 0;
         for (size_t b = 0; b < nblocks; b++)
             if (blocks[b]->pods[pods[i].slot].gen == pods[i].gen)
                 v += blocks[b]->pods[pods[i].slot].routed;
-        outf(&o, "podrouter_routed_requests_total{pod=\"%s\"} %llu\n", pods[i].name,
+        outf(o, "podrouter_routed_requests_total{pod=\"%s\"} %llu\n", pods[i].name,
              (unsigned long long)v);
     }
-    header(&o, "podrouter_websocket_tunnels_total", "counter",
+    header(o, "podrouter_websocket_tunnels_total", "counter",
            "WebSocket tunnels established, by pod.");
     for (size_t i = 0; i < np; i++) {
         uint64_t v = 0;
         for (size_t b = 0; b < nblocks; b++)
             if (blocks[b]->pods[pods[i].slot].gen == pods[i].gen)
                 v += blocks[b]->pods[pods[i].slot].tunnels;
-        outf(&o, "podrouter_websocket_tunnels_total{pod=\"%s\"} %llu\n", pods[i].name,
+        outf(o, "podrouter_websocket_tunnels_total{pod=\"%s\"} %llu\n", pods[i].name,
              (unsigned long long)v);
     }
+}
 
+char *pr_metrics_render(size_t *len)
+{
+    struct out o = {.cap = 16384};
+    o.buf = malloc(o.cap);
+    if (!o.buf)
+        return NULL;
+    o.buf[0] = 0;
+    pthread_mutex_lock(&blocks_lock);
+    render_requests(&o);
+    render_traffic(&o);
+    render_pods(&o);
     header(&o, "podrouter_store_up", "gauge", "1 when the assignment store is reachable.");
     outf(&o, "podrouter_store_up %d\n", g_store && g_store->ops->up(g_store) ? 1 : 0);
     histogram(&o, "podrouter_store_operation_duration_seconds",

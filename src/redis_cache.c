@@ -1,10 +1,10 @@
-/* Process-wide assignment cache of the Redis store: a chained hash table behind one mutex,
- * TTL expiry, throttled renewal stamps, per-room identity sets, dirty marks for write-back,
- * and the registry loads derived from its content (SPEC 6.2). */
+/* Process-wide assignment cache of the Redis store: a chained hash table behind the lock of
+ * its struct pr_shared_atab (atable_shared.c), TTL expiry, throttled renewal stamps, per-room
+ * identity sets, dirty marks for write-back, and the registry loads derived from its content
+ * (SPEC 6.2). */
 #include "redis_cache.h"
 
 #include <errno.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,39 +12,19 @@
 #include "atable.h"
 #include "podrouter/registry.h"
 
-static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct pr_atab *g_t;
+static struct pr_shared_atab g_cache = PR_SHARED_ATAB_INIT;
 
 /* Take a reference on the shared cache. */
 int pr__rc_open(struct pr_registry *reg, const uint64_t ttl[3], uint64_t active_ms,
                 uint64_t max_per_kind)
 {
-    pthread_mutex_lock(&g_mu);
-    if (!g_t) {
-        g_t = pr__atab_create(reg, ttl);
-        if (g_t) {
-            g_t->active_ms = active_ms;
-            g_t->max_per_kind = max_per_kind;
-        }
-    }
-    if (!g_t) {
-        pthread_mutex_unlock(&g_mu);
-        return -ENOMEM;
-    }
-    g_t->refs++;
-    pthread_mutex_unlock(&g_mu);
-    return 0;
+    return pr__satab_open(&g_cache, reg, ttl, active_ms, max_per_kind);
 }
 
 /* Drop a reference; the last one frees every entry. */
 void pr__rc_close(void)
 {
-    pthread_mutex_lock(&g_mu);
-    if (g_t && --g_t->refs == 0) {
-        pr__atab_destroy(g_t);
-        g_t = NULL;
-    }
-    pthread_mutex_unlock(&g_mu);
+    pr__satab_close(&g_cache);
 }
 
 /* Cached pod of kind:key; flags a due TTL renewal. */
@@ -55,18 +35,8 @@ int pr__rc_get(enum pr_key_kind kind, const char *key, size_t len, char pod[PR_P
         *renew = false;
     if (!pr__atab_key_ok(kind, key, len))
         return -EINVAL;
-    uint64_t hash = pr__atab_hash((uint8_t)kind, key, len), now = pr_mono_ms();
-    pthread_mutex_lock(&g_mu);
-    struct pr_atab_entry **pp = pr__atab_lookup(g_t, (uint8_t)kind, key, len, hash, now);
-    if (pp) {
-        struct pr_atab_entry *e = *pp;
-        memcpy(pod, e->pod, PR_POD_NAME_MAX + 1);
-        bool promoted = pr__atab_use(g_t, e, now, true) & PR_ATAB_PROMOTED;
-        if ((pr__atab_renew(g_t, e, now) || promoted) && renew)
-            *renew = true;
-    }
-    pthread_mutex_unlock(&g_mu);
-    return pp ? 0 : -ENOENT;
+    return pr__satab_get(&g_cache, (uint8_t)kind, key, len, pr__atab_hash((uint8_t)kind, key, len),
+                         pr_mono_ms(), pod, renew);
 }
 
 /* Cache kind:key -> pod. */
@@ -77,28 +47,29 @@ int pr__rc_put(enum pr_key_kind kind, const char *key, size_t len, const char *p
     if (!pr__atab_key_ok(kind, key, len) || !pod || !pod[0])
         return -EINVAL;
     int rc = 0;
-    uint64_t hash = pr__atab_hash((uint8_t)kind, key, len), now = pr_mono_ms();
-    pthread_mutex_lock(&g_mu);
-    struct pr_atab_entry **pp = pr__atab_lookup(g_t, (uint8_t)kind, key, len, hash, now);
+    struct pr_atab_op op;
+    pr__satab_begin(&g_cache, (uint8_t)kind, key, len, &op);
+    struct pr_atab_entry **pp = op.pp;
     struct pr_atab_entry *e = pp ? *pp : NULL;
     if (!e) {
-        e = pr__atab_insert(g_t, (uint8_t)kind, key, len, hash, pod, count, assigned_at, now);
+        e = pr__atab_insert(op.t, (uint8_t)kind, key, len, op.hash, pod, count, assigned_at,
+                            op.now);
         if (e)
-            pr__atab_set_dirty(g_t, e, dirty);
+            pr__atab_set_dirty(op.t, e, dirty);
     } else if (mode == PR_RC_OVERWRITE) {
         uint32_t c = e->participant_count;
         if (strcmp(e->pod, pod) != 0 || count > c)
             c = count;
-        pr__atab_move(g_t, e, pod, c, assigned_at, now);
+        pr__atab_move(op.t, e, pod, c, assigned_at, op.now);
         if (!e->tentative)
-            e->expires = pr__atab_deadline(g_t, e->kind, now);
-        pr__atab_set_dirty(g_t, e, dirty);
+            e->expires = pr__atab_deadline(op.t, e->kind, op.now);
+        pr__atab_set_dirty(op.t, e, dirty);
     }
     if (e && out)
         memcpy(out, e->pod, PR_POD_NAME_MAX + 1);
     if (!e)
         rc = -ENOMEM;
-    pthread_mutex_unlock(&g_mu);
+    pr__satab_unlock(&g_cache);
     return rc;
 }
 
@@ -109,23 +80,23 @@ int pr__rc_replace(enum pr_key_kind kind, const char *key, size_t len, const cha
     if (!pr__atab_key_ok(kind, key, len) || !pod || !pod[0])
         return -EINVAL;
     int rc = 0;
-    uint64_t hash = pr__atab_hash((uint8_t)kind, key, len), now = pr_mono_ms();
-    pthread_mutex_lock(&g_mu);
-    struct pr_atab_entry **pp = pr__atab_lookup(g_t, (uint8_t)kind, key, len, hash, now);
+    struct pr_atab_op op;
+    pr__satab_begin(&g_cache, (uint8_t)kind, key, len, &op);
+    struct pr_atab_entry **pp = op.pp;
     struct pr_atab_entry *e = pp ? *pp : NULL;
     if (!e) {
-        e = pr__atab_insert(g_t, (uint8_t)kind, key, len, hash, pod, 0, 0, now);
+        e = pr__atab_insert(op.t, (uint8_t)kind, key, len, op.hash, pod, 0, 0, op.now);
         if (e)
-            pr__atab_set_dirty(g_t, e, true);
+            pr__atab_set_dirty(op.t, e, true);
     } else if (expect && strcmp(e->pod, expect) == 0) {
-        pr__atab_move(g_t, e, pod, e->participant_count, 0, now);
-        pr__atab_set_dirty(g_t, e, true);
+        pr__atab_move(op.t, e, pod, e->participant_count, 0, op.now);
+        pr__atab_set_dirty(op.t, e, true);
     }
     if (e)
         memcpy(out, e->pod, PR_POD_NAME_MAX + 1);
     else
         rc = -ENOMEM;
-    pthread_mutex_unlock(&g_mu);
+    pr__satab_unlock(&g_cache);
     return rc;
 }
 
@@ -134,13 +105,7 @@ int pr__rc_del(enum pr_key_kind kind, const char *key, size_t len)
 {
     if (!pr__atab_key_ok(kind, key, len))
         return -EINVAL;
-    uint64_t hash = pr__atab_hash((uint8_t)kind, key, len), now = pr_mono_ms();
-    pthread_mutex_lock(&g_mu);
-    struct pr_atab_entry **pp = pr__atab_lookup(g_t, (uint8_t)kind, key, len, hash, now);
-    if (pp)
-        pr__atab_remove(g_t, pp);
-    pthread_mutex_unlock(&g_mu);
-    return pp ? 0 : -ENOENT;
+    return pr__satab_del(&g_cache, (uint8_t)kind, key, len);
 }
 
 /* Count who into the room's identities seen by this replica. */
@@ -149,21 +114,21 @@ int pr__rc_join(const char *room, size_t len, const char *who, size_t who_len,
 {
     if (!pr__atab_key_ok(PR_KEY_ROOM, room, len) || !who || who_len == 0)
         return -EINVAL;
-    uint64_t hash = pr__atab_hash(PR_KEY_ROOM, room, len), now = pr_mono_ms();
     uint64_t id = pr__atab_hash(0xff, who, who_len);
     int rc = -ENOENT;
-    pthread_mutex_lock(&g_mu);
-    struct pr_atab_entry **pp = pr__atab_lookup(g_t, PR_KEY_ROOM, room, len, hash, now);
+    struct pr_atab_op op;
+    pr__satab_begin(&g_cache, PR_KEY_ROOM, room, len, &op);
+    struct pr_atab_entry **pp = op.pp;
     if (pp) {
         rc = 0;
         if (pr__idset_add(&(*pp)->ids, id)) {
             /* Counted locally at once; the store's answer (all replicas) follows. */
-            pr__atab_move(g_t, *pp, (*pp)->pod, (*pp)->participant_count + 1, 0, now);
+            pr__atab_move(op.t, *pp, (*pp)->pod, (*pp)->participant_count + 1, 0, op.now);
             memcpy(pod, (*pp)->pod, PR_POD_NAME_MAX + 1);
             rc = 1;
         }
     }
-    pthread_mutex_unlock(&g_mu);
+    pr__satab_unlock(&g_cache);
     return rc;
 }
 
@@ -172,12 +137,12 @@ void pr__rc_set_count(const char *room, size_t len, uint32_t count)
 {
     if (!pr__atab_key_ok(PR_KEY_ROOM, room, len))
         return;
-    uint64_t hash = pr__atab_hash(PR_KEY_ROOM, room, len), now = pr_mono_ms();
-    pthread_mutex_lock(&g_mu);
-    struct pr_atab_entry **pp = pr__atab_lookup(g_t, PR_KEY_ROOM, room, len, hash, now);
+    struct pr_atab_op op;
+    pr__satab_begin(&g_cache, PR_KEY_ROOM, room, len, &op);
+    struct pr_atab_entry **pp = op.pp;
     if (pp && count > (*pp)->participant_count)
-        pr__atab_move(g_t, *pp, (*pp)->pod, count, 0, now);
-    pthread_mutex_unlock(&g_mu);
+        pr__atab_move(op.t, *pp, (*pp)->pod, count, 0, op.now);
+    pr__satab_unlock(&g_cache);
 }
 
 /* The cached assignment for the admin API. */
@@ -185,10 +150,7 @@ int pr__rc_info(enum pr_key_kind kind, const char *key, size_t len, struct pr_as
 {
     if (!pr__atab_key_ok(kind, key, len))
         return -EINVAL;
-    pthread_mutex_lock(&g_mu);
-    int rc = pr__atab_info(g_t, (uint8_t)kind, key, len, out);
-    pthread_mutex_unlock(&g_mu);
-    return rc;
+    return pr__satab_info(&g_cache, (uint8_t)kind, key, len, out);
 }
 
 /* Forget every assignment pointing at pod. */
@@ -196,33 +158,20 @@ void pr__rc_release_pod(const char *pod)
 {
     if (!pod)
         return;
-    pthread_mutex_lock(&g_mu);
-    pr__atab_release_pod(g_t, pod);
-    pthread_mutex_unlock(&g_mu);
+    pr__satab_release_pod(&g_cache, pod);
 }
 
 /* Numbers of cached room and participant assignments. */
 void pr__rc_counts(uint64_t *rooms, uint64_t *participants)
 {
-    pthread_mutex_lock(&g_mu);
-    if (rooms)
-        *rooms = g_t->kind_count[PR_KEY_ROOM];
-    if (participants)
-        *participants = g_t->kind_count[PR_KEY_PARTICIPANT];
-    pthread_mutex_unlock(&g_mu);
+    pr__satab_counts(&g_cache, rooms, participants);
 }
 
 /* Expire entries of the next few thousand buckets, stop counting idle ones, and recount the
  * pods' loads from the active entries when asked (the store's shared figures are absent). */
 void pr__rc_tick(bool recount)
 {
-    uint64_t now = pr_mono_ms();
-    pthread_mutex_lock(&g_mu);
-    pr__atab_expire_some(g_t, now);
-    pr__atab_deactivate_idle(g_t, now);
-    if (recount)
-        pr__atab_recount(g_t);
-    pthread_mutex_unlock(&g_mu);
+    pr__satab_tick(&g_cache, recount);
 }
 
 /* A use of kind:key (or of its hash). */
@@ -231,42 +180,19 @@ int pr__rc_use(enum pr_key_kind kind, const char *key, size_t len, uint64_t hash
 {
     if ((unsigned)kind >= PR_ATAB_KINDS || (key && !pr__atab_key_ok(kind, key, len)))
         return -EINVAL;
-    uint64_t now = pr_mono_ms();
     if (key)
         hash = pr__atab_hash((uint8_t)kind, key, len);
-    pthread_mutex_lock(&g_mu);
-    struct pr_atab_entry *e;
-    if (key) {
-        struct pr_atab_entry **pp = pr__atab_lookup(g_t, (uint8_t)kind, key, len, hash, now);
-        e = pp ? *pp : NULL;
-    } else {
-        e = pr__atab_find_hash(g_t, (uint8_t)kind, hash, now);
-    }
-    int r = -ENOENT;
-    if (e) {
-        r = pr__atab_use(g_t, e, now, activate);
-        if ((r & PR_ATAB_PROMOTED) && key_out && key_len && pod) {
-            memcpy(key_out, e->key, e->keylen);
-            key_out[e->keylen] = '\0';
-            *key_len = e->keylen;
-            memcpy(pod, e->pod, PR_POD_NAME_MAX + 1);
-        }
-    }
-    pthread_mutex_unlock(&g_mu);
-    return r;
+    return pr__satab_use(&g_cache, (uint8_t)kind, key, len, hash, activate, key_out, key_len, pod);
 }
 
 bool pr__rc_full(enum pr_key_kind kind)
 {
-    pthread_mutex_lock(&g_mu);
-    bool full = pr__atab_full(g_t, (uint8_t)kind);
-    pthread_mutex_unlock(&g_mu);
-    return full;
+    return pr__satab_full(&g_cache, (uint8_t)kind);
 }
 
 uint64_t pr__rc_touch_every(void)
 {
-    return pr__touch_every(g_t); /* active_ms is fixed once the cache exists */
+    return pr__satab_touch_every(&g_cache);
 }
 
 /* One entry as a write-back/report item (the caller holds the table lock). */
@@ -290,9 +216,9 @@ size_t pr__rc_collect_active(struct pr__rc_item *items, size_t max)
 {
     size_t n = 0;
     uint64_t now = pr_mono_ms();
-    pthread_mutex_lock(&g_mu);
-    uint64_t half = g_t->active_ms / 2;
-    for (struct pr_atab_entry *e = g_t->ahead; e && n < max; e = e->anext) {
+    struct pr_atab *t = pr__satab_lock(&g_cache);
+    uint64_t half = t->active_ms / 2;
+    for (struct pr_atab_entry *e = t->ahead; e && n < max; e = e->anext) {
         bool due = e->report_due || (e->active > e->reported && now - e->reported >= half);
         if (!due)
             continue;
@@ -300,16 +226,16 @@ size_t pr__rc_collect_active(struct pr__rc_item *items, size_t max)
         e->reported = now;
         item_from(&items[n++], e, now > e->active ? now - e->active : 0);
     }
-    pthread_mutex_unlock(&g_mu);
+    pr__satab_unlock(&g_cache);
     return n;
 }
 
 /* Number of dirty entries. */
 size_t pr__rc_dirty(void)
 {
-    pthread_mutex_lock(&g_mu);
-    size_t n = g_t ? g_t->dirty : 0;
-    pthread_mutex_unlock(&g_mu);
+    struct pr_atab *t = pr__satab_lock(&g_cache);
+    size_t n = t ? t->dirty : 0;
+    pr__satab_unlock(&g_cache);
     return n;
 }
 
@@ -318,12 +244,12 @@ void pr__rc_clean(enum pr_key_kind kind, const char *key, size_t len, const char
 {
     if (!pr__atab_key_ok(kind, key, len))
         return;
-    uint64_t hash = pr__atab_hash((uint8_t)kind, key, len), now = pr_mono_ms();
-    pthread_mutex_lock(&g_mu);
-    struct pr_atab_entry **pp = pr__atab_lookup(g_t, (uint8_t)kind, key, len, hash, now);
+    struct pr_atab_op op;
+    pr__satab_begin(&g_cache, (uint8_t)kind, key, len, &op);
+    struct pr_atab_entry **pp = op.pp;
     if (pp && strcmp((*pp)->pod, pod) == 0)
-        pr__atab_set_dirty(g_t, *pp, false);
-    pthread_mutex_unlock(&g_mu);
+        pr__atab_set_dirty(op.t, *pp, false);
+    pr__satab_unlock(&g_cache);
 }
 
 /* Copy entries for a write-back walk. */
@@ -331,23 +257,23 @@ size_t pr__rc_collect(size_t *cursor, bool dirty_only, struct pr__rc_item *items
 {
     size_t n = 0;
     uint64_t now = pr_mono_ms();
-    pthread_mutex_lock(&g_mu);
+    struct pr_atab *t = pr__satab_lock(&g_cache);
     size_t i = *cursor;
-    if (i >= g_t->nbuckets)
+    if (i >= t->nbuckets)
         i = 0;
-    for (; i < g_t->nbuckets; i++) {
+    for (; i < t->nbuckets; i++) {
         size_t here = 0;
-        for (const struct pr_atab_entry *e = g_t->buckets[i]; e; e = e->next)
+        for (const struct pr_atab_entry *e = t->buckets[i]; e; e = e->next)
             here += (!dirty_only || e->dirty) && now < e->expires;
         if (n > 0 && n + here > max)
             break;
-        for (const struct pr_atab_entry *e = g_t->buckets[i]; e && n < max; e = e->next) {
+        for (const struct pr_atab_entry *e = t->buckets[i]; e && n < max; e = e->next) {
             if ((dirty_only && !e->dirty) || now >= e->expires)
                 continue;
             item_from(&items[n++], e, 0);
         }
     }
-    *cursor = i >= g_t->nbuckets ? 0 : i;
-    pthread_mutex_unlock(&g_mu);
+    *cursor = i >= t->nbuckets ? 0 : i;
+    pr__satab_unlock(&g_cache);
     return n;
 }

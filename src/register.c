@@ -523,6 +523,45 @@ static void own_handle(struct sidecar *s, uv_handle_t *h)
     h->data = s;
 }
 
+/* The --health-url client: base URL scheme://host:port, the URL's path as request path;
+ * 0, or -EINVAL with the reason printed. */
+static int health_client(struct sidecar *s)
+{
+    struct pr_http_url hu;
+    char base[300];
+    if (pr_http_url_parse(s->cfg->health_url, &hu) != 0) {
+        fprintf(stderr, "pod-router register: --health-url: not a usable http://host[:port]"
+                        "[/path] URL\n");
+        return -EINVAL;
+    }
+    snprintf(base, sizeof(base), strchr(hu.host, ':') ? "http://[%s]:%u" : "http://%s:%u",
+             hu.host, (unsigned)hu.port);
+    snprintf(s->health_path, sizeof(s->health_path), "%s", hu.path[0] ? hu.path : "/");
+    s->health = pr_http_client_create(&s->loop, base, false);
+    if (s->health == NULL) {
+        fprintf(stderr, "pod-router register: --health-url: unusable URL\n");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* Starts the timers and the SIGTERM/SIGINT watchers, each pointing back at the sidecar. */
+static void start_handles(struct sidecar *s)
+{
+    uv_timer_init(&s->loop, &s->hb_timer);
+    own_handle(s, (uv_handle_t *)&s->hb_timer);
+    uv_timer_init(&s->loop, &s->retry_timer);
+    own_handle(s, (uv_handle_t *)&s->retry_timer);
+    uv_timer_init(&s->loop, &s->grace_timer);
+    own_handle(s, (uv_handle_t *)&s->grace_timer);
+    uv_signal_init(&s->loop, &s->sigterm);
+    own_handle(s, (uv_handle_t *)&s->sigterm);
+    uv_signal_init(&s->loop, &s->sigint);
+    own_handle(s, (uv_handle_t *)&s->sigint);
+    uv_signal_start(&s->sigterm, signal_cb, SIGTERM);
+    uv_signal_start(&s->sigint, signal_cb, SIGINT);
+}
+
 /* Runs the sidecar until it has deregistered after a signal; the process exit status. */
 static int run(const struct pr_register_config *cfg)
 {
@@ -549,38 +588,11 @@ static int run(const struct pr_register_config *cfg)
         status = 2;
         goto fail_loop;
     }
-    if (cfg->health_url[0]) {
-        /* Base URL scheme://host:port of --health-url; its path is the request path. */
-        struct pr_http_url hu;
-        char base[300];
-        if (pr_http_url_parse(cfg->health_url, &hu) != 0) {
-            fprintf(stderr, "pod-router register: --health-url: not a usable http://host[:port]"
-                            "[/path] URL\n");
-            status = 2;
-            goto fail_http;
-        }
-        snprintf(base, sizeof(base), strchr(hu.host, ':') ? "http://[%s]:%u" : "http://%s:%u",
-                 hu.host, (unsigned)hu.port);
-        snprintf(s.health_path, sizeof(s.health_path), "%s", hu.path[0] ? hu.path : "/");
-        s.health = pr_http_client_create(&s.loop, base, false);
-        if (s.health == NULL) {
-            fprintf(stderr, "pod-router register: --health-url: unusable URL\n");
-            status = 2;
-            goto fail_http;
-        }
+    if (cfg->health_url[0] && health_client(&s) != 0) {
+        status = 2;
+        goto fail_http;
     }
-    uv_timer_init(&s.loop, &s.hb_timer);
-    own_handle(&s, (uv_handle_t *)&s.hb_timer);
-    uv_timer_init(&s.loop, &s.retry_timer);
-    own_handle(&s, (uv_handle_t *)&s.retry_timer);
-    uv_timer_init(&s.loop, &s.grace_timer);
-    own_handle(&s, (uv_handle_t *)&s.grace_timer);
-    uv_signal_init(&s.loop, &s.sigterm);
-    own_handle(&s, (uv_handle_t *)&s.sigterm);
-    uv_signal_init(&s.loop, &s.sigint);
-    own_handle(&s, (uv_handle_t *)&s.sigint);
-    uv_signal_start(&s.sigterm, signal_cb, SIGTERM);
-    uv_signal_start(&s.sigint, signal_cb, SIGINT);
+    start_handles(&s);
 
     char interval[24];
     snprintf(interval, sizeof(interval), "%llu", (unsigned long long)cfg->interval_ms);

@@ -2,7 +2,6 @@
  * for connection counts. Every critical section is a bounded scan without allocation. */
 #include "podrouter/registry.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -51,104 +50,19 @@ const char *pr_pod_state_name(enum pr_pod_state s)
     return "?";
 }
 
-/* true when s[0..len) matches ^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$ */
-bool pr_pod_name_valid(const char *s, size_t len)
-{
-    if (!s || len == 0 || len > PR_POD_NAME_MAX)
-        return false;
-    for (size_t i = 0; i < len; i++) {
-        char c = s[i];
-        bool alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
-        if (alnum)
-            continue;
-        if ((c == '.' || c == '-') && i != 0 && i != len - 1)
-            continue;
-        return false;
-    }
-    return true;
-}
-
-/* true when s[0..len) is a decimal port 1..65535 without sign or leading zero. */
-static bool port_valid(const char *s, size_t len)
-{
-    if (len == 0 || len > 5 || s[0] == '0')
-        return false;
-    uint32_t v = 0;
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return false;
-        v = v * 10 + (uint32_t)(s[i] - '0');
-    }
-    return v >= 1 && v <= 65535;
-}
-
-/* true for a DNS hostname (labels of [A-Za-z0-9-], no empty label, no edge hyphen) or, when
- * it is all digits and dots, a dotted-quad IPv4 literal. */
-static bool host_valid(const char *s, size_t len)
-{
-    if (len == 0 || len > HOST_MAX)
-        return false;
-    bool numeric = true;
-    size_t label = 0;
-    for (size_t i = 0; i < len; i++) {
-        char c = s[i];
-        if (c == '.') {
-            if (label == 0 || s[i - 1] == '-')
-                return false;
-            label = 0;
-            continue;
-        }
-        bool digit = c >= '0' && c <= '9';
-        bool alpha = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-        if (!digit && !alpha && c != '-')
-            return false;
-        if (c == '-' && label == 0)
-            return false;
-        if (!digit)
-            numeric = false;
-        if (++label > 63)
-            return false;
-    }
-    if (label == 0 || s[len - 1] == '-')
-        return false;
-    if (numeric) {
-        char buf[HOST_MAX + 1];
-        struct in_addr a4;
-        memcpy(buf, s, len);
-        buf[len] = '\0';
-        return inet_pton(AF_INET, buf, &a4) == 1;
-    }
-    return true;
-}
-
-/* true when s[0..len) is host:port or [v6]:port as SPEC 4.2 describes. */
+/* true when s[0..len) is a pod address: host:port or [v6]:port (SPEC 4.2) in the grammar of
+ * pr_hostport_valid, at most PR_ADDRESS_MAX bytes and a host name of at most HOST_MAX. The
+ * router's PUT /v1/pods and the sidecar's --address both call this one function. */
 bool pr_pod_address_valid(const char *s, size_t len)
 {
-    if (!s || len == 0 || len > PR_ADDRESS_MAX)
+    if (!s || len == 0 || len > PR_ADDRESS_MAX || memchr(s, '\0', len))
         return false;
-    if (memchr(s, '\0', len))
-        return false;
-    if (s[0] == '[') {
-        const char *close = memchr(s, ']', len);
-        if (!close || close == s + 1)
+    if (s[0] != '[') {
+        const char *colon = memchr(s, ':', len);
+        if (colon && (size_t)(colon - s) > HOST_MAX)
             return false;
-        size_t hlen = (size_t)(close - s - 1);
-        size_t rest = len - (size_t)(close - s) - 1;
-        if (hlen > 45 || rest < 2 || close[1] != ':')
-            return false;
-        char buf[46];
-        struct in6_addr a6;
-        memcpy(buf, s + 1, hlen);
-        buf[hlen] = '\0';
-        if (inet_pton(AF_INET6, buf, &a6) != 1)
-            return false;
-        return port_valid(close + 2, rest - 1);
     }
-    const char *colon = memchr(s, ':', len);
-    if (!colon || memchr(colon + 1, ':', len - (size_t)(colon - s) - 1))
-        return false;
-    size_t hlen = (size_t)(colon - s);
-    return host_valid(s, hlen) && port_valid(colon + 1, len - hlen - 1);
+    return pr_hostport_valid(s, len, true);
 }
 
 /* A registry whose pods go down after pod_ttl_ms without heartbeat; NULL on failure. */

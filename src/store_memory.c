@@ -1,8 +1,8 @@
-/* In-process store: one chained hash table per process, shared by every handle, guarded by
- * one mutex. Entries expire by TTL (lazily on access, incrementally in tick) and keep the
- * registry's room/participant loads in step with what is assigned. */
+/* In-process store: one chained hash table per process, shared by every handle, behind the
+ * lock of its struct pr_shared_atab (atable_shared.c). Entries expire by TTL (lazily on access,
+ * incrementally in tick) and keep the registry's room/participant loads in step with what is
+ * assigned. */
 #include <errno.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,8 +17,7 @@ struct mem_store {
     struct pr_touch_cache touched; /* this handle's loop thread only */
 };
 
-static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct pr_atab *g_table;
+static struct pr_shared_atab g_mem = PR_SHARED_ATAB_INIT;
 
 /* true when (kind, key, pod) are acceptable arguments (pod may be NULL when unused). */
 static bool args_ok(enum pr_key_kind kind, const char *key, size_t len, const char *pod)
@@ -38,21 +37,12 @@ static void mem_get(struct pr_store *s, enum pr_key_kind kind, const char *key, 
     }
     char pod[PR_POD_NAME_MAX + 1];
     uint64_t hash = pr__atab_hash((uint8_t)kind, key, len), now = pr_mono_ms();
-    pthread_mutex_lock(&g_mu);
-    struct pr_atab_entry **pp = pr__atab_lookup(g_table, (uint8_t)kind, key, len, hash, now);
-    if (pp) {
-        pr__atab_use(g_table, *pp, now, true);
-        pr__atab_renew(g_table, *pp, now);
-        memcpy(pod, (*pp)->pod, sizeof(pod));
-    }
-    uint64_t every = pr__touch_every(g_table);
-    pthread_mutex_unlock(&g_mu);
-    if (pp)
-        pr__touch_due(&((struct mem_store *)s)->touched, hash, now, every);
-    if (pp)
-        cb(arg, 0, pod);
-    else
+    if (pr__satab_get(&g_mem, (uint8_t)kind, key, len, hash, now, pod, NULL) != 0) {
         cb(arg, -ENOENT, NULL);
+        return;
+    }
+    pr__touch_due(&((struct mem_store *)s)->touched, hash, now, pr__satab_touch_every(&g_mem));
+    cb(arg, 0, pod);
 }
 
 /* Atomically create kind:key -> pod unless present; cb gets the winner. */
@@ -65,24 +55,24 @@ static void mem_create(struct pr_store *s, enum pr_key_kind kind, const char *ke
     }
     char out[PR_POD_NAME_MAX + 1];
     int rc = 0;
-    uint64_t hash = pr__atab_hash((uint8_t)kind, key, len), now = pr_mono_ms();
-    pthread_mutex_lock(&g_mu);
-    struct pr_atab_entry **pp = pr__atab_lookup(g_table, (uint8_t)kind, key, len, hash, now);
+    struct pr_atab_op op;
+    pr__satab_begin(&g_mem, (uint8_t)kind, key, len, &op);
+    struct pr_atab_entry **pp = op.pp;
     struct pr_atab_entry *e = NULL;
     if (pp) {
         e = *pp; /* created meanwhile: this request is its second use */
-        pr__atab_use(g_table, e, now, true);
-        pr__atab_renew(g_table, e, now);
-    } else if (pr__atab_full(g_table, (uint8_t)kind)) {
+        pr__atab_use(op.t, e, op.now, true);
+        pr__atab_renew(op.t, e, op.now);
+    } else if (pr__atab_full(op.t, (uint8_t)kind)) {
         rc = -ENOSPC; /* --max-assignments: route without storing (SPEC 3.6) */
     } else {
-        e = pr__atab_insert(g_table, (uint8_t)kind, key, len, hash, pod, 0, 0, now);
+        e = pr__atab_insert(op.t, (uint8_t)kind, key, len, op.hash, pod, 0, 0, op.now);
     }
     if (e)
         memcpy(out, e->pod, sizeof(out));
     else if (rc == 0)
         rc = -ENOMEM;
-    pthread_mutex_unlock(&g_mu);
+    pr__satab_unlock(&g_mem);
     cb(arg, rc, rc == 0 ? out : NULL);
 }
 
@@ -96,23 +86,23 @@ static void mem_replace(struct pr_store *s, enum pr_key_kind kind, const char *k
     }
     char out[PR_POD_NAME_MAX + 1];
     int rc = 0;
-    uint64_t hash = pr__atab_hash((uint8_t)kind, key, len), now = pr_mono_ms();
-    pthread_mutex_lock(&g_mu);
-    struct pr_atab_entry **pp = pr__atab_lookup(g_table, (uint8_t)kind, key, len, hash, now);
+    struct pr_atab_op op;
+    pr__satab_begin(&g_mem, (uint8_t)kind, key, len, &op);
+    struct pr_atab_entry **pp = op.pp;
     struct pr_atab_entry *e;
     if (pp) {
         e = *pp;
         if (expect && strcmp(e->pod, expect) == 0)
-            pr__atab_move(g_table, e, pod, e->participant_count, 0, now);
-        pr__atab_use(g_table, e, now, true);
+            pr__atab_move(op.t, e, pod, e->participant_count, 0, op.now);
+        pr__atab_use(op.t, e, op.now, true);
     } else {
-        e = pr__atab_insert(g_table, (uint8_t)kind, key, len, hash, pod, 0, 0, now);
+        e = pr__atab_insert(op.t, (uint8_t)kind, key, len, op.hash, pod, 0, 0, op.now);
     }
     if (e)
         memcpy(out, e->pod, sizeof(out));
     else
         rc = -ENOMEM;
-    pthread_mutex_unlock(&g_mu);
+    pr__satab_unlock(&g_mem);
     cb(arg, rc, rc == 0 ? out : NULL);
 }
 
@@ -123,21 +113,21 @@ static int mem_set(struct pr_store *s, enum pr_key_kind kind, const char *key, s
     if (!pod || !args_ok(kind, key, len, pod))
         return -EINVAL;
     int rc = 0;
-    uint64_t hash = pr__atab_hash((uint8_t)kind, key, len), now = pr_mono_ms();
-    pthread_mutex_lock(&g_mu);
-    struct pr_atab_entry **pp = pr__atab_lookup(g_table, (uint8_t)kind, key, len, hash, now);
+    struct pr_atab_op op;
+    pr__satab_begin(&g_mem, (uint8_t)kind, key, len, &op);
+    struct pr_atab_entry **pp = op.pp;
     struct pr_atab_entry *e = pp ? *pp : NULL;
     if (e) {
-        pr__atab_move(g_table, e, pod, e->participant_count, 0, now);
-        pr__atab_renew(g_table, e, now);
+        pr__atab_move(op.t, e, pod, e->participant_count, 0, op.now);
+        pr__atab_renew(op.t, e, op.now);
     } else {
-        e = pr__atab_insert(g_table, (uint8_t)kind, key, len, hash, pod, 0, 0, now);
+        e = pr__atab_insert(op.t, (uint8_t)kind, key, len, op.hash, pod, 0, 0, op.now);
     }
     if (e)
-        pr__atab_use(g_table, e, now, false); /* an operator pin is live at once */
+        pr__atab_use(op.t, e, op.now, false); /* an operator pin is live at once */
     else
         rc = -ENOMEM;
-    pthread_mutex_unlock(&g_mu);
+    pr__satab_unlock(&g_mem);
     return rc;
 }
 
@@ -146,13 +136,7 @@ static int mem_del(struct pr_store *s, enum pr_key_kind kind, const char *key, s
 {
     if (!args_ok(kind, key, len, NULL))
         return -EINVAL;
-    uint64_t hash = pr__atab_hash((uint8_t)kind, key, len), now = pr_mono_ms();
-    pthread_mutex_lock(&g_mu);
-    struct pr_atab_entry **pp = pr__atab_lookup(g_table, (uint8_t)kind, key, len, hash, now);
-    if (pp)
-        pr__atab_remove(g_table, pp);
-    pthread_mutex_unlock(&g_mu);
-    return pp ? 0 : -ENOENT;
+    return pr__satab_del(&g_mem, (uint8_t)kind, key, len);
 }
 
 /* Count who into the room's distinct participants (and its pod's participant load). */
@@ -161,16 +145,16 @@ static void mem_room_join(struct pr_store *s, const char *room, size_t len, cons
 {
     if (!args_ok(PR_KEY_ROOM, room, len, NULL) || !who || who_len == 0)
         return;
-    uint64_t hash = pr__atab_hash(PR_KEY_ROOM, room, len), now = pr_mono_ms();
     uint64_t id = pr__atab_hash(0xff, who, who_len);
-    pthread_mutex_lock(&g_mu);
-    struct pr_atab_entry **pp = pr__atab_lookup(g_table, PR_KEY_ROOM, room, len, hash, now);
+    struct pr_atab_op op;
+    pr__satab_begin(&g_mem, PR_KEY_ROOM, room, len, &op);
+    struct pr_atab_entry **pp = op.pp;
     if (pp && pr__idset_add(&(*pp)->ids, id)) {
         (*pp)->participant_count++;
         if ((*pp)->counted)
-            pr_registry_add_load(g_table->reg, (*pp)->pod, 0, 1);
+            pr_registry_add_load(op.t->reg, (*pp)->pod, 0, 1);
     }
-    pthread_mutex_unlock(&g_mu);
+    pr__satab_unlock(&g_mem);
 }
 
 /* Copy the assignment of kind:key for the admin API; 0 or -ENOENT. */
@@ -179,10 +163,7 @@ static int mem_info(struct pr_store *s, enum pr_key_kind kind, const char *key, 
 {
     if (!args_ok(kind, key, len, NULL))
         return -EINVAL;
-    pthread_mutex_lock(&g_mu);
-    int rc = pr__atab_info(g_table, (uint8_t)kind, key, len, out);
-    pthread_mutex_unlock(&g_mu);
-    return rc;
+    return pr__satab_info(&g_mem, (uint8_t)kind, key, len, out);
 }
 
 /* Drop every assignment that points at pod. */
@@ -190,20 +171,13 @@ static void mem_release_pod(struct pr_store *s, const char *pod)
 {
     if (!pod)
         return;
-    pthread_mutex_lock(&g_mu);
-    pr__atab_release_pod(g_table, pod);
-    pthread_mutex_unlock(&g_mu);
+    pr__satab_release_pod(&g_mem, pod);
 }
 
 /* Numbers of room and participant assignments (expired ones count until evicted). */
 static void mem_counts(struct pr_store *s, uint64_t *rooms, uint64_t *participants)
 {
-    pthread_mutex_lock(&g_mu);
-    if (rooms)
-        *rooms = g_table->kind_count[PR_KEY_ROOM];
-    if (participants)
-        *participants = g_table->kind_count[PR_KEY_PARTICIPANT];
-    pthread_mutex_unlock(&g_mu);
+    pr__satab_counts(&g_mem, rooms, participants);
 }
 
 /* The memory store never loses its data. */
@@ -216,33 +190,16 @@ static bool mem_up(struct pr_store *s)
  * --room-active and set the pods' loads from the active ones. */
 static void mem_tick(struct pr_store *s)
 {
-    uint64_t now = pr_mono_ms();
-    pthread_mutex_lock(&g_mu);
-    pr__atab_expire_some(g_table, now);
-    pr__atab_deactivate_idle(g_table, now);
-    pr__atab_recount(g_table);
-    pthread_mutex_unlock(&g_mu);
+    pr__satab_tick(&g_mem, true);
 }
 
 /* Mark kind:key used now; lock-free when this handle stamped it recently. */
 static void mem_touch_at(struct mem_store *ms, enum pr_key_kind kind, const char *key, size_t len,
                          uint64_t hash)
 {
-    uint64_t now = pr_mono_ms();
-    /* g_table->active_ms is fixed after open: reading it unlocked is safe. */
-    if (!pr__touch_due(&ms->touched, hash, now, pr__touch_every(g_table)))
+    if (!pr__touch_due(&ms->touched, hash, pr_mono_ms(), pr__satab_touch_every(&g_mem)))
         return;
-    pthread_mutex_lock(&g_mu);
-    struct pr_atab_entry *e = NULL;
-    if (key) {
-        struct pr_atab_entry **pp = pr__atab_lookup(g_table, (uint8_t)kind, key, len, hash, now);
-        e = pp ? *pp : NULL;
-    } else {
-        e = pr__atab_find_hash(g_table, (uint8_t)kind, hash, now);
-    }
-    if (e)
-        pr__atab_use(g_table, e, now, true);
-    pthread_mutex_unlock(&g_mu);
+    pr__satab_use(&g_mem, (uint8_t)kind, key, len, hash, true, NULL, NULL, NULL);
 }
 
 static void mem_touch(struct pr_store *s, enum pr_key_kind kind, const char *key, size_t len)
@@ -264,12 +221,7 @@ static void mem_close(struct pr_store *s)
 {
     if (!s)
         return;
-    pthread_mutex_lock(&g_mu);
-    if (g_table && --g_table->refs == 0) {
-        pr__atab_destroy(g_table);
-        g_table = NULL;
-    }
-    pthread_mutex_unlock(&g_mu);
+    pr__satab_close(&g_mem);
     free(s);
 }
 
@@ -303,20 +255,10 @@ struct pr_store *pr_store_memory_open(const struct pr_config *cfg, struct pr_reg
     ttl[PR_KEY_ROOM] = cfg ? cfg->room_ttl_ms : 24 * 3600 * 1000u;
     ttl[PR_KEY_PARTICIPANT] = cfg ? cfg->participant_ttl_ms : 24 * 3600 * 1000u;
 
-    pthread_mutex_lock(&g_mu);
-    if (!g_table) {
-        g_table = pr__atab_create(reg, ttl);
-        if (g_table) {
-            g_table->active_ms = cfg ? cfg->room_active_ms : 0;
-            g_table->max_per_kind = cfg ? cfg->max_assignments : 0;
-        }
-    }
-    if (!g_table) {
-        pthread_mutex_unlock(&g_mu);
+    if (pr__satab_open(&g_mem, reg, ttl, cfg ? cfg->room_active_ms : 0,
+                       cfg ? cfg->max_assignments : 0) != 0) {
         free(ms);
         return NULL;
     }
-    g_table->refs++;
-    pthread_mutex_unlock(&g_mu);
     return &ms->base;
 }

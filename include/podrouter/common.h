@@ -48,4 +48,21 @@ int pr_read_token_file(const char *path, char *buf, size_t cap);
 /* Grow a heap buffer to hold at least need bytes (doubling, 4 KiB first): 0 or -ENOMEM. */
 int pr_grow(char **buf, uint32_t *cap, size_t need);
 
+/* true when s[0..len) is a pod name, ^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$ (SPEC 4.2). */
+bool pr_pod_name_valid(const char *s, size_t len);
+
+/* host:port validation, one grammar for the router (PUT /v1/pods, SPEC 4.2) and the sidecar
+ * (register --address, --admin-url, --health-url; --store hosts):
+ *   hostport = ( host | "[" IPv6 "]" ) [ ":" port ]
+ *   host     = RFC 1123 name: dot-separated labels of 1..63 [A-Za-z0-9-], no label starting
+ *              or ending with '-', 1..253 bytes in all; when made of digits and dots only,
+ *              a dotted-quad IPv4 address. No '_' (not a host name character), no zone id.
+ *   port     = 1..65535 in decimal, no sign, no leading zero. */
+/* true when s[0..len) is a decimal port 1..65535. */
+bool pr_port_valid(const char *s, size_t len);
+/* true when s[0..len) is a host name or an IPv4 literal as above. */
+bool pr_host_valid(const char *s, size_t len);
+/* true when s[0..len) is hostport as above; the port may be left out unless port_required. */
+bool pr_hostport_valid(const char *s, size_t len, bool port_required);
+
 #endif

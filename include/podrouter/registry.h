@@ -84,7 +84,9 @@ void pr_registry_record_failure(struct pr_registry *reg, const char *name);
 size_t pr_registry_expire(struct pr_registry *reg, void (*forgotten)(void *arg, const char *pod),
                           void *arg);
 
-bool pr_pod_name_valid(const char *s, size_t len);
+/* true when s[0..len) is a pod address, host:port or [v6]:port (SPEC 4.2): the grammar of
+ * pr_hostport_valid (common.h) within PR_ADDRESS_MAX bytes, a host name of at most 53. Both
+ * PUT /v1/pods and `register --address` call this. (pr_pod_name_valid is in common.h.) */
 bool pr_pod_address_valid(const char *s, size_t len);
 
 #endif

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "podrouter/config.h"
+#include "podrouter/registry.h"
 
 extern char **environ;
 
@@ -675,6 +676,7 @@ static const struct bad_row register_bad_rows[] = {
     {{"--address", "10.0.0.7"}, {"--address"}},
     {{"--address", "10.0.0.7:0"}, {"--address"}},
     {{"--address", "[fd00::7]"}, {"--address"}},
+    {{"--address", "my_host:3000"}, {"--address"}},
     {{"--capacity-rooms", "0"}, {"--capacity-rooms"}},
     {{"--capacity-participants", "0"}, {"--capacity-participants"}},
     {{"--capacity-participants", "x"}, {"--capacity-participants"}},
@@ -750,4 +752,44 @@ Test(config, v11_flag_limits)
     cr_expect_eq(c.key_rate, 0.0);
     char *mm[] = {"--min-replicas", "5", "--max-replicas", "4", NULL};
     cr_expect_eq(pr_config_parse(&c, 4, mm, err, sizeof(err)), PR_CONFIG_ERROR);
+}
+
+/* The sidecar's --address and the router's PUT /v1/pods check are one function: every address
+ * gets the same verdict from both (issue 12: "my_host:3000" used to pass the sidecar and get
+ * 400 from the router). */
+Test(config, register_address_agrees_with_router)
+{
+    static const struct {
+        const char *address;
+        bool ok;
+    } rows[] = {
+        {"10.0.0.7:3000", true},
+        {"backend-0.backend.default.svc.cluster.local:3000", true},
+        {"[fd00::7]:3000", true},
+        {"localhost:65535", true},
+        {"my_host:3000", false},      /* '_' is no host name character (RFC 1123) */
+        {"10.0.0:3000", false},       /* digits and dots must be a dotted quad */
+        {"999.1.1.1:3000", false},
+        {"host-:3000", false},
+        {"ho..st:3000", false},
+        {"host:03000", false},        /* no leading zero in the port */
+        {"host:65536", false},
+        {"[fe80::1%eth0]:3000", false},
+        {"h23456789012345678901234567890123456789012345678901234:1", false}, /* host > 53 */
+        {"h2345678901234567890123456789012345678901234567890123:65535", true},
+    };
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        const char *a = rows[i].address;
+        const char *args[] = {"--admin-url", "http://router:3002", "--name", "backend-0",
+                              "--address", a, NULL};
+        struct pr_register_config r;
+        char err[512] = "";
+        enum pr_config_result got = rparse_list(&r, err, sizeof(err), args);
+        bool router = pr_pod_address_valid(a, strlen(a));
+        cr_expect_eq(router, rows[i].ok, "router verdict on \"%s\"", a);
+        cr_expect_eq(got == PR_CONFIG_OK, router, "sidecar and router disagree on \"%s\": %s", a,
+                     err);
+        if (!rows[i].ok)
+            cr_expect(strstr(err, "--address") != NULL, "%s", err);
+    }
 }

@@ -86,6 +86,7 @@ Test(registry, pod_address_validation)
         {"ho..st:80", false},
         {".host:80", false},
         {"ho_st:80", false},
+        {"my_host:3000", false}, /* register --address refuses it too (config_test) */
         {"ho st:80", false},
         {"host\n:80", false},
         {"", false},
