@@ -1,6 +1,7 @@
 /* Redis store (SPEC 6): hiredis 0.14 async on each worker's libuv loop. This file: the
- * pr_store ops, command building, reply dispatch, open/close; the connections are in
- * store_redis_conn.c, the owner's duties in store_redis_owner.c (store_redis_int.h).
+ * pr_store ops, the sid pin, renewals, reply dispatch, open/close; below it (calls only go
+ * down) the owner's duties in store_redis_owner.c, the script calls in store_redis_cmd.c and
+ * the connections in store_redis_conn.c (store_redis_int.h).
  *
  * Shape
  *   - One handle per loop (pr_store_open per worker). Each handle owns one command
@@ -58,48 +59,8 @@
 #include "podrouter/metrics.h"
 #include "store_redis_int.h"
 
-pthread_mutex_t pr__rs_mu = PTHREAD_MUTEX_INITIALIZER;
-struct shared pr__rs_g;
-
 static void send_renew(struct redis_store *rs, enum pr_key_kind kind, const char *key, size_t len,
                        const char *pod);
-
-/* A podId another writer gave as a DNS name (backend-1.backend.ns.svc…) names the
- * registered pod of its first label, unless a pod is registered under the full name. */
-static void pod_alias(struct pr_registry *reg, char pod[PR_POD_NAME_MAX + 1])
-{
-    const char *dot = strchr(pod, '.');
-    struct pr_pod_info info;
-    if (!dot || pr_registry_get(reg, pod, &info) == 0)
-        return;
-    char first[PR_POD_NAME_MAX + 1];
-    snprintf(first, sizeof(first), "%.*s", (int)(dot - pod), pod);
-    if (pr_registry_get(reg, first, &info) == 0)
-        memcpy(pod, first, sizeof(first));
-}
-
-/* Parse a plain or room value of q's key; 0 with pod/count/at, or -EINVAL. */
-static int value_of(const struct req *q, const redisReply *v, char pod[PR_POD_NAME_MAX + 1],
-                    uint32_t *count, uint64_t *at)
-{
-    if (!v || v->type != REDIS_REPLY_STRING)
-        return -EINVAL;
-    int rc = pr_redis_value_pod((enum pr_key_kind)q->kind, v->str, v->len, pod, count, at);
-    if (rc == 0)
-        pod_alias(q->conn->rs->reg, pod);
-    return rc;
-}
-
-/* The [flag, value] answer of create/replace; 0 with the value parsed, else -EINVAL. */
-int pr__rs_script_value(const struct req *q, const redisReply *r, char pod[PR_POD_NAME_MAX + 1],
-                        uint32_t *count, uint64_t *at, bool *written)
-{
-    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
-        r->element[0]->type != REDIS_REPLY_INTEGER)
-        return -EINVAL;
-    *written = r->element[0]->integer == 1;
-    return value_of(q, r->element[1], pod, count, at);
-}
 
 /* A GET answer: cache what Redis holds and route by it. */
 static void reply_get(struct req *q, redisReply *r, int status)
@@ -110,7 +71,7 @@ static void reply_get(struct req *q, redisReply *r, int status)
     uint64_t at = 0;
     if (status != 0) {
         q->cb(q->arg, status, NULL);
-    } else if (r->type == REDIS_REPLY_NIL || value_of(q, r, pod, &count, &at) != 0) {
+    } else if (r->type == REDIS_REPLY_NIL || pr__rs_value_of(q, r, pod, &count, &at) != 0) {
         q->cb(q->arg, -ENOENT, NULL); /* absent, or garbage nobody can route by */
     } else if (pr__rc_put(kind, q->key, q->key_len, pod, count, at, PR_RC_IF_ABSENT, false, out) ==
                0) {
@@ -176,7 +137,7 @@ static void reply_pin(struct req *q, redisReply *r, int status)
 }
 
 /* Dispatch a command's reply (r NULL with status < 0 when none came) to what asked for it. */
-void pr__rs_handle_reply(struct req *q, redisReply *r, int status)
+static void handle_reply(struct req *q, redisReply *r, int status)
 {
     enum pr_key_kind kind = (enum pr_key_kind)q->kind;
     if (r && r->type == REDIS_REPLY_ERROR) {
@@ -221,68 +182,13 @@ void pr__rs_handle_reply(struct req *q, redisReply *r, int status)
     }
 }
 
-/* ---- commands -------------------------------------------------------------------------- */
-
-/* Run the script: keys then args (C strings; args[0] is the op). q->op set by caller via op.
- * Returns the queued request, or NULL (not queued: connection down or out of memory). */
-struct req *pr__rs_script(struct redis_store *rs, enum op op, int nkeys, const char **keys,
-                          int nargs, const char **args)
-{
-    if (!is_up(rs))
-        return NULL;
-    const char *argv[MAX_ARGS];
-    size_t argl[MAX_ARGS];
-    char nk[4];
-    snprintf(nk, sizeof(nk), "%d", nkeys);
-    int argc = 0;
-    if (3 + nkeys + 1 + nargs > MAX_ARGS)
-        return NULL;
-    argv[argc++] = "EVALSHA";
-    argv[argc++] = pr__rs_g.sha;
-    argv[argc++] = nk;
-    for (int i = 0; i < nkeys; i++)
-        argv[argc++] = keys[i];
-    argv[argc++] = args[0];
-    argv[argc++] = pr__rs_g.channel;
-    for (int i = 1; i < nargs; i++)
-        argv[argc++] = args[i];
-    for (int i = 0; i < argc; i++)
-        argl[i] = strlen(argv[i]);
-    struct req *q = pr__rs_req_new(op, argc, argv, argl);
-    if (!q)
-        return NULL;
-    if (pr__rs_req_send(rs->live[ROLE_CMD], q) != 0) {
-        pr__rs_req_free(q);
-        return NULL;
-    }
-    return q;
-}
-
-/* Fill q's key fields. */
-static void req_key(struct req *q, enum pr_key_kind kind, const char *key, size_t len,
-                    const char *pod)
-{
-    q->kind = (uint8_t)kind;
-    q->key_len = (uint8_t)len;
-    memcpy(q->key, key, len);
-    q->key[len] = '\0';
-    if (pod)
-        snprintf(q->pod, sizeof(q->pod), "%s", pod);
-}
-
-/* Assignment key of kind:key into buf; false when it cannot be built. */
-static bool akey(char *buf, size_t cap, enum pr_key_kind kind, const char *key, size_t len)
-{
-    return pr_redis_assignment_key(buf, cap, pr__rs_g.prefix, kind, key, len) > 0;
-}
-
 /* Pin a new sid: one SET NX with the create script's tentative TTL. For a sid the script
  * guards nothing more (a sid value is any string, its creation publishes nothing); a sid that
  * exists already goes to the script from the reply (reply_pin). */
 static struct req *send_pin(struct redis_store *rs, const char *key, size_t len, const char *pod)
 {
     char k[PR_REDIS_KEY_MAX], ttl[24];
-    if (!is_up(rs) || !akey(k, sizeof(k), PR_KEY_SID, key, len))
+    if (!is_up(rs) || !pr__rs_akey(k, sizeof(k), PR_KEY_SID, key, len))
         return NULL;
     uint64_t t = pr__rs_g.ttl[PR_KEY_SID];
     if (pr__rs_g.active_ms > 0 && pr__rs_g.active_ms < t)
@@ -297,32 +203,7 @@ static struct req *send_pin(struct redis_store *rs, const char *key, size_t len,
         pr__rs_req_free(q);
         return NULL;
     }
-    req_key(q, PR_KEY_SID, key, len, pod);
-    return q;
-}
-
-/* Send the create script for kind:key -> pod (count/at for rooms). */
-struct req *pr__rs_send_create(struct redis_store *rs, enum op op, enum pr_key_kind kind,
-                               const char *key, size_t len, const char *pod, uint32_t count,
-                               uint64_t at, bool tentative)
-{
-    char k[PR_REDIS_KEY_MAX], id[PR_KEY_MAX + 1], ttl[24], cnt[16], ats[24], shortttl[24];
-    if (!akey(k, sizeof(k), kind, key, len))
-        return NULL;
-    snprintf(id, sizeof(id), "%.*s", (int)len, key);
-    snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)pr__rs_g.ttl[kind]);
-    snprintf(cnt, sizeof(cnt), "%u", (unsigned)count);
-    snprintf(ats, sizeof(ats), "%llu", (unsigned long long)(at ? at : pr_now_ms()));
-    snprintf(shortttl, sizeof(shortttl), "%llu",
-             (unsigned long long)(tentative ? pr__rs_g.active_ms : 0));
-    const char *keys[] = {k};
-    const char *args[] = {"create", pr_redis_kind_name(kind), id, pod, ttl, cnt, ats, shortttl};
-    struct req *q = pr__rs_script(rs, op, 1, keys, 8, args);
-    if (q) {
-        req_key(q, kind, key, len, pod);
-        q->count = count;
-        q->at = at;
-    }
+    pr__rs_req_key(q, PR_KEY_SID, key, len, pod);
     return q;
 }
 
@@ -331,7 +212,7 @@ static void send_renew(struct redis_store *rs, enum pr_key_kind kind, const char
                        const char *pod)
 {
     char k[PR_REDIS_KEY_MAX], m[PR_REDIS_KEY_MAX], ttl[24];
-    if (!akey(k, sizeof(k), kind, key, len))
+    if (!pr__rs_akey(k, sizeof(k), kind, key, len))
         return;
     snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)pr__rs_g.ttl[kind]);
     const char *keys[] = {k, m};
@@ -341,7 +222,7 @@ static void send_renew(struct redis_store *rs, enum pr_key_kind kind, const char
     const char *args[] = {"renew", ttl};
     struct req *q = pr__rs_script(rs, OP_RENEW, nkeys, keys, 2, args);
     if (q)
-        req_key(q, kind, key, len, pod);
+        pr__rs_req_key(q, kind, key, len, pod);
 }
 
 /* ---- store operations ------------------------------------------------------------------ */
@@ -354,7 +235,7 @@ static void r_get(struct pr_store *s, enum pr_key_kind kind, const char *key, si
     char pod[PR_POD_NAME_MAX + 1], k[PR_REDIS_KEY_MAX];
     bool renew = false;
     int rc = pr__rc_get(kind, key, len, pod, &renew);
-    if (rc == -EINVAL || !akey(k, sizeof(k), kind, key, len)) {
+    if (rc == -EINVAL || !pr__rs_akey(k, sizeof(k), kind, key, len)) {
         cb(arg, -EINVAL, NULL);
         return;
     }
@@ -377,7 +258,7 @@ static void r_get(struct pr_store *s, enum pr_key_kind kind, const char *key, si
         cb(arg, -ENOMEM, NULL);
         return;
     }
-    req_key(q, kind, key, len, NULL);
+    pr__rs_req_key(q, kind, key, len, NULL);
     q->cb = cb;
     q->arg = arg;
     if (pr__rs_req_send(rs->live[ROLE_CMD], q) != 0) {
@@ -392,7 +273,8 @@ static void r_create(struct pr_store *s, enum pr_key_kind kind, const char *key,
 {
     struct redis_store *rs = (struct redis_store *)s;
     char cached[PR_POD_NAME_MAX + 1], k[PR_REDIS_KEY_MAX];
-    if (!pod || !pr_pod_name_valid(pod, strlen(pod)) || !akey(k, sizeof(k), kind, key, len)) {
+    if (!pod || !pr_pod_name_valid(pod, strlen(pod)) ||
+        !pr__rs_akey(k, sizeof(k), kind, key, len)) {
         cb(arg, -EINVAL, NULL);
         return;
     }
@@ -427,7 +309,8 @@ static void r_replace(struct pr_store *s, enum pr_key_kind kind, const char *key
 {
     struct redis_store *rs = (struct redis_store *)s;
     char k[PR_REDIS_KEY_MAX], id[PR_KEY_MAX + 1], ttl[24], now[24], out[PR_POD_NAME_MAX + 1];
-    if (!pod || !pr_pod_name_valid(pod, strlen(pod)) || !akey(k, sizeof(k), kind, key, len)) {
+    if (!pod || !pr_pod_name_valid(pod, strlen(pod)) ||
+        !pr__rs_akey(k, sizeof(k), kind, key, len)) {
         cb(arg, -EINVAL, NULL);
         return;
     }
@@ -446,7 +329,7 @@ static void r_replace(struct pr_store *s, enum pr_key_kind kind, const char *key
         cb(arg, rc, rc == 0 ? out : NULL);
         return;
     }
-    req_key(q, kind, key, len, pod);
+    pr__rs_req_key(q, kind, key, len, pod);
     q->cb = cb;
     q->arg = arg;
 }
@@ -457,7 +340,7 @@ static int r_set(struct pr_store *s, enum pr_key_kind kind, const char *key, siz
 {
     struct redis_store *rs = (struct redis_store *)s;
     char k[PR_REDIS_KEY_MAX], id[PR_KEY_MAX + 1], ttl[24], now[24];
-    if (!pod || !pr_pod_name_valid(pod, strlen(pod)) || !akey(k, sizeof(k), kind, key, len))
+    if (!pod || !pr_pod_name_valid(pod, strlen(pod)) || !pr__rs_akey(k, sizeof(k), kind, key, len))
         return -EINVAL;
     if (!is_up(rs))
         return -ENOTCONN;
@@ -481,7 +364,7 @@ static int r_del(struct pr_store *s, enum pr_key_kind kind, const char *key, siz
 {
     struct redis_store *rs = (struct redis_store *)s;
     char k[PR_REDIS_KEY_MAX], m[PR_REDIS_KEY_MAX], id[PR_KEY_MAX + 1];
-    if (!akey(k, sizeof(k), kind, key, len))
+    if (!pr__rs_akey(k, sizeof(k), kind, key, len))
         return -EINVAL;
     if (!is_up(rs))
         return -ENOTCONN;
@@ -506,7 +389,7 @@ static void r_room_join(struct pr_store *s, const char *room, size_t len, const 
         return;
     char k[PR_REDIS_KEY_MAX], m[PR_REDIS_KEY_MAX], id[PR_KEY_MAX + 1], w[PR_KEY_MAX + 1], ttl[24],
         max[16];
-    if (!akey(k, sizeof(k), PR_KEY_ROOM, room, len) ||
+    if (!pr__rs_akey(k, sizeof(k), PR_KEY_ROOM, room, len) ||
         pr_redis_members_key(m, sizeof(m), pr__rs_g.prefix, room, len) <= 0 || who_len > PR_KEY_MAX)
         return;
     snprintf(id, sizeof(id), "%.*s", (int)len, room);
@@ -517,7 +400,7 @@ static void r_room_join(struct pr_store *s, const char *room, size_t len, const 
     const char *args[] = {"join", id, w, ttl, max};
     struct req *q = pr__rs_script(rs, OP_JOIN, 2, keys, 5, args);
     if (q)
-        req_key(q, PR_KEY_ROOM, room, len, pod);
+        pr__rs_req_key(q, PR_KEY_ROOM, room, len, pod);
 }
 
 /* This replica's view of an assignment. */
@@ -595,6 +478,14 @@ static void r_close(struct pr_store *s)
     free(rs->beats);
     free(rs);
 }
+
+/* What the connections call up into (store_redis_conn.c knows only this table). */
+static const struct pr__rs_hooks hooks = {
+    .reply = handle_reply,
+    .event = pr__rs_apply_event,
+    .cmd_ready = pr__rs_owner_cmd_ready,
+    .timer = pr__rs_writeback_step,
+};
 
 static const struct pr_store_ops redis_ops = {
     .name = "redis",
@@ -696,6 +587,7 @@ struct pr_store *pr_store_redis_open(const struct pr_config *cfg, struct pr_regi
     if (rs->owner)
         rs->beats = calloc(PR_MAX_PODS, sizeof(*rs->beats));
     rs->base.ops = &redis_ops;
+    rs->hooks = &hooks;
     rs->loop = loop;
     rs->reg = reg;
     rs->need_master = pr__rs_g.url.sentinel;

@@ -12,6 +12,9 @@
 #include "podrouter/metrics.h"
 #include "store_redis_int.h"
 
+pthread_mutex_t pr__rs_mu = PTHREAD_MUTEX_INITIALIZER;
+struct shared pr__rs_g;
+
 static const char *const role_names[ROLE__COUNT] = {"command", "subscriber", "sentinel-query",
                                                     "sentinel-watch"};
 
@@ -473,8 +476,7 @@ static void conn_ready(struct conn *c)
         pr_info("redis connected", "role", role_names[c->role], "host", c->host, "#port", port);
     rs->down_logged[c->role] = false;
     if (c->role == ROLE_CMD && rs->owner) {
-        pr__rs_writeback_start(rs, true);
-        pr__rs_reload_pods(rs);
+        rs->hooks->cmd_ready(rs);
     }
 }
 
@@ -572,7 +574,7 @@ static void reply_cb(redisAsyncContext *ac, void *r, void *privdata)
     if (q->op < OP_GET)
         handle_setup(q, reply, reply ? 0 : c->fail_status);
     else
-        pr__rs_handle_reply(q, reply, reply ? 0 : c->fail_status);
+        c->rs->hooks->reply(q, reply, reply ? 0 : c->fail_status);
     pr__rs_req_free(q);
 }
 
@@ -596,7 +598,7 @@ static void sub_cb(redisAsyncContext *ac, void *r, void *privdata)
     if (strcmp(kind, "message") != 0 || reply->element[2]->type != REDIS_REPLY_STRING)
         return;
     if (c->role == ROLE_SUB)
-        pr__rs_apply_event(c->rs, reply->element[2]->str, reply->element[2]->len);
+        c->rs->hooks->event(c->rs, reply->element[2]->str, reply->element[2]->len);
     else
         switch_master(c->rs, reply->element[2]->str, reply->element[2]->len);
 }
@@ -729,7 +731,7 @@ void pr__rs_timer_cb(uv_timer_t *t)
         rs->retry_at[ROLE_CMD] = rs->retry_at[ROLE_SUB] = now;
     }
     reconnect(rs, now);
-    pr__rs_writeback_step(rs);
+    rs->hooks->timer(rs);
     if (uv_timer_get_repeat(t) != TIMER_MS)
         uv_timer_start(t, pr__rs_timer_cb, TIMER_MS, TIMER_MS);
 }

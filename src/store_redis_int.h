@@ -1,10 +1,13 @@
-/* Internal header of the Redis store (SPEC 6), shared by its three files:
- *   store_redis.c        the pr_store ops (get/create/replace/set/del/join/touch), command
- *                        building, reply dispatch, open/close;
- *   store_redis_conn.c   connections: the hiredis libuv adapter, connect/setup/reconnect,
- *                        deadlines, Sentinel, the per-handle timer, the request FIFO;
+/* Internal header of the Redis store (SPEC 6), shared by its four files (calls only go down
+ * this list; the connections reach up only through the hooks table the top layer sets):
+ *   store_redis.c        the pr_store ops (get/create/replace/set/del/join/touch), the sid pin,
+ *                        renewals, reply dispatch, open/close;
  *   store_redis_owner.c  the owner's duties (worker 0): P events, the shared pod table,
- *                        activity sharing, write-back after an outage, the tick.
+ *                        activity sharing, write-back after an outage, the tick;
+ *   store_redis_cmd.c    the script call, the create script, value and answer parsing;
+ *   store_redis_conn.c   connections: the hiredis libuv adapter and flusher,
+ *                        connect/setup/reconnect, deadlines, Sentinel, the per-handle timer,
+ *                        the request FIFO.
  * The design and failure rules are in the header comment of store_redis.c. */
 #ifndef PODROUTER_STORE_REDIS_INT_H
 #define PODROUTER_STORE_REDIS_INT_H
@@ -134,8 +137,18 @@ struct shared {
     bool owner_taken;
 };
 
+/* Calls from the connections (store_redis_conn.c) up into the store: set by the top layer
+ * (store_redis.c), so that calls between the files only go down. */
+struct pr__rs_hooks {
+    void (*reply)(struct req *q, redisReply *r, int status); /* a command's answer, or none */
+    void (*event)(struct redis_store *rs, const char *msg, size_t len); /* a P events message */
+    void (*cmd_ready)(struct redis_store *rs); /* the owner's command connection is ready */
+    void (*timer)(struct redis_store *rs);     /* every run of the handle's timer */
+};
+
 struct redis_store {
     struct pr_store base;
+    const struct pr__rs_hooks *hooks;
     uv_loop_t *loop;
     struct pr_registry *reg;
     bool owner;
@@ -178,7 +191,10 @@ static inline bool is_up(const struct redis_store *rs)
     return rs->live[ROLE_CMD] && rs->live[ROLE_CMD]->state == CS_READY;
 }
 
-/* store_redis_conn.c */
+/* Layers, calls only downwards: store_redis.c -> store_redis_owner.c -> store_redis_cmd.c ->
+ * store_redis_conn.c (which reaches up only through rs->hooks). */
+
+/* store_redis_conn.c (also defines pr__rs_g and pr__rs_mu) */
 struct req *pr__rs_req_new(enum op op, int argc, const char **argv, const size_t *argl);
 void pr__rs_req_free(struct req *q);
 int pr__rs_req_send(struct conn *c, struct req *q);
@@ -186,13 +202,17 @@ void pr__rs_timer_cb(uv_timer_t *t);
 void pr__rs_schedule_soon(struct redis_store *rs);
 void pr__rs_conns_close(struct redis_store *rs);
 
-/* store_redis.c */
-void pr__rs_handle_reply(struct req *q, redisReply *r, int status);
+/* store_redis_cmd.c */
 struct req *pr__rs_script(struct redis_store *rs, enum op op, int nkeys, const char **keys,
                           int nargs, const char **args);
+void pr__rs_req_key(struct req *q, enum pr_key_kind kind, const char *key, size_t len,
+                    const char *pod);
+bool pr__rs_akey(char *buf, size_t cap, enum pr_key_kind kind, const char *key, size_t len);
 struct req *pr__rs_send_create(struct redis_store *rs, enum op op, enum pr_key_kind kind,
                                const char *key, size_t len, const char *pod, uint32_t count,
                                uint64_t at, bool tentative);
+int pr__rs_value_of(const struct req *q, const redisReply *v, char pod[PR_POD_NAME_MAX + 1],
+                    uint32_t *count, uint64_t *at);
 int pr__rs_script_value(const struct req *q, const redisReply *r, char pod[PR_POD_NAME_MAX + 1],
                         uint32_t *count, uint64_t *at, bool *written);
 
@@ -204,6 +224,7 @@ void pr__rs_reply_writeback(struct req *q, redisReply *r, int status);
 void pr__rs_reload_pods(struct redis_store *rs);
 void pr__rs_writeback_start(struct redis_store *rs, bool full);
 void pr__rs_writeback_step(struct redis_store *rs);
+void pr__rs_owner_cmd_ready(struct redis_store *rs);
 void pr__rs_tick(struct pr_store *s);
 void pr__rs_pod_put(struct pr_store *s, const char *name);
 void pr__rs_pod_drain(struct pr_store *s, const char *name);

@@ -376,3 +376,10 @@ void pr__rs_reply_pods(struct redis_store *rs, const redisReply *r)
             pr_info("pod learned from another replica", "pod", p.name, "address", p.address);
     }
 }
+
+/* The owner's command connection is (re)connected: write everything back, reload the pods. */
+void pr__rs_owner_cmd_ready(struct redis_store *rs)
+{
+    pr__rs_writeback_start(rs, true);
+    pr__rs_reload_pods(rs);
+}
