@@ -1,5 +1,5 @@
-/* Forward one request to one pod: affinity decision, request/response head rewrite, body
- * streaming, retries, errors. Choice of pod is delegated to policy.c. */
+/* Forward one request to one pod: request/response head rewrite, body streaming, retries,
+ * errors. The choice of pod is route.c's; this file does its I/O. */
 #include "server.h"
 
 #include <errno.h>
@@ -14,9 +14,7 @@
 #include "podrouter/policy.h"
 #include "podrouter/registry.h"
 #include "podrouter/store.h"
-
-static void decide(struct pr_client *c);
-static void go_to_pod(struct pr_client *c, const struct pr_pod_info *pod);
+#include "route.h"
 
 /* ---- response parser callbacks: slices are offsets into x->resp ---- */
 
@@ -117,350 +115,85 @@ static int build_request_head(struct pr_client *c, const struct pr_pod_info *pod
     return rc;
 }
 
-/* ---- decision ---- */
+/* ---- decision (route.c) ---- */
 
-
-static void count_assignment(struct pr_client *c, enum pr_key_kind kind, enum pr_outcome o)
+static void route_hold(void *arg)
 {
-    c->w->m->assignments[kind][o]++;
+    pr__client_hold(arg);
 }
 
-static void fail_no_pod(struct pr_client *c)
-{
-    c->w->m->proxy_errors[PR_ERR_NO_POD]++;
-    pr__client_error(c, 503, "no_pod", "no live pod can take the request", "Retry-After: 1\r\n",
-                     false);
-}
+static void route_answer(void *arg, int status, const char *pod);
 
-static bool store_degraded(struct pr_client *c)
-{
-    return !c->w->store->ops->up(c->w->store);
-}
-
-/* Choose a pod for a new key: least loaded (or bounded hashing when the store is down).
- * Skips x->first_pod (a pod that just refused us). Returns 0 with *out filled or -ENOENT. */
-static int choose(struct pr_client *c, const char *key, size_t key_len, bool degraded,
-                  struct pr_pod_info *out)
-{
-    struct pr_worker *w = c->w;
-    struct pr_exchange *x = c->x;
-    size_t n = pr_registry_snapshot(pr__srv.reg, w->pod_infos, PR_MAX_PODS);
-    if (n > PR_MAX_PODS)
-        n = PR_MAX_PODS;
-    size_t eligible = 0;
-    for (size_t i = 0; i < n; i++) {
-        const struct pr_pod_info *p = &w->pod_infos[i];
-        struct pr_policy_pod *pp = &w->policy_pods[i];
-        pp->name = p->name;
-        pp->cap_rooms = p->cap_rooms;
-        pp->cap_participants = p->cap_participants;
-        pp->load_rooms = p->load_rooms;
-        pp->load_participants = p->load_participants;
-        pp->eligible = p->state == PR_POD_READY && strcmp(p->name, x->first_pod) != 0;
-        eligible += pp->eligible;
-    }
-    /* A pod that just refused a connection is avoided unless nothing else is left. */
-    size_t healthy = 0;
-    for (size_t i = 0; i < n; i++)
-        healthy += w->policy_pods[i].eligible && !w->pod_infos[i].recently_failed;
-    if (healthy)
-        for (size_t i = 0; i < n; i++)
-            if (w->pod_infos[i].recently_failed)
-                w->policy_pods[i].eligible = false;
-    if (!eligible)
-        return -ENOENT;
-    int idx;
-    if (degraded)
-        idx = pr_policy_bounded_hash(w->policy_pods, n, key, key_len, pr__srv.cfg.balance_factor);
-    else if (pr__srv.cfg.placement == PR_PLACEMENT_PACK)
-        idx = pr_policy_pack(w->policy_pods, n, key, key_len, x->key_kind == PR_KEY_ROOM,
-                             pr__srv.cfg.pack_utilization);
-    else
-        idx = pr_policy_least_loaded(w->policy_pods, n, key, key_len);
-    if (idx < 0)
-        return -ENOENT;
-    *out = w->pod_infos[idx];
-    return 0;
-}
-
-static void session_unknown(struct pr_client *c)
-{
-    static const char body[] = "{\"code\":1,\"message\":\"Session ID unknown\"}";
-    pr__client_respond(c, 400, "application/json", NULL, body, sizeof(body) - 1, false);
-}
-
-/* One registry look-up per routed request: the pod's row, if it is live. */
-static bool live_info(const char *pod, struct pr_pod_info *info)
-{
-    return pr_registry_get(pr__srv.reg, pod, info) == 0 && info->state != PR_POD_DOWN;
-}
-
-static void route_info(struct pr_client *c, const struct pr_pod_info *info,
-                       enum pr_key_kind kind, enum pr_outcome outcome)
-{
-    struct pr_exchange *x = c->x;
-    x->key_kind = (uint8_t)kind;
-    x->outcome = (uint8_t)outcome;
-    count_assignment(c, kind, outcome);
-    go_to_pod(c, info);
-}
-
-static void route_to(struct pr_client *c, const char *pod, enum pr_key_kind kind,
-                     enum pr_outcome outcome)
-{
-    struct pr_pod_info info;
-    if (!live_info(pod, &info)) {
-        fail_no_pod(c);
-        return;
-    }
-    route_info(c, &info, kind, outcome);
-}
-
-static const char *key_of(struct pr_exchange *x, enum pr_key_kind kind, size_t *len)
-{
-    switch (kind) {
-    case PR_KEY_SID:
-        *len = x->aff.sid_len;
-        return x->aff.sid;
-    case PR_KEY_ROOM:
-        *len = x->aff.room_len;
-        return x->aff.room;
-    case PR_KEY_PARTICIPANT:
-        *len = x->aff.participant_len;
-        return x->aff.participant;
-    default:
-        *len = strlen(x->request_id);
-        return x->request_id;
-    }
-}
-
-static void join_room(struct pr_client *c)
-{
-    struct pr_exchange *x = c->x;
-    if (!x->aff.room_len)
-        return;
-    const char *who = x->aff.participant_len ? x->aff.participant : NULL;
-    size_t wl = x->aff.participant_len;
-    if (!who && x->aff.sid_len) {
-        who = x->aff.sid;
-        wl = x->aff.sid_len;
-    }
-    if (who)
-        c->w->store->ops->room_join(c->w->store, x->aff.room, x->aff.room_len, who, wl);
-}
-
-/* The store answered a create/replace: route to the winner. */
-static void assigned_cb(void *arg, int status, const char *pod)
+/* The pod is chosen: build the head for it and get a connection. */
+static void route_routed(void *arg, const struct pr_route_result *res)
 {
     struct pr_client *c = arg;
-    if (!pr__client_unhold(c))
-        return;
     struct pr_exchange *x = c->x;
-    enum pr_key_kind kind = (enum pr_key_kind)x->key_kind;
-    enum pr_outcome outcome = (enum pr_outcome)x->outcome;
-    if (status == -ENOSPC) {
-        /* --max-assignments reached: place as in degraded mode, store nothing (SPEC 3.6). */
-        struct pr_pod_info chosen;
-        size_t kl;
-        const char *key = key_of(x, kind, &kl);
-        if (choose(c, key, kl, true, &chosen) != 0) {
-            fail_no_pod(c);
-            return;
-        }
-        route_info(c, &chosen, kind, PR_OUTCOME_OVERFLOW);
-        return;
-    }
-    if (status != 0) {
-        /* Store unreachable: place without coordination; written back when it returns. */
-        if (x->pod[0]) {
-            route_to(c, x->pod, kind, PR_OUTCOME_DEGRADED);
-            return;
-        }
-        fail_no_pod(c);
-        return;
-    }
-    if (strcmp(pod, x->pod) != 0)
-        outcome = PR_OUTCOME_HIT; /* another router won the race: use its pod */
-    if (kind == PR_KEY_ROOM)
-        join_room(c);
-    route_to(c, pod, kind, outcome);
-}
-
-/* SPEC 3.6: a client address creates at most --key-rate new assignments per second
- * (--key-burst at once); loopback clients (the machine itself) are never limited. False
- * after answering 429. */
-static bool may_create(struct pr_client *c)
-{
-    if (!pr__srv.rl)
-        return true;
-    int family;
-    uint8_t addr[16];
-    pr__client_addr(c, &c->x->rh, &family, addr);
-    if ((family == AF_INET && addr[0] == 127) ||
-        (family == AF_INET6 && IN6_IS_ADDR_LOOPBACK((const struct in6_addr *)addr)) ||
-        family == 0)
-        return true;
-    if (pr_ratelimit_take(pr__srv.rl, family, addr, pr__now(c->w)))
-        return true;
-    c->w->m->rate_limited++;
-    pr__client_error(c, 429, "rate_limited", "too many new rooms or participants from this client",
-                     "Retry-After: 1\r\n", !c->x->req_complete);
-    return false;
-}
-
-static void key_lookup_cb(void *arg, int status, const char *pod)
-{
-    struct pr_client *c = arg;
-    if (!pr__client_unhold(c))
-        return;
-    struct pr_exchange *x = c->x;
-    struct pr_store *s = c->w->store;
-    enum pr_key_kind kind = (enum pr_key_kind)x->key_kind;
-    size_t kl;
-    const char *key = key_of(x, kind, &kl);
-    struct pr_pod_info info;
-    if (status == 0 && live_info(pod, &info)) {
-        if (kind == PR_KEY_ROOM)
-            join_room(c);
-        route_info(c, &info, kind, PR_OUTCOME_HIT);
-        return;
-    }
-    bool degraded = status != 0 && status != -ENOENT;
-    struct pr_pod_info chosen;
-    if (choose(c, key, kl, degraded || store_degraded(c), &chosen) != 0) {
-        fail_no_pod(c);
-        return;
-    }
-    snprintf(x->pod, sizeof(x->pod), "%s", chosen.name);
-    if (degraded) {
-        x->outcome = PR_OUTCOME_DEGRADED;
-        pr__client_hold(c);
-        s->ops->create(s, kind, key, kl, chosen.name, assigned_cb, c);
-    } else if (status == 0) {
-        /* Its pod is down or gone: move it (only if nobody moved it first). */
-        char old[PR_POD_NAME_MAX + 1];
-        snprintf(old, sizeof(old), "%s", pod);
-        x->outcome = PR_OUTCOME_REASSIGNED;
-        pr__client_hold(c);
-        s->ops->replace(s, kind, key, kl, old, chosen.name, assigned_cb, c);
-    } else {
-        if (!may_create(c))
-            return;
-        x->outcome = PR_OUTCOME_CREATED;
-        pr__client_hold(c);
-        s->ops->create(s, kind, key, kl, chosen.name, assigned_cb, c);
-    }
-}
-
-static void decide_from(struct pr_client *c, enum pr_key_kind from);
-
-static void sid_lookup_cb(void *arg, int status, const char *pod)
-{
-    struct pr_client *c = arg;
-    if (!pr__client_unhold(c))
-        return;
-    if (status == 0) {
-        struct pr_pod_info info;
-        if (live_info(pod, &info)) {
-            route_info(c, &info, PR_KEY_SID, PR_OUTCOME_HIT);
-        } else {
-            /* Exactly Engine.IO's answer: the client starts a fresh handshake. */
-            c->x->key_kind = PR_KEY_SID;
-            session_unknown(c);
-        }
-        return;
-    }
-    decide_from(c, PR_KEY_ROOM);
-}
-
-static void decide_from(struct pr_client *c, enum pr_key_kind from)
-{
-    struct pr_exchange *x = c->x;
-    struct pr_store *s = c->w->store;
-    const struct pr_affinity *a = &x->aff;
-    if (from <= PR_KEY_SID && a->sid_len) {
-        x->key_kind = PR_KEY_SID;
-        pr__client_hold(c);
-        s->ops->get(s, PR_KEY_SID, a->sid, a->sid_len, sid_lookup_cb, c);
-        return;
-    }
-    if (from <= PR_KEY_ROOM && a->room_len) {
-        x->key_kind = PR_KEY_ROOM;
-        pr__client_hold(c);
-        s->ops->get(s, PR_KEY_ROOM, a->room, a->room_len, key_lookup_cb, c);
-        return;
-    }
-    if (from <= PR_KEY_PARTICIPANT && a->participant_len) {
-        x->key_kind = PR_KEY_PARTICIPANT;
-        pr__client_hold(c);
-        s->ops->get(s, PR_KEY_PARTICIPANT, a->participant, a->participant_len, key_lookup_cb,
-                    c);
-        return;
-    }
-    if (from <= PR_KEY_COOKIE && a->cookie_pod_len) {
-        struct pr_pod_info info;
-        if (pr_registry_get(pr__srv.reg, a->cookie_pod, &info) == 0 &&
-            info.state != PR_POD_DOWN && strcmp(info.name, x->first_pod) != 0) {
-            x->key_kind = PR_KEY_COOKIE;
-            x->outcome = PR_OUTCOME_HIT;
-            count_assignment(c, PR_KEY_COOKIE, PR_OUTCOME_HIT);
-            go_to_pod(c, &info);
-            return;
-        }
-    }
-    struct pr_pod_info chosen;
-    size_t kl;
-    const char *key = key_of(x, PR_KEY_NONE, &kl);
-    if (choose(c, key, kl, store_degraded(c), &chosen) != 0) {
-        fail_no_pod(c);
-        return;
-    }
-    x->key_kind = PR_KEY_NONE;
-    x->outcome = PR_OUTCOME_CREATED;
-    count_assignment(c, PR_KEY_NONE, PR_OUTCOME_CREATED);
-    go_to_pod(c, &chosen);
-}
-
-static void decide(struct pr_client *c)
-{
-    decide_from(c, PR_KEY_SID);
-}
-
-static void redirect(struct pr_client *c)
-{
-    struct pr_exchange *x = c->x;
-    char loc[512];
-    snprintf(loc, sizeof(loc), "Location: /experiment?roomId=%s&pod=%s\r\n", x->aff.room,
-             x->pod);
-    static const char body[] = "{\"redirect\":true}";
-    pr__client_respond(c, 302, "application/json", loc, body, sizeof(body) - 1, false);
-}
-
-static void go_to_pod(struct pr_client *c, const struct pr_pod_info *pod)
-{
-    struct pr_exchange *x = c->x;
-    struct pr_worker *w = c->w;
-    snprintf(x->pod, sizeof(x->pod), "%s", pod->name);
-    if (x->aff.room_len && !(x->key_kind == PR_KEY_ROOM && (x->outcome == PR_OUTCOME_CREATED ||
-                                                             x->outcome == PR_OUTCOME_DEGRADED)))
-        w->store->ops->touch(w->store, PR_KEY_ROOM, x->aff.room, x->aff.room_len); /* SPEC 5 */
-    if (x->aff.browser_redirect && x->key_kind == PR_KEY_ROOM) {
-        redirect(c);
-        return;
-    }
-    x->set_cookie = x->key_kind == PR_KEY_NONE && x->aff.handshake && pr__srv.aff.cookie_name;
-    if (build_request_head(c, pod) != 0) {
+    x->key_kind = (uint8_t)res->kind;
+    x->outcome = (uint8_t)res->outcome;
+    x->set_cookie = res->set_cookie;
+    snprintf(x->pod, sizeof(x->pod), "%s", res->pod->name);
+    struct pr_pool *p = NULL;
+    if (build_request_head(c, res->pod) != 0 || !(p = pr__pool_get(c->w, res->pod))) {
         pr__client_close(c);
         return;
     }
-    struct pr_pool *p = pr__pool_get(w, pod);
-    if (!p) {
-        pr__client_close(c);
-        return;
-    }
-    int rc = pr__upstream_acquire(w, p, c);
+    int rc = pr__upstream_acquire(c->w, p, c);
     if (rc < 0)
         pr__proxy_upstream_failed(c, NULL, rc);
+}
+
+static void route_respond(void *arg, const struct pr_route_response *resp)
+{
+    struct pr_client *c = arg;
+    struct pr_exchange *x = c->x;
+    x->key_kind = (uint8_t)resp->kind;
+    x->outcome = x->route.outcome;
+    snprintf(x->pod, sizeof(x->pod), "%s", x->route.pod);
+    bool close = resp->close_if_incomplete && !x->req_complete;
+    if (resp->body)
+        pr__client_respond(c, resp->status, "application/json", resp->extra_headers,
+                           resp->body, resp->body_len, close);
+    else
+        pr__client_error(c, resp->status, resp->code, resp->message, resp->extra_headers,
+                         close);
+}
+
+static const struct pr_route_handlers route_handlers = {
+    .hold = route_hold,
+    .answer = route_answer,
+    .routed = route_routed,
+    .respond = route_respond,
+};
+
+/* What the route module needs of this worker (it keeps no pointer to it). */
+static void route_ctx(struct pr_worker *w, struct pr_route_ctx *ctx)
+{
+    *ctx = (struct pr_route_ctx){
+        .h = &route_handlers,
+        .store = w->store,
+        .reg = pr__srv.reg,
+        .rl = pr__srv.rl,
+        .m = w->m,
+        .placement = pr__srv.cfg.placement,
+        .pack_utilization = pr__srv.cfg.pack_utilization,
+        .balance_factor = pr__srv.cfg.balance_factor,
+        .cookies = pr__srv.aff.cookie_name != NULL,
+        .policy_pods = w->policy_pods,
+        .pod_infos = w->pod_infos,
+    };
+}
+
+/* A store answer for the route module: ignored when the client left meanwhile. */
+static void route_answer(void *arg, int status, const char *pod)
+{
+    struct pr_client *c = arg;
+    if (!pr__client_unhold(c))
+        return;
+    struct pr_route_ctx ctx;
+    route_ctx(c->w, &ctx);
+    c->x->route.now_ms = pr__now(c->w);
+    pr_route_resume(&ctx, &c->x->route, status, pod);
 }
 
 void pr__proxy_route(struct pr_client *c)
@@ -475,7 +208,14 @@ void pr__proxy_route(struct pr_client *c)
         pr__client_error(c, 400, "bad_key", msg, NULL, !x->req_complete);
         return;
     }
-    decide(c);
+    int family = 0;
+    uint8_t addr[16] = {0};
+    if (pr__srv.rl)
+        pr__client_addr(c, &x->rh, &family, addr); /* only the rate limiter needs it */
+    pr_route_req_init(&x->route, c, &x->aff, x->request_id, family, addr, pr__now(c->w));
+    struct pr_route_ctx ctx;
+    route_ctx(c->w, &ctx);
+    pr_route_start(&ctx, &x->route);
 }
 
 /* ---- forwarding ---- */
@@ -609,17 +349,15 @@ static void pinned_cb(void *arg, int status, const char *pod)
 static void pin_sid(struct pr_client *c, const char *sid, size_t sid_len)
 {
     struct pr_exchange *x = c->x;
-    struct pr_store *s = c->w->store;
     /* Learned from the handshake body: later polls carrying this sid stay on this pod,
      * also through other router replicas. The client gets the sid only once the pin is
      * stored (relay holds the bytes), so its next request may reach any replica. */
     x->pin_wait = !x->dechunk; /* HTTP/1.0 clients get body bytes as they are parsed */
     if (x->pin_wait)
         pr__client_hold(c);
-    s->ops->create(s, PR_KEY_SID, sid, sid_len, x->pod, pinned_cb, x->pin_wait ? c : NULL);
-    count_assignment(c, PR_KEY_SID, PR_OUTCOME_CREATED);
-    if (x->aff.room_len && !x->aff.participant_len)
-        s->ops->room_join(s, x->aff.room, x->aff.room_len, sid, sid_len);
+    struct pr_route_ctx ctx;
+    route_ctx(c->w, &ctx);
+    pr_route_pin_sid(&ctx, &x->route, sid, sid_len, pinned_cb, x->pin_wait ? c : NULL);
 }
 
 /* Keep response bytes (head and body) until the sid pin is stored; the pod is not read
@@ -971,28 +709,12 @@ void pr__proxy_upstream_failed(struct pr_client *c, struct pr_upstream *u, int e
     pr_registry_record_failure(c->w->srv->reg, x->pod);
     pr_warn("pod connect failed", "pod", x->pod, "error", uv_err_name(err), "request_id",
             x->request_id);
-    bool movable = x->key_kind == PR_KEY_NONE || x->key_kind == PR_KEY_COOKIE ||
-                   x->outcome == PR_OUTCOME_CREATED || x->outcome == PR_OUTCOME_REASSIGNED;
-    if (!x->retried && !x->aff.sid_len && movable) {
+    if (!x->retried && pr_route_movable(&x->route)) {
         x->retried = true;
-        snprintf(x->first_pod, sizeof(x->first_pod), "%s", x->pod);
-        enum pr_key_kind kind = (enum pr_key_kind)x->key_kind;
-        size_t kl;
-        const char *key = key_of(x, kind, &kl);
-        struct pr_pod_info chosen;
-        if (choose(c, key, kl, store_degraded(c), &chosen) == 0) {
-            snprintf(x->pod, sizeof(x->pod), "%s", chosen.name);
-            if (kind == PR_KEY_ROOM || kind == PR_KEY_PARTICIPANT) {
-                x->outcome = PR_OUTCOME_REASSIGNED;
-                pr__client_hold(c);
-                c->w->store->ops->replace(c->w->store, kind, key, kl, x->first_pod,
-                                          chosen.name, assigned_cb, c);
-            } else {
-                x->key_kind = PR_KEY_NONE;
-                go_to_pod(c, &chosen);
-            }
+        struct pr_route_ctx ctx;
+        route_ctx(c->w, &ctx);
+        if (pr_route_retry(&ctx, &x->route) == 0)
             return;
-        }
     }
     pr__client_error(c, 502, "upstream_unavailable", "the pod refused or could not be reached",
                      NULL, !x->req_complete);

@@ -106,6 +106,86 @@ static bool parse_host(const char *s, size_t len, uint16_t def_port, struct pr_r
     return true;
 }
 
+/* The user:password@ part of the URL (before the last '@'), if any: *rest moves past it. */
+static int url_userinfo(const char **rest, struct pr_redis_url *out, char *err, size_t errlen)
+{
+    const char *at = strrchr(*rest, '@');
+    if (!at)
+        return 0;
+    const char *colon = memchr(*rest, ':', (size_t)(at - *rest));
+    const char *pw = colon ? colon + 1 : *rest;
+    size_t ul = colon ? (size_t)(colon - *rest) : 0;
+    size_t pl = (size_t)(at - pw);
+    if (pl == 0) {
+        snprintf(err, errlen, "empty password before '@'");
+        return -EINVAL;
+    }
+    if (!percent_decode(*rest, ul, out->user, sizeof(out->user)) ||
+        !percent_decode(pw, pl, out->password, sizeof(out->password))) {
+        snprintf(err, errlen, "bad or too long user/password in the store URL");
+        return -EINVAL;
+    }
+    *rest = at + 1;
+    return 0;
+}
+
+/* The comma-separated host[:port] list of [h, hend) into out->hosts. */
+static int url_hosts(const char *h, const char *hend, struct pr_redis_url *out, char *err,
+                     size_t errlen)
+{
+    uint16_t def_port = out->sentinel ? PR_REDIS_SENTINEL_PORT : PR_REDIS_DEFAULT_PORT;
+    while (h < hend) {
+        const char *comma = memchr(h, ',', (size_t)(hend - h));
+        size_t hl = comma ? (size_t)(comma - h) : (size_t)(hend - h);
+        if (!out->sentinel && comma) {
+            snprintf(err, errlen, "redis:// takes one host (use redis-sentinel:// for a list)");
+            return -EINVAL;
+        }
+        if (out->nhosts >= PR_REDIS_MAX_HOSTS) {
+            snprintf(err, errlen, "at most %d sentinels", PR_REDIS_MAX_HOSTS);
+            return -EINVAL;
+        }
+        if (!parse_host(h, hl, def_port, &out->hosts[out->nhosts])) {
+            snprintf(err, errlen, "bad host:port \"%.*s\" in the store URL",
+                     (int)(hl > 80 ? 80 : hl), h);
+            return -EINVAL;
+        }
+        out->nhosts++;
+        h += hl + (comma ? 1 : 0);
+        if (comma && h == hend) {
+            snprintf(err, errlen, "empty host after ',' in the store URL");
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
+/* The part after the hosts' '/': the master name (Sentinel) or the database number. */
+static int url_path(const char *path, struct pr_redis_url *out, char *err, size_t errlen)
+{
+    if (out->sentinel) {
+        size_t ml = strlen(path);
+        if (ml == 0 || ml > PR_REDIS_MASTER_MAX || strchr(path, '/')) {
+            snprintf(err, errlen, "redis-sentinel:// needs /<master-name> (1-%d characters)",
+                     PR_REDIS_MASTER_MAX);
+            return -EINVAL;
+        }
+        memcpy(out->master, path, ml + 1);
+        return 0;
+    }
+    if (path[0]) {
+        char *end = NULL;
+        errno = 0;
+        unsigned long db = strtoul(path, &end, 10);
+        if (errno || !end || *end || !isdigit((unsigned char)path[0]) || db > 100000) {
+            snprintf(err, errlen, "bad database number \"/%.20s\" in the store URL", path);
+            return -EINVAL;
+        }
+        out->db = (uint32_t)db;
+    }
+    return 0;
+}
+
 /* Parse a redis:// or redis-sentinel:// URL (SPEC 2 --store); 0 or -EINVAL with err. */
 int pr_redis_url_parse(const char *url, struct pr_redis_url *out, char *err, size_t errlen)
 {
@@ -130,76 +210,17 @@ int pr_redis_url_parse(const char *url, struct pr_redis_url *out, char *err, siz
             return -EINVAL;
         }
     }
-    const char *at = strrchr(rest, '@');
-    if (at) {
-        const char *colon = memchr(rest, ':', (size_t)(at - rest));
-        const char *pw = colon ? colon + 1 : rest;
-        size_t ul = colon ? (size_t)(colon - rest) : 0;
-        size_t pl = (size_t)(at - pw);
-        if (pl == 0) {
-            snprintf(err, errlen, "empty password before '@'");
-            return -EINVAL;
-        }
-        if (!percent_decode(rest, ul, out->user, sizeof(out->user)) ||
-            !percent_decode(pw, pl, out->password, sizeof(out->password))) {
-            snprintf(err, errlen, "bad or too long user/password in the store URL");
-            return -EINVAL;
-        }
-        rest = at + 1;
-    }
+    if (url_userinfo(&rest, out, err, errlen) != 0)
+        return -EINVAL;
     const char *slash = strchr(rest, '/');
     size_t hosts_len = slash ? (size_t)(slash - rest) : strlen(rest);
     if (hosts_len == 0) {
         snprintf(err, errlen, "store URL has no host");
         return -EINVAL;
     }
-    uint16_t def_port = out->sentinel ? PR_REDIS_SENTINEL_PORT : PR_REDIS_DEFAULT_PORT;
-    const char *h = rest, *hend = rest + hosts_len;
-    while (h < hend) {
-        const char *comma = memchr(h, ',', (size_t)(hend - h));
-        size_t hl = comma ? (size_t)(comma - h) : (size_t)(hend - h);
-        if (!out->sentinel && comma) {
-            snprintf(err, errlen, "redis:// takes one host (use redis-sentinel:// for a list)");
-            return -EINVAL;
-        }
-        if (out->nhosts >= PR_REDIS_MAX_HOSTS) {
-            snprintf(err, errlen, "at most %d sentinels", PR_REDIS_MAX_HOSTS);
-            return -EINVAL;
-        }
-        if (!parse_host(h, hl, def_port, &out->hosts[out->nhosts])) {
-            snprintf(err, errlen, "bad host:port \"%.*s\" in the store URL",
-                     (int)(hl > 80 ? 80 : hl), h);
-            return -EINVAL;
-        }
-        out->nhosts++;
-        h += hl + (comma ? 1 : 0);
-        if (comma && h == hend) {
-            snprintf(err, errlen, "empty host after ',' in the store URL");
-            return -EINVAL;
-        }
-    }
-    const char *path = slash ? slash + 1 : "";
-    if (out->sentinel) {
-        size_t ml = strlen(path);
-        if (ml == 0 || ml > PR_REDIS_MASTER_MAX || strchr(path, '/')) {
-            snprintf(err, errlen, "redis-sentinel:// needs /<master-name> (1-%d characters)",
-                     PR_REDIS_MASTER_MAX);
-            return -EINVAL;
-        }
-        memcpy(out->master, path, ml + 1);
-        return 0;
-    }
-    if (path[0]) {
-        char *end = NULL;
-        errno = 0;
-        unsigned long db = strtoul(path, &end, 10);
-        if (errno || !end || *end || !isdigit((unsigned char)path[0]) || db > 100000) {
-            snprintf(err, errlen, "bad database number \"/%.20s\" in the store URL", path);
-            return -EINVAL;
-        }
-        out->db = (uint32_t)db;
-    }
-    return 0;
+    if (url_hosts(rest, rest + hosts_len, out, err, errlen) != 0)
+        return -EINVAL;
+    return url_path(slash ? slash + 1 : "", out, err, errlen);
 }
 
 /* ---- keys ------------------------------------------------------------------------------ */

@@ -102,7 +102,7 @@
     "    n = n + 1\n"                                                                              \
     "    if n > count then count = n end\n"                                                        \
     "    t.participantCount = count\n"                                                             \
-    "    local left = redis.call('PTTL', KEYS[1])\n"                                               \
+    "    local left = room_left\n"                                                                 \
     "    if left <= 0 then left = ttl end\n"                                                       \
     "    redis.call('SET', KEYS[1], cjson.encode(t), 'PX', left)\n"                                \
     "    redis.call('PUBLISH', ch, 'count ' .. id .. ' ' .. num(count))\n"                         \

@@ -19,6 +19,7 @@
 #include "podrouter/policy.h"
 #include "podrouter/ratelimit.h"
 #include "podrouter/registry.h"
+#include "route.h"
 
 #define pr__container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
@@ -197,7 +198,7 @@ struct pr_exchange {
     bool pin_held;     /* response bytes wait in replay until the pin is stored */
     uint8_t key_kind, outcome;
     char pod[PR_POD_NAME_MAX + 1];
-    char first_pod[PR_POD_NAME_MAX + 1];
+    struct pr_route_req route; /* routing state (route.c) */
     char request_id[129]; /* the client's X-Request-Id (1..128 printable) or ours */
     bool rid_from_client;
     int status;

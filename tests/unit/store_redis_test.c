@@ -388,9 +388,9 @@ Test(redis_events, malformed_are_ignored)
 
 Test(redis_script, has_every_operation)
 {
-    static const char *const ops[] = {"'create'", "'replace'", "'set'",  "'del'",      "'join'",
-                                      "'renew'",  "'podput'",  "'pods'", "'poddrain'", "'poddel'",
-                                      "'active'"};
+    static const char *const ops[] = {"'create'",   "'replace'", "'set'",    "'del'",
+                                      "'join'",     "'renew'",   "'podput'", "'pods'",
+                                      "'poddrain'", "'poddel'",  "'active'"};
     for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++)
         cr_expect_not_null(strstr(pr_redis_script, ops[i]), "%s", ops[i]);
 }
@@ -489,10 +489,10 @@ Test(redis_cache, tentative_until_second_use)
     cache_setup(150, 0);
     char pod[PR_POD_NAME_MAX + 1];
     bool renew = false;
-    cr_assert_eq(pr__rc_put(PR_KEY_ROOM, "once", 4, "backend-0", 0, 0, PR_RC_IF_ABSENT, false, NULL),
-                 0);
-    cr_assert_eq(pr__rc_put(PR_KEY_ROOM, "twice", 5, "backend-0", 3, 0, PR_RC_IF_ABSENT, false, NULL),
-                 0);
+    cr_assert_eq(
+        pr__rc_put(PR_KEY_ROOM, "once", 4, "backend-0", 0, 0, PR_RC_IF_ABSENT, false, NULL), 0);
+    cr_assert_eq(
+        pr__rc_put(PR_KEY_ROOM, "twice", 5, "backend-0", 3, 0, PR_RC_IF_ABSENT, false, NULL), 0);
     expect_cached_load(0, 0);
     /* the second use promotes (the store then renews the full TTL) and activates */
     cr_assert_eq(pr__rc_get(PR_KEY_ROOM, "twice", 5, pod, &renew), 0);
@@ -514,8 +514,8 @@ Test(redis_cache, use_by_hash_and_activity_reports)
                  0);
     char key[PR_KEY_MAX + 1], pod[PR_POD_NAME_MAX + 1];
     size_t kl = 0;
-    int r = pr__rc_use(PR_KEY_ROOM, NULL, 0, pr__atab_hash(PR_KEY_ROOM, "r1", 2), true, key, &kl,
-                       pod);
+    int r =
+        pr__rc_use(PR_KEY_ROOM, NULL, 0, pr__atab_hash(PR_KEY_ROOM, "r1", 2), true, key, &kl, pod);
     cr_assert_eq(r, PR_ATAB_PROMOTED | PR_ATAB_ACTIVATED);
     cr_expect_eq(kl, 2);
     cr_expect_str_eq(key, "r1");
@@ -664,7 +664,7 @@ Test(redis_script_live, tentative_create_then_second_use, .timeout = 30, .fini =
     const char *k[] = {"room:r1:pod", "podrouter:room-members:r1"};
     /* create with the short TTL (tentative) */
     const char *create[] = {"create", "podrouter:events", "room", "r1", "backend-0", "86400000",
-                            "0", "1700000000000", "2000"};
+                            "0",      "1700000000000",    "2000"};
     redisReply *r = script_call(c, 1, k, 9, create);
     cr_assert(r && r->type == REDIS_REPLY_ARRAY && r->element[0]->integer == 1);
     freeReplyObject(r);
@@ -679,7 +679,7 @@ Test(redis_script_live, tentative_create_then_second_use, .timeout = 30, .fini =
     cr_expect(t > 0 && t <= 2000, "members TTL %lld", t);
     /* a second create (another replica's request) finds it and makes it live */
     const char *again[] = {"create", "podrouter:events", "room", "r1", "backend-1", "86400000",
-                           "0", "1700000000000", "2000"};
+                           "0",      "1700000000000",    "2000"};
     r = script_call(c, 1, k, 9, again);
     cr_assert(r && r->type == REDIS_REPLY_ARRAY && r->element[0]->integer == 0);
     freeReplyObject(r);
@@ -691,8 +691,8 @@ Test(redis_script_live, tentative_create_then_second_use, .timeout = 30, .fini =
     cr_expect_gt(pttl(c, "podrouter:room-members:r1"), 86000000);
     /* a create without the short TTL (operator tools, old callers) is live at once */
     const char *k2[] = {"room:r2:pod"};
-    const char *live[] = {"create", "podrouter:events", "room", "r2", "backend-0", "86400000",
-                          "0", "1700000000000"};
+    const char *live[] = {"create",    "podrouter:events", "room", "r2",
+                          "backend-0", "86400000",         "0",    "1700000000000"};
     r = script_call(c, 1, k2, 8, live);
     freeReplyObject(r);
     cr_expect_gt(pttl(c, "room:r2:pod"), 86000000);
@@ -705,7 +705,8 @@ Test(redis_script_live, active_sums_per_pod, .timeout = 30, .fini = redis_fini)
     redisContext *c = redis_start(port);
     long long now = 1700000100000LL;
     redisReply *r = redisCommand(
-        c, "HSET podrouter:active room:a %s room:b %s room:c %s participant:p %s room:old %s junk %s",
+        c,
+        "HSET podrouter:active room:a %s room:b %s room:c %s participant:p %s room:old %s junk %s",
         "backend-0 1 4 1700000099000", "backend-0 1 2 1700000050000", "backend-2 1 8 1700000099500",
         "backend-2 0 1 1700000099900", "backend-1 1 9 1700000000000", "not a value");
     freeReplyObject(r);
@@ -743,9 +744,9 @@ Test(touch_cache, repeats_within_the_period_cost_no_lock)
     memset(&c, 0, sizeof(c));
     const int n = 3000; /* active rooms on one loop */
     for (int i = 0; i < n; i++)
-        cr_assert(pr__touch_due(&c, pr__atab_hash(PR_KEY_ROOM, (const char *)&i, sizeof(i)), 1000,
-                                500),
-                  "first touch of %d", i);
+        cr_assert(
+            pr__touch_due(&c, pr__atab_hash(PR_KEY_ROOM, (const char *)&i, sizeof(i)), 1000, 500),
+            "first touch of %d", i);
     int due = 0;
     for (int round = 0; round < 3; round++)
         for (int i = 0; i < n; i++)
@@ -753,9 +754,147 @@ Test(touch_cache, repeats_within_the_period_cost_no_lock)
                                  1100 + round, 500);
     cr_expect_lt(due, n * 3 / 150, "%d of %d repeats took the lock (>= 2 %%)", due, n * 3);
     /* after the period every room is due again */
-    cr_expect(pr__touch_due(&c, pr__atab_hash(PR_KEY_ROOM, (const char *)&n, sizeof(n)), 1000,
-                            500));
+    cr_expect(
+        pr__touch_due(&c, pr__atab_hash(PR_KEY_ROOM, (const char *)&n, sizeof(n)), 1000, 500));
     int zero = 0;
-    cr_expect(pr__touch_due(&c, pr__atab_hash(PR_KEY_ROOM, (const char *)&zero, sizeof(zero)),
-                            1600, 500));
+    cr_expect(pr__touch_due(&c, pr__atab_hash(PR_KEY_ROOM, (const char *)&zero, sizeof(zero)), 1600,
+                            500));
+}
+
+/* ---- the store on a libuv loop against a real redis-server -------------------------------- */
+
+#include <uv.h>
+
+#include "podrouter/config.h"
+#include "podrouter/store.h"
+
+struct pins {
+    int answered, failed;
+    char winner[PR_POD_NAME_MAX + 1];
+};
+
+static void pin_cb(void *arg, int status, const char *pod)
+{
+    struct pins *p = arg;
+    p->answered++;
+    if (status != 0)
+        p->failed++;
+    else if (pod)
+        snprintf(p->winner, sizeof(p->winner), "%s", pod);
+}
+
+/* Run loop until *flag reaches want (or ~5 s pass). */
+static void run_until(uv_loop_t *loop, const int *flag, int want)
+{
+    for (int i = 0; i < 5000 && *flag < want; i++) {
+        uv_run(loop, UV_RUN_NOWAIT);
+        nap_ms(1);
+    }
+}
+
+/* A field of INFO's text (e.g. "cmdstat_set:calls=", "total_reads_processed:"); -1 if absent. */
+static long long info_field(redisContext *c, const char *section, const char *field)
+{
+    redisReply *r = redisCommand(c, "INFO %s", section);
+    long long v = -1;
+    const char *at = r && r->type == REDIS_REPLY_STRING ? r->str : NULL;
+    if (at && (at = strstr(at, field)) != NULL)
+        v = atoll(at + strlen(field));
+    freeReplyObject(r);
+    return v;
+}
+
+static int store_up(uv_loop_t *loop, struct pr_store *s)
+{
+    for (int i = 0; i < 5000 && !s->ops->up(s); i++) {
+        uv_run(loop, UV_RUN_NOWAIT);
+        nap_ms(1);
+    }
+    return s->ops->up(s) ? 0 : -1;
+}
+
+Test(redis_store_live, sid_pins_are_one_batched_set_nx, .timeout = 60, .fini = redis_fini)
+{
+    int port = free_port();
+    redisContext *c = redis_start(port);
+    struct pr_config cfg;
+    pr_config_defaults(&cfg);
+    snprintf(cfg.store, sizeof(cfg.store), "redis://127.0.0.1:%d", port);
+    cfg.sid_ttl_ms = 120000;
+    cfg.room_active_ms = 5000;
+    struct pr_registry *reg = pr_registry_create(cfg.pod_ttl_ms);
+    cr_assert(reg);
+    cr_assert_eq(pr_registry_put(reg, "backend-0", "127.0.0.1:3000", 20, 80, NULL, NULL), 0);
+    uv_loop_t loop;
+    cr_assert_eq(uv_loop_init(&loop), 0);
+    char err[256] = "";
+    struct pr_store *s = pr_store_redis_open(&cfg, reg, &loop, err, sizeof(err));
+    cr_assert(s, "%s", err);
+    cr_assert_eq(store_up(&loop, s), 0, "the store never connected");
+    for (int i = 0; i < 200; i++) { /* let the owner's start-up (pod share, reload) finish */
+        uv_run(&loop, UV_RUN_NOWAIT);
+        nap_ms(1);
+    }
+
+    /* a sid that exists already (a retry elsewhere): its value wins and gets the full TTL */
+    char taken[PR_REDIS_KEY_MAX];
+    cr_assert_gt(
+        pr_redis_assignment_key(taken, sizeof(taken), cfg.key_prefix, PR_KEY_SID, "taken", 5), 0);
+    freeReplyObject(redisCommand(c, "SET %s backend-7 PX 3000", taken));
+    freeReplyObject(redisCommand(c, "CONFIG RESETSTAT"));
+    long long reads0 = info_field(c, "stats", "total_reads_processed:");
+
+    /* 50 new sids pinned during one loop iteration, plus the taken one */
+    enum { N = 50 };
+    struct pins fresh = {0}, old = {0};
+    for (int i = 0; i < N; i++) {
+        char sid[32];
+        int n = snprintf(sid, sizeof(sid), "sid-%02d-abcdefghij", i);
+        s->ops->create(s, PR_KEY_SID, sid, (size_t)n, "backend-0", pin_cb, &fresh);
+    }
+    s->ops->create(s, PR_KEY_SID, "taken", 5, "backend-0", pin_cb, &old);
+    cr_expect_eq(fresh.answered, 0, "a new sid is answered by Redis, not at once");
+    run_until(&loop, &fresh.answered, N);
+    run_until(&loop, &old.answered, 1);
+    cr_assert_eq(fresh.answered, N);
+    cr_expect_eq(fresh.failed, 0);
+    cr_expect_str_eq(fresh.winner, "backend-0");
+    cr_assert_eq(old.answered, 1);
+    cr_expect_eq(old.failed, 0);
+    cr_expect_str_eq(old.winner, "backend-7", "the pin already in Redis wins");
+
+    long long reads = info_field(c, "stats", "total_reads_processed:") - reads0 - 1;
+    for (int i = 0; i < N; i++) {
+        char sid[32], k[PR_REDIS_KEY_MAX];
+        int n = snprintf(sid, sizeof(sid), "sid-%02d-abcdefghij", i);
+        cr_assert_gt(
+            pr_redis_assignment_key(k, sizeof(k), cfg.key_prefix, PR_KEY_SID, sid, (size_t)n), 0);
+        redisReply *r = redisCommand(c, "GET %s", k);
+        cr_expect(r && r->type == REDIS_REPLY_STRING && strcmp(r->str, "backend-0") == 0,
+                  "value of %s", k);
+        freeReplyObject(r);
+        long long t = pttl(c, k);
+        cr_expect(t > 0 && t <= 5000, "a new sid is tentative (--room-active TTL): %lld", t);
+    }
+    redisReply *r = redisCommand(c, "GET %s", taken);
+    cr_expect(r && r->type == REDIS_REPLY_STRING && strcmp(r->str, "backend-7") == 0);
+    freeReplyObject(r);
+    cr_expect_gt(pttl(c, taken), 100000, "the existing sid got its full TTL");
+
+    /* one SET NX per new sid, the script only for the sid that existed */
+    long long sets = info_field(c, "commandstats", "cmdstat_set:calls=");
+    long long evals = info_field(c, "commandstats", "cmdstat_evalsha:calls=");
+    long long pubs = info_field(c, "commandstats", "cmdstat_publish:calls=");
+    cr_expect_eq(sets, N + 1, "SET calls: %lld (one SET NX per pin)", sets);
+    cr_expect_eq(evals, 1, "EVALSHA calls: %lld", evals);
+    cr_expect_eq(pubs, -1, "PUBLISH calls: %lld", pubs);
+    /* the 51 commands of one iteration reach Redis in one write (one read there; two more
+     * at most for the fallback script and a split by the kernel) */
+    cr_expect(reads >= 1 && reads <= 3, "%lld reads for the pins of one loop iteration", reads);
+
+    s->ops->close(s);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    cr_expect_eq(uv_loop_close(&loop), 0, "handles left open on the loop");
+    pr_registry_destroy(reg);
+    redis_stop(c);
 }

@@ -1,0 +1,233 @@
+/* Internal header of the Redis store (SPEC 6), shared by its four files (calls only go down
+ * this list; the connections reach up only through the hooks table the top layer sets):
+ *   store_redis.c        the pr_store ops (get/create/replace/set/del/join/touch), the sid pin,
+ *                        renewals, reply dispatch, open/close;
+ *   store_redis_owner.c  the owner's duties (worker 0): P events, the shared pod table,
+ *                        activity sharing, write-back after an outage, the tick;
+ *   store_redis_cmd.c    the script call, the create script, value and answer parsing;
+ *   store_redis_conn.c   connections: the hiredis libuv adapter and flusher,
+ *                        connect/setup/reconnect, deadlines, Sentinel, the per-handle timer,
+ *                        the request FIFO.
+ * The design and failure rules are in the header comment of store_redis.c. */
+#ifndef PODROUTER_STORE_REDIS_INT_H
+#define PODROUTER_STORE_REDIS_INT_H
+
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "atable.h"
+#include "podrouter/config.h"
+#include "podrouter/log.h"
+#include "podrouter/redis_proto.h"
+#include "podrouter/registry.h"
+#include "podrouter/store.h"
+#include "redis_cache.h"
+
+#define CMD_TIMEOUT_MS 500u
+#define CONNECT_TIMEOUT_MS 1000u
+#define BACKOFF_MIN_MS 100u
+#define BACKOFF_MAX_MS 5000u
+#define TIMER_MS 100u
+#define RELOAD_MS 1000u
+#define WRITEBACK_BATCH 256u
+#define WRITEBACK_INFLIGHT 1024u
+#define MEMBERS_MAX 4096u
+#define MAX_ARGS 16
+#define ACTIVE_BATCH 7    /* rooms per HSET (2 + 2 * 7 arguments = MAX_ARGS) */
+#define ACTIVE_MAX 65536u /* activity reports per tick */
+#define ACTIVE_FRESH_MS 3000u
+
+enum role { ROLE_CMD = 0, ROLE_SUB, ROLE_SENT_Q, ROLE_SENT_SUB, ROLE__COUNT };
+
+enum conn_state { CS_CONNECTING = 0, CS_READY, CS_DEAD };
+
+enum op {
+    OP_SETUP = 0, /* AUTH, SELECT, SCRIPT LOAD */
+    OP_ROLE,      /* ROLE must say master */
+    OP_SENTINEL,  /* SENTINEL get-master-addr-by-name */
+    OP_GET,
+    OP_CREATE,
+    OP_REPLACE,
+    OP_FIRE, /* set, del, renew, pod changes: nothing to do with the answer */
+    OP_JOIN,
+    OP_RENEW,
+    OP_PODS,
+    OP_WRITEBACK,
+    OP_ACTIVE, /* per-pod active load over all replicas */
+    OP_PIN,    /* a new sid's pin: SET NX */
+};
+
+struct redis_store;
+
+/* When a pod last heartbeated through this replica's own admin API. */
+struct beat {
+    char name[PR_POD_NAME_MAX + 1];
+    uint64_t mono;
+};
+
+struct conn {
+    struct conn *next_all;
+    struct redis_store *rs;
+    enum role role;
+    enum conn_state state;
+    redisAsyncContext *ac;
+    uv_poll_t poll;
+    int events;     /* what hiredis wants polled */
+    int armed;      /* what the poll handle is started with */
+    bool flush;     /* queued commands wait for the flusher (this loop iteration) */
+    bool flushing;  /* inside the flusher's write */
+    bool poll_open; /* initialised and its close_cb not run yet */
+    bool resolving; /* uv_getaddrinfo in flight */
+    bool kill;      /* free the context from the timer (asked inside a callback) */
+    bool was_ready;
+    int fail_status; /* status given to calls still pending when the context goes */
+    unsigned setup_left;
+    uint32_t gen; /* master generation it connected to */
+    uint64_t deadline;
+    struct req *head, *tail;
+    uv_getaddrinfo_t gai;
+    char host[PR_REDIS_HOST_MAX + 1];
+    uint16_t port;
+};
+
+struct req {
+    struct req *prev, *next;
+    struct conn *conn;
+    uint64_t deadline;
+    uint64_t start_ns;
+    uint8_t op;
+    uint8_t kind;
+    uint8_t key_len;
+    bool retried;
+    pr_store_cb cb;
+    void *arg;
+    uint32_t count;
+    uint64_t at;
+    char key[PR_KEY_MAX + 1];
+    char pod[PR_POD_NAME_MAX + 1];
+    int argc;
+    const char *argv[MAX_ARGS];
+    size_t argl[MAX_ARGS];
+    char *buf;
+};
+
+/* Process-wide settings and the master address (guarded by pr__rs_mu). */
+struct shared {
+    unsigned refs;
+    struct pr_redis_url url;
+    char prefix[128];
+    char channel[PR_REDIS_KEY_MAX];
+    char pods_key[PR_REDIS_KEY_MAX];
+    char pod_key_prefix[PR_REDIS_KEY_MAX];
+    char active_key[PR_REDIS_KEY_MAX]; /* P active: hash of activity reports */
+    uint64_t active_ms;
+    uint64_t max_per_kind;
+    char sha[41];
+    uint64_t ttl[3];
+    uint64_t pod_key_ttl;
+    uint64_t pod_ttl;
+    char master_host[PR_REDIS_HOST_MAX + 1];
+    uint16_t master_port;
+    uint32_t master_gen; /* 0: unknown yet */
+    bool owner_taken;
+};
+
+/* Calls from the connections (store_redis_conn.c) up into the store: set by the top layer
+ * (store_redis.c), so that calls between the files only go down. */
+struct pr__rs_hooks {
+    void (*reply)(struct req *q, redisReply *r, int status); /* a command's answer, or none */
+    void (*event)(struct redis_store *rs, const char *msg, size_t len); /* a P events message */
+    void (*cmd_ready)(struct redis_store *rs); /* the owner's command connection is ready */
+    void (*timer)(struct redis_store *rs);     /* every run of the handle's timer */
+};
+
+struct redis_store {
+    struct pr_store base;
+    const struct pr__rs_hooks *hooks;
+    uv_loop_t *loop;
+    struct pr_registry *reg;
+    bool owner;
+    bool closing;
+    uv_timer_t timer;
+    uv_prepare_t flusher; /* writes the commands of one loop iteration at once */
+    struct conn *live[ROLE__COUNT];
+    struct conn *all;
+    uint64_t retry_at[ROLE__COUNT];
+    uint32_t backoff[ROLE__COUNT];
+    bool down_logged[ROLE__COUNT];
+    size_t sentinel_next[ROLE__COUNT];
+    bool need_master; /* owner under Sentinel: ask before (re)connecting */
+    uint64_t last_reload;
+    bool wb_active, wb_full;
+    size_t wb_cursor;
+    uint32_t wb_inflight;
+    uint64_t wb_written, wb_adopted;
+    uint32_t rand_state;
+    uint32_t seen_gen;  /* master generation the reconnect schedule is for */
+    struct beat *beats; /* owner: pods heartbeating through this replica's admin API */
+    size_t nbeats;
+    uint64_t active_at; /* owner: monotonic ms the shared active loads were last applied */
+    struct pr_touch_cache touched; /* this loop's touch throttle */
+};
+
+/* Process-wide settings (pr__rs_g) and its lock. */
+extern pthread_mutex_t pr__rs_mu;
+extern struct shared pr__rs_g;
+
+/* Monotonic milliseconds. */
+static inline uint64_t now_ms(void)
+{
+    return pr_mono_ms();
+}
+
+/* true when the handle's command connection is ready. */
+static inline bool is_up(const struct redis_store *rs)
+{
+    return rs->live[ROLE_CMD] && rs->live[ROLE_CMD]->state == CS_READY;
+}
+
+/* Layers, calls only downwards: store_redis.c -> store_redis_owner.c -> store_redis_cmd.c ->
+ * store_redis_conn.c (which reaches up only through rs->hooks). */
+
+/* store_redis_conn.c (also defines pr__rs_g and pr__rs_mu) */
+struct req *pr__rs_req_new(enum op op, int argc, const char **argv, const size_t *argl);
+void pr__rs_req_free(struct req *q);
+int pr__rs_req_send(struct conn *c, struct req *q);
+void pr__rs_timer_cb(uv_timer_t *t);
+void pr__rs_schedule_soon(struct redis_store *rs);
+void pr__rs_conns_close(struct redis_store *rs);
+
+/* store_redis_cmd.c */
+struct req *pr__rs_script(struct redis_store *rs, enum op op, int nkeys, const char **keys,
+                          int nargs, const char **args);
+void pr__rs_req_key(struct req *q, enum pr_key_kind kind, const char *key, size_t len,
+                    const char *pod);
+bool pr__rs_akey(char *buf, size_t cap, enum pr_key_kind kind, const char *key, size_t len);
+struct req *pr__rs_send_create(struct redis_store *rs, enum op op, enum pr_key_kind kind,
+                               const char *key, size_t len, const char *pod, uint32_t count,
+                               uint64_t at, bool tentative);
+int pr__rs_value_of(const struct req *q, const redisReply *v, char pod[PR_POD_NAME_MAX + 1],
+                    uint32_t *count, uint64_t *at);
+int pr__rs_script_value(const struct req *q, const redisReply *r, char pod[PR_POD_NAME_MAX + 1],
+                        uint32_t *count, uint64_t *at, bool *written);
+
+/* store_redis_owner.c */
+void pr__rs_apply_event(struct redis_store *rs, const char *msg, size_t len);
+void pr__rs_apply_active(struct redis_store *rs, const redisReply *r);
+void pr__rs_reply_pods(struct redis_store *rs, const redisReply *r);
+void pr__rs_reply_writeback(struct req *q, redisReply *r, int status);
+void pr__rs_reload_pods(struct redis_store *rs);
+void pr__rs_writeback_start(struct redis_store *rs, bool full);
+void pr__rs_writeback_step(struct redis_store *rs);
+void pr__rs_owner_cmd_ready(struct redis_store *rs);
+void pr__rs_tick(struct pr_store *s);
+void pr__rs_pod_put(struct pr_store *s, const char *name);
+void pr__rs_pod_drain(struct pr_store *s, const char *name);
+void pr__rs_pod_delete(struct pr_store *s, const char *name);
+
+#endif
