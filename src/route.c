@@ -29,7 +29,7 @@ void pr_route_req_init(struct pr_route_req *r, void *arg, const struct pr_affini
 
 static void count(const struct pr_route_ctx *ctx, enum pr_key_kind kind, enum pr_outcome o)
 {
-    ctx->m->assignments[kind][o]++;
+    PR_CNT_INC(ctx->m->assignments[kind][o]);
 }
 
 static void respond(const struct pr_route_ctx *ctx, struct pr_route_req *r,
@@ -42,7 +42,7 @@ static void respond(const struct pr_route_ctx *ctx, struct pr_route_req *r,
 
 static void fail_no_pod(const struct pr_route_ctx *ctx, struct pr_route_req *r)
 {
-    ctx->m->proxy_errors[PR_ERR_NO_POD]++;
+    PR_CNT_INC(ctx->m->proxy_errors[PR_ERR_NO_POD]);
     struct pr_route_response resp = {
         .why = PR_ROUTE_NO_POD,
         .status = 503,
@@ -300,7 +300,7 @@ static bool may_create(const struct pr_route_ctx *ctx, struct pr_route_req *r)
         return true;
     if (pr_ratelimit_take(ctx->rl, r->family, r->addr, r->now_ms))
         return true;
-    ctx->m->rate_limited++;
+    PR_CNT_INC(ctx->m->rate_limited);
     struct pr_route_response resp = {
         .why = PR_ROUTE_RATE_LIMITED,
         .status = 429,
