@@ -95,3 +95,398 @@ Test(exchange, get_forwarded_and_relayed_keep_alive)
     cr_assert_eq(fu->u.state, PR_U_ACTIVE);
     cr_assert(fu->u.reused);
 }
+
+/* Where needle first occurs in s (-1: nowhere). */
+static long at(const char *s, const char *needle)
+{
+    const char *p = strstr(s, needle);
+    return p ? (long)(p - s) : -1;
+}
+
+Test(exchange, pipelined_requests_one_at_a_time_in_order)
+{
+    struct fake_client *fc = fake_client_new();
+    fake_client_sends(fc, "GET /first?roomId=r1 HTTP/1.1\r\nHost: h\r\n\r\n"
+                          "GET /second?roomId=r1 HTTP/1.1\r\nHost: h\r\n\r\n");
+    struct fake_upstream *fu = connect_pod(1);
+    cr_assert(has(fake_pod_out(fu), "GET /first?"), "%s", fake_pod_out(fu));
+    cr_assert(!has(fake_pod_out(fu), "/second"), "the second request reached the pod before "
+              "the first response: %s", fake_pod_out(fu));
+    cr_assert_gt(fc->c.in_len - fc->c.in_off, 0, "the second request waits in the input buffer");
+
+    /* the first response in two reads: still nothing of the second request */
+    fake_pod_sends(fu, "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nfir");
+    cr_assert(!has(fake_pod_out(fu), "/second"), "%s", fake_pod_out(fu));
+    fake_pod_sends(fu, "st1");
+    /* complete: the pod connection went back to the pool and the second request took it */
+    cr_assert_eq(fu->reusable_releases, 1);
+    cr_assert_eq(fake_upstream_count(), 1, "the second request opened a new connection");
+    cr_assert(has(fake_pod_out(fu), "GET /second?"), "%s", fake_pod_out(fu));
+    cr_assert_eq(count(fake_pod_out(fu), "GET "), 2);
+    cr_assert_eq(fc->c.state, PR_C_PROXYING);
+    fake_pod_sends(fu, "HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\nsecond2");
+
+    const char *out = fake_client_out(fc);
+    cr_assert_eq(count(out, "HTTP/1.1 200 OK\r\n"), 2, "%s", out);
+    long first = at(out, "\r\n\r\nfirst1"), second = at(out, "\r\n\r\nsecond2");
+    cr_assert(first > 0 && second > 0, "%s", out);
+    cr_assert_lt(first, second, "answers out of order: %s", out);
+    /* the second head starts right after the first body */
+    cr_assert_eq(at(out + first + 10, "HTTP/1.1 200 OK\r\n"), 0, "%s", out);
+    cr_assert_eq(fu->reusable_releases, 2);
+    cr_assert_eq(fc->c.state, PR_C_IDLE);
+    cr_assert_eq(fc->c.in_len - fc->c.in_off, 0);
+}
+
+Test(exchange, interim_100_continue_to_http11_client)
+{
+    struct fake_client *fc = fake_client_new();
+    fake_client_sends(fc, "POST /up?roomId=r1 HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\n"
+                          "Content-Length: 4\r\n\r\n");
+    struct fake_upstream *fu = connect_pod(1);
+    fake_pod_sends(fu, "HTTP/1.1 100 Continue\r\n\r\n");
+    cr_assert_str_eq(fake_client_out(fc), "HTTP/1.1 100 Continue\r\n\r\n");
+    fake_client_sends(fc, "data");
+    cr_assert(has(fake_pod_out(fu), "\r\n\r\ndata"), "%s", fake_pod_out(fu));
+    /* a second interim head and the final one in one read */
+    fake_pod_sends(fu, "HTTP/1.1 102 Processing\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n"
+                       "\r\nok");
+    const char *out = fake_client_out(fc);
+    cr_assert_eq(count(out, "HTTP/1.1 100 Continue\r\n"), 1, "%s", out);
+    cr_assert_eq(count(out, "HTTP/1.1 102 Processing\r\n"), 1, "%s", out);
+    cr_assert_lt(at(out, "102 Processing"), at(out, "200 OK"), "%s", out);
+    cr_assert(has(out, "X-Pod-Router-Pod: "), "%s", out);
+    cr_assert(has(out, "\r\n\r\nok"), "%s", out);
+    cr_assert_eq(count(out, "X-Pod-Router-Pod: "), 1, "interim heads are relayed as they are");
+    cr_assert_eq(fu->reusable_releases, 1);
+    cr_assert_eq(fc->c.state, PR_C_IDLE);
+}
+
+Test(exchange, interim_never_to_http10_client)
+{
+    struct fake_client *fc = fake_client_new();
+    fake_client_sends(fc, "GET /old?roomId=r1 HTTP/1.0\r\n\r\n");
+    struct fake_upstream *fu = connect_pod(1);
+    cr_assert(has(fake_pod_out(fu), "GET /old?roomId=r1 HTTP/1.1\r\n"), "%s", fake_pod_out(fu));
+    fake_pod_sends(fu, "HTTP/1.1 100 Continue\r\n\r\n");
+    cr_assert_str_empty(fake_client_out(fc), "an interim head reached an HTTP/1.0 client");
+    fake_pod_sends(fu, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nold");
+    const char *out = fake_client_out(fc);
+    cr_assert(!has(out, "100 Continue"), "%s", out);
+    cr_assert_eq(at(out, "HTTP/1.1 200 OK\r\n"), 0, "%s", out);
+    cr_assert(has(out, "Connection: close\r\n"), "%s", out);
+    cr_assert(has(out, "\r\n\r\nold"), "%s", out);
+    cr_assert(fc->c.closing, "an HTTP/1.0 connection closes after its response");
+}
+
+#define UPGRADE_REQ                                                                            \
+    "GET /socket.io/?EIO=4&transport=websocket&roomId=r1 HTTP/1.1\r\nHost: h\r\n"              \
+    "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"               \
+    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+#define UPGRADE_RESP                                                                           \
+    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"       \
+    "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n"
+
+Test(exchange, upgrade_101_swaps_tables_and_relays_both_ways)
+{
+    struct fake_client *fc = fake_client_new();
+    /* a frame right behind the upgrade request, in the same read */
+    fake_client_sends(fc, UPGRADE_REQ "early");
+    struct fake_upstream *fu = connect_pod(1);
+    const char *req = fake_pod_out(fu);
+    cr_assert(has(req, "Upgrade: websocket\r\n"), "%s", req);
+    cr_assert(has(req, "Connection: Upgrade\r\n") || has(req, "Connection: upgrade\r\n"), "%s",
+              req);
+    cr_assert(!has(req, "early"), "tunnel bytes reached the pod before its 101: %s", req);
+    cr_assert(fc->c.h == &pr__http_client_handlers);
+
+    fake_pod_sends(fu, UPGRADE_RESP "\x81\x02hi");
+    const char *out = fake_client_out(fc);
+    cr_assert_eq(at(out, "HTTP/1.1 101 Switching Protocols\r\n"), 0, "%s", out);
+    cr_assert(has(out, "X-Pod-Router-Pod: "), "%s", out);
+    size_t ol = strlen(out);
+    cr_assert(ol > 4 && memcmp(out + ol - 4, "\x81\x02hi", 4) == 0, "the pod's first frame: %s",
+              out);
+    /* the tunnel owns both connections now; the exchange is gone */
+    cr_assert(fc->c.h != &pr__http_client_handlers, "client table not swapped");
+    cr_assert(fu->u.h != &pr__proxy_upstream_handlers, "pod table not swapped");
+    cr_assert_null(fc->c.x);
+    cr_assert(has(fake_pod_out(fu), "\r\n\r\nearly"), "early bytes lost: %s", fake_pod_out(fu));
+
+    fake_pod_out_clear(fu);
+    fake_client_out_clear(fc);
+    fake_client_sends(fc, "GET / HTTP/1.1\r\n\r\n"); /* tunnel bytes, not a request */
+    cr_assert_str_eq(fake_pod_out(fu), "GET / HTTP/1.1\r\n\r\n");
+    cr_assert_str_empty(fake_client_out(fc));
+    fake_pod_sends(fu, "\x81\x03yes");
+    cr_assert_str_eq(fake_client_out(fc), "\x81\x03yes");
+    cr_assert_eq(fu->releases, 0);
+
+    /* the pod closes: the client closes too (nothing queued for it) */
+    fake_pod_eof(fu);
+    cr_assert_eq(fu->closes, 1);
+    cr_assert(fc->c.closing);
+}
+
+Test(exchange, pod_closes_before_its_head_502)
+{
+    struct fake_client *fc = fake_client_new();
+    fake_client_sends(fc, "GET /x?roomId=r1 HTTP/1.1\r\nHost: h\r\n\r\n");
+    struct fake_upstream *fu = connect_pod(1);
+    fake_pod_sends(fu, "HTTP/1.1 200 OK\r\nContent-Le");
+    fake_pod_eof(fu);
+    const char *out = fake_client_out(fc);
+    cr_assert_eq(at(out, "HTTP/1.1 502 Bad Gateway\r\n"), 0, "%s", out);
+    cr_assert(has(out, "\"error\":\"upstream_unavailable\""), "%s", out);
+    cr_assert(!has(out, "200 OK"), "%s", out);
+    cr_assert_eq(fu->closes, 1);
+    cr_assert_eq(fu->reusable_releases, 0);
+    cr_assert_eq(fake_upstream_count(), 1, "a fresh connection is not retried");
+}
+
+Test(exchange, stale_pooled_connection_retried_once_with_whole_request)
+{
+    struct fake_client *fc = fake_client_new();
+    fake_client_sends(fc, "GET /a?roomId=r1 HTTP/1.1\r\nHost: h\r\n\r\n");
+    struct fake_upstream *fu = connect_pod(1);
+    fake_pod_sends(fu, OK_RESPONSE);
+    fake_client_out_clear(fc);
+    fake_client_sends(fc, "POST /b?roomId=r1 HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\n\r\nbody");
+    cr_assert(fu->u.reused);
+    cr_assert(has(fake_pod_out(fu), "POST /b"));
+    fake_pod_eof(fu); /* the pod had closed the pooled connection: no byte of an answer */
+    cr_assert_eq(fu->closes, 1);
+    cr_assert_str_empty(fake_client_out(fc), "a stale connection is retried, not reported");
+    struct fake_upstream *fresh = connect_pod(2);
+    cr_assert(has(fake_pod_out(fresh), "POST /b?roomId=r1 HTTP/1.1\r\n"));
+    cr_assert(has(fake_pod_out(fresh), "\r\n\r\nbody"), "the body was not replayed: %s",
+              fake_pod_out(fresh));
+    fake_pod_sends(fresh, OK_RESPONSE);
+    cr_assert_eq(at(fake_client_out(fc), "HTTP/1.1 200 OK"), 0);
+}
+
+Test(exchange, pod_closes_mid_body_client_closed)
+{
+    struct fake_client *fc = fake_client_new();
+    fake_client_sends(fc, "GET /x?roomId=r1 HTTP/1.1\r\nHost: h\r\n\r\n");
+    struct fake_upstream *fu = connect_pod(1);
+    fake_pod_sends(fu, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello");
+    cr_assert(has(fake_client_out(fc), "\r\n\r\nhello"));
+    cr_assert(!fc->c.closing);
+    fake_pod_eof(fu);
+    cr_assert(fc->c.closing, "a truncated response must not leave the client connection open");
+    cr_assert_eq(fc->closes, 1);
+    cr_assert_eq(fu->closes, 1);
+    cr_assert_eq(fu->reusable_releases, 0);
+    cr_assert(!has(fake_client_out(fc), "502"), "the head was sent: no error response after it");
+}
+
+Test(exchange, pod_closes_after_eof_delimited_body_ends_exchange)
+{
+    struct fake_client *fc = fake_client_new();
+    fake_client_sends(fc, "GET /x?roomId=r1 HTTP/1.1\r\nHost: h\r\n\r\n");
+    struct fake_upstream *fu = connect_pod(1);
+    fake_pod_sends(fu, "HTTP/1.1 200 OK\r\n\r\nuntil-eof");
+    cr_assert(has(fake_client_out(fc), "Connection: close\r\n"), "%s", fake_client_out(fc));
+    fake_pod_eof(fu);
+    cr_assert(has(fake_client_out(fc), "\r\n\r\nuntil-eof"));
+    cr_assert_eq(fu->reusable_releases, 0);
+    cr_assert(fc->c.closing, "an EOF-delimited response closes the client connection");
+}
+
+Test(exchange, client_leaves_mid_request_pod_not_reused)
+{
+    struct fake_client *fc = fake_client_new();
+    fake_client_sends(fc, "POST /x?roomId=r1 HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\n"
+                          "12345");
+    struct fake_upstream *fu = connect_pod(1);
+    cr_assert(has(fake_pod_out(fu), "\r\n\r\n12345"), "%s", fake_pod_out(fu));
+    fake_client_eof(fc);
+    cr_assert_eq(fu->closes, 1, "a pod connection with half a request must be closed");
+    cr_assert_eq(fu->reusable_releases, 0);
+    cr_assert_eq(fu->u.state, PR_U_CLOSING);
+    cr_assert_null(fc->c.up);
+}
+
+Test(exchange, client_leaves_mid_response_pod_not_reused)
+{
+    struct fake_client *fc = fake_client_new();
+    fake_client_sends(fc, "GET /x?roomId=r1 HTTP/1.1\r\nHost: h\r\n\r\n");
+    struct fake_upstream *fu = connect_pod(1);
+    fake_pod_sends(fu, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhel");
+    fake_client_eof(fc);
+    cr_assert_eq(fu->closes, 1);
+    cr_assert_eq(fu->reusable_releases, 0);
+}
+
+Test(exchange, client_leaves_while_connecting_connection_pooled_later)
+{
+    struct fake_client *fc = fake_client_new();
+    fake_client_sends(fc, "GET /x?roomId=r1 HTTP/1.1\r\nHost: h\r\n\r\n");
+    struct fake_upstream *fu = fake_upstream_last();
+    cr_assert_not_null(fu);
+    fake_client_eof(fc);
+    cr_assert_null(fu->u.client, "the connecting pod connection still points at the client");
+    fake_upstream_connected(fu);
+    cr_assert_str_empty(fake_pod_out(fu), "a request of a client that left was sent");
+    cr_assert_eq(fu->u.state, PR_U_IDLE);
+}
+
+#define HANDSHAKE_REQ "GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: h\r\n\r\n"
+#define OPEN_BODY                                                                              \
+    "0{\"sid\":\"abcDEF123\",\"upgrades\":[\"websocket\"],\"pingInterval\":25000,"            \
+    "\"pingTimeout\":20000,\"maxPayload\":1000000}"
+
+static void send_open(struct fake_upstream *fu)
+{
+    char resp[512];
+    snprintf(resp, sizeof(resp),
+             "HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=UTF-8\r\n"
+             "Content-Length: %zu\r\n\r\n%s",
+             strlen(OPEN_BODY), OPEN_BODY);
+    fake_pod_sends(fu, resp);
+}
+
+Test(exchange, handshake_refused_retried_on_other_pod)
+{
+    struct fake_client *fc = fake_client_new();
+    fake_client_sends(fc, HANDSHAKE_REQ);
+    struct fake_upstream *first = fake_upstream_last();
+    cr_assert_not_null(first);
+    fake_upstream_connect_failed(first, UV_ECONNREFUSED);
+    cr_assert_str_empty(fake_client_out(fc), "a refused handshake is retried, not reported");
+    struct fake_upstream *second = connect_pod(2);
+    cr_assert_str_neq(fake_pool_name(first), fake_pool_name(second),
+                      "the retry went to the pod that refused");
+    cr_assert(has(fake_pod_out(second), "GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\n"));
+    send_open(second);
+    const char *out = fake_client_out(fc);
+    char pod_hdr[64];
+    snprintf(pod_hdr, sizeof(pod_hdr), "X-Pod-Router-Pod: %s\r\n", fake_pool_name(second));
+    cr_assert(has(out, pod_hdr), "%s", out);
+    cr_assert(has(out, OPEN_BODY), "%s", out);
+}
+
+Test(exchange, pinned_sid_refused_is_not_moved_502)
+{
+    struct fake_client *fc = fake_client_new();
+    fake_client_sends(fc, HANDSHAKE_REQ);
+    struct fake_upstream *fu = connect_pod(1);
+    send_open(fu);
+    fake_client_out_clear(fc);
+    /* the session's next poll; its pod refuses: a session cannot move (SPEC 3.3) */
+    fake_client_sends(fc, "GET /socket.io/?EIO=4&transport=polling&sid=abcDEF123 HTTP/1.1\r\n"
+                          "Host: h\r\n\r\n");
+    cr_assert_eq(fu->u.state, PR_U_ACTIVE, "the sid went to another pod's connection");
+    cr_assert(has(fake_pod_out(fu), "sid=abcDEF123"));
+    /* a refused connect for the sid: a fresh connection is needed, make the pool empty */
+    fake_pod_eof(fu); /* reused, no bytes: retried once on a fresh connection */
+    struct fake_upstream *fresh = fake_upstream_last();
+    cr_assert_neq(fresh, fu);
+    cr_assert_str_eq(fake_pool_name(fresh), fake_pool_name(fu));
+    fake_upstream_connect_failed(fresh, UV_ECONNREFUSED);
+    const char *out = fake_client_out(fc);
+    cr_assert_eq(at(out, "HTTP/1.1 502 Bad Gateway\r\n"), 0, "%s", out);
+    cr_assert(has(out, "upstream_unavailable"), "%s", out);
+    cr_assert_eq(fake_upstream_count(), 2);
+}
+
+Test(exchange, backpressure_client_full_pauses_pod)
+{
+    struct fake_client *fc = fake_client_new();
+    fake_client_sends(fc, "GET /big?roomId=r1 HTTP/1.1\r\nHost: h\r\n\r\n");
+    struct fake_upstream *fu = connect_pod(1);
+    fc->full = true; /* the client's socket takes nothing more */
+    fake_pod_sends(fu, "HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\npart");
+    cr_assert(fc->c.writing);
+    cr_assert(!fu->u.reading, "the pod is still read while the client takes nothing");
+    cr_assert(has(fake_client_out(fc), "\r\n\r\npart"));
+    fake_client_drain(fc);
+    cr_assert(fu->u.reading, "the pod is not read again after on_drained");
+    fake_pod_sends(fu, "rest");
+    cr_assert(has(fake_client_out(fc), "\r\n\r\npartrest"));
+    cr_assert_eq(fu->reusable_releases, 1);
+    cr_assert_eq(fc->c.state, PR_C_IDLE);
+}
+
+Test(exchange, backpressure_pod_full_holds_request_body)
+{
+    struct fake_client *fc = fake_client_new();
+    fake_client_sends(fc, "POST /up?roomId=r1 HTTP/1.1\r\nHost: h\r\nContent-Length: 8\r\n\r\n");
+    struct fake_upstream *fu = fake_upstream_last();
+    fu->full = true; /* the pod's socket takes nothing: the head is queued */
+    fake_upstream_connected(fu);
+    cr_assert(fu->u.writing);
+    fake_client_sends(fc, "abcd");
+    cr_assert(!has(fake_pod_out(fu), "abcd"), "body sent while the pod takes nothing: %s",
+              fake_pod_out(fu));
+    fake_pod_drain(fu);
+    cr_assert(has(fake_pod_out(fu), "\r\n\r\nabcd"), "%s", fake_pod_out(fu));
+    fake_client_sends(fc, "efgh");
+    cr_assert(has(fake_pod_out(fu), "\r\n\r\nabcdefgh"), "%s", fake_pod_out(fu));
+    fake_pod_sends(fu, OK_RESPONSE);
+    cr_assert_eq(fu->reusable_releases, 1);
+}
+
+Test(exchange, backpressure_in_tunnel_both_ways)
+{
+    struct fake_client *fc = fake_client_new();
+    fake_client_sends(fc, UPGRADE_REQ);
+    struct fake_upstream *fu = connect_pod(1);
+    fake_pod_sends(fu, UPGRADE_RESP);
+    fc->full = true;
+    fake_pod_sends(fu, "frame1");
+    cr_assert(!fu->u.reading, "tunnel: pod read while the client takes nothing");
+    fake_client_drain(fc);
+    cr_assert(fu->u.reading);
+    fu->full = true;
+    fake_client_sends(fc, "up1");
+    cr_assert(!fc->c.reading, "tunnel: client read while the pod takes nothing");
+    fake_pod_drain(fu);
+    cr_assert(fc->c.reading);
+    fake_client_sends(fc, "up2");
+    cr_assert_str_eq(fake_pod_out(fu) + at(fake_pod_out(fu), "\r\n\r\n") + 4, "up1up2");
+}
+
+Test(exchange, sid_pin_holds_handshake_until_stored)
+{
+    fake_store_defer_sid_pins(true);
+    struct fake_client *fc = fake_client_new();
+    fake_client_sends(fc, HANDSHAKE_REQ);
+    struct fake_upstream *fu = connect_pod(1);
+    send_open(fu);
+    cr_assert_eq(fake_store_pending(), 1, "the sid was not pinned");
+    cr_assert_str_empty(fake_client_out(fc), "the client got the sid before it was stored: %s",
+                        fake_client_out(fc));
+    cr_assert(!fu->u.reading, "the pod is read while its answer is held");
+    cr_assert_eq(fu->releases, 0);
+    fake_store_flush();
+    const char *out = fake_client_out(fc);
+    cr_assert_eq(at(out, "HTTP/1.1 200 OK\r\n"), 0, "%s", out);
+    cr_assert(has(out, "\r\n\r\n" OPEN_BODY), "%s", out);
+    cr_assert_eq(count(out, "HTTP/1.1"), 1, "%s", out);
+    cr_assert_eq(fu->reusable_releases, 1);
+    cr_assert_eq(fc->c.state, PR_C_IDLE);
+    /* the pin is there: the session's next poll goes to the same pod */
+    fake_store_defer_sid_pins(false);
+    fake_client_sends(fc, "GET /socket.io/?EIO=4&transport=polling&sid=abcDEF123 HTTP/1.1\r\n"
+                          "Host: h\r\n\r\n");
+    cr_assert_eq(fu->u.state, PR_U_ACTIVE);
+    cr_assert(has(fake_pod_out(fu), "sid=abcDEF123"));
+}
+
+Test(exchange, sid_pin_client_leaves_before_store_answers)
+{
+    fake_store_defer_sid_pins(true);
+    struct fake_client *fc = fake_client_new();
+    fake_client_sends(fc, HANDSHAKE_REQ);
+    struct fake_upstream *fu = connect_pod(1);
+    send_open(fu);
+    cr_assert_eq(fake_store_pending(), 1);
+    cr_assert_eq(fc->c.store_refs, 1, "the client is not held for the store's answer");
+    fake_client_eof(fc); /* the client hangs up while it waits */
+    cr_assert_eq(fu->closes, 1);
+    fake_store_flush();
+    cr_assert_eq(fc->c.store_refs, 0);
+    cr_assert_str_empty(fake_client_out(fc));
+}
