@@ -490,3 +490,56 @@ Test(exchange, sid_pin_client_leaves_before_store_answers)
     cr_assert_eq(fc->c.store_refs, 0);
     cr_assert_str_empty(fake_client_out(fc));
 }
+
+Test(exchange, pipelined_local_answer_waits_for_the_client_then_next_request)
+{
+    struct fake_client *fc = fake_client_new();
+    fc->full = true; /* our answers queue */
+    /* an invalid room key gets the router's own 400 (keep-alive: the request is complete),
+     * the request behind it waits until the client took that answer */
+    fake_client_sends(fc, "GET /?roomId=bad%20key HTTP/1.1\r\nHost: h\r\n\r\n"
+                          "GET /next?roomId=r1 HTTP/1.1\r\nHost: h\r\nX-Request-Id: mine-1\r\n\r\n");
+    const char *out = fake_client_out(fc);
+    cr_assert_eq(at(out, "HTTP/1.1 400 Bad Request\r\n"), 0, "%s", out);
+    cr_assert(has(out, "bad_key"), "%s", out);
+    cr_assert(!has(out, "Connection: close"), "%s", out);
+    cr_assert_eq(fake_upstream_count(), 0, "the next request went on before our answer was taken");
+    cr_assert(fc->c.writing && !fc->c.closing);
+    fake_client_drain(fc);
+    struct fake_upstream *fu = connect_pod(1);
+    cr_assert(has(fake_pod_out(fu), "GET /next?roomId=r1 HTTP/1.1\r\n"));
+    cr_assert(has(fake_pod_out(fu), "X-Request-Id: mine-1\r\n"), "the client's id is kept: %s",
+              fake_pod_out(fu));
+    cr_assert_eq(count(fake_pod_out(fu), "X-Request-Id:"), 1);
+    fake_pod_sends(fu, OK_RESPONSE);
+    cr_assert_eq(count(fake_client_out(fc), "HTTP/1.1 "), 2);
+    cr_assert_eq(fu->reusable_releases, 1);
+}
+
+Test(exchange, pod_bytes_after_the_response_connection_not_reused)
+{
+    struct fake_client *fc = fake_client_new();
+    fake_client_sends(fc, "GET /x?roomId=r1 HTTP/1.1\r\nHost: h\r\n\r\n");
+    struct fake_upstream *fu = connect_pod(1);
+    fake_pod_sends(fu, OK_RESPONSE "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nextra");
+    const char *out = fake_client_out(fc);
+    cr_assert_eq(count(out, "HTTP/1.1 200 OK"), 1, "a second response reached the client: %s",
+                 out);
+    cr_assert(!has(out, "extra"), "%s", out);
+    cr_assert_eq(fu->reusable_releases, 0);
+    cr_assert_eq(fu->closes, 1);
+    cr_assert_eq(fc->c.state, PR_C_IDLE, "the client connection itself is fine");
+}
+
+Test(exchange, malformed_pod_response_502_and_not_reused)
+{
+    struct fake_client *fc = fake_client_new();
+    fake_client_sends(fc, "GET /x?roomId=r1 HTTP/1.1\r\nHost: h\r\n\r\n");
+    struct fake_upstream *fu = connect_pod(1);
+    fake_pod_sends(fu, "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n");
+    const char *out = fake_client_out(fc);
+    cr_assert_eq(at(out, "HTTP/1.1 502 Bad Gateway\r\n"), 0, "%s", out);
+    cr_assert(has(out, "upstream_unavailable"), "%s", out);
+    cr_assert_eq(fu->closes, 1);
+    cr_assert_eq(fu->reusable_releases, 0);
+}
