@@ -117,7 +117,7 @@ void fake_world_init(const char *const *pods, size_t npods)
     pr__srv.reg = pr_registry_create(pr__srv.cfg.pod_ttl_ms);
     cr_assert_not_null(pr__srv.reg);
     for (size_t i = 0; i < npods; i++) {
-        char addr[32];
+        char addr[48];
         snprintf(addr, sizeof(addr), "10.0.0.%zu:3000", i + 1);
         cr_assert_eq(pr_registry_put(pr__srv.reg, pods[i], addr, 20, 80, NULL, NULL), 0);
     }
