@@ -543,3 +543,56 @@ Test(exchange, malformed_pod_response_502_and_not_reused)
     cr_assert_eq(fu->closes, 1);
     cr_assert_eq(fu->reusable_releases, 0);
 }
+
+/* A tunnel up between fc and the returned pod connection. */
+static struct fake_upstream *tunnel(struct fake_client *fc)
+{
+    fake_client_sends(fc, UPGRADE_REQ);
+    struct fake_upstream *fu = connect_pod(1);
+    fake_pod_sends(fu, UPGRADE_RESP);
+    cr_assert(fc->c.h != &pr__http_client_handlers);
+    fake_pod_out_clear(fu);
+    fake_client_out_clear(fc);
+    return fu;
+}
+
+Test(exchange, tunnel_client_leaves_pod_gets_queued_bytes_then_closes)
+{
+    struct fake_client *fc = fake_client_new();
+    struct fake_upstream *fu = tunnel(fc);
+    fu->full = true;
+    fake_client_sends(fc, "last-words");
+    cr_assert(fu->u.writing);
+    cr_assert(!fc->c.reading);
+    fc->full = true;
+    fake_pod_sends(fu, "frame");
+    fake_client_write_error(fc); /* the client's connection resets */
+    cr_assert_eq(fu->closes, 0, "the pod connection closed with bytes still queued for it");
+    cr_assert(!fu->u.reading);
+    cr_assert_null(fu->u.client);
+    fake_pod_drain(fu); /* the pod took them: now it closes */
+    cr_assert_eq(fu->closes, 1);
+    cr_assert_str_eq(fake_pod_out(fu), "last-words");
+}
+
+Test(exchange, tunnel_pod_leaves_client_gets_queued_bytes_then_closes)
+{
+    struct fake_client *fc = fake_client_new();
+    struct fake_upstream *fu = tunnel(fc);
+    fc->full = true;
+    fake_pod_sends(fu, "bye");
+    cr_assert(fc->c.writing);
+    fu->full = true;
+    fake_client_drain(fc);
+    fc->full = true;
+    fake_pod_sends(fu, "bye");
+    fake_client_sends(fc, "queued"); /* to the pod, which takes nothing */
+    cr_assert(fc->c.writing && fu->u.writing);
+    fake_pod_write_error(fu, UV_ECONNRESET); /* the pod's connection resets */
+    cr_assert_eq(fu->closes, 1);
+    cr_assert(!fc->c.closing, "the client connection closed with bytes still queued for it");
+    cr_assert(!fc->c.reading, "a client whose pod left is still read");
+    fake_client_drain(fc);
+    cr_assert(fc->c.closing);
+    cr_assert_str_eq(fake_client_out(fc), "byebye");
+}

@@ -380,6 +380,12 @@ void fake_client_drain(struct fake_client *fc)
     c->h->on_drained(c);
 }
 
+void fake_client_write_error(struct fake_client *fc)
+{
+    cr_assert(fc->c.writing, "no write is queued for the client");
+    pr__client_close(&fc->c);
+}
+
 const char *fake_client_out(struct fake_client *fc)
 {
     return fc->out.data ? fc->out.data : "";
@@ -618,6 +624,18 @@ void fake_pod_drain(struct fake_upstream *fu)
         return;
     u->writing = false;
     u->h->drained(u);
+}
+
+void fake_pod_write_error(struct fake_upstream *fu, int err)
+{
+    struct pr_upstream *u = &fu->u;
+    cr_assert(u->writing, "no write is queued for the pod");
+    if (u->state == PR_U_CLOSING)
+        return;
+    if (u->client)
+        u->h->eof(u, err);
+    else
+        pr__upstream_close(u);
 }
 
 const char *fake_pod_out(struct fake_upstream *fu)

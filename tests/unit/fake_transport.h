@@ -56,6 +56,8 @@ void fake_client_send(struct fake_client *fc, const char *data, size_t len);
 void fake_client_sends(struct fake_client *fc, const char *s);
 void fake_client_eof(struct fake_client *fc);   /* the client hung up */
 void fake_client_drain(struct fake_client *fc); /* the socket took every queued byte */
+/* A queued write to the client failed (reset): client.c closes the connection. */
+void fake_client_write_error(struct fake_client *fc);
 /* The client output as a NUL-terminated string (owned by fc). */
 const char *fake_client_out(struct fake_client *fc);
 void fake_client_out_clear(struct fake_client *fc);
@@ -71,6 +73,8 @@ void fake_pod_send(struct fake_upstream *fu, const char *data, size_t len);
 void fake_pod_sends(struct fake_upstream *fu, const char *s);
 void fake_pod_eof(struct fake_upstream *fu);
 void fake_pod_drain(struct fake_upstream *fu);
+/* A queued write to the pod failed (reset): upstream.c reports it as eof(err). */
+void fake_pod_write_error(struct fake_upstream *fu, int err);
 const char *fake_pod_out(struct fake_upstream *fu);
 void fake_pod_out_clear(struct fake_upstream *fu);
 const char *fake_pool_name(const struct fake_upstream *fu);
