@@ -1,5 +1,5 @@
 /* Admin API (SPEC 4): routing, authentication, validation and JSON for one request. The HTTP
- * plumbing lives in http_server.c; this file is a pure function of (ctx, request). */
+ * plumbing lives in admin_conn.c; this file is a pure function of (ctx, request). */
 #include "podrouter/admin.h"
 
 #include <arpa/inet.h>

@@ -1,13 +1,17 @@
 /* Admin connection: the admin listener's exchanges (bounded body, store prefetch, the
  * pure pr_admin_handle) over the same client transport and request parser. */
-#include "server.h"
+#include "admin_conn.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "client.h"
+#include "exchange.h"
 #include "podrouter/admin.h"
 #include "podrouter/store.h"
+#include "respond.h"
+#include "worker.h"
 
 static const struct pr_server *admin_srv; /* for admin_draining (a callback without context) */
 

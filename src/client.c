@@ -1,7 +1,7 @@
 /* Client transport (L1): accept, read/write, the input buffer and its limit, pipelining
  * order, read pausing, the try-write-then-queue send helper, send timeout and the state
  * timers. It calls the layer above only through the connection's handler table (c->h). */
-#include "server.h"
+#include "client.h"
 
 #include <netinet/in.h>
 #include <arpa/inet.h>
@@ -9,6 +9,10 @@
 #include <string.h>
 
 #include "podrouter/log.h"
+#include "podrouter/metrics.h"
+#include "stream.h"
+#include "tq.h"
+#include "worker.h"
 
 static void client_free(struct pr_client *c)
 {

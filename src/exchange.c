@@ -1,7 +1,7 @@
 /* Request exchange (L2): llhttp request parsing, head checks (SPEC 3.5), head completion,
  * keep-alive and pipelining between exchanges, and the handler tables that wire a public
  * client connection to the forwarding code (proxy.c). */
-#include "server.h"
+#include "exchange.h"
 
 #include <netinet/in.h>
 #include <arpa/inet.h>
@@ -10,8 +10,14 @@
 #include <string.h>
 #include <strings.h>
 
+#include "client.h"
+#include "hdr.h"
 #include "podrouter/http_rewrite.h"
 #include "podrouter/log.h"
+#include "proxy.h"
+#include "respond.h"
+#include "upstream.h"
+#include "worker.h"
 
 static int on_url(llhttp_t *p, const char *at, size_t len);
 static int on_header_field(llhttp_t *p, const char *at, size_t len);

@@ -1,6 +1,8 @@
 /* The llhttp header collector (L0) of request and response heads alike: field slices
  * recorded as offsets into the buffer that holds the head; trailers only syntax-checked. */
-#include "server.h"
+#include "hdr.h"
+
+#include <llhttp.h>
 
 #include "podrouter/http_rewrite.h"
 

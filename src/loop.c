@@ -1,5 +1,5 @@
 /* Threads, one uv_loop each, SO_REUSEPORT listeners, timeout queues, drain. */
-#include "server.h"
+#include "worker.h"
 
 #include <errno.h>
 #include <malloc.h>
@@ -11,15 +11,23 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "admin_conn.h"
+#include "client.h"
+#include "exchange.h"
 #include "podrouter/log.h"
 #include "podrouter/loop.h"
 #include "podrouter/registry.h"
 #include "podrouter/scaling.h"
 #include "podrouter/store.h"
+#include "respond.h"
+#include "tq.h"
+#include "upstream.h"
 
 #define PR_TICK_MS 200
 
-struct pr_server pr__srv;
+/* The process-wide state. Only this file names it (the signal handler and start-up); the
+ * modules reach it through their worker (w->srv). */
+static struct pr_server process_srv;
 
 /* After a burst of connections closes, give the freed heap back to the system (glibc keeps
  * it otherwise). Each worker frees the pooled exchanges that stayed unused for a whole second
@@ -40,7 +48,7 @@ void pr__memory_tick(struct pr_worker *w, uint64_t now)
     }
     w->free_low = (uint32_t)w->nfree_exchanges;
     if (w->id == 0) {
-        uint32_t n = (uint32_t)atomic_load(&pr__srv.nclients);
+        uint32_t n = (uint32_t)atomic_load(&w->srv->nclients);
         if (n > peak) {
             peak = n;
         } else if (peak >= n + 256 && n < peak - peak / 4) {
@@ -141,7 +149,7 @@ static void worker_begin_drain(struct pr_worker *w)
     if (w->draining)
         return;
     w->draining = true;
-    w->drain_deadline = pr__now(w) + pr__srv.cfg.drain_timeout_ms;
+    w->drain_deadline = pr__now(w) + w->srv->cfg.drain_timeout_ms;
     if (w->has_listener) {
         uv_close((uv_handle_t *)&w->listener, NULL);
         w->has_listener = false;
@@ -162,7 +170,7 @@ static void worker_stop(struct pr_worker *w)
     if (w->stopping)
         return;
     w->stopping = true;
-    atomic_fetch_add(&pr__srv.stopped_workers, 1);
+    atomic_fetch_add(&w->srv->stopped_workers, 1);
     /* Close every connection and handle; uv_run returns once all close callbacks ran. */
     while (w->clients) {
         struct pr_client *c = w->clients;
@@ -196,16 +204,16 @@ static void tick_cb(uv_timer_t *t)
         static uint64_t last_housekeeping;
         if (now - last_housekeeping >= 1000) {
             last_housekeeping = now;
-            pr_registry_expire(pr__srv.reg, forgotten_cb, w->store);
+            pr_registry_expire(w->srv->reg, forgotten_cb, w->store);
             if (w->store->ops->tick)
                 w->store->ops->tick(w->store);
-            pr_scaling_tick(pr__srv.reg);
+            pr_scaling_tick(w->srv->reg);
         }
     }
     if (w->draining) {
         if (!worker_has_public_clients(w) || now >= w->drain_deadline) {
             /* Worker 0 keeps the admin listener until every other worker finished. */
-            if (w->id == 0 && atomic_load(&pr__srv.stopped_workers) + 1 < pr__srv.nworkers)
+            if (w->id == 0 && atomic_load(&w->srv->stopped_workers) + 1 < w->srv->nworkers)
                 return;
             worker_stop(w);
         }
@@ -215,17 +223,17 @@ static void tick_cb(uv_timer_t *t)
 static void wake_cb(uv_async_t *a)
 {
     struct pr_worker *w = a->data;
-    if (atomic_load(&pr__srv.draining))
+    if (atomic_load(&w->srv->draining))
         worker_begin_drain(w);
 }
 
 static void signal_cb(uv_signal_t *s, int signum)
 {
-    if (atomic_exchange(&pr__srv.draining, true))
+    if (atomic_exchange(&process_srv.draining, true))
         return;
     pr_info("drain started", "signal", signum == SIGTERM ? "SIGTERM" : "SIGINT");
-    for (uint32_t i = 0; i < pr__srv.nworkers; i++)
-        uv_async_send(&pr__srv.workers[i]->wake);
+    for (uint32_t i = 0; i < process_srv.nworkers; i++)
+        uv_async_send(&process_srv.workers[i]->wake);
 }
 
 /* SIGHUP reopens nothing (SPEC 2): handled so it does not kill the process. */
@@ -235,18 +243,18 @@ static void sighup_cb(uv_signal_t *s, int signum)
 
 /* ---- worker lifecycle ---- */
 
-static struct pr_worker *worker_create(int id, char *err, size_t errlen)
+static struct pr_worker *worker_create(struct pr_server *srv, int id, char *err, size_t errlen)
 {
     struct pr_worker *w = calloc(1, sizeof(*w));
     if (!w)
         return NULL;
     w->id = id;
-    w->srv = &pr__srv;
+    w->srv = srv;
     int rc = uv_loop_init(&w->loop);
     if (rc)
         goto fail_free;
     w->loop.data = w;
-    const struct pr_config *cfg = &pr__srv.cfg;
+    const struct pr_config *cfg = &srv->cfg;
     pr__client_queues_init(w, cfg);   /* each transport owns its timers */
     pr__upstream_queues_init(w, cfg);
     w->m = pr_metrics_thread_create();
@@ -254,7 +262,7 @@ static struct pr_worker *worker_create(int id, char *err, size_t errlen)
     w->pod_infos = calloc(PR_MAX_PODS, sizeof(*w->pod_infos));
     if (!w->m || !w->policy_pods || !w->pod_infos)
         goto fail_loop;
-    w->store = pr_store_open(cfg, pr__srv.reg, &w->loop, err, errlen);
+    w->store = pr_store_open(cfg, srv->reg, &w->loop, err, errlen);
     if (!w->store)
         goto fail_loop;
     uv_timer_init(&w->loop, &w->tick);
@@ -337,22 +345,23 @@ static uint64_t raise_nofile(void)
 static void server_init(const struct pr_config *cfg, struct pr_registry *reg,
                         const uint8_t secret[32], const char *token, size_t token_len)
 {
-    memset(&pr__srv, 0, sizeof(pr__srv));
-    pr__srv.cfg = *cfg;
-    pr__srv.reg = reg;
-    memcpy(pr__srv.secret, secret, 32);
-    pr__srv.token = token ? strndup(token, token_len) : NULL;
-    pr__srv.token_len = token_len;
-    pr__srv.aff.room_param = pr__srv.cfg.room_param;
-    pr__srv.aff.participant_param = pr__srv.cfg.participant_param;
-    pr__srv.aff.cookie_name = pr__srv.cfg.cookie_name[0] ? pr__srv.cfg.cookie_name : NULL;
-    pr__srv.aff.secret = pr__srv.secret;
-    pr__srv.aff.secret_len = sizeof(pr__srv.secret);
-    pr__srv.start_ms = pr_now_ms();
-    atomic_init(&pr__srv.draining, false);
-    atomic_init(&pr__srv.nclients, 0);
-    atomic_init(&pr__srv.request_seq, 0);
-    atomic_init(&pr__srv.stopped_workers, 0);
+    struct pr_server *s = &process_srv;
+    memset(s, 0, sizeof(*s));
+    s->cfg = *cfg;
+    s->reg = reg;
+    memcpy(s->secret, secret, 32);
+    s->token = token ? strndup(token, token_len) : NULL;
+    s->token_len = token_len;
+    s->aff.room_param = s->cfg.room_param;
+    s->aff.participant_param = s->cfg.participant_param;
+    s->aff.cookie_name = s->cfg.cookie_name[0] ? s->cfg.cookie_name : NULL;
+    s->aff.secret = s->secret;
+    s->aff.secret_len = sizeof(s->secret);
+    s->start_ms = pr_now_ms();
+    atomic_init(&s->draining, false);
+    atomic_init(&s->nclients, 0);
+    atomic_init(&s->request_seq, 0);
+    atomic_init(&s->stopped_workers, 0);
 }
 
 /* Log the open-file limit (raised to its maximum) and what it allows. */
@@ -375,11 +384,11 @@ static void log_nofile(const struct pr_config *cfg)
  * every worker stopped. */
 static void run_workers(const struct pr_config *cfg, struct pr_registry *reg)
 {
-    struct pr_store *s0 = pr__srv.workers[0]->store;
+    struct pr_store *s0 = process_srv.workers[0]->store;
     pr_metrics_global_set(reg, s0);
     pr_scaling_configure(cfg);
     uv_signal_t sigterm, sigint, sighup;
-    struct pr_worker *w0 = pr__srv.workers[0];
+    struct pr_worker *w0 = process_srv.workers[0];
     uv_signal_init(&w0->loop, &sigterm);
     uv_signal_init(&w0->loop, &sigint);
     uv_signal_init(&w0->loop, &sighup);
@@ -394,11 +403,11 @@ static void run_workers(const struct pr_config *cfg, struct pr_registry *reg)
     pr_info("listening", "listen", pub, "admin_listen", adm, "#threads", thr_s, "store",
             w0->store->ops->name);
     for (uint32_t i = 1; i < cfg->threads; i++)
-        uv_thread_create(&pr__srv.workers[i]->thread, worker_thread, pr__srv.workers[i]);
+        uv_thread_create(&process_srv.workers[i]->thread, worker_thread, process_srv.workers[i]);
     pr_metrics_self = w0->m;
     uv_run(&w0->loop, UV_RUN_DEFAULT);
     for (uint32_t i = 1; i < cfg->threads; i++)
-        uv_thread_join(&pr__srv.workers[i]->thread);
+        uv_thread_join(&process_srv.workers[i]->thread);
 }
 
 int pr_loop_run(const struct pr_config *cfg, struct pr_registry *reg, const uint8_t secret[32],
@@ -406,8 +415,8 @@ int pr_loop_run(const struct pr_config *cfg, struct pr_registry *reg, const uint
 {
     server_init(cfg, reg, secret, token, token_len);
     if (cfg->key_rate > 0) {
-        pr__srv.rl = pr_ratelimit_create(cfg->key_rate, cfg->key_burst, 65536);
-        if (!pr__srv.rl)
+        process_srv.rl = pr_ratelimit_create(cfg->key_rate, cfg->key_burst, 65536);
+        if (!process_srv.rl)
             return -ENOMEM;
     }
     log_nofile(cfg);
@@ -415,17 +424,17 @@ int pr_loop_run(const struct pr_config *cfg, struct pr_registry *reg, const uint
     if (prc) {
         snprintf(err, errlen, "--listen: cannot listen on %s:%u: %s", cfg->listen.host,
                  (unsigned)cfg->listen.port, uv_strerror(prc));
-        free(pr__srv.token);
+        free(process_srv.token);
         return prc;
     }
-    pr__srv.nworkers = cfg->threads;
-    pr__srv.workers = calloc(cfg->threads, sizeof(*pr__srv.workers));
-    if (!pr__srv.workers)
+    process_srv.nworkers = cfg->threads;
+    process_srv.workers = calloc(cfg->threads, sizeof(*process_srv.workers));
+    if (!process_srv.workers)
         return -ENOMEM;
     int rc = 0;
     for (uint32_t i = 0; i < cfg->threads; i++) {
-        pr__srv.workers[i] = worker_create((int)i, err, errlen);
-        if (!pr__srv.workers[i]) {
+        process_srv.workers[i] = worker_create(&process_srv, (int)i, err, errlen);
+        if (!process_srv.workers[i]) {
             rc = -EINVAL;
             break;
         }
@@ -435,16 +444,16 @@ int pr_loop_run(const struct pr_config *cfg, struct pr_registry *reg, const uint
         pr_info("stopped");
     }
     for (uint32_t i = 0; i < cfg->threads; i++)
-        worker_destroy(pr__srv.workers[i]);
-    free(pr__srv.workers);
-    free(pr__srv.token);
-    pr_ratelimit_destroy(pr__srv.rl);
-    pr__srv.rl = NULL;
+        worker_destroy(process_srv.workers[i]);
+    free(process_srv.workers);
+    free(process_srv.token);
+    pr_ratelimit_destroy(process_srv.rl);
+    process_srv.rl = NULL;
     pr_metrics_free_all();
     return rc;
 }
 
 bool pr_loop_draining(void)
 {
-    return atomic_load(&pr__srv.draining);
+    return atomic_load(&process_srv.draining);
 }

@@ -1,6 +1,6 @@
 /* Forward one request to one pod: request/response head rewrite, body streaming, retries,
  * errors. The choice of pod is route.c's; this file does its I/O. */
-#include "server.h"
+#include "proxy.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -9,12 +9,20 @@
 #include <string.h>
 #include <strings.h>
 
+#include "client.h"
+#include "exchange.h"
+#include "hdr.h"
 #include "podrouter/http_rewrite.h"
 #include "podrouter/log.h"
 #include "podrouter/policy.h"
 #include "podrouter/registry.h"
 #include "podrouter/store.h"
+#include "respond.h"
 #include "route.h"
+#include "tq.h"
+#include "tunnel.h"
+#include "upstream.h"
+#include "worker.h"
 
 /* ---- response parser callbacks: slices are offsets into x->resp ---- */
 
@@ -169,16 +177,17 @@ static const struct pr_route_handlers route_handlers = {
 /* What the route module needs of this worker (it keeps no pointer to it). */
 static void route_ctx(struct pr_worker *w, struct pr_route_ctx *ctx)
 {
+    const struct pr_server *srv = w->srv;
     *ctx = (struct pr_route_ctx){
         .h = &route_handlers,
         .store = w->store,
-        .reg = pr__srv.reg,
-        .rl = pr__srv.rl,
+        .reg = srv->reg,
+        .rl = srv->rl,
         .m = w->m,
-        .placement = pr__srv.cfg.placement,
-        .pack_utilization = pr__srv.cfg.pack_utilization,
-        .balance_factor = pr__srv.cfg.balance_factor,
-        .cookies = pr__srv.aff.cookie_name != NULL,
+        .placement = srv->cfg.placement,
+        .pack_utilization = srv->cfg.pack_utilization,
+        .balance_factor = srv->cfg.balance_factor,
+        .cookies = srv->aff.cookie_name != NULL,
         .policy_pods = w->policy_pods,
         .pod_infos = w->pod_infos,
     };
@@ -201,7 +210,7 @@ void pr__proxy_route(struct pr_client *c)
     uv_once(&resp_once, resp_settings_init);
     struct pr_exchange *x = c->x;
     const char *bad = NULL;
-    if (pr_affinity_extract(&pr__srv.aff, &x->rh, &x->aff, &bad) != 0) {
+    if (pr_affinity_extract(&c->w->srv->aff, &x->rh, &x->aff, &bad) != 0) {
         char msg[160];
         snprintf(msg, sizeof(msg),
                  "%s must be 1-128 characters of [A-Za-z0-9_.:-]", bad ? bad : "affinity key");
@@ -210,7 +219,7 @@ void pr__proxy_route(struct pr_client *c)
     }
     int family = 0;
     uint8_t addr[16] = {0};
-    if (pr__srv.rl)
+    if (c->w->srv->rl)
         pr__client_addr(c, &x->rh, &family, addr); /* only the rate limiter needs it */
     pr_route_req_init(&x->route, c, &x->aff, x->request_id, family, addr, pr__now(c->w));
     struct pr_route_ctx ctx;

@@ -1,7 +1,7 @@
 /* The exchange's lifecycle below the parser and the forwarding code: the per-worker pool of
  * exchanges, the end of a request (keep-alive, pipelining), the client address, the local
  * answers the router writes itself (errors, redirects, admin replies) and the access log. */
-#include "server.h"
+#include "respond.h"
 
 #include <netinet/in.h>
 #include <arpa/inet.h>
@@ -10,8 +10,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "client.h"
+#include "exchange.h"
 #include "podrouter/admin.h"
 #include "podrouter/log.h"
+#include "worker.h"
 
 static const char *reason(int status)
 {

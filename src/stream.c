@@ -1,6 +1,6 @@
 /* L0: the try-write-then-queue send helper of both transports: uv_try_write first, and only
  * the bytes the socket does not take are copied into a heap write request. */
-#include "server.h"
+#include "stream.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -1,6 +1,7 @@
 /* L0 of the event loop: timeout queues (all members share one timeout, so the list stays
  * sorted), the loop clock and the worker's shared read buffer. */
-#include "server.h"
+#include "tq.h"
+#include "worker.h"
 
 void pr__tq_init(struct pr_tq *q, uint64_t timeout_ms, void (*expire)(struct pr_tq_node *))
 {

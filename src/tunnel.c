@@ -2,13 +2,19 @@
  * When one side closes, what is already queued for the other is delivered first (SPEC 3.5).
  * At the 101 the tunnel swaps the handler tables of both connections for its own, so the
  * exchange (exchange.c, proxy.c) and the transports never test for a tunnel. */
-#include "server.h"
+#include "tunnel.h"
 
 #include <stdlib.h>
 #include <string.h>
 
+#include "client.h"
+#include "exchange.h"
 #include "podrouter/registry.h"
 #include "podrouter/store.h"
+#include "respond.h"
+#include "tq.h"
+#include "upstream.h"
+#include "worker.h"
 
 static const struct pr_client_handlers tunnel_client, closing_client;
 static const struct pr_upstream_handlers tunnel_upstream, linger_upstream;

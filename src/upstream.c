@@ -1,5 +1,5 @@
 /* Per-pod upstream connection pools: connect, keep-alive reuse, idle expiry. */
-#include "server.h"
+#include "upstream.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -8,7 +8,11 @@
 #include <string.h>
 
 #include "podrouter/log.h"
+#include "podrouter/metrics.h"
 #include "podrouter/registry.h"
+#include "stream.h"
+#include "tq.h"
+#include "worker.h"
 
 static void upstream_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 

@@ -1,6 +1,6 @@
 /* libFuzzer target for the WHOLE proxy path: the real connection state machine of
- * src/http_server.c, proxy.c, upstream.c, tunnel.c and loop.c on a real libuv loop, with
- * every socket a socketpair and no network.
+ * src/client.c, exchange.c, respond.c, admin_conn.c, proxy.c, upstream.c, tunnel.c and
+ * loop.c on a real libuv loop, with every socket a socketpair and no network.
  *
  *   clients  - harness end of socketpair(AF_UNIX); the router end enters through its own
  *              accept path (pr__on_connection -> uv_accept, wrapped to uv_tcp_open the fd).
@@ -12,7 +12,8 @@
  *              the harness plays the pod on the other end.
  *   listener - loop.c is compiled into this file (static functions reachable) with bind()
  *              and uv_listen() replaced by no-ops, so worker_create() runs unchanged but
- *              nothing listens.
+ *              nothing listens. The harness owns its process-wide state (pf_srv) and
+ *              hands it to worker_create(), which sets w->srv.
  *
  * The input (proxy_fuzz) is a script: segments introduced by the byte 0xFF and an opcode
  * byte; the segment's payload runs to the next 0xFF. Bytes before the first 0xFF are sent
@@ -101,6 +102,9 @@ static int pf_listen(uv_stream_t *s, int backlog, uv_connection_cb cb)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv);
+
+/* The harness's process-wide state, handed to loop.c's worker_create (w->srv). */
+static struct pr_server pf_srv;
 
 #define NSLOTS 3 /* client 0, client 1, admin client */
 #define MAX_CONNS 64
@@ -1266,7 +1270,7 @@ static void run_op(char op, const char *p, size_t n)
     case 'z':
         tun_cap(3);
         if (!H.w->draining) {
-            atomic_store(&pr__srv.draining, true);
+            atomic_store(&pf_srv.draining, true);
             worker_begin_drain(H.w);
         }
         break;
@@ -1290,39 +1294,39 @@ static void setup(void)
     s = getenv("PF_DEBUG");
     H.debug = s && s[0] == '1';
 
-    memset(&pr__srv, 0, sizeof(pr__srv));
-    pr__srv.cfg = base_cfg;
+    memset(&pf_srv, 0, sizeof(pf_srv));
+    pf_srv.cfg = base_cfg;
     H.reg = pr_registry_create(base_cfg.pod_ttl_ms);
     if (!H.reg)
         abort();
-    pr__srv.reg = H.reg;
-    memcpy(pr__srv.secret, zero_secret, 32);
-    pr__srv.aff.room_param = pr__srv.cfg.room_param;
-    pr__srv.aff.participant_param = pr__srv.cfg.participant_param;
-    pr__srv.aff.cookie_name = pr__srv.cfg.cookie_name[0] ? pr__srv.cfg.cookie_name : NULL;
-    pr__srv.aff.secret = pr__srv.secret;
-    pr__srv.aff.secret_len = sizeof(pr__srv.secret);
-    pr__srv.start_ms = 1;
-    atomic_init(&pr__srv.draining, false);
-    atomic_init(&pr__srv.nclients, 0);
-    atomic_init(&pr__srv.request_seq, 0);
-    atomic_init(&pr__srv.stopped_workers, 0);
+    pf_srv.reg = H.reg;
+    memcpy(pf_srv.secret, zero_secret, 32);
+    pf_srv.aff.room_param = pf_srv.cfg.room_param;
+    pf_srv.aff.participant_param = pf_srv.cfg.participant_param;
+    pf_srv.aff.cookie_name = pf_srv.cfg.cookie_name[0] ? pf_srv.cfg.cookie_name : NULL;
+    pf_srv.aff.secret = pf_srv.secret;
+    pf_srv.aff.secret_len = sizeof(pf_srv.secret);
+    pf_srv.start_ms = 1;
+    atomic_init(&pf_srv.draining, false);
+    atomic_init(&pf_srv.nclients, 0);
+    atomic_init(&pf_srv.request_seq, 0);
+    atomic_init(&pf_srv.stopped_workers, 0);
     if (base_cfg.key_rate > 0) {
-        pr__srv.rl = pr_ratelimit_create(base_cfg.key_rate, base_cfg.key_burst, 65536);
-        if (!pr__srv.rl)
+        pf_srv.rl = pr_ratelimit_create(base_cfg.key_rate, base_cfg.key_burst, 65536);
+        if (!pf_srv.rl)
             abort();
     }
     pr_registry_put(H.reg, "backend-0", "10.0.0.1:3000", 20, 80, NULL, NULL);
     pr_registry_put(H.reg, "backend-1", "10.0.0.2:3000", 20, 80, NULL, NULL);
 
     char err[256];
-    H.w = worker_create(0, err, sizeof(err));
+    H.w = worker_create(&pf_srv, 0, err, sizeof(err));
     if (!H.w) {
         fprintf(stderr, "proxy_fuzz: worker_create: %s\n", err);
         abort();
     }
-    pr__srv.nworkers = 1;
-    pr__srv.workers = &H.w;
+    pf_srv.nworkers = 1;
+    pf_srv.workers = &H.w;
     pr_metrics_self = H.w->m;
     pr_metrics_global_set(H.reg, H.w->store);
     pr_scaling_configure(&base_cfg);
@@ -1369,8 +1373,8 @@ static void teardown(void)
     pr_metrics_free_all();
     pr_metrics_self = NULL;
     pr_registry_destroy(H.reg);
-    pr_ratelimit_destroy(pr__srv.rl);
-    memset(&pr__srv, 0, sizeof(pr__srv));
+    pr_ratelimit_destroy(pf_srv.rl);
+    memset(&pf_srv, 0, sizeof(pf_srv));
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)

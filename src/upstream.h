@@ -1,0 +1,102 @@
+/* upstream.c (L1): pod connections and per-pod pools (socket, name resolution, connect,
+ * keep-alive reuse, connect and pool timers). It calls its owner only through the
+ * connection's handler table (u->h). */
+#ifndef PODROUTER_UPSTREAM_H
+#define PODROUTER_UPSTREAM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <uv.h>
+
+#include "podrouter/common.h"
+#include "podrouter/config.h"
+#include "podrouter/registry.h"
+#include "tq.h"
+
+#define PR_POOL_IDLE_MS 3000 /* below Node's 5 s keepAliveTimeout: no reuse races */
+#define PR_POOL_MAX_IDLE 64  /* idle upstream connections kept per pod per thread */
+
+struct pr_client;
+struct pr_pool;
+struct pr_upstream;
+struct pr_worker;
+
+/* Upward calls of a pod connection. `client` is the owner's pointer, passed back and never
+ * looked into by upstream.c. */
+struct pr_upstream_handlers {
+    void (*ready)(struct pr_client *c, struct pr_upstream *u);       /* connected / reused */
+    void (*failed)(struct pr_client *c, struct pr_upstream *u, int err); /* connect failed */
+    void (*data)(struct pr_upstream *u, const char *data, size_t len);
+    void (*eof)(struct pr_upstream *u, int err); /* the pod closed, or a read/write error */
+    void (*drained)(struct pr_upstream *u);      /* everything queued for the pod was sent */
+    void (*timeout)(struct pr_upstream *u);      /* response (q_wait) or send (q_linger) */
+    /* A pool's name resolution the owner waited for ended (pr__pool_acquire returned
+     * PR_POOL_WAIT): the owner acquires again, or gives up. */
+    void (*resolved)(struct pr_client *c, struct pr_pool *p);
+};
+
+enum pr_upstream_state {
+    PR_U_CONNECTING = 0,
+    PR_U_ACTIVE,
+    PR_U_IDLE,
+    PR_U_CLOSING,
+};
+
+struct pr_upstream {
+    uv_tcp_t tcp;
+    union {
+        uv_connect_t *connect_req; /* while connecting (heap: idle tunnels stay small) */
+        struct {
+            struct pr_upstream *prev, *next; /* pool idle list */
+        } idle;
+    } u;
+    struct pr_worker *w;
+    struct pr_pool *pool;
+    struct pr_client *client; /* owner (opaque to upstream.c), NULL when none */
+    const struct pr_upstream_handlers *h;
+    struct pr_tq_node tq;
+    uint8_t state;
+    bool reading, writing, reused, got_bytes, counted;
+    uint32_t cslot, cgen; /* registry slot/generation the connection is counted against */
+    uint64_t connect_start_ns;
+};
+
+struct pr_pool {
+    char name[PR_POD_NAME_MAX + 1];
+    char address[PR_ADDRESS_MAX + 1];
+    struct sockaddr_storage addr;
+    uint32_t slot, gen;
+    struct pr_upstream idle; /* sentinel of the idle list */
+    uint32_t nidle;
+    bool resolved, resolving;
+    uint64_t resolve_retry_at;   /* a name that did not resolve is not retried before this */
+    uv_getaddrinfo_t *gai;       /* in flight */
+    uint32_t gai_port;
+    struct pr_pool_waiter {
+        struct pr_client *client;
+        const struct pr_upstream_handlers *h;
+    } *waiters;                  /* owners waiting for the name to resolve */
+    uint32_t nwaiters, cwaiters;
+    struct pr_worker *w;
+};
+
+struct pr_pool *pr__pool_get(struct pr_worker *w, const struct pr_pod_info *pod);
+enum { PR_POOL_CONNECTING = 0, PR_POOL_REUSED = 1, PR_POOL_WAIT = 2 };
+/* A connection of pool p for owner c with handlers h: <0 error; PR_POOL_CONNECTING (*out
+ * connects, h->ready or h->failed follows); PR_POOL_REUSED (*out is ready now, reading; the
+ * caller goes on); PR_POOL_WAIT (the name resolves; h->resolved follows, *out NULL). */
+int pr__pool_acquire(struct pr_pool *p, struct pr_client *c, const struct pr_upstream_handlers *h,
+                     struct pr_upstream **out);
+void pr__upstream_queues_init(struct pr_worker *w, const struct pr_config *cfg);
+void pr__upstream_release(struct pr_upstream *u, bool reusable);
+void pr__upstream_close(struct pr_upstream *u);
+int pr__upstream_send(struct pr_upstream *u, const char *data, size_t len);
+void pr__upstream_start_read(struct pr_upstream *u);
+void pr__upstream_stop_read(struct pr_upstream *u);
+void pr__pools_close_idle(struct pr_worker *w);
+extern const char pr__upstream_tag; /* uv_tcp_t.data of every upstream connection */
+void pr__upstream_close_handle(uv_handle_t *h);
+void pr__pools_destroy(struct pr_worker *w);
+
+#endif
