@@ -10,8 +10,8 @@
 
 #include "podrouter/store.h"
 
-/* loop.c's process-wide state (loop.c is not linked). */
-struct pr_server pr__srv;
+/* The process-wide state loop.c would own (loop.c is not linked). */
+static struct pr_server srv;
 
 static struct pr_worker *w;
 static struct fake_client *clients;
@@ -102,36 +102,36 @@ struct pr_worker *fake_worker(void)
 
 void fake_world_init(const char *const *pods, size_t npods)
 {
-    memset(&pr__srv, 0, sizeof(pr__srv));
-    pr_config_defaults(&pr__srv.cfg);
-    snprintf(pr__srv.cfg.store, sizeof(pr__srv.cfg.store), "memory");
-    pr__srv.cfg.access_log = false;
-    memcpy(pr__srv.secret, secret, sizeof(secret));
-    pr__srv.aff = (struct pr_affinity_config){
+    memset(&srv, 0, sizeof(srv));
+    pr_config_defaults(&srv.cfg);
+    snprintf(srv.cfg.store, sizeof(srv.cfg.store), "memory");
+    srv.cfg.access_log = false;
+    memcpy(srv.secret, secret, sizeof(secret));
+    srv.aff = (struct pr_affinity_config){
         .room_param = "roomId",
         .participant_param = "participantId",
         .cookie_name = "pr_affinity",
-        .secret = pr__srv.secret,
-        .secret_len = sizeof(pr__srv.secret),
+        .secret = srv.secret,
+        .secret_len = sizeof(srv.secret),
     };
-    pr__srv.reg = pr_registry_create(pr__srv.cfg.pod_ttl_ms);
-    cr_assert_not_null(pr__srv.reg);
+    srv.reg = pr_registry_create(srv.cfg.pod_ttl_ms);
+    cr_assert_not_null(srv.reg);
     for (size_t i = 0; i < npods; i++) {
         char addr[48];
         snprintf(addr, sizeof(addr), "10.0.0.%zu:3000", i + 1);
-        cr_assert_eq(pr_registry_put(pr__srv.reg, pods[i], addr, 20, 80, NULL, NULL), 0);
+        cr_assert_eq(pr_registry_put(srv.reg, pods[i], addr, 20, 80, NULL, NULL), 0);
     }
     w = calloc(1, sizeof(*w));
     cr_assert_not_null(w);
     cr_assert_eq(uv_loop_init(&w->loop), 0); /* the loop clock only: no handle is opened */
     w->loop.data = w;
-    w->srv = &pr__srv;
-    pr__srv.nworkers = 1;
+    w->srv = &srv;
+    srv.nworkers = 1;
     w->m = calloc(1, sizeof(*w->m));
     w->policy_pods = calloc(PR_MAX_PODS, sizeof(*w->policy_pods));
     w->pod_infos = calloc(PR_MAX_PODS, sizeof(*w->pod_infos));
     cr_assert(w->m && w->policy_pods && w->pod_infos);
-    const struct pr_config *cfg = &pr__srv.cfg;
+    const struct pr_config *cfg = &srv.cfg;
     pr__tq_init(&w->q_header, cfg->header_timeout_ms, NULL);
     pr__tq_init(&w->q_idle, cfg->idle_timeout_ms, NULL);
     pr__tq_init(&w->q_tunnel, cfg->idle_timeout_ms, NULL);
@@ -140,7 +140,7 @@ void fake_world_init(const char *const *pods, size_t npods)
     pr__tq_init(&w->q_wait, cfg->idle_timeout_ms, NULL);
     pr__tq_init(&w->q_pool, PR_POOL_IDLE_MS, NULL);
     pr__tq_init(&w->q_linger, cfg->send_timeout_ms, NULL);
-    w->store = pr_store_memory_open(cfg, pr__srv.reg);
+    w->store = pr_store_memory_open(cfg, srv.reg);
     cr_assert_not_null(w->store);
     mem_ops = w->store->ops;
     slow_ops = *mem_ops;
@@ -178,7 +178,7 @@ void fake_world_fini(void)
     free(w->pools);
     w->store->ops = mem_ops;
     w->store->ops->close(w->store);
-    pr_registry_destroy(pr__srv.reg);
+    pr_registry_destroy(srv.reg);
     uv_loop_close(&w->loop);
     free(w->m);
     free(w->policy_pods);
@@ -199,7 +199,7 @@ struct fake_client *fake_client_new(void)
     c->peer_family = AF_INET;
     inet_pton(AF_INET, "203.0.113.7", c->peer_addr);
     c->state = PR_C_IDLE;
-    atomic_fetch_add(&pr__srv.nclients, 1);
+    atomic_fetch_add(&srv.nclients, 1);
     pr__client_queue(c, &w->q_header);
     pr__client_start_read(c);
     fc->next_all = clients;
@@ -228,7 +228,7 @@ void pr__client_close(struct pr_client *c)
     pr__tq_remove(&c->tq);
     c->h->on_gone(c);
     c->reading = false;
-    atomic_fetch_sub(&pr__srv.nclients, 1);
+    atomic_fetch_sub(&srv.nclients, 1);
 }
 
 void pr__client_start_read(struct pr_client *c)

@@ -1,7 +1,7 @@
 /* In-memory L1 transports for unit tests of the L2 exchange (exchange.c, proxy.c,
  * respond.c, route.c, tunnel.c). tests/unit/fake_transport.c defines every function those
  * modules call downwards on the client transport (src/client.c) and the pod transport
- * (src/upstream.c), plus the process state of loop.c (pr__srv), so that the test links
+ * (src/upstream.c), plus the server state loop.c owns, so that the test links
  * without client.c, upstream.c and loop.c: link-time substitution, no sockets, no threads.
  *
  * What the fakes keep of the real transports' contract:
@@ -44,7 +44,7 @@ struct fake_upstream {
     struct fake_upstream *next_all;
 };
 
-/* Set up one worker: pr__srv (config defaults, registry with pods pods[0..npods) at
+/* Set up one worker and its server (config defaults, registry with pods pods[0..npods) at
  * 10.0.0.(i+1):3000, the memory store, cookies on), queues, metrics, loop clock. */
 void fake_world_init(const char *const *pods, size_t npods);
 void fake_world_fini(void);
