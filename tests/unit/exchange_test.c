@@ -498,7 +498,8 @@ Test(exchange, pipelined_local_answer_waits_for_the_client_then_next_request)
     /* an invalid room key gets the router's own 400 (keep-alive: the request is complete),
      * the request behind it waits until the client took that answer */
     fake_client_sends(fc, "GET /?roomId=bad%20key HTTP/1.1\r\nHost: h\r\n\r\n"
-                          "GET /next?roomId=r1 HTTP/1.1\r\nHost: h\r\nX-Request-Id: mine-1\r\n\r\n");
+                          "GET /next?roomId=r1 HTTP/1.1\r\nHost: h\r\n"
+                          "X-Request-Id: mine-1\r\n\r\n");
     const char *out = fake_client_out(fc);
     cr_assert_eq(at(out, "HTTP/1.1 400 Bad Request\r\n"), 0, "%s", out);
     cr_assert(has(out, "bad_key"), "%s", out);
@@ -536,7 +537,8 @@ Test(exchange, malformed_pod_response_502_and_not_reused)
     struct fake_client *fc = fake_client_new();
     fake_client_sends(fc, "GET /x?roomId=r1 HTTP/1.1\r\nHost: h\r\n\r\n");
     struct fake_upstream *fu = connect_pod(1);
-    fake_pod_sends(fu, "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n");
+    fake_pod_sends(fu, "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n"
+                       "Transfer-Encoding: chunked\r\n\r\n");
     const char *out = fake_client_out(fc);
     cr_assert_eq(at(out, "HTTP/1.1 502 Bad Gateway\r\n"), 0, "%s", out);
     cr_assert(has(out, "upstream_unavailable"), "%s", out);
