@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "podrouter/affinity.h"
+#include "podrouter/common.h"
 #include "podrouter/registry.h"
 #include "redis_script.lua.h"
 
@@ -48,19 +49,15 @@ static bool percent_decode(const char *s, size_t len, char *out, size_t cap)
     return true;
 }
 
-/* Parse a decimal port of s[0..len) into *port (1..65535). */
+/* Parse a decimal port of s[0..len) into *port: the router's one port grammar (1..65535, no
+ * leading zero). */
 static bool parse_port(const char *s, size_t len, uint16_t *port)
 {
-    if (len == 0 || len > 5)
+    if (!pr_port_valid(s, len))
         return false;
     uint32_t v = 0;
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return false;
+    for (size_t i = 0; i < len; i++)
         v = v * 10 + (uint32_t)(s[i] - '0');
-    }
-    if (v < 1 || v > 65535)
-        return false;
     *port = (uint16_t)v;
     return true;
 }
