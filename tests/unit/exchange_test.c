@@ -598,3 +598,78 @@ Test(exchange, tunnel_pod_leaves_client_gets_queued_bytes_then_closes)
     cr_assert(fc->c.closing);
     cr_assert_str_eq(fake_client_out(fc), "byebye");
 }
+
+/* SPEC 3.5, first rule: each of these gets 400 bad_request, the connection is closed, and
+ * nothing reaches a pod (no pod connection is even opened). Bytes after the bad head are a
+ * request the pod must never see. */
+static const struct {
+    const char *what;
+    const char *req;
+} rejected[] = {
+    {"HTTP/0.9 (no version)", "GET /x?roomId=r1\r\n\r\n"},
+    {"unknown version", "GET /x?roomId=r1 HTTP/1.2\r\nHost: a\r\n\r\n"},
+    {"double space in the request line", "GET  /x?roomId=r1 HTTP/1.1\r\nHost: a\r\n\r\n"},
+    {"HTTP/1.1 without Host", "GET /x?roomId=r1 HTTP/1.1\r\nAccept: */*\r\n\r\n"},
+    {"two Host headers", "GET /x?roomId=r1 HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"},
+    {"obs-fold with a space", "GET /x?roomId=r1 HTTP/1.1\r\nHost: a\r\nX-A: 1\r\n b\r\n\r\n"},
+    {"obs-fold with a tab", "GET /x?roomId=r1 HTTP/1.1\r\nHost: a\r\nX-A: 1\r\n\tb\r\n\r\n"},
+    {"obs-fold of X-Forwarded-Host",
+     "GET /x?roomId=r1 HTTP/1.1\r\nHost: a\r\nX-Forwarded-Host: a\r\n b\r\n\r\n"},
+    {"bare LF line end", "GET /x?roomId=r1 HTTP/1.1\r\nHost: a\nX-A: 1\r\n\r\n"},
+    {"CR inside a value", "GET /x?roomId=r1 HTTP/1.1\r\nHost: a\r\nX-A: 1\r2\r\n\r\n"},
+    {"space before the colon", "GET /x?roomId=r1 HTTP/1.1\r\nHost: a\r\nX-A : 1\r\n\r\n"},
+    {"Connection names Content-Length",
+     "POST /x?roomId=r1 HTTP/1.1\r\nHost: a\r\nConnection: Content-Length\r\n"
+     "Content-Length: 38\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n"},
+    {"Connection names Transfer-Encoding",
+     "POST /x?roomId=r1 HTTP/1.1\r\nHost: a\r\nConnection: close, transfer-encoding\r\n"
+     "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"},
+    {"Connection names Host", "GET /x?roomId=r1 HTTP/1.1\r\nHost: a\r\nConnection: host\r\n\r\n"},
+    {"Content-Length and Transfer-Encoding",
+     "POST /x?roomId=r1 HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n"
+     "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"},
+    {"Transfer-Encoding other than chunked",
+     "POST /x?roomId=r1 HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n"},
+    {"two Content-Length values",
+     "POST /x?roomId=r1 HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab"},
+    {"CONNECT", "CONNECT pod:3000 HTTP/1.1\r\nHost: pod:3000\r\n\r\n"},
+};
+
+Test(exchange, spec_3_5_rejections_400_close_nothing_forwarded)
+{
+    for (size_t i = 0; i < sizeof(rejected) / sizeof(rejected[0]); i++) {
+        struct fake_client *fc = fake_client_new();
+        size_t before = fake_upstream_count();
+        char buf[512]; /* the bad request and, in the same read, one the pod must not see */
+        snprintf(buf, sizeof(buf), "%sGET /after HTTP/1.1\r\nHost: a\r\n\r\n", rejected[i].req);
+        fake_client_sends(fc, buf);
+        const char *resp = fake_client_out(fc);
+        cr_expect(strncmp(resp, "HTTP/1.1 400 ", 13) == 0, "%s: %s", rejected[i].what, resp);
+        cr_expect(has(resp, "\"error\":\"bad_request\""), "%s: %s", rejected[i].what, resp);
+        cr_expect_eq(count(resp, "\r\n\r\n"), 1, "%s: one answer only: %s", rejected[i].what,
+                     resp);
+        cr_expect(fc->c.closing || fc->c.close_after_write, "%s: connection kept open",
+                  rejected[i].what);
+        cr_expect_eq(fake_upstream_count(), before, "%s: a pod connection was opened",
+                     rejected[i].what);
+    }
+}
+
+/* The same heads made valid reach the pod: the table above does not refuse everything. */
+Test(exchange, spec_3_5_controls_are_forwarded)
+{
+    static const char *const ok[] = {
+        "GET /x?roomId=r1 HTTP/1.1\r\nHost: a\r\nX-A: 1 b\r\n\r\n",
+        "GET /x?roomId=r1 HTTP/1.0\r\n\r\n",
+        "POST /x?roomId=r1 HTTP/1.1\r\nHost: a\r\nConnection: keep-alive\r\n"
+        "Content-Length: 2\r\n\r\nab",
+        "POST /x?roomId=r1 HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    };
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        struct fake_client *fc = fake_client_new();
+        size_t before = fake_upstream_count();
+        fake_client_sends(fc, ok[i]);
+        cr_expect_str_eq(fake_client_out(fc), "", "control %zu answered by the router", i);
+        cr_expect_eq(fake_upstream_count(), before + 1, "control %zu: no pod connection", i);
+    }
+}
