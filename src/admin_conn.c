@@ -47,7 +47,7 @@ static void admin_dispatch(struct pr_client *c)
             const char *prefix;
             enum pr_key_kind kind;
         } routes[] = {{"/v1/rooms/", PR_KEY_ROOM}, {"/v1/participants/", PR_KEY_PARTICIPANT}};
-        const char *url = x->head + x->url_off;
+        const char *url = x->head.p + x->url_off;
         size_t ul = x->url_len;
         for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
             size_t pl = strlen(routes[i].prefix);
@@ -74,7 +74,7 @@ static void admin_handle(struct pr_client *c)
     const char *m = llhttp_method_name((llhttp_method_t)x->req_parser.method);
     snprintf(method, sizeof(method), "%s", m);
     size_t pl = 0;
-    const char *url = x->head + x->url_off;
+    const char *url = x->head.p + x->url_off;
     while (pl < x->url_len && url[pl] != '?' && pl < sizeof(path) - 1) {
         path[pl] = url[pl];
         pl++;

@@ -16,7 +16,7 @@
 
 static void client_free(struct pr_client *c)
 {
-    free(c->in);
+    pr_buf_free(&c->in);
     free(c);
 }
 
@@ -171,15 +171,11 @@ static size_t client_feed(struct pr_client *c, const char *data, size_t len)
 
 static void in_compact(struct pr_client *c)
 {
-    if (c->in_off == c->in_len) {
-        c->in_off = c->in_len = 0;
-        if (c->in_cap > 16384) { /* buffers only while data flows */
-            free(c->in);
-            c->in = NULL;
-            c->in_cap = 0;
-        }
+    if (c->in_off == c->in.len) {
+        c->in_off = c->in.len = 0;
+        pr_buf_trim(&c->in, 16384); /* buffers only while data flows */
     }
-    bool full = c->in_len - c->in_off >= PR_CLIENT_IN_MAX;
+    bool full = c->in.len - c->in_off >= PR_CLIENT_IN_MAX;
     if (full && !c->in_full) {
         pr__client_stop_read(c);
         c->in_full = true;
@@ -192,9 +188,9 @@ static void in_compact(struct pr_client *c)
 /* Process what waits in c->in (after a request finished or a pod connection came up). */
 void pr__client_drive(struct pr_client *c)
 {
-    if (c->feeding || c->closing || c->in_off == c->in_len)
+    if (c->feeding || c->closing || c->in_off == c->in.len)
         return;
-    size_t n = client_feed(c, c->in + c->in_off, c->in_len - c->in_off);
+    size_t n = client_feed(c, c->in.p + c->in_off, c->in.len - c->in_off);
     if (c->closing)
         return;
     c->in_off += (uint32_t)n;
@@ -203,32 +199,28 @@ void pr__client_drive(struct pr_client *c)
 
 static void client_input(struct pr_client *c, const char *data, size_t len)
 {
-    if (c->in_off < c->in_len) {
+    if (c->in_off < c->in.len) {
         /* Older bytes wait: keep the order, append and process from the buffer. */
-        if (c->in_off > 0 && c->in_off >= c->in_len / 2) {
-            memmove(c->in, c->in + c->in_off, c->in_len - c->in_off);
-            c->in_len -= c->in_off;
+        if (c->in_off > 0 && c->in_off >= c->in.len / 2) {
+            memmove(c->in.p, c->in.p + c->in_off, c->in.len - c->in_off);
+            c->in.len -= c->in_off;
             c->in_off = 0;
         }
-        if (pr_grow(&c->in, &c->in_cap, (size_t)c->in_len + len)) {
+        if (pr_buf_append(&c->in, data, len)) {
             pr__client_close(c);
             return;
         }
-        memcpy(c->in + c->in_len, data, len);
-        c->in_len += (uint32_t)len;
         pr__client_drive(c);
         return;
     }
     size_t n = client_feed(c, data, len);
     if (c->closing || n == len)
         return;
-    c->in_off = c->in_len = 0;
-    if (pr_grow(&c->in, &c->in_cap, len - n)) {
+    c->in_off = c->in.len = 0;
+    if (pr_buf_append(&c->in, data + n, len - n)) {
         pr__client_close(c);
         return;
     }
-    memcpy(c->in, data + n, len - n);
-    c->in_len = (uint32_t)(len - n);
     in_compact(c);
 }
 

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "podrouter/common.h"
 #include "podrouter/config.h"
 #include "tq.h"
 
@@ -49,8 +50,8 @@ struct pr_client {
     struct pr_client *prev, *next; /* worker->clients */
     struct pr_exchange *x;
     struct pr_upstream *up; /* request in flight / tunnel peer */
-    char *in;               /* bytes read but not consumed yet (pipelining, early body) */
-    uint32_t in_off, in_len, in_cap;
+    struct pr_buf in;       /* bytes read but not consumed yet (pipelining, early body) */
+    uint32_t in_off;        /* consumed up to here */
     uint8_t state;
     bool admin, closing, reading, writing, close_after_write, peer_loopback;
     bool feeding, in_full;  /* feeding: inside the input loop; in_full: reading paused */

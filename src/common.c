@@ -52,21 +52,45 @@ uint64_t pr_mono_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-int pr_grow(char **buf, uint32_t *cap, size_t need)
+int pr_buf_reserve(struct pr_buf *b, size_t need)
 {
-    if (need <= *cap)
+    if (need <= b->cap)
         return 0;
     if (need > UINT32_MAX / 2)
         return -ENOMEM;
-    size_t n = *cap ? *cap : 4096;
+    size_t n = b->cap ? b->cap : 4096;
     while (n < need)
         n *= 2;
-    char *p = realloc(*buf, n);
+    char *p = realloc(b->p, n);
     if (!p)
         return -ENOMEM;
-    *buf = p;
-    *cap = (uint32_t)n;
+    b->p = p;
+    b->cap = (uint32_t)n;
     return 0;
+}
+
+int pr_buf_append(struct pr_buf *b, const void *s, size_t n)
+{
+    if (n == 0)
+        return 0;
+    if (pr_buf_reserve(b, (size_t)b->len + n) != 0)
+        return -ENOMEM;
+    memcpy(b->p + b->len, s, n);
+    b->len += (uint32_t)n;
+    return 0;
+}
+
+void pr_buf_trim(struct pr_buf *b, uint32_t keep)
+{
+    if (b->cap > keep)
+        pr_buf_free(b);
+}
+
+void pr_buf_free(struct pr_buf *b)
+{
+    free(b->p);
+    b->p = NULL;
+    b->len = b->cap = 0;
 }
 
 int pr_read_token_file(const char *path, char *buf, size_t cap)

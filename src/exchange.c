@@ -168,10 +168,10 @@ static const char *check_request(struct pr_exchange *x)
         return "unsupported HTTP version (HTTP/1.0 and HTTP/1.1 only)";
     if (p->method == HTTP_CONNECT)
         return "CONNECT is not supported";
-    const char *lines = pr_head_lines_check(x->head, x->head_end);
+    const char *lines = pr_head_lines_check(x->head.p, x->head_end);
     if (lines)
         return lines;
-    const char *url = x->head + x->url_off;
+    const char *url = x->head.p + x->url_off;
     if (x->url_len == 0)
         return "empty request target";
     for (uint32_t k = 0; k < x->url_len; k++)
@@ -225,11 +225,11 @@ static void head_complete(struct pr_client *c)
     struct pr_exchange *x = c->x;
     struct pr_worker *w = c->w;
     pr__client_queue(c, NULL);
-    pr__hdr_export(&x->req_hdrs, x->head, x->headers);
+    pr__hdr_export(&x->req_hdrs, x->head.p, x->headers);
     const char *method = llhttp_method_name((llhttp_method_t)x->req_parser.method);
     x->rh.method = method;
     x->rh.method_len = strlen(method);
-    x->rh.url = x->head + x->url_off;
+    x->rh.url = x->head.p + x->url_off;
     x->rh.url_len = x->url_len;
     x->rh.headers = x->headers;
     x->rh.nheaders = x->req_hdrs.n;
@@ -315,7 +315,7 @@ static int request_line_check(const char *buf, size_t len)
     return 1;
 }
 
-/* Parse request-head bytes in place; only what the parser consumed is copied into x->head,
+/* Parse request-head bytes in place; only what the parser consumed is copied into x->head.p,
  * so a long pipeline costs one pass over its bytes. Returns bytes consumed. */
 static size_t consume_head(struct pr_client *c, const char *data, size_t len)
 {
@@ -323,23 +323,23 @@ static size_t consume_head(struct pr_client *c, const char *data, size_t len)
     uint32_t max = c->w->srv->cfg.max_header_bytes;
     /* Never look further than the limit allows: a head that is not complete by then is
      * refused, whatever follows. */
-    size_t room = x->head_len < max + 1u ? (size_t)(max + 1u - x->head_len) : 0;
+    size_t room = x->head.len < max + 1u ? (size_t)(max + 1u - x->head.len) : 0;
     size_t n = len < room ? len : room;
     x->feed_ptr = data;
-    x->feed_off = x->head_len;
+    x->feed_off = x->head.len;
     llhttp_errno_t err = llhttp_execute(&x->req_parser, data, n);
     size_t used = n;
     if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE)
         used = (size_t)(llhttp_get_error_pos(&x->req_parser) - data);
-    if (pr_grow(&x->head, &x->head_cap, (size_t)x->head_len + used + 1)) {
+    if (pr_buf_reserve(&x->head, (size_t)x->head.len + used + 1)) {
         pr__client_close(c);
         return len;
     }
-    memcpy(x->head + x->head_len, data, used);
-    x->head_len += (uint32_t)used;
+    memcpy(x->head.p + x->head.len, data, used);
+    x->head.len += (uint32_t)used;
     x->feed_ptr = NULL;
     if (!x->line_checked) {
-        int lc = request_line_check(x->head, x->head_len);
+        int lc = request_line_check(x->head.p, x->head.len);
         if (lc < 0) {
             PR_CNT_INC(c->w->m->proxy_errors[PR_ERR_BAD_REQUEST]);
             pr__client_error(c, 400, "bad_request",
@@ -351,7 +351,7 @@ static size_t consume_head(struct pr_client *c, const char *data, size_t len)
         x->line_checked = lc > 0;
     }
     if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
-        x->head_end = x->head_len;
+        x->head_end = x->head.len;
         if (x->head_end > max) {
             pr__client_error(c, 431, "header_too_large", "request head too large", NULL, true);
             return len;
@@ -365,7 +365,7 @@ static size_t consume_head(struct pr_client *c, const char *data, size_t len)
         pr__exchange_parse_error(c, err);
         return len;
     }
-    if (x->head_len > max) {
+    if (x->head.len > max) {
         pr__client_error(c, 431, "header_too_large", "request head too large", NULL, true);
         return len;
     }

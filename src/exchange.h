@@ -30,8 +30,8 @@ struct pr_exchange {
     struct pr_exchange *next_free;
     llhttp_t req_parser;
     llhttp_t resp_parser;
-    char *head;       /* raw request head bytes (exactly the head: body bytes stay in c->in) */
-    uint32_t head_len, head_cap, head_end; /* head_end: offset just past the blank line */
+    struct pr_buf head; /* raw request head bytes (exactly the head: body bytes stay in c->in) */
+    uint32_t head_end;  /* offset just past the blank line */
     const char *feed_ptr; /* request bytes being parsed: slices are feed_off + (at - feed_ptr) */
     uint32_t feed_off;
     uint32_t url_off, url_len;
@@ -40,13 +40,10 @@ struct pr_exchange {
     struct pr_header headers[PR_MAX_HEADERS];
     struct pr_request_head rh;
     struct pr_affinity aff;
-    char *out;        /* rewritten request head for the pod */
-    uint32_t out_len, out_cap;
-    char *resp;       /* raw response head bytes */
-    uint32_t resp_len, resp_cap;
-    char *replay;     /* a small request body kept until the pod answers (stale retry); after
-                       * that, a handshake's response bytes held until its sid pin is stored */
-    uint32_t replay_len, replay_cap;
+    struct pr_buf out;    /* rewritten request (then response) head */
+    struct pr_buf resp;   /* raw response head bytes */
+    struct pr_buf replay; /* a small request body kept until the pod answers (stale retry); after
+                           * that, a handshake's response bytes held until its sid pin is stored */
     uint64_t req_content_length; /* from the parser at head completion */
     uint8_t interim;             /* 1xx heads seen */
     bool line_checked;           /* the request line passed request_line_check */

@@ -6,31 +6,20 @@
 #include <string.h>
 #include <strings.h>
 
-void pr_obuf_add(struct pr_obuf *o, const char *s, size_t n)
+/* Appending to out; after the first failure nothing more is added and the result is
+ * -ENOMEM. */
+struct pr_obuf {
+    struct pr_buf *b;
+    bool oom;
+};
+
+static void pr_obuf_add(struct pr_obuf *o, const char *s, size_t n)
 {
-    if (o->oom || n == 0)
-        return;
-    if ((size_t)o->len + n > *o->cap) {
-        size_t nc = *o->cap ? *o->cap : 2048;
-        while (nc < (size_t)o->len + n)
-            nc *= 2;
-        if (nc > UINT32_MAX / 2) {
-            o->oom = true;
-            return;
-        }
-        char *p = realloc(*o->buf, nc);
-        if (!p) {
-            o->oom = true;
-            return;
-        }
-        *o->buf = p;
-        *o->cap = (uint32_t)nc;
-    }
-    memcpy(*o->buf + o->len, s, n);
-    o->len += (uint32_t)n;
+    if (!o->oom && pr_buf_append(o->b, s, n) != 0)
+        o->oom = true;
 }
 
-void pr_obuf_str(struct pr_obuf *o, const char *s)
+static void pr_obuf_str(struct pr_obuf *o, const char *s)
 {
     pr_obuf_add(o, s, strlen(s));
 }
@@ -162,8 +151,8 @@ static void add_framing(struct pr_obuf *o, const struct pr_req_fwd *f)
     }
 }
 
-int pr_rewrite_request(const struct pr_request_head *rh, const struct pr_req_fwd *f,
-                       struct pr_obuf *o)
+static int request_into(const struct pr_request_head *rh, const struct pr_req_fwd *f,
+                        struct pr_obuf *o)
 {
     pr_obuf_add(o, rh->method, rh->method_len);
     pr_obuf_add(o, " ", 1);
@@ -218,7 +207,7 @@ int pr_rewrite_request(const struct pr_request_head *rh, const struct pr_req_fwd
     return o->oom ? -ENOMEM : 0;
 }
 
-int pr_rewrite_response(const struct pr_resp_fwd *f, struct pr_obuf *o)
+static int response_into(const struct pr_resp_fwd *f, struct pr_obuf *o)
 {
     pr_obuf_add(o, f->status_line, f->status_line_len);
     const struct pr_header *upgrade = NULL;
@@ -286,4 +275,17 @@ const char *pr_head_lines_check(const char *head, size_t len)
         }
     }
     return NULL;
+}
+
+int pr_rewrite_request(const struct pr_request_head *rh, const struct pr_req_fwd *f,
+                       struct pr_buf *out)
+{
+    struct pr_obuf o = {.b = out};
+    return request_into(rh, f, &o);
+}
+
+int pr_rewrite_response(const struct pr_resp_fwd *f, struct pr_buf *out)
+{
+    struct pr_obuf o = {.b = out};
+    return response_into(f, &o);
 }

@@ -24,19 +24,19 @@
 #include "upstream.h"
 #include "worker.h"
 
-/* ---- response parser callbacks: slices are offsets into x->resp ---- */
+/* ---- response parser callbacks: slices are offsets into x->resp.p ---- */
 
-/* Response heads are parsed in place in x->resp, so `at` always points into it. */
+/* Response heads are parsed in place in x->resp.p, so `at` always points into it. */
 static int r_on_header_field(llhttp_t *p, const char *at, size_t len)
 {
     struct pr_exchange *x = ((struct pr_client *)p->data)->x;
-    return pr__hdr_on_field(&x->resp_hdrs, (uint32_t)(at - x->resp), at, len);
+    return pr__hdr_on_field(&x->resp_hdrs, (uint32_t)(at - x->resp.p), at, len);
 }
 
 static int r_on_header_value(llhttp_t *p, const char *at, size_t len)
 {
     struct pr_exchange *x = ((struct pr_client *)p->data)->x;
-    return pr__hdr_on_value(&x->resp_hdrs, (uint32_t)(at - x->resp), at, len);
+    return pr__hdr_on_value(&x->resp_hdrs, (uint32_t)(at - x->resp.p), at, len);
 }
 
 static int r_on_headers_complete(llhttp_t *p)
@@ -101,7 +101,7 @@ static void resp_settings_init(void)
     resp_settings.on_message_complete = r_on_message_complete;
 }
 
-/* Rewrite the request head for the pod into x->out (SPEC 3.3): framing from the parser. */
+/* Rewrite the request head for the pod into x->out.p (SPEC 3.3): framing from the parser. */
 static int build_request_head(struct pr_client *c, const struct pr_pod_info *pod)
 {
     struct pr_exchange *x = c->x;
@@ -117,10 +117,8 @@ static int build_request_head(struct pr_client *c, const struct pr_pod_info *pod
         .upgrade = x->req_upgrade,
         .default_host = pod->address,
     };
-    struct pr_obuf o = {.buf = &x->out, .cap = &x->out_cap};
-    int rc = pr_rewrite_request(&x->rh, &f, &o);
-    x->out_len = o.len;
-    return rc;
+    x->out.len = 0;
+    return pr_rewrite_request(&x->rh, &f, &x->out);
 }
 
 /* ---- decision (route.c) ---- */
@@ -234,7 +232,7 @@ static void resp_reset(struct pr_client *c)
     struct pr_exchange *x = c->x;
     llhttp_init(&x->resp_parser, HTTP_RESPONSE, &resp_settings);
     x->resp_parser.data = c;
-    x->resp_len = 0;
+    x->resp.len = 0;
     x->resp_hdrs.n = 0;
     x->resp_hdrs.in_value = false;
     x->resp_hdrs.done = false;
@@ -257,14 +255,14 @@ void pr__proxy_upstream_ready(struct pr_client *c, struct pr_upstream *u)
                     x->req_content_length <= PR_REPLAY_MAX && !x->retried;
     pr_metrics_pod_routed(w->m, u->pool->slot, u->pool->gen);
     pr__tq_push(&w->q_wait, &u->tq, pr__now(w));
-    int rc = pr__upstream_send(u, x->out, x->out_len);
-    if (rc >= 0 && x->retried && x->replay_len)
-        rc = pr__upstream_send(u, x->replay, x->replay_len);
+    int rc = pr__upstream_send(u, x->out.p, x->out.len);
+    if (rc >= 0 && x->retried && x->replay.len)
+        rc = pr__upstream_send(u, x->replay.p, x->replay.len);
     if (rc < 0) {
         pr__proxy_on_upstream_eof(u, rc);
         return;
     }
-    PR_CNT_ADD(w->m->bytes_to_pod, x->out_len + (x->retried ? x->replay_len : 0));
+    PR_CNT_ADD(w->m->bytes_to_pod, x->out.len + (x->retried ? x->replay.len : 0));
     llhttp_resume(&x->req_parser);
     pr__client_drive(c); /* body bytes that arrived while the pod was chosen */
     if (c->closing || c->up != u)
@@ -313,13 +311,9 @@ size_t pr__proxy_client_body(struct pr_client *c, const char *data, size_t len)
         }
     }
     if (x->replayable) {
-        if ((size_t)x->replay_len + used > PR_REPLAY_MAX ||
-            pr_grow(&x->replay, &x->replay_cap, (size_t)x->replay_len + used) != 0) {
+        if ((size_t)x->replay.len + used > PR_REPLAY_MAX ||
+            pr_buf_append(&x->replay, data, used) != 0)
             x->replayable = false;
-        } else {
-            memcpy(x->replay + x->replay_len, data, used);
-            x->replay_len += (uint32_t)used;
-        }
     }
     PR_CNT_ADD(c->w->m->bytes_to_pod, used);
     int rc = pr__upstream_send(u, data, used);
@@ -377,15 +371,10 @@ static bool hold_response(struct pr_client *c, struct pr_upstream *u, const char
     struct pr_exchange *x = c->x;
     if (!x->pin_held) {
         x->pin_held = true;
-        x->replay_len = 0;
+        x->replay.len = 0;
     }
-    if (pr_grow(&x->replay, &x->replay_cap, (size_t)x->replay_len + head_len + len) != 0)
+    if (pr_buf_append(&x->replay, head, head_len) || pr_buf_append(&x->replay, data, len))
         return false;
-    if (head_len)
-        memcpy(x->replay + x->replay_len, head, head_len);
-    if (len)
-        memcpy(x->replay + x->replay_len + head_len, data, len);
-    x->replay_len += (uint32_t)(head_len + len);
     pr__upstream_stop_read(u);
     return true;
 }
@@ -395,9 +384,9 @@ static void release_held(struct pr_client *c)
     struct pr_exchange *x = c->x;
     struct pr_upstream *u = c->up;
     x->pin_held = false;
-    PR_CNT_ADD(c->w->m->bytes_to_client, x->replay_len);
-    int rc = pr__client_send(c, x->replay, x->replay_len);
-    x->replay_len = 0;
+    PR_CNT_ADD(c->w->m->bytes_to_client, x->replay.len);
+    int rc = pr__client_send(c, x->replay.p, x->replay.len);
+    x->replay.len = 0;
     if (rc < 0 || !u) {
         pr__client_close(c);
         return;
@@ -413,11 +402,11 @@ static int build_response_head(struct pr_client *c, uint32_t head_end)
 {
     struct pr_exchange *x = c->x;
     int status = x->resp_parser.status_code;
-    const char *eol = memchr(x->resp, '\n', head_end);
+    const char *eol = memchr(x->resp.p, '\n', head_end);
     if (!eol)
         return -EINVAL;
     struct pr_header hs[PR_MAX_HEADERS];
-    pr__hdr_export(&x->resp_hdrs, x->resp, hs);
+    pr__hdr_export(&x->resp_hdrs, x->resp.p, hs);
     char cookie[256];
     const char *cookie_value = NULL;
     if (x->set_cookie && status >= 200 && status < 300 &&
@@ -430,8 +419,8 @@ static int build_response_head(struct pr_client *c, uint32_t head_end)
     if (close)
         c->close_after_write = true;
     struct pr_resp_fwd f = {
-        .status_line = x->resp,
-        .status_line_len = (size_t)(eol - x->resp + 1),
+        .status_line = x->resp.p,
+        .status_line_len = (size_t)(eol - x->resp.p + 1),
         .status = status,
         .headers = hs,
         .nheaders = x->resp_hdrs.n,
@@ -441,9 +430,9 @@ static int build_response_head(struct pr_client *c, uint32_t head_end)
         .close = close,
         .dechunk = x->dechunk,
     };
-    struct pr_obuf o = {.buf = &x->out, .cap = &x->out_cap};
-    int rc = pr_rewrite_response(&f, &o);
-    return rc < 0 ? rc : (int)o.len;
+    x->out.len = 0;
+    int rc = pr_rewrite_response(&f, &x->out);
+    return rc < 0 ? rc : (int)x->out.len;
 }
 
 static void upstream_bad(struct pr_client *c, struct pr_upstream *u, enum pr_proxy_error reason,
@@ -520,22 +509,22 @@ static void relay(struct pr_client *c, struct pr_upstream *u, const char *head, 
         finish_exchange(c, u);
 }
 
-/* Why the pod's response head in x->resp[0..head_end) is refused, or NULL. */
+/* Why the pod's response head in x->resp.p[0..head_end) is refused, or NULL. */
 static const char *response_head_bad(const struct pr_exchange *x, uint32_t head_end)
 {
     int status = x->resp_parser.status_code;
-    const char *bad = pr_head_lines_check(x->resp, head_end);
+    const char *bad = pr_head_lines_check(x->resp.p, head_end);
     if (!bad && (status < 100 || status > 599))
         bad = "the pod sent an invalid status code";
     if (!bad && !(x->resp_parser.flags & F_CHUNKED))
         for (uint32_t i = 0; i < x->resp_hdrs.n; i++)
             if (x->resp_hdrs.name_len[i] == 17 &&
-                strncasecmp(x->resp + x->resp_hdrs.name_off[i], "transfer-encoding", 17) == 0)
+                strncasecmp(x->resp.p + x->resp_hdrs.name_off[i], "transfer-encoding", 17) == 0)
                 bad = "the pod sent a Transfer-Encoding that does not end in chunked";
     return bad;
 }
 
-/* A complete response head is in x->resp[0..head_end): interim, upgrade or final. Returns
+/* A complete response head is in x->resp.p[0..head_end): interim, upgrade or final. Returns
  * true when parsing goes on in place with the bytes after an interim head. */
 static bool response_head(struct pr_client *c, struct pr_upstream *u, uint32_t head_end)
 {
@@ -555,20 +544,20 @@ static bool response_head(struct pr_client *c, struct pr_upstream *u, uint32_t h
                          "too many interim responses");
             return false;
         }
-        if (!x->http10 && pr__client_send(c, x->resp, head_end) < 0) {
+        if (!x->http10 && pr__client_send(c, x->resp.p, head_end) < 0) {
             pr__client_close(c);
             return false;
         }
-        uint32_t rest = x->resp_len - head_end;
-        memmove(x->resp, x->resp + head_end, rest);
+        uint32_t rest = x->resp.len - head_end;
+        memmove(x->resp.p, x->resp.p + head_end, rest);
         resp_reset(c);
-        x->resp_len = rest;
+        x->resp.len = rest;
         return rest > 0;
     }
     bool has_upgrade = false;
     for (uint32_t i = 0; i < x->resp_hdrs.n; i++)
         has_upgrade |= x->resp_hdrs.name_len[i] == 7 &&
-                       strncasecmp(x->resp + x->resp_hdrs.name_off[i], "upgrade", 7) == 0;
+                       strncasecmp(x->resp.p + x->resp_hdrs.name_off[i], "upgrade", 7) == 0;
     if (status == 101 && (!x->req_upgrade || !has_upgrade)) {
         upstream_bad(c, u, PR_ERR_RESET, 502, "upstream_unavailable",
                      "the pod switched protocols without an upgrade");
@@ -591,12 +580,12 @@ static bool response_head(struct pr_client *c, struct pr_upstream *u, uint32_t h
         pr__client_close(c);
         return false;
     }
-    uint32_t rest = x->resp_len - head_end;
+    uint32_t rest = x->resp.len - head_end;
     if (status == 101) {
         /* The 101 head and whatever the pod sent after it go out before the exchange (and
          * its buffers) is released. */
         PR_CNT_ADD(w->m->bytes_to_client, (uint64_t)hl + rest);
-        if (pr__client_send2(c, x->out, (size_t)hl, x->resp + head_end, rest) < 0) {
+        if (pr__client_send2(c, x->out.p, (size_t)hl, x->resp.p + head_end, rest) < 0) {
             pr__client_close(c);
             return false;
         }
@@ -605,11 +594,11 @@ static bool response_head(struct pr_client *c, struct pr_upstream *u, uint32_t h
     }
     if (x->resp_complete) {
         x->resp_garbage = rest > 0;
-        relay(c, u, x->out, (size_t)hl, NULL, 0);
+        relay(c, u, x->out.p, (size_t)hl, NULL, 0);
         return false;
     }
     llhttp_resume(&x->resp_parser);
-    relay(c, u, x->out, (size_t)hl, x->resp + head_end, rest);
+    relay(c, u, x->out.p, (size_t)hl, x->resp.p + head_end, rest);
     return false;
 }
 
@@ -626,18 +615,16 @@ void pr__proxy_on_upstream_data(struct pr_upstream *u, const char *data, size_t 
     if (x->replayable) { /* the pod answered: no retry from here on */
         x->replayable = false;
     }
-    if (pr_grow(&x->resp, &x->resp_cap, (size_t)x->resp_len + len) != 0) {
+    uint32_t start = x->resp.len;
+    if (pr_buf_append(&x->resp, data, len) != 0) {
         pr__client_close(c);
         return;
     }
-    memcpy(x->resp + x->resp_len, data, len);
-    uint32_t start = x->resp_len;
-    x->resp_len += (uint32_t)len;
     for (;;) {
         llhttp_errno_t err =
-            llhttp_execute(&x->resp_parser, x->resp + start, x->resp_len - start);
+            llhttp_execute(&x->resp_parser, x->resp.p + start, x->resp.len - start);
         if (err == HPE_OK) {
-            if (x->resp_len > PR_RESP_HEAD_MAX)
+            if (x->resp.len > PR_RESP_HEAD_MAX)
                 upstream_bad(c, u, PR_ERR_RESET, 502, "upstream_unavailable",
                              "pod response head too large");
             return;
@@ -647,7 +634,7 @@ void pr__proxy_on_upstream_data(struct pr_upstream *u, const char *data, size_t 
                          "pod sent a malformed response");
             return;
         }
-        uint32_t head_end = (uint32_t)(llhttp_get_error_pos(&x->resp_parser) - x->resp);
+        uint32_t head_end = (uint32_t)(llhttp_get_error_pos(&x->resp_parser) - x->resp.p);
         if (!response_head(c, u, head_end))
             return;
         start = 0; /* re-parse what followed the interim head, in place */
@@ -681,7 +668,7 @@ void pr__proxy_on_upstream_eof(struct pr_upstream *u, int err)
     /* No response yet. A reused keep-alive connection the pod closed just as we sent:
      * retry once on a fresh connection with the whole request, body included. */
     bool whole = x && (!x->req_has_body ||
-                       (x->replayable && x->replay_len == x->req_content_length));
+                       (x->replayable && x->replay.len == x->req_content_length));
     if (u->reused && !u->got_bytes && x && !x->retried && x->req_complete && whole) {
         x->retried = true;
         struct pr_pool *p = u->pool;

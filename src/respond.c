@@ -129,7 +129,7 @@ void pr__access_log(struct pr_client *c)
     double ms = (double)(uv_hrtime() - x->start_ns) / 1e6;
     snprintf(dur, sizeof(dur), "%.3f", ms);
     size_t ul = x->url_len < sizeof(url) - 1 ? x->url_len : sizeof(url) - 1;
-    memcpy(url, x->head + x->url_off, ul);
+    memcpy(url, x->head.p + x->url_off, ul);
     url[ul] = 0;
     const char *method = llhttp_method_name((llhttp_method_t)x->req_parser.method);
     pr_info("request", "request_id", x->request_id[0] ? x->request_id : NULL, "method", method,
@@ -154,32 +154,28 @@ struct pr_exchange *pr__exchange_get(struct pr_worker *w)
         if (!x)
             return NULL;
     }
-    char *head = x->head, *out = x->out, *resp = x->resp, *replay = x->replay;
-    uint32_t head_cap = x->head_cap, out_cap = x->out_cap, resp_cap = x->resp_cap,
-             replay_cap = x->replay_cap;
+    /* Keep the buffers (emptied) across the reset: pooled exchanges reuse them. */
+    struct pr_buf bufs[4] = {x->head, x->out, x->resp, x->replay};
     memset(x, 0, offsetof(struct pr_exchange, req_hdrs));
     x->req_hdrs.n = 0;
     x->req_hdrs.in_value = x->req_hdrs.done = false;
     x->resp_hdrs.n = 0;
     x->resp_hdrs.in_value = x->resp_hdrs.done = false;
     memset(&x->rh, 0, sizeof(*x) - offsetof(struct pr_exchange, rh));
-    x->head = head;
-    x->head_cap = head_cap;
-    x->out = out;
-    x->out_cap = out_cap;
-    x->resp = resp;
-    x->resp_cap = resp_cap;
-    x->replay = replay;
-    x->replay_cap = replay_cap;
+    x->head = bufs[0];
+    x->out = bufs[1];
+    x->resp = bufs[2];
+    x->replay = bufs[3];
+    x->head.len = x->out.len = x->resp.len = x->replay.len = 0;
     return x;
 }
 
 void pr__exchange_free(struct pr_exchange *x)
 {
-    free(x->head);
-    free(x->out);
-    free(x->resp);
-    free(x->replay);
+    pr_buf_free(&x->head);
+    pr_buf_free(&x->out);
+    pr_buf_free(&x->resp);
+    pr_buf_free(&x->replay);
     free(x->body);
     free(x);
 }
@@ -189,21 +185,9 @@ void pr__exchange_release(struct pr_worker *w, struct pr_exchange *x)
     if (!x)
         return;
     /* Keep buffers of ordinary size; give back what a large request made us grow. */
-    if (x->head_cap > 32768) {
-        free(x->head);
-        x->head = NULL;
-        x->head_cap = 0;
-    }
-    if (x->resp_cap > 32768) {
-        free(x->resp);
-        x->resp = NULL;
-        x->resp_cap = 0;
-    }
-    if (x->replay_cap > 8192) {
-        free(x->replay);
-        x->replay = NULL;
-        x->replay_cap = 0;
-    }
+    pr_buf_trim(&x->head, 32768);
+    pr_buf_trim(&x->resp, 32768);
+    pr_buf_trim(&x->replay, 8192);
     free(x->body);
     x->body = NULL;
     if (w->nfree_exchanges >= PR_EXCHANGE_FREELIST) {

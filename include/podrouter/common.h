@@ -46,7 +46,20 @@ uint64_t pr_mono_ms(void);
 int pr_read_token_file(const char *path, char *buf, size_t cap);
 
 /* Grow a heap buffer to hold at least need bytes (doubling, 4 KiB first): 0 or -ENOMEM. */
-int pr_grow(char **buf, uint32_t *cap, size_t need);
+/* The one growable byte buffer (bytes [0, len) of p; p is NULL while cap is 0). Buffers
+ * exist only while data flows: owners give them back with pr_buf_trim/pr_buf_free. */
+struct pr_buf {
+    char *p;
+    uint32_t len, cap;
+};
+
+/* Room for need bytes in all (cap >= need; doubling from 4 KiB); 0 or -ENOMEM. */
+int pr_buf_reserve(struct pr_buf *b, size_t need);
+/* Appends n bytes; 0 or -ENOMEM (b unchanged). */
+int pr_buf_append(struct pr_buf *b, const void *s, size_t n);
+/* Frees the memory when more than keep bytes are allocated (len becomes 0). */
+void pr_buf_trim(struct pr_buf *b, uint32_t keep);
+void pr_buf_free(struct pr_buf *b);
 
 /* true when s[0..len) is a pod name, ^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$ (SPEC 4.2). */
 bool pr_pod_name_valid(const char *s, size_t len);

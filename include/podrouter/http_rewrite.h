@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "podrouter/common.h"
 #include "podrouter/http_head.h"
 
 /* tchar of RFC 9110 5.6.2 (header names, methods). */
@@ -23,17 +24,6 @@ static inline bool pr_tchar(unsigned char ch)
         return false;
     }
 }
-
-/* An output buffer that grows (caller owns *buf; it may be reallocated). */
-struct pr_obuf {
-    char **buf;
-    uint32_t *cap;
-    uint32_t len;
-    bool oom;
-};
-
-void pr_obuf_add(struct pr_obuf *o, const char *s, size_t n);
-void pr_obuf_str(struct pr_obuf *o, const char *s);
 
 /* true when the comma-separated list v[0..len) holds the token tok[0..tlen)
  * (case-insensitive, optional whitespace around elements). */
@@ -55,9 +45,10 @@ struct pr_req_fwd {
     const char *default_host; /* Host for a request without one (HTTP/1.0), or NULL */
 };
 
-/* The request head for the pod ("... HTTP/1.1\r\n ... \r\n\r\n"): 0 or -ENOMEM. */
+/* Appends the request head for the pod ("... HTTP/1.1\r\n ... \r\n\r\n") to out: 0 or
+ * -ENOMEM. */
 int pr_rewrite_request(const struct pr_request_head *rh, const struct pr_req_fwd *f,
-                       struct pr_obuf *out);
+                       struct pr_buf *out);
 
 /* What the router changes in a response it relays. */
 struct pr_resp_fwd {
@@ -73,8 +64,8 @@ struct pr_resp_fwd {
     bool dechunk;             /* drop Transfer-Encoding: the body is relayed without chunks */
 };
 
-/* The response head for the client: 0 or -ENOMEM. */
-int pr_rewrite_response(const struct pr_resp_fwd *f, struct pr_obuf *out);
+/* Appends the response head for the client to out: 0 or -ENOMEM. */
+int pr_rewrite_response(const struct pr_resp_fwd *f, struct pr_buf *out);
 
 /* Raw head bytes h[0..len) (request or status line first, ending with the blank line):
  * NULL when every line ends in CRLF with no bare CR, LF or NUL and no obs-fold, else the

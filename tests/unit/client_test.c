@@ -218,7 +218,7 @@ static size_t peer_drain(void)
 
 static uint32_t waiting(void)
 {
-    return cl->in_len - cl->in_off;
+    return cl->in.len - cl->in_off;
 }
 
 Test(client, pipelined_bytes_reach_on_data_in_order_and_the_rest_waits, .init = setup,
@@ -231,7 +231,7 @@ Test(client, pipelined_bytes_reach_on_data_in_order_and_the_rest_waits, .init = 
     cr_assert_eq(R.data_calls, 3);
     cr_assert_eq(waiting(), 0);
 
-    R.pause = true; /* e.g. a pod is being chosen: later bytes wait in c->in */
+    R.pause = true; /* e.g. a pod is being chosen: later bytes wait in c->in.p */
     peer_write("XYZ", 3);
     RUN_UNTIL(R.data_calls > 3);
     cr_assert_eq(R.got_len, 8);

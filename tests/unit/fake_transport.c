@@ -158,7 +158,7 @@ void fake_world_fini(void)
         clients = fc->next_all;
         if (!fc->c.closing)
             pr__client_close(&fc->c);
-        free(fc->c.in);
+        pr_buf_free(&fc->c.in);
         free(fc->out.data);
         free(fc);
     }
@@ -310,9 +310,9 @@ static size_t client_feed(struct pr_client *c, const char *data, size_t len)
 
 static void in_compact(struct pr_client *c)
 {
-    if (c->in_off == c->in_len)
-        c->in_off = c->in_len = 0;
-    bool full = c->in_len - c->in_off >= PR_CLIENT_IN_MAX;
+    if (c->in_off == c->in.len)
+        c->in_off = c->in.len = 0;
+    bool full = c->in.len - c->in_off >= PR_CLIENT_IN_MAX;
     if (full && !c->in_full) {
         pr__client_stop_read(c);
         c->in_full = true;
@@ -324,9 +324,9 @@ static void in_compact(struct pr_client *c)
 
 void pr__client_drive(struct pr_client *c)
 {
-    if (c->feeding || c->closing || c->in_off == c->in_len)
+    if (c->feeding || c->closing || c->in_off == c->in.len)
         return;
-    size_t n = client_feed(c, c->in + c->in_off, c->in_len - c->in_off);
+    size_t n = client_feed(c, c->in.p + c->in_off, c->in.len - c->in_off);
     if (c->closing)
         return;
     c->in_off += (uint32_t)n;
@@ -337,10 +337,10 @@ void fake_client_send(struct fake_client *fc, const char *data, size_t len)
 {
     struct pr_client *c = &fc->c;
     cr_assert(c->reading && !c->closing, "the client sends while the router does not read it");
-    if (c->in_off < c->in_len) {
-        cr_assert_eq(pr_grow(&c->in, &c->in_cap, (size_t)c->in_len + len), 0);
-        memcpy(c->in + c->in_len, data, len);
-        c->in_len += (uint32_t)len;
+    if (c->in_off < c->in.len) {
+        cr_assert_eq(pr_buf_reserve(&c->in, (size_t)c->in.len + len), 0);
+        memcpy(c->in.p + c->in.len, data, len);
+        c->in.len += (uint32_t)len;
         pr__client_drive(c);
         return;
     }
@@ -351,10 +351,10 @@ void fake_client_send(struct fake_client *fc, const char *data, size_t len)
     memset(w->readbuf, 0xAA, len); /* the next read overwrites it */
     if (c->closing || n == len)
         return;
-    c->in_off = c->in_len = 0;
-    cr_assert_eq(pr_grow(&c->in, &c->in_cap, len - n), 0);
-    memcpy(c->in, data + n, len - n);
-    c->in_len = (uint32_t)(len - n);
+    c->in_off = c->in.len = 0;
+    cr_assert_eq(pr_buf_reserve(&c->in, len - n), 0);
+    memcpy(c->in.p, data + n, len - n);
+    c->in.len = (uint32_t)(len - n);
     in_compact(c);
 }
 

@@ -33,12 +33,10 @@ static char *rewrite_req(const char *hdrs, const struct pr_req_fwd *f, const cha
     struct pr_request_head rh = {.method = method, .method_len = strlen(method), .url = url,
                                  .url_len = strlen(url), .headers = h};
     rh.nheaders = headers_of(hdrs, h, 32);
-    char *buf = NULL;
-    uint32_t cap = 0;
-    struct pr_obuf o = {.buf = &buf, .cap = &cap};
+    struct pr_buf o = {0};
     cr_assert_eq(pr_rewrite_request(&rh, f, &o), 0);
-    char *s = strndup(buf, o.len);
-    free(buf);
+    char *s = strndup(o.p, o.len);
+    pr_buf_free(&o);
     return s;
 }
 
@@ -134,11 +132,9 @@ Test(http_rewrite, response)
     const char *sl = "HTTP/1.1 200 OK\r\n";
     struct pr_resp_fwd f = {.status_line = sl, .status_line_len = strlen(sl), .status = 200,
                             .headers = h, .nheaders = n, .pod = "backend-1"};
-    char *buf = NULL;
-    uint32_t cap = 0;
-    struct pr_obuf o = {.buf = &buf, .cap = &cap};
+    struct pr_buf o = {0};
     cr_assert_eq(pr_rewrite_response(&f, &o), 0);
-    char *out = strndup(buf, o.len);
+    char *out = strndup(o.p, o.len);
     cr_expect(strncmp(out, sl, strlen(sl)) == 0);
     cr_expect(strstr(out, "Transfer-Encoding: chunked\r\n"));
     cr_expect(strstr(out, "X-Pod-Router-Pod: backend-1\r\n"));
@@ -151,7 +147,7 @@ Test(http_rewrite, response)
     f.close = true;
     o.len = 0;
     cr_assert_eq(pr_rewrite_response(&f, &o), 0);
-    out = strndup(buf, o.len);
+    out = strndup(o.p, o.len);
     cr_expect(!strstr(out, "Transfer-Encoding"));
     cr_expect(strstr(out, "Connection: close\r\n"));
     free(out);
@@ -164,11 +160,11 @@ Test(http_rewrite, response)
                             .cookie_name = "pr_affinity", .cookie_value = "p.abc"};
     o.len = 0;
     cr_assert_eq(pr_rewrite_response(&g, &o), 0);
-    out = strndup(buf, o.len);
+    out = strndup(o.p, o.len);
     cr_expect(strstr(out, "Connection: Upgrade\r\nUpgrade: websocket\r\n"), "%s", out);
     cr_expect(strstr(out, "Set-Cookie: pr_affinity=p.abc; HttpOnly; Path=/; SameSite=Lax\r\n"));
     free(out);
-    free(buf);
+    pr_buf_free(&o);
 }
 
 Test(http_rewrite, head_lines)
