@@ -156,16 +156,14 @@ int pr__client_send(struct pr_client *c, const char *data, size_t len)
 static size_t client_feed(struct pr_client *c, const char *data, size_t len)
 {
     size_t off = 0;
-    bool outer = !c->feeding;
-    c->feeding = true;
+    c->feeding = true; /* callers never nest: pr__client_drive checks it, libuv reads do not */
     while (off < len && !c->closing) {
         size_t n = c->h->on_data(c, data + off, len - off);
         if (n == 0)
             break;
         off += n;
     }
-    if (outer)
-        c->feeding = false;
+    c->feeding = false;
     return off;
 }
 
