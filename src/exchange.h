@@ -55,6 +55,7 @@ struct pr_exchange {
     bool resp_garbage; /* the pod sent bytes after its response: never reuse the connection */
     bool pin_wait;     /* the sid pin was sent to the store, no answer yet */
     bool pin_held;     /* response bytes wait in replay until the pin is stored */
+    bool head_unsent;  /* the rewritten head waits to leave with the first body bytes */
     uint8_t key_kind, outcome;
     char pod[PR_POD_NAME_MAX + 1];
     struct pr_route_req route; /* routing state (route.c) */

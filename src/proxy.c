@@ -239,6 +239,18 @@ static void resp_reset(struct pr_client *c)
     x->resp_complete = false;
 }
 
+/* The rewritten request head to the pod, with body bytes after it in the same write;
+ * <0 when the pod connection failed (the exchange has been dealt with). */
+static int send_head(struct pr_client *c, struct pr_upstream *u, const char *body, size_t len)
+{
+    struct pr_exchange *x = c->x;
+    x->head_unsent = false;
+    int rc = pr__upstream_send2(u, x->out.p, x->out.len, body, len);
+    if (rc < 0)
+        pr__proxy_on_upstream_eof(u, rc);
+    return rc;
+}
+
 void pr__proxy_upstream_ready(struct pr_client *c, struct pr_upstream *u)
 {
     struct pr_exchange *x = c->x;
@@ -255,17 +267,20 @@ void pr__proxy_upstream_ready(struct pr_client *c, struct pr_upstream *u)
                     x->req_content_length <= PR_REPLAY_MAX && !x->retried;
     pr_metrics_pod_routed(w->m, u->pool->slot, u->pool->gen);
     pr__tq_push(&w->q_wait, &u->tq, pr__now(w));
-    int rc = pr__upstream_send(u, x->out.p, x->out.len);
-    if (rc >= 0 && x->retried && x->replay.len)
-        rc = pr__upstream_send(u, x->replay.p, x->replay.len);
-    if (rc < 0) {
-        pr__proxy_on_upstream_eof(u, rc);
-        return;
-    }
     PR_CNT_ADD(w->m->bytes_to_pod, x->out.len + (x->retried ? x->replay.len : 0));
+    if (x->retried && x->replay.len) {
+        if (send_head(c, u, x->replay.p, x->replay.len) < 0)
+            return;
+    } else {
+        /* The head leaves with the body bytes that came with it (one system call for a
+         * polling POST), or alone after them when there are none. */
+        x->head_unsent = true;
+    }
     llhttp_resume(&x->req_parser);
     pr__client_drive(c); /* body bytes that arrived while the pod was chosen */
     if (c->closing || c->up != u)
+        return;
+    if (x->head_unsent && send_head(c, u, NULL, 0) < 0)
         return;
     if (!u->writing)
         pr__client_start_read(c);
@@ -316,6 +331,10 @@ size_t pr__proxy_client_body(struct pr_client *c, const char *data, size_t len)
             x->replayable = false;
     }
     PR_CNT_ADD(c->w->m->bytes_to_pod, used);
+    if (x->head_unsent) {
+        send_head(c, u, data, used);
+        return used;
+    }
     int rc = pr__upstream_send(u, data, used);
     if (rc < 0)
         pr__proxy_on_upstream_eof(u, rc);

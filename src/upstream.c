@@ -233,12 +233,18 @@ static void upstream_write_cb(uv_write_t *req, int status)
     }
 }
 
-int pr__upstream_send(struct pr_upstream *u, const char *data, size_t len)
+int pr__upstream_send2(struct pr_upstream *u, const char *a, size_t alen, const char *b,
+                       size_t blen)
 {
-    int rc = pr__stream_send((uv_stream_t *)&u->tcp, u, data, len, upstream_write_cb);
+    int rc = pr__stream_send2((uv_stream_t *)&u->tcp, u, a, alen, b, blen, upstream_write_cb);
     if (rc == 1)
         u->writing = true;
     return rc;
+}
+
+int pr__upstream_send(struct pr_upstream *u, const char *data, size_t len)
+{
+    return pr__upstream_send2(u, data, len, NULL, 0);
 }
 
 static void upstream_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)

@@ -92,6 +92,9 @@ void pr__upstream_queues_init(struct pr_worker *w, const struct pr_config *cfg);
 void pr__upstream_release(struct pr_upstream *u, bool reusable);
 void pr__upstream_close(struct pr_upstream *u);
 int pr__upstream_send(struct pr_upstream *u, const char *data, size_t len);
+/* Two pieces in one system call (a request head and the body bytes that came with it). */
+int pr__upstream_send2(struct pr_upstream *u, const char *a, size_t alen, const char *b,
+                       size_t blen);
 void pr__upstream_start_read(struct pr_upstream *u);
 void pr__upstream_stop_read(struct pr_upstream *u);
 void pr__pools_close_idle(struct pr_worker *w);

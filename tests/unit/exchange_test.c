@@ -261,8 +261,35 @@ Test(exchange, stale_pooled_connection_retried_once_with_whole_request)
     cr_assert(has(fake_pod_out(fresh), "POST /b?roomId=r1 HTTP/1.1\r\n"));
     cr_assert(has(fake_pod_out(fresh), "\r\n\r\nbody"), "the body was not replayed: %s",
               fake_pod_out(fresh));
+    cr_assert_eq(fresh->sends, 1, "the retried head and its body in %d writes", fresh->sends);
     fake_pod_sends(fresh, OK_RESPONSE);
     cr_assert_eq(at(fake_client_out(fc), "HTTP/1.1 200 OK"), 0);
+}
+
+/* A POST whose body came with its head (a polling POST) reaches the pod in one write; a
+ * body that comes later follows the head in its own. */
+Test(exchange, body_with_the_head_leaves_in_the_same_write)
+{
+    struct fake_client *fc = fake_client_new();
+    fake_client_sends(fc, "POST /socket.io/?roomId=r1 HTTP/1.1\r\nHost: h\r\n"
+                          "Content-Length: 4\r\n\r\nbody");
+    struct fake_upstream *fu = connect_pod(1);
+    cr_assert_eq(fu->sends, 1, "head and body in %d writes", fu->sends);
+    cr_assert(has(fake_pod_out(fu), "POST /socket.io/?roomId=r1 HTTP/1.1\r\n"));
+    cr_assert(has(fake_pod_out(fu), "\r\n\r\nbody"), "%s", fake_pod_out(fu));
+    fake_pod_sends(fu, OK_RESPONSE);
+    cr_assert_eq(at(fake_client_out(fc), "HTTP/1.1 200 OK"), 0);
+    /* Next request on the same connections: the head first, its body when it comes. */
+    fake_client_out_clear(fc);
+    fake_client_sends(fc, "POST /b?roomId=r1 HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\n");
+    cr_assert(fu->u.reused);
+    cr_assert_eq(fu->sends, 2);
+    cr_assert(has(fake_pod_out(fu), "POST /b?roomId=r1"), "the head waits for no body");
+    fake_client_sends(fc, "xyz");
+    cr_assert_eq(fu->sends, 3);
+    cr_assert(has(fake_pod_out(fu), "\r\n\r\nxyz"), "%s", fake_pod_out(fu));
+    fake_pod_sends(fu, OK_RESPONSE);
+    cr_assert_eq(fu->reusable_releases, 2);
 }
 
 Test(exchange, pod_closes_mid_body_client_closed)

@@ -547,15 +547,24 @@ void pr__upstream_stop_read(struct pr_upstream *u)
     u->reading = false;
 }
 
-int pr__upstream_send(struct pr_upstream *u, const char *data, size_t len)
+int pr__upstream_send2(struct pr_upstream *u, const char *a, size_t alen, const char *b,
+                       size_t blen)
 {
     struct fake_upstream *fu = fup(u);
     cr_assert(u->state == PR_U_ACTIVE, "bytes sent on a pod connection that is not active");
-    buf_add(&fu->out, data, len);
+    fu->sends++;
+    buf_add(&fu->out, a, alen);
+    if (blen)
+        buf_add(&fu->out, b, blen);
     if (!fu->full && !u->writing)
         return 0;
     u->writing = true;
     return 1;
+}
+
+int pr__upstream_send(struct pr_upstream *u, const char *data, size_t len)
+{
+    return pr__upstream_send2(u, data, len, NULL, 0);
 }
 
 void fake_upstream_connected(struct fake_upstream *fu)

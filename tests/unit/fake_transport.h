@@ -41,6 +41,7 @@ struct fake_upstream {
     struct fake_buf out; /* every byte the router sent (or queued) to the pod */
     bool full;
     int releases, reusable_releases, closes;
+    int sends; /* send calls (each would be one system call) */
     struct fake_upstream *next_all;
 };
 
