@@ -144,7 +144,7 @@ static void route_routed(void *arg, const struct pr_route_result *res)
         pr__client_close(c);
         return;
     }
-    int rc = pr__upstream_acquire(c->w, p, c);
+    int rc = pr__upstream_acquire(p, c);
     if (rc < 0)
         pr__proxy_upstream_failed(c, NULL, rc);
 }
@@ -239,8 +239,7 @@ static void resp_reset(struct pr_client *c)
     x->resp_complete = false;
 }
 
-/* The rewritten request head to the pod, with body bytes after it in the same write;
- * <0 when the pod connection failed (the exchange has been dealt with). */
+/* The request head to the pod, body bytes after it in the same write; <0: the pod failed. */
 static int send_head(struct pr_client *c, struct pr_upstream *u, const char *body, size_t len)
 {
     struct pr_exchange *x = c->x;
@@ -268,14 +267,11 @@ void pr__proxy_upstream_ready(struct pr_client *c, struct pr_upstream *u)
     pr_metrics_pod_routed(w->m, u->pool->slot, u->pool->gen);
     pr__tq_push(&w->q_wait, &u->tq, pr__now(w));
     PR_CNT_ADD(w->m->bytes_to_pod, x->out.len + (x->retried ? x->replay.len : 0));
-    if (x->retried && x->replay.len) {
-        if (send_head(c, u, x->replay.p, x->replay.len) < 0)
-            return;
-    } else {
-        /* The head leaves with the body bytes that came with it (one system call for a
-         * polling POST), or alone after them when there are none. */
-        x->head_unsent = true;
-    }
+    /* The head leaves with the body bytes that came with it (one write for a polling POST),
+     * or with the replayed body, or alone after pr__client_drive. */
+    x->head_unsent = true;
+    if (x->retried && x->replay.len && send_head(c, u, x->replay.p, x->replay.len) < 0)
+        return;
     llhttp_resume(&x->req_parser);
     pr__client_drive(c); /* body bytes that arrived while the pod was chosen */
     if (c->closing || c->up != u)
@@ -694,7 +690,7 @@ void pr__proxy_on_upstream_eof(struct pr_upstream *u, int err)
         c->up = NULL;
         u->client = NULL;
         pr__upstream_close(u);
-        int rc = pr__upstream_acquire(c->w, p, c);
+        int rc = pr__upstream_acquire(p, c);
         if (rc < 0)
             pr__proxy_upstream_failed(c, NULL, rc);
         return;
@@ -777,9 +773,8 @@ void pr__proxy_client_drained(struct pr_client *c)
 
 /* A connection of pool p for the exchange of c: ready now (reused), connecting, or waiting
  * for the pod's name to resolve (c is held until pr__proxy_pool_resolved). */
-int pr__upstream_acquire(struct pr_worker *w, struct pr_pool *p, struct pr_client *c)
+int pr__upstream_acquire(struct pr_pool *p, struct pr_client *c)
 {
-    (void)w;
     struct pr_upstream *u;
     int rc = pr__pool_acquire(p, c, &pr__proxy_upstream_handlers, &u);
     if (rc == PR_POOL_WAIT) {
@@ -799,7 +794,7 @@ void pr__proxy_pool_resolved(struct pr_client *c, struct pr_pool *p)
 {
     if (!pr__client_unhold(c) || c->state != PR_C_ROUTING || !c->x)
         return;
-    int rc = pr__upstream_acquire(c->w, p, c);
+    int rc = pr__upstream_acquire(p, c);
     if (rc < 0)
         pr__proxy_upstream_failed(c, NULL, rc);
 }

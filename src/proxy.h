@@ -21,7 +21,7 @@ void pr__proxy_client_gone(struct pr_client *c);
 void pr__proxy_upstream_drained(struct pr_upstream *u);
 void pr__proxy_client_drained(struct pr_client *c);
 
-int pr__upstream_acquire(struct pr_worker *w, struct pr_pool *p, struct pr_client *c);
+int pr__upstream_acquire(struct pr_pool *p, struct pr_client *c);
 void pr__proxy_pool_resolved(struct pr_client *c, struct pr_pool *p);
 
 #endif
