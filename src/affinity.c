@@ -14,11 +14,17 @@
 /* Longest query parameter name we ever compare against (config limits them to 63). */
 #define PARAM_NAME_MAX 63
 
-/* true for the bytes a key may hold: [A-Za-z0-9_.:-]. */
+/* Bits c & 63 of the bytes 0..63 and 64..127 a key may hold: [A-Za-z0-9_.:-]. */
+#define BITS(lo, hi) ((~0ULL >> (63 - ((hi)&63))) & (~0ULL << ((lo)&63)))
+static const uint64_t key_bits[2] = {
+    BITS('0', '9') | BITS('-', '.') | BITS(':', ':'),
+    BITS('A', 'Z') | BITS('_', '_') | BITS('a', 'z'),
+};
+#undef BITS
+
 static bool key_char(unsigned char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
-           c == '.' || c == ':' || c == '-';
+    return c < 128 && (key_bits[c >> 6] >> (c & 63)) & 1;
 }
 
 /* true when s[0..len) is 1..128 bytes of [A-Za-z0-9_.:-]. */
@@ -72,14 +78,10 @@ struct slice {
     bool present;
 };
 
-/* true when the percent-decoded name[0..len) equals want. */
+/* true when the (already decoded) name[0..len) equals want. */
 static bool name_is(const char *name, size_t len, const char *want)
 {
-    char buf[PARAM_NAME_MAX + 1];
-    if (want == NULL || want[0] == '\0')
-        return false;
-    size_t n = pct_decode(name, len, buf, sizeof(buf));
-    return n <= PARAM_NAME_MAX && strlen(want) == n && memcmp(buf, want, n) == 0;
+    return want != NULL && want[0] != '\0' && strlen(want) == len && memcmp(name, want, len) == 0;
 }
 
 /* Copies an already trimmed, unencoded key into dst; false when it is not a valid key. */
@@ -232,7 +234,12 @@ static void scan_query(const struct pr_affinity_config *cfg, const struct target
         size_t nlen = (size_t)((eq ? eq : e) - p);
         struct slice v = {eq ? eq + 1 : e, eq ? (size_t)(e - eq - 1) : 0, true};
         p = amp ? amp + 1 : qend;
-        if (nlen == 0)
+        char buf[PARAM_NAME_MAX + 1];
+        if (memchr(name, '%', nlen)) { /* decode once, compare with every name below */
+            nlen = pct_decode(name, nlen, buf, sizeof(buf));
+            name = buf;
+        }
+        if (nlen == 0 || nlen > PARAM_NAME_MAX)
             continue;
         if (!q->sid.present && name_is(name, nlen, "sid"))
             q->sid = v;

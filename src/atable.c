@@ -213,7 +213,7 @@ struct pr_atab_entry *pr__atab_insert(struct pr_atab *t, uint8_t kind, const cha
     e->kind = kind;
     e->keylen = (uint8_t)len;
     memcpy(e->key, key, len);
-    snprintf(e->pod, sizeof(e->pod), "%s", pod);
+    pr_str_copy(e->pod, sizeof(e->pod), pod);
     e->renewed = now;
     e->tentative = t->active_ms > 0;
     e->expires = entry_deadline(t, e, now);
@@ -245,7 +245,7 @@ void pr__atab_move(struct pr_atab *t, struct pr_atab_entry *e, const char *pod, 
         return;
     pr__atab_load(t, e, -1);
     if (!same) {
-        snprintf(e->pod, sizeof(e->pod), "%s", pod);
+        pr_str_copy(e->pod, sizeof(e->pod), pod);
         e->assigned_at_ms = assigned_at ? assigned_at : pr_now_ms();
         e->renewed = now;
         e->expires = entry_deadline(t, e, now);

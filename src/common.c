@@ -80,6 +80,14 @@ int pr_buf_append(struct pr_buf *b, const void *s, size_t n)
     return 0;
 }
 
+size_t pr_str_copy(char *dst, size_t cap, const char *src)
+{
+    size_t n = strnlen(src, cap - 1);
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+    return n;
+}
+
 void pr_buf_trim(struct pr_buf *b, uint32_t keep)
 {
     if (b->cap > keep)

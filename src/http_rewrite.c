@@ -250,31 +250,32 @@ static int response_into(const struct pr_resp_fwd *f, struct pr_obuf *o)
     return o->oom ? -ENOMEM : 0;
 }
 
+/* Every line ends in CRLF, no CR or LF elsewhere, no NUL, no line starts with SP/HT
+ * (obs-fold). The first fault from the left is reported. Line by line with memchr (a head
+ * is ~10 lines of ~25 bytes) instead of a branch per byte: run on every request. */
 const char *pr_head_lines_check(const char *head, size_t len)
 {
-    const unsigned char *h = (const unsigned char *)head;
+    const char *h = head;
     size_t i = 0;
     while (i + 1 < len && h[i] == '\r' && h[i + 1] == '\n')
         i += 2; /* empty lines before the request line (RFC 9112 2.2) */
-    bool line_start = false;
-    for (; i < len; i++) {
-        unsigned char ch = h[i];
-        /* A line starting with SP/HT is obs-fold, except the blank line's own CRLF. */
-        if (line_start && (ch == ' ' || ch == '\t'))
+    const char *nul = memchr(h + i, 0, len - i);
+    size_t stop = nul ? (size_t)(nul - h) : len; /* a fault before the NUL comes first */
+    while (i < stop) {
+        const char *lf = memchr(h + i, '\n', stop - i);
+        size_t end = lf ? (size_t)(lf - h) : stop; /* this line: [i, end) */
+        const char *cr = memchr(h + i, '\r', end - i);
+        if (cr && (!lf || cr != lf - 1))
+            return "bare CR in the head"; /* a CR not right before this line's LF */
+        if (!lf)
+            break;
+        if (end == 0 || h[end - 1] != '\r')
+            return "bare LF in the head";
+        i = end + 1;
+        if (i < stop && (h[i] == ' ' || h[i] == '\t'))
             return "obsolete line folding";
-        line_start = false;
-        if (ch == '\n') {
-            if (i == 0 || h[i - 1] != '\r')
-                return "bare LF in the head";
-            line_start = true;
-        } else if (ch == '\r') {
-            if (i + 1 >= len || h[i + 1] != '\n')
-                return "bare CR in the head";
-        } else if (ch == 0) {
-            return "NUL in the head";
-        }
     }
-    return NULL;
+    return nul ? "NUL in the head" : NULL;
 }
 
 int pr_rewrite_request(const struct pr_request_head *rh, const struct pr_req_fwd *f,

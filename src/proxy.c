@@ -138,7 +138,7 @@ static void route_routed(void *arg, const struct pr_route_result *res)
     x->key_kind = (uint8_t)res->kind;
     x->outcome = (uint8_t)res->outcome;
     x->set_cookie = res->set_cookie;
-    snprintf(x->pod, sizeof(x->pod), "%s", res->pod->name);
+    pr_str_copy(x->pod, sizeof(x->pod), res->pod->name);
     struct pr_pool *p = NULL;
     if (build_request_head(c, res->pod) != 0 || !(p = pr__pool_get(c->w, res->pod))) {
         pr__client_close(c);
@@ -155,7 +155,7 @@ static void route_respond(void *arg, const struct pr_route_response *resp)
     struct pr_exchange *x = c->x;
     x->key_kind = (uint8_t)resp->kind;
     x->outcome = x->route.outcome;
-    snprintf(x->pod, sizeof(x->pod), "%s", x->route.pod);
+    pr_str_copy(x->pod, sizeof(x->pod), x->route.pod);
     bool close = resp->close_if_incomplete && !x->req_complete;
     if (resp->body)
         pr__client_respond(c, resp->status, "application/json", resp->extra_headers,

@@ -152,7 +152,7 @@ static void deliver(const struct pr_route_ctx *ctx, struct pr_route_req *r,
 {
     const struct pr_affinity *a = r->aff;
     r->step = PR_ROUTE_STEP_NONE;
-    snprintf(r->pod, sizeof(r->pod), "%s", pod->name);
+    pr_str_copy(r->pod, sizeof(r->pod), pod->name);
     if (a->room_len && !(r->kind == PR_KEY_ROOM && (r->outcome == PR_OUTCOME_CREATED ||
                                                      r->outcome == PR_OUTCOME_DEGRADED)))
         ctx->store->ops->touch(ctx->store, PR_KEY_ROOM, a->room, a->room_len);
@@ -333,13 +333,13 @@ static void key_looked_up(const struct pr_route_ctx *ctx, struct pr_route_req *r
         fail_no_pod(ctx, r);
         return;
     }
-    snprintf(r->pod, sizeof(r->pod), "%s", chosen.name);
+    pr_str_copy(r->pod, sizeof(r->pod), chosen.name);
     if (degraded) {
         store_assign(ctx, r, PR_OUTCOME_DEGRADED, NULL);
     } else if (status == 0) {
         /* Its pod is down or gone: move it (only if nobody moved it first). */
         char old[PR_POD_NAME_MAX + 1];
-        snprintf(old, sizeof(old), "%s", pod);
+        pr_str_copy(old, sizeof(old), pod);
         store_assign(ctx, r, PR_OUTCOME_REASSIGNED, old);
     } else {
         if (!may_create(ctx, r))
@@ -438,14 +438,14 @@ bool pr_route_movable(const struct pr_route_req *r)
 
 int pr_route_retry(const struct pr_route_ctx *ctx, struct pr_route_req *r)
 {
-    snprintf(r->exclude, sizeof(r->exclude), "%s", r->pod);
+    pr_str_copy(r->exclude, sizeof(r->exclude), r->pod);
     enum pr_key_kind kind = (enum pr_key_kind)r->kind;
     size_t kl;
     const char *key = key_of(r, kind, &kl);
     struct pr_pod_info chosen;
     if (choose(ctx, r, kind, key, kl, store_degraded(ctx), &chosen) != 0)
         return -ENOENT;
-    snprintf(r->pod, sizeof(r->pod), "%s", chosen.name);
+    pr_str_copy(r->pod, sizeof(r->pod), chosen.name);
     if (kind == PR_KEY_ROOM || kind == PR_KEY_PARTICIPANT) {
         store_assign(ctx, r, PR_OUTCOME_REASSIGNED, r->exclude);
     } else {

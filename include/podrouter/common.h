@@ -45,7 +45,6 @@ uint64_t pr_mono_ms(void);
  * 0 or a negative errno (-EFBIG too long, -ENODATA empty, -EILSEQ bad byte). */
 int pr_read_token_file(const char *path, char *buf, size_t cap);
 
-/* Grow a heap buffer to hold at least need bytes (doubling, 4 KiB first): 0 or -ENOMEM. */
 /* The one growable byte buffer (bytes [0, len) of p; p is NULL while cap is 0). Buffers
  * exist only while data flows: owners give them back with pr_buf_trim/pr_buf_free. */
 struct pr_buf {
@@ -60,6 +59,10 @@ int pr_buf_append(struct pr_buf *b, const void *s, size_t n);
 /* Frees the memory when more than keep bytes are allocated (len becomes 0). */
 void pr_buf_trim(struct pr_buf *b, uint32_t keep);
 void pr_buf_free(struct pr_buf *b);
+
+/* Copies the string src into dst[cap] (cap >= 1), cut to cap - 1 bytes and terminated, and
+ * returns the length copied: snprintf(dst, cap, "%s", src) without the formatter. */
+size_t pr_str_copy(char *dst, size_t cap, const char *src);
 
 /* true when s[0..len) is a pod name, ^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$ (SPEC 4.2). */
 bool pr_pod_name_valid(const char *s, size_t len);

@@ -512,3 +512,31 @@ Test(affinity, sid_sniffer_empty_feeds)
     cr_expect_str_eq(sid, "q");
     cr_expect_eq(pr_sid_sniffer_feed(&s, NULL, 0, NULL, NULL), 1);
 }
+
+/* Every byte against the grammar [A-Za-z0-9_.:-] (the key check is a bit table). */
+Test(affinity, key_bytes_exactly_the_grammar)
+{
+    for (int c = 0; c < 256; c++) {
+        char k[3] = {'a', (char)c, 'b'};
+        bool want = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '_' || c == '.' || c == ':' || c == '-';
+        cr_assert_eq(pr_key_valid(k, 3), want, "byte 0x%02x", c);
+    }
+}
+
+/* A parameter name is decoded once and then compared with each name; a decoded name that
+ * is too long, or an encoded one that decodes to a known name plus more, matches nothing. */
+Test(affinity, encoded_parameter_names)
+{
+    struct pr_request_head h = {0};
+    struct pr_affinity a;
+    const char *bad = NULL;
+    h.method = "GET";
+    h.method_len = 3;
+    const char *url = "/?room%49d%00=x&%72oomId=r2&sid%=s&" K64 "=y";
+    h.url = url;
+    h.url_len = strlen(url);
+    cr_assert_eq(pr_affinity_extract(&cfg, &h, &a, &bad), 0);
+    cr_assert_str_eq(a.room, "r2");
+    cr_assert_eq(a.sid_len, 0, "'sid%%' is not 'sid'");
+}

@@ -5,6 +5,7 @@
  * in the middle of a read (what the tunnel does at the 101). */
 #include <criterion/criterion.h>
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -404,4 +405,32 @@ Test(client, drain_and_close_go_through_the_table, .init = setup, .fini = teardo
     cr_assert_eq(R.gone, 1);
     pr__client_close(c); /* freed only in the close callback: a second close is a no-op */
     cr_assert_eq(R.gone, 1);
+}
+
+/* The hand-written IPv4 formatter of X-Forwarded-For agrees with inet_ntop. */
+Test(client, peer_ip_matches_inet_ntop)
+{
+    struct pr_client c;
+    memset(&c, 0, sizeof(c));
+    char got[64], want[64];
+    uint32_t x = 0x9e3779b9u;
+    for (int n = 0; n < 20000; n++) {
+        c.peer_family = AF_INET;
+        for (int i = 0; i < 4; i++) {
+            x = x * 1103515245u + 12345u;
+            /* every edge value of a byte, then random bytes */
+            c.peer_addr[i] = n < 256 ? (uint8_t)(n + i * 85) : (uint8_t)(x >> 16);
+        }
+        pr__peer_ip(&c, got, sizeof(got));
+        inet_ntop(AF_INET, c.peer_addr, want, sizeof(want));
+        cr_assert_str_eq(got, want);
+    }
+    c.peer_family = AF_INET6;
+    static const uint8_t v6[16] = {0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+    memcpy(c.peer_addr, v6, sizeof(v6));
+    pr__peer_ip(&c, got, sizeof(got));
+    cr_assert_str_eq(got, "2001:db8::1");
+    c.peer_family = 0;
+    pr__peer_ip(&c, got, sizeof(got));
+    cr_assert_str_empty(got);
 }

@@ -196,3 +196,68 @@ Test(http_rewrite, list_and_hop)
     cr_expect_not(pr_list_has("ab", 2, "a", 1));
     cr_expect_not(pr_list_has(",,", 2, "", 0));
 }
+
+/* The byte-by-byte definition of pr_head_lines_check (its first version): the memchr one
+ * must give the same verdict, the same first fault, on every input. */
+static const char *lines_check_reference(const char *head, size_t len)
+{
+    const unsigned char *h = (const unsigned char *)head;
+    size_t i = 0;
+    while (i + 1 < len && h[i] == '\r' && h[i + 1] == '\n')
+        i += 2;
+    bool line_start = false;
+    for (; i < len; i++) {
+        unsigned char ch = h[i];
+        if (line_start && (ch == ' ' || ch == '\t'))
+            return "obsolete line folding";
+        line_start = false;
+        if (ch == '\n') {
+            if (i == 0 || h[i - 1] != '\r')
+                return "bare LF in the head";
+            line_start = true;
+        } else if (ch == '\r') {
+            if (i + 1 >= len || h[i + 1] != '\n')
+                return "bare CR in the head";
+        } else if (ch == 0) {
+            return "NUL in the head";
+        }
+    }
+    return NULL;
+}
+
+static void lines_check_same(const char *b, size_t n)
+{
+    const char *want = lines_check_reference(b, n), *got = pr_head_lines_check(b, n);
+    if (want == NULL || got == NULL)
+        cr_assert(want == got, "len %zu: want %s got %s", n, want ? want : "ok", got ? got : "ok");
+    else
+        cr_assert_str_eq(got, want, "len %zu", n);
+}
+
+Test(head_lines, same_verdict_as_the_bytewise_definition)
+{
+    static const char alpha[] = {'a', ' ', '\t', '\r', '\n', '\0'};
+    char b[40];
+    /* every string of up to 7 bytes over the bytes that matter */
+    for (size_t n = 0; n <= 7; n++) {
+        size_t total = 1;
+        for (size_t k = 0; k < n; k++)
+            total *= sizeof(alpha);
+        for (size_t v = 0; v < total; v++) {
+            size_t x = v;
+            for (size_t k = 0; k < n; k++, x /= sizeof(alpha))
+                b[k] = alpha[x % sizeof(alpha)];
+            lines_check_same(b, n);
+        }
+    }
+    /* longer ones at random, mostly well-formed lines with one or two faults */
+    uint32_t r = 12345;
+    for (int t = 0; t < 200000; t++) {
+        size_t n = 8 + t % 32;
+        for (size_t k = 0; k < n; k++) {
+            r = r * 1103515245u + 12345u;
+            b[k] = (r >> 16) % 8 ? "GET /x\r\n"[k % 9] : alpha[(r >> 8) % sizeof(alpha)];
+        }
+        lines_check_same(b, n);
+    }
+}
