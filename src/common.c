@@ -69,7 +69,7 @@ int pr_buf_reserve(struct pr_buf *b, size_t need)
     return 0;
 }
 
-int pr_buf_append(struct pr_buf *b, const void *s, size_t n)
+int pr_buf_append_grow(struct pr_buf *b, const void *s, size_t n)
 {
     if (n == 0)
         return 0;
