@@ -300,18 +300,26 @@ wl_wrk() {
     [ "${QUICK:-0}" = 1 ] || timeout 30 wrk -t1 -c"$WL_CONNS" -d4s -s "$script" "$url" -- "$@" >/dev/null 2>&1 || true
     local t0 r0 a0 t1 r1 a1
     local c0 c1
-    read -r a0 c0 <<<"$(pod_conns)"
     local m0 m1
     m0="$(cpu_busy_idle)"
     t0="$(ticks_of "$mpids")"
     r0=0
     [ "$uses_redis" = 1 ] && r0="$(ticks_of "$redis_pid")"
-    timeout $((WL_DUR + 30)) wrk -t1 -c"$WL_CONNS" -d"${WL_DUR}s" --latency -s "$script" "$url" -- "$@" >"$f" 2>&1 || true
+    timeout $((WL_DUR + 30)) wrk -t1 -c"$WL_CONNS" -d"${WL_DUR}s" --latency -s "$script" "$url" -- "$@" >"$f" 2>&1 &
+    local wrk_pid=$!
+    # pod connections opened/closed in steady state: from 1 s after wrk starts to 1 s before it
+    # stops, so that neither its connection ramp nor its abort of in-flight requests at the end
+    # (every proxy then closes those pod connections) is counted
+    local steady=$((WL_DUR > 3 ? WL_DUR - 2 : 1))
+    sleep 1
+    read -r a0 c0 <<<"$(pod_conns)"
+    sleep "$steady"
+    read -r a1 c1 <<<"$(pod_conns)"
+    wait "$wrk_pid" || true
     t1="$(ticks_of "$mpids")"
     m1="$(cpu_busy_idle)"
     r1=0
     [ "$uses_redis" = 1 ] && r1="$(ticks_of "$redis_pid")"
-    read -r a1 c1 <<<"$(pod_conns)"
     local reqs rps p50 p99 non2xx sockerr
     reqs="$(awk '/requests in/ {print $1}' "$f")"
     rps="$(awk '/^Requests\/sec:/ {print $2}' "$f")"
