@@ -7,7 +7,7 @@
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const { startCluster, waitFor, sleep } = require('./lib/cluster');
+const { startCluster, waitFor, sleep, freePort } = require('./lib/cluster');
 const { startRedis, startReplicas } = require('./lib/redis');
 
 const CHECK_MS = 500;
@@ -160,4 +160,24 @@ test('Redis store, two replicas: replica A detects the dead pod, both route its 
   const roomB = await b.admin('GET', `/v1/rooms/${roomId}`);
   assert.equal(roomB.json.pod, 'backend-1');
   await waitFor(async () => (await a.podsByName()).get('backend-0').state === 'down', { timeoutMs: 2000, what: 'A: backend-0 down' });
+});
+
+test('the only pod refuses: 502 twice, then it is down and requests get 503 no_pod', { timeout: 30000 }, async (t) => {
+  const cluster = await startCluster(t, { name: 'passive-health-only', pods: 0 });
+  await cluster.fakePod('dead-0', `127.0.0.1:${await freePort()}`);
+  await cluster.waitPodsState(['dead-0'], 'ready');
+  const statuses = [];
+  for (let i = 0; i < 4; i++) statuses.push((await cluster.get(`/api/room/room_only${i}/state`)).status);
+  assert.deepEqual(statuses, [502, 502, 503, 503]);
+  const pods = await cluster.podsByName();
+  assert.equal(pods.get('dead-0').state, 'down');
+  assert.equal(pods.get('dead-0').down_reason, 'unreachable');
+  const log = require('node:fs').readFileSync(cluster.routerLog, 'utf8');
+  const lines = log.split('\n').filter((l) => l.includes('"pod marked down"'));
+  assert.equal(lines.length, 1, 'one warn line when the pod is marked down');
+  const rec = JSON.parse(lines[0]);
+  assert.equal(rec.level, 'warn');
+  assert.equal(rec.pod, 'dead-0');
+  assert.equal(rec.reason, 'unreachable');
+  assert.equal(rec.failures, 2);
 });
