@@ -699,8 +699,7 @@ void pr__proxy_upstream_timeout(struct pr_upstream *u)
 }
 
 /* Connect failed (refused, unreachable, timed out). Handshakes without a sid get one more
- * try on another pod; pinned keys never move because of one failed connect, but do once the
- * failures marked their pod down (--pod-fall), as when its heartbeat expired. */
+ * try on another pod; pinned keys only once their pod is down (e.g. --pod-fall). */
 void pr__proxy_upstream_failed(struct pr_client *c, struct pr_upstream *u, int err)
 {
     struct pr_exchange *x = c->x;
@@ -709,14 +708,12 @@ void pr__proxy_upstream_failed(struct pr_client *c, struct pr_upstream *u, int e
     pr__pod_connect_failed(c->w, x->pod, err, u != NULL);
     pr_warn("pod connect failed", "pod", x->pod, "error", uv_err_name(err), "request_id",
             x->request_id);
-    if (!x->retried) {
-        struct pr_route_ctx ctx;
-        route_ctx(c->w, &ctx);
-        if (pr_route_movable(&x->route) || pr_route_pod_lost(&ctx, &x->route)) {
-            x->retried = true;
-            if (pr_route_retry(&ctx, &x->route) == 0)
-                return;
-        }
+    struct pr_route_ctx ctx;
+    route_ctx(c->w, &ctx);
+    if (!x->retried && (pr_route_movable(&x->route) || pr_route_pod_lost(&ctx, &x->route))) {
+        x->retried = true;
+        if (pr_route_retry(&ctx, &x->route) == 0)
+            return;
     }
     pr__client_error(c, 502, "upstream_unavailable", "the pod refused or could not be reached",
                      NULL, !x->req_complete);
