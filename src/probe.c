@@ -40,7 +40,6 @@ struct pr_probe {
     uv_connect_t req;
     struct pr_prober *owner;
     uint32_t slot, gen;
-    uint64_t deadline;
     bool closing;
     char name[PR_POD_NAME_MAX + 1];
 };
@@ -48,7 +47,6 @@ struct pr_probe {
 struct pr_prober {
     uv_timer_t timer;
     struct pr_worker *w;
-    uint64_t timeout_ms;
     uint32_t nprobes;
     bool timer_closed;
     struct pr_probe *inflight[PR_MAX_PODS]; /* by registry slot */
@@ -94,7 +92,7 @@ static void probe_connected(uv_connect_t *req, int status)
 }
 
 /* Start one probe of pod (unreachable, none in flight). */
-static void probe_start(struct pr_prober *pb, const struct pr_pod_info *pod, uint64_t now)
+static void probe_start(struct pr_prober *pb, const struct pr_pod_info *pod)
 {
     struct pr_pool *pool = pr__pool_get(pb->w, pod);
     if (!pool || !pool->resolved)
@@ -108,7 +106,6 @@ static void probe_start(struct pr_prober *pb, const struct pr_pod_info *pod, uin
     p->owner = pb;
     p->slot = pod->slot;
     p->gen = pod->gen;
-    p->deadline = now + pb->timeout_ms;
     snprintf(p->name, sizeof(p->name), "%s", pod->name);
     pb->inflight[p->slot] = p;
     pb->nprobes++;
@@ -119,14 +116,15 @@ static void probe_start(struct pr_prober *pb, const struct pr_pod_info *pod, uin
     }
 }
 
+/* Every interval: abandon the probes still unanswered since the last one (a connect gets one
+ * interval), then probe each unreachable pod that has none in flight. */
 static void prober_tick(uv_timer_t *t)
 {
     struct pr_prober *pb = pr__container_of(t, struct pr_prober, timer);
     struct pr_worker *w = pb->w;
-    uint64_t now = uv_now(&w->loop);
     for (size_t i = 0; i < PR_MAX_PODS; i++) {
         struct pr_probe *p = pb->inflight[i];
-        if (p && !p->closing && now >= p->deadline) {
+        if (p && !p->closing) {
             pr_debug("pod probe failed", "pod", p->name, "error", "ETIMEDOUT");
             probe_close(p);
         }
@@ -137,7 +135,7 @@ static void prober_tick(uv_timer_t *t)
     for (size_t i = 0; i < n && i < PR_MAX_PODS; i++) {
         const struct pr_pod_info *pod = &pb->infos[i];
         if (pod->unreachable && pod->slot < PR_MAX_PODS && !pb->inflight[pod->slot])
-            probe_start(pb, pod, now);
+            probe_start(pb, pod);
     }
 }
 
@@ -151,7 +149,6 @@ int pr__probe_start(struct pr_worker *w)
         return UV_ENOMEM;
     pb->w = w;
     uint64_t interval = cfg->pod_check_interval_ms;
-    pb->timeout_ms = cfg->connect_timeout_ms < interval ? cfg->connect_timeout_ms : interval;
     int rc = uv_timer_init(&w->loop, &pb->timer);
     if (rc != 0) {
         free(pb);

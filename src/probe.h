@@ -1,6 +1,6 @@
 /* probe.c (L2): the way back for a pod that --pod-fall marked down ("unreachable"). Worker 0
  * connects to each such pod every --pod-check-interval with a plain TCP connect (one probe in
- * flight per pod, bounded by min(--connect-timeout, interval)); one that connects makes the
+ * flight per pod, abandoned after one interval); one that connects makes the
  * pod ready again (pr_registry_connect_ok). The counting side: pr__pod_connect_failed below
  * (called by proxy.c) and pr_registry_connect_ok on every fresh connect (upstream.c). */
 #ifndef PODROUTER_PROBE_H
