@@ -241,6 +241,8 @@ static cJSON *pod_json(const struct pr_pod_info *p)
     cJSON_AddStringToObject(o, "name", p->name);
     cJSON_AddStringToObject(o, "address", p->address);
     cJSON_AddStringToObject(o, "state", pr_pod_state_name(p->state));
+    if (p->state == PR_POD_DOWN) /* extension: why (heartbeat "expired", or "unreachable") */
+        cJSON_AddStringToObject(o, "down_reason", pr_down_reason_name(p->down_reason));
     cJSON *cap = cJSON_AddObjectToObject(o, "capacity");
     if (cap) {
         cJSON_AddNumberToObject(cap, "rooms", p->cap_rooms);

@@ -19,6 +19,7 @@
 #include "podrouter/registry.h"
 #include "podrouter/scaling.h"
 #include "podrouter/store.h"
+#include "probe.h"
 #include "respond.h"
 #include "tq.h"
 #include "upstream.h"
@@ -140,6 +141,8 @@ static void close_walk_cb(uv_handle_t *h, void *arg)
         return;
     if (h->type == UV_TCP && h->data == &pr__upstream_tag)
         pr__upstream_close_handle(h); /* freed in its own close callback */
+    else if (h->data == &pr__probe_tag)
+        pr__probe_close_handle(h); /* the prober frees itself */
     else
         uv_close(h, NULL);
 }
@@ -284,6 +287,11 @@ static struct pr_worker *worker_create(struct pr_server *srv, int id, char *err,
             goto fail_loop;
         }
         w->has_admin = true;
+        rc = pr__probe_start(w); /* --pod-fall: probe pods marked down */
+        if (rc) {
+            snprintf(err, errlen, "cannot start pod probes: %s", uv_strerror(rc));
+            goto fail_loop;
+        }
     }
     uv_timer_start(&w->tick, tick_cb, PR_TICK_MS, PR_TICK_MS);
     return w;

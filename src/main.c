@@ -94,6 +94,7 @@ static int serve(int argc, char **argv)
         fprintf(stderr, "pod-router: out of memory\n");
         return 1;
     }
+    pr_registry_set_fall(reg, cfg.pod_fall);
     int rc = pr_loop_run(&cfg, reg, secret, token_len ? token : NULL, token_len, err,
                          sizeof(err));
     memset(token, 0, sizeof(token));

@@ -327,6 +327,12 @@ static void render_pods(struct out *o)
            "counts the same rooms: aggregate with max, not sum).");
     outf(o, "podrouter_rooms_interrupted_total %llu\n",
          (unsigned long long)pr_scaling_rooms_interrupted());
+    header(o, "podrouter_pod_marked_down_total", "counter",
+           "Times this replica marked a pod down itself, by reason (unreachable: --pod-fall "
+           "consecutive failed connects).");
+    for (size_t i = 0; i < np; i++)
+        outf(o, "podrouter_pod_marked_down_total{pod=\"%s\",reason=\"unreachable\"} %llu\n",
+             pods[i].name, (unsigned long long)pods[i].marked_down);
     header(o, "podrouter_routed_requests_total", "counter", "Requests forwarded, by pod.");
     for (size_t i = 0; i < np; i++) {
         uint64_t v = 0;

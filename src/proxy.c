@@ -17,6 +17,7 @@
 #include "podrouter/policy.h"
 #include "podrouter/registry.h"
 #include "podrouter/store.h"
+#include "probe.h"
 #include "respond.h"
 #include "route.h"
 #include "tq.h"
@@ -695,6 +696,8 @@ void pr__proxy_on_upstream_eof(struct pr_upstream *u, int err)
             pr__proxy_upstream_failed(c, NULL, rc);
         return;
     }
+    if (x && !u->reused && !u->got_bytes && err == UV_ECONNRESET)
+        pr__pod_connect_failed(c->w, x->pod, err, true); /* reset once connected */
     upstream_bad(c, u, PR_ERR_RESET, 502, "upstream_unavailable",
                  "the pod closed the connection without a response");
 }
@@ -711,19 +714,19 @@ void pr__proxy_upstream_timeout(struct pr_upstream *u)
 }
 
 /* Connect failed (refused, unreachable, timed out). Handshakes without a sid get one more
- * try on another pod; pinned keys never move because of one failed connect. */
+ * try on another pod; pinned keys only once their pod is down (e.g. --pod-fall). */
 void pr__proxy_upstream_failed(struct pr_client *c, struct pr_upstream *u, int err)
 {
     struct pr_exchange *x = c->x;
     c->up = NULL;
     PR_CNT_INC(c->w->m->proxy_errors[err == UV_ETIMEDOUT ? PR_ERR_TIMEOUT : PR_ERR_CONNECT]);
-    pr_registry_record_failure(c->w->srv->reg, x->pod);
+    pr__pod_connect_failed(c->w, x->pod, err, u != NULL);
     pr_warn("pod connect failed", "pod", x->pod, "error", uv_err_name(err), "request_id",
             x->request_id);
-    if (!x->retried && pr_route_movable(&x->route)) {
+    struct pr_route_ctx ctx;
+    route_ctx(c->w, &ctx);
+    if (!x->retried && (pr_route_movable(&x->route) || pr_route_pod_lost(&ctx, &x->route))) {
         x->retried = true;
-        struct pr_route_ctx ctx;
-        route_ctx(c->w, &ctx);
         if (pr_route_retry(&ctx, &x->route) == 0)
             return;
     }

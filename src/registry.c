@@ -23,6 +23,9 @@ struct pod_slot {
     uint64_t last_seen_ms;   /* wall clock, for display */
     uint64_t last_seen_mono; /* monotonic, for state */
     uint64_t failed_mono;    /* 0 = never */
+    bool unreachable;        /* passively down (--pod-fall): a probe or a new address revives */
+    _Atomic uint32_t fails;  /* consecutive connect failures (written under the lock) */
+    uint64_t marked_down;    /* times marked unreachable (this generation) */
     uint32_t gen;            /* under the lock; mirrored in the high half of conn */
     /* (gen << 32) | connections: one word so a stale gen can never touch a new pod. */
     _Atomic uint64_t conn;
@@ -31,6 +34,7 @@ struct pod_slot {
 struct pr_registry {
     pthread_mutex_t mu;
     uint64_t ttl_ms;
+    uint32_t fall;               /* --pod-fall: failures that mark a pod down, 0 never */
     uint32_t n;                  /* pods in order[] */
     uint16_t order[PR_MAX_PODS]; /* slot indices sorted by name */
     struct pod_slot slots[PR_MAX_PODS];
@@ -48,6 +52,20 @@ const char *pr_pod_state_name(enum pr_pod_state s)
         return "down";
     }
     return "?";
+}
+
+/* The reason name used by the API ("expired", "unreachable"; "" when not down). */
+const char *pr_down_reason_name(enum pr_down_reason r)
+{
+    switch (r) {
+    case PR_DOWN_EXPIRED:
+        return "expired";
+    case PR_DOWN_UNREACHABLE:
+        return "unreachable";
+    case PR_DOWN_NONE:
+        break;
+    }
+    return "";
 }
 
 /* true when s[0..len) is a pod address: host:port or [v6]:port (SPEC 4.2) in the grammar of
@@ -78,8 +96,11 @@ struct pr_registry *pr_registry_create(uint64_t pod_ttl_ms)
         return NULL;
     }
     reg->ttl_ms = pod_ttl_ms;
-    for (size_t i = 0; i < PR_MAX_PODS; i++)
+    reg->fall = PR_POD_FALL_DEFAULT;
+    for (size_t i = 0; i < PR_MAX_PODS; i++) {
         atomic_init(&reg->slots[i].conn, 0);
+        atomic_init(&reg->slots[i].fails, 0);
+    }
     return reg;
 }
 
@@ -128,16 +149,29 @@ static uint64_t age(uint64_t now, uint64_t then)
 static enum pr_pod_state slot_state(const struct pr_registry *reg, const struct pod_slot *p,
                                     uint64_t now)
 {
-    if (age(now, p->last_seen_mono) >= reg->ttl_ms)
+    if (p->unreachable || age(now, p->last_seen_mono) >= reg->ttl_ms)
         return PR_POD_DOWN;
     return p->draining ? PR_POD_DRAINING : PR_POD_READY;
 }
 
-/* Start a new generation of a slot: connection count back to zero. */
+/* Start a new generation of a slot: connection count, failures and passive state cleared. */
 static void slot_bump_gen(struct pod_slot *p)
 {
     p->gen++;
     atomic_store(&p->conn, (uint64_t)p->gen << 32);
+    atomic_store(&p->fails, 0);
+    p->failed_mono = 0;
+    p->unreachable = false;
+    p->marked_down = 0;
+}
+
+/* Why a slot is down at monotonic time now (PR_DOWN_NONE when it is not). */
+static enum pr_down_reason slot_down_reason(const struct pr_registry *reg,
+                                            const struct pod_slot *p, uint64_t now)
+{
+    if (age(now, p->last_seen_mono) >= reg->ttl_ms)
+        return PR_DOWN_EXPIRED;
+    return p->unreachable ? PR_DOWN_UNREACHABLE : PR_DOWN_NONE;
 }
 
 /* Fill out from slot i at monotonic time now (lock held). */
@@ -162,6 +196,10 @@ static void slot_info(const struct pr_registry *reg, uint32_t i, uint64_t now,
     out->last_seen_ago_ms = (int64_t)ago;
     out->expires_in_ms = ago >= reg->ttl_ms ? 0 : (int64_t)(reg->ttl_ms - ago);
     out->recently_failed = p->failed_mono != 0 && age(now, p->failed_mono) < FAILURE_WINDOW_MS;
+    out->down_reason = slot_down_reason(reg, p, now);
+    out->unreachable = p->unreachable;
+    out->connect_failures = atomic_load(&p->fails);
+    out->marked_down = p->marked_down;
     out->slot = i;
     out->gen = p->gen;
 }
@@ -179,7 +217,6 @@ static struct pod_slot *slot_claim(struct pr_registry *reg, long pos, const char
     p->used = true;
     p->draining = false;
     p->load_rooms = p->load_participants = 0;
-    p->failed_mono = 0;
     memcpy(p->name, name, nlen + 1);
     memcpy(p->address, address, alen + 1);
     slot_bump_gen(p);
@@ -220,8 +257,7 @@ int pr_registry_put(struct pr_registry *reg, const char *name, const char *addre
         p = &reg->slots[reg->order[pos]];
         if (strcmp(p->address, address) != 0) {
             memcpy(p->address, address, alen + 1);
-            p->failed_mono = 0;
-            slot_bump_gen(p);
+            slot_bump_gen(p); /* a new address: the passive state is forgotten */
         }
     }
     p->cap_rooms = cap_rooms;
@@ -276,7 +312,6 @@ int pr_registry_merge(struct pr_registry *reg, const struct pr_pod_remote *r, bo
         p = &reg->slots[reg->order[pos]];
         if (strcmp(p->address, r->address) != 0) {
             memcpy(p->address, r->address, alen + 1);
-            p->failed_mono = 0;
             slot_bump_gen(p);
         }
     }
@@ -453,7 +488,7 @@ void pr_registry_add_connections(struct pr_registry *reg, uint32_t slot, uint32_
     }
 }
 
-/* Remember that a connect to the pod just failed. */
+/* Remember that a connect to the pod just failed (no effect on --pod-fall). */
 void pr_registry_record_failure(struct pr_registry *reg, const char *name)
 {
     if (!reg || !name)
@@ -464,6 +499,61 @@ void pr_registry_record_failure(struct pr_registry *reg, const char *name)
     if (p)
         p->failed_mono = now ? now : 1;
     pthread_mutex_unlock(&reg->mu);
+}
+
+/* Passive failure detection: see registry.h. */
+void pr_registry_set_fall(struct pr_registry *reg, uint32_t fall)
+{
+    pthread_mutex_lock(&reg->mu);
+    reg->fall = fall;
+    pthread_mutex_unlock(&reg->mu);
+}
+
+/* A fresh connect to the pod failed: count it; true when this failure marked it down. */
+bool pr_registry_connect_failed(struct pr_registry *reg, const char *name, uint32_t *failures)
+{
+    if (failures)
+        *failures = 0;
+    if (!reg || !name)
+        return false;
+    bool marked = false;
+    uint64_t now = pr_mono_ms();
+    pthread_mutex_lock(&reg->mu);
+    struct pod_slot *p = find_slot(reg, name);
+    if (p) {
+        p->failed_mono = now ? now : 1;
+        uint32_t n = atomic_load(&p->fails);
+        if (n < UINT32_MAX)
+            atomic_store(&p->fails, ++n);
+        if (reg->fall && n >= reg->fall && !p->unreachable) {
+            p->unreachable = true;
+            p->marked_down++;
+            marked = true;
+        }
+        if (failures)
+            *failures = n;
+    }
+    pthread_mutex_unlock(&reg->mu);
+    return marked;
+}
+
+/* A connect to slot/gen succeeded: see registry.h. Lock-free while nothing failed. */
+bool pr_registry_connect_ok(struct pr_registry *reg, uint32_t slot, uint32_t gen)
+{
+    if (!reg || slot >= PR_MAX_PODS || atomic_load(&reg->slots[slot].fails) == 0)
+        return false;
+    bool revived = false;
+    pthread_mutex_lock(&reg->mu);
+    struct pod_slot *p = &reg->slots[slot];
+    if (p->used && p->gen == gen) {
+        atomic_store(&p->fails, 0);
+        revived = p->unreachable;
+        p->unreachable = false;
+        if (revived)
+            p->failed_mono = 0;
+    }
+    pthread_mutex_unlock(&reg->mu);
+    return revived;
 }
 
 /* Forget pods not heard from for 4 x pod_ttl, reporting each to forgotten() outside the

@@ -436,6 +436,11 @@ bool pr_route_movable(const struct pr_route_req *r)
             r->outcome == PR_OUTCOME_CREATED || r->outcome == PR_OUTCOME_REASSIGNED);
 }
 
+bool pr_route_pod_lost(const struct pr_route_ctx *ctx, const struct pr_route_req *r)
+{
+    return !r->aff->sid_len && r->pod[0] && !pr_registry_is_live(ctx->reg, r->pod);
+}
+
 int pr_route_retry(const struct pr_route_ctx *ctx, struct pr_route_req *r)
 {
     pr_str_copy(r->exclude, sizeof(r->exclude), r->pod);

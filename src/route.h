@@ -111,6 +111,11 @@ void pr_route_resume(const struct pr_route_ctx *ctx, struct pr_route_req *r, int
  * a sid, and keys found in the store, never move because of one failed connect. */
 bool pr_route_movable(const struct pr_route_req *r);
 
+/* Is the pod r was routed to down now (e.g. its failed connects just marked it down,
+ * --pod-fall)? Then r may leave it like a movable request, unless r carries a sid (SPEC
+ * 3.3: the client re-handshakes). */
+bool pr_route_pod_lost(const struct pr_route_ctx *ctx, const struct pr_route_req *r);
+
 /* The pod r was routed to (r->pod) refused the connection: choose another one, moving a room
  * or participant assignment in the store. 0 when routed/respond will be called, -ENOENT
  * when no other pod can take it (then nothing is called). */

@@ -8,6 +8,7 @@
 #include "client.h"
 #include "exchange.h"
 #include "hdr.h"
+#include "probe.h"
 #include "proxy.h"
 #include "respond.h"
 #include "route.h"

@@ -291,6 +291,8 @@ static void connect_cb(uv_connect_t *req, int status)
         return;
     }
     pr_hist_observe(&w->m->connect_duration, (double)(uv_hrtime() - u->connect_start_ns) / 1e9);
+    if (pr_registry_connect_ok(w->srv->reg, u->cslot, u->cgen)) /* --pod-fall count restarts */
+        pr_warn("pod up again", "pod", u->pool->name, "by", "connect");
     u->state = PR_U_ACTIVE;
     uv_tcp_nodelay(&u->tcp, 1);
     if (!c) {

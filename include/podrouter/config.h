@@ -32,6 +32,8 @@ struct pr_config {
     char store[1024];                   /* --store memory */
     char key_prefix[128];               /* --key-prefix podrouter: */
     uint64_t pod_ttl_ms;                /* --pod-ttl 15s */
+    uint32_t pod_fall;                  /* --pod-fall 2 (0 disables passive detection) */
+    uint64_t pod_check_interval_ms;     /* --pod-check-interval 1s */
     uint64_t room_ttl_ms;               /* --room-ttl 24h */
     uint64_t participant_ttl_ms;        /* --participant-ttl 24h */
     uint64_t sid_ttl_ms;                /* --sid-ttl 2m */

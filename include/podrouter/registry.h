@@ -10,7 +10,14 @@
 
 enum pr_pod_state { PR_POD_READY = 0, PR_POD_DRAINING, PR_POD_DOWN };
 
+/* Why a pod is down: no heartbeat for --pod-ttl ("expired"), or --pod-fall consecutive
+ * connect failures on this replica ("unreachable"; the heartbeat wins when both hold). */
+enum pr_down_reason { PR_DOWN_NONE = 0, PR_DOWN_EXPIRED, PR_DOWN_UNREACHABLE };
+
+#define PR_POD_FALL_DEFAULT 2u
+
 const char *pr_pod_state_name(enum pr_pod_state s);
+const char *pr_down_reason_name(enum pr_down_reason r); /* "", "expired", "unreachable" */
 
 /* A copy of one pod's row, taken under the registry lock. */
 struct pr_pod_info {
@@ -25,6 +32,10 @@ struct pr_pod_info {
     int64_t last_seen_ago_ms;
     int64_t expires_in_ms;   /* until down (0 once down) */
     bool recently_failed;    /* a connect to it failed within the last 2 s */
+    enum pr_down_reason down_reason; /* PR_DOWN_NONE unless state is down */
+    bool unreachable;        /* passively down (also while its heartbeat expired) */
+    uint32_t connect_failures; /* consecutive failed connects */
+    uint64_t marked_down;    /* times marked unreachable since registered at this address */
     uint32_t slot;           /* stable index while the pod exists */
     uint32_t gen;            /* bumps when the slot is reused or the address changes */
 };
@@ -76,8 +87,24 @@ void pr_registry_set_load(struct pr_registry *reg, const char *pod, uint32_t roo
 /* Active proxied connections by slot/gen (lock-free). */
 void pr_registry_add_connections(struct pr_registry *reg, uint32_t slot, uint32_t gen,
                                  int delta);
-/* A connect to the pod failed: it is passed over for new keys for 2 s. */
+/* A connect to the pod failed: it is passed over for new keys for 2 s. Not counted
+ * towards --pod-fall (a failure on a reused keep-alive connection, a name not resolving). */
 void pr_registry_record_failure(struct pr_registry *reg, const char *name);
+
+/* Passive failure detection (HAProxy's observe layer4 + on-error mark-down). fall
+ * consecutive failed fresh connects (default PR_POD_FALL_DEFAULT; 0 disables) mark a pod
+ * down with reason "unreachable" on this registry: no new assignments, and its rooms and
+ * participants move on their next use as if its heartbeat had expired. */
+void pr_registry_set_fall(struct pr_registry *reg, uint32_t fall);
+/* A fresh connect to the pod failed (refused, timed out, unreachable, reset): records it
+ * like pr_registry_record_failure and counts it. Returns true when this failure marked the
+ * pod down; *failures (may be NULL) gets the consecutive count. */
+bool pr_registry_connect_failed(struct pr_registry *reg, const char *name, uint32_t *failures);
+/* A connect (a request's or a probe's) to slot/gen succeeded: the failure count restarts and
+ * an unreachable pod is up again (ready or draining if its heartbeat is fresh). Returns
+ * true when it revived the pod. A heartbeat with a new address also clears the passive
+ * state; one with the same address does not. Lock-free when nothing failed. */
+bool pr_registry_connect_ok(struct pr_registry *reg, uint32_t slot, uint32_t gen);
 
 /* Forget pods down for longer than 4 x pod_ttl; returns how many were forgotten (their
  * names are passed to forgotten(), e.g. to release their assignments). */

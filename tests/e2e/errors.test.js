@@ -161,7 +161,9 @@ describe('upstream failures', { timeout: 120000 }, () => {
   });
 
   it('pod registered where nothing listens: 502 upstream_unavailable', async (t) => {
-    const cluster = new Cluster('errors-refused', { pods: 0 });
+    // --pod-fall 0: the default (2) marks the only pod down after two refused connects, and
+    // the third request gets 503 no_pod (passive-health.test.js checks that).
+    const cluster = new Cluster('errors-refused', { pods: 0, routerArgs: ['--pod-fall', '0'] });
     t.after(() => cluster.stop());
     await cluster.start();
     const deadPort = await freePort();

@@ -104,6 +104,8 @@ Test(config, defaults_match_spec)
     cr_expect_eq(c.min_replicas, 3);
     cr_expect_eq(c.max_replicas, 12);
     cr_expect_eq(c.headroom_pods, 1);
+    cr_expect_eq(c.pod_fall, 2);
+    cr_expect_eq(c.pod_check_interval_ms, 1000);
 
     struct pr_config d;
     pr_config_defaults(&d);
@@ -135,6 +137,9 @@ static const struct flag_row serve_rows[] = {
      "redis-sentinel://s1:26379,s2:26379/mymaster", 0, 0},
     {"key-prefix", "pr:", T_STR, OFF(key_prefix), "pr:", 0, 0},
     {"pod-ttl", "250ms", T_U64, OFF(pod_ttl_ms), NULL, 250, 0},
+    {"pod-fall", "0", T_U32, OFF(pod_fall), NULL, 0, 0},
+    {"pod-fall", "5", T_U32, OFF(pod_fall), NULL, 5, 0},
+    {"pod-check-interval", "250ms", T_U64, OFF(pod_check_interval_ms), NULL, 250, 0},
     {"room-ttl", "2h", T_U64, OFF(room_ttl_ms), NULL, 7200000, 0},
     {"participant-ttl", "90m", T_U64, OFF(participant_ttl_ms), NULL, 5400000, 0},
     {"sid-ttl", "45s", T_U64, OFF(sid_ttl_ms), NULL, 45000, 0},

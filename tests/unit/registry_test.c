@@ -446,3 +446,193 @@ Test(registry, table_full)
     cr_expect_eq(pr_registry_get(reg, "pod-7", &p), -ENOENT);
     pr_registry_destroy(reg);
 }
+
+/* ---- passive failure detection (--pod-fall) ---- */
+
+static struct pr_pod_info info_of(struct pr_registry *reg, const char *name)
+{
+    struct pr_pod_info p;
+    cr_assert_eq(pr_registry_get(reg, name, &p), 0);
+    return p;
+}
+
+Test(registry, fall_marks_down_after_n_consecutive_failures)
+{
+    struct pr_registry *reg = pr_registry_create(15000);
+    pr_registry_set_fall(reg, 3);
+    cr_assert_eq(pr_registry_put(reg, "p", "10.0.0.1:3000", 20, 80, NULL, NULL), 0);
+    uint32_t n = 0;
+    cr_expect_not(pr_registry_connect_failed(reg, "p", &n));
+    cr_expect_eq(n, 1);
+    cr_expect_not(pr_registry_connect_failed(reg, "p", &n));
+    cr_expect_eq(n, 2);
+    struct pr_pod_info p = info_of(reg, "p");
+    cr_expect_eq(p.state, PR_POD_READY);
+    cr_expect_eq(p.down_reason, PR_DOWN_NONE);
+    cr_expect(pr_registry_is_live(reg, "p"));
+    cr_expect(pr_registry_connect_failed(reg, "p", &n), "the third failure marks it down");
+    cr_expect_eq(n, 3);
+    p = info_of(reg, "p");
+    cr_expect_eq(p.state, PR_POD_DOWN);
+    cr_expect_eq(p.down_reason, PR_DOWN_UNREACHABLE);
+    cr_expect_str_eq(pr_down_reason_name(p.down_reason), "unreachable");
+    cr_expect(p.unreachable);
+    cr_expect_eq(p.marked_down, 1);
+    cr_expect_not(pr_registry_is_live(reg, "p"));
+    cr_expect_not(pr_registry_connect_failed(reg, "p", &n), "marked once, not per failure");
+    cr_expect_eq(info_of(reg, "p").marked_down, 1);
+    uint32_t ready, draining, down;
+    pr_registry_counts(reg, &ready, &draining, &down);
+    cr_expect_eq(ready, 0);
+    cr_expect_eq(down, 1);
+    cr_expect_not(pr_registry_connect_failed(reg, "unknown", NULL));
+    pr_registry_destroy(reg);
+}
+
+Test(registry, fall_default_is_two_and_zero_disables)
+{
+    struct pr_registry *reg = pr_registry_create(15000);
+    cr_assert_eq(pr_registry_put(reg, "p", "10.0.0.1:3000", 20, 80, NULL, NULL), 0);
+    cr_expect_not(pr_registry_connect_failed(reg, "p", NULL));
+    cr_expect(pr_registry_connect_failed(reg, "p", NULL));
+    cr_expect_eq(info_of(reg, "p").state, PR_POD_DOWN);
+
+    pr_registry_set_fall(reg, 0);
+    cr_assert_eq(pr_registry_put(reg, "q", "10.0.0.2:3000", 20, 80, NULL, NULL), 0);
+    for (int i = 0; i < 100; i++)
+        cr_expect_not(pr_registry_connect_failed(reg, "q", NULL));
+    struct pr_pod_info q = info_of(reg, "q");
+    cr_expect_eq(q.state, PR_POD_READY);
+    cr_expect_eq(q.connect_failures, 100);
+    cr_expect(q.recently_failed, "still passed over for new keys for 2 s");
+    pr_registry_destroy(reg);
+}
+
+Test(registry, fall_count_resets_on_successful_connect)
+{
+    struct pr_registry *reg = pr_registry_create(15000);
+    pr_registry_set_fall(reg, 2);
+    cr_assert_eq(pr_registry_put(reg, "p", "10.0.0.1:3000", 20, 80, NULL, NULL), 0);
+    struct pr_pod_info p = info_of(reg, "p");
+    cr_expect_not(pr_registry_connect_ok(reg, p.slot, p.gen), "nothing to revive");
+    for (int i = 0; i < 5; i++) {
+        cr_expect_not(pr_registry_connect_failed(reg, "p", NULL));
+        cr_expect_not(pr_registry_connect_ok(reg, p.slot, p.gen), "it was not down");
+        cr_expect_eq(info_of(reg, "p").connect_failures, 0);
+    }
+    cr_expect_eq(info_of(reg, "p").state, PR_POD_READY, "failures were never consecutive");
+    pr_registry_destroy(reg);
+}
+
+Test(registry, pooled_failures_are_not_counted)
+{
+    struct pr_registry *reg = pr_registry_create(15000);
+    pr_registry_set_fall(reg, 2);
+    cr_assert_eq(pr_registry_put(reg, "p", "10.0.0.1:3000", 20, 80, NULL, NULL), 0);
+    for (int i = 0; i < 10; i++)
+        pr_registry_record_failure(reg, "p"); /* stale keep-alive connection, unresolved name */
+    struct pr_pod_info p = info_of(reg, "p");
+    cr_expect_eq(p.state, PR_POD_READY);
+    cr_expect_eq(p.connect_failures, 0);
+    cr_expect(p.recently_failed);
+    cr_expect_not(pr_registry_connect_failed(reg, "p", NULL), "one fresh failure: 1 of 2");
+    pr_registry_destroy(reg);
+}
+
+Test(registry, unreachable_pod_revived_by_probe)
+{
+    struct pr_registry *reg = pr_registry_create(15000);
+    cr_assert_eq(pr_registry_put(reg, "p", "10.0.0.1:3000", 20, 80, NULL, NULL), 0);
+    pr_registry_connect_failed(reg, "p", NULL);
+    cr_assert(pr_registry_connect_failed(reg, "p", NULL));
+    struct pr_pod_info p = info_of(reg, "p");
+    cr_expect_not(pr_registry_connect_ok(reg, p.slot, p.gen + 1), "a stale generation");
+    cr_expect_eq(info_of(reg, "p").state, PR_POD_DOWN);
+    cr_expect(pr_registry_connect_ok(reg, p.slot, p.gen));
+    p = info_of(reg, "p");
+    cr_expect_eq(p.state, PR_POD_READY);
+    cr_expect_eq(p.down_reason, PR_DOWN_NONE);
+    cr_expect_not(p.unreachable);
+    cr_expect_not(p.recently_failed);
+    cr_expect_eq(p.connect_failures, 0);
+    cr_expect_eq(p.marked_down, 1, "the counter stays");
+    cr_expect_not(pr_registry_connect_ok(reg, p.slot, p.gen), "revived once");
+    pr_registry_destroy(reg);
+}
+
+Test(registry, unreachable_draining_pod_comes_back_draining)
+{
+    struct pr_registry *reg = pr_registry_create(15000);
+    cr_assert_eq(pr_registry_put(reg, "p", "10.0.0.1:3000", 20, 80, NULL, NULL), 0);
+    cr_assert_eq(pr_registry_drain(reg, "p"), 0);
+    pr_registry_connect_failed(reg, "p", NULL);
+    cr_assert(pr_registry_connect_failed(reg, "p", NULL));
+    struct pr_pod_info p = info_of(reg, "p");
+    cr_expect_eq(p.state, PR_POD_DOWN);
+    cr_expect(pr_registry_connect_ok(reg, p.slot, p.gen));
+    cr_expect_eq(info_of(reg, "p").state, PR_POD_DRAINING);
+    pr_registry_destroy(reg);
+}
+
+Test(registry, same_address_heartbeat_keeps_unreachable_new_address_clears)
+{
+    struct pr_registry *reg = pr_registry_create(15000);
+    cr_assert_eq(pr_registry_put(reg, "p", "10.0.0.1:3000", 20, 80, NULL, NULL), 0);
+    pr_registry_connect_failed(reg, "p", NULL);
+    cr_assert(pr_registry_connect_failed(reg, "p", NULL));
+    cr_assert_eq(pr_registry_put(reg, "p", "10.0.0.1:3000", 20, 80, NULL, NULL), 0);
+    cr_expect_eq(info_of(reg, "p").state, PR_POD_DOWN, "the probe decides, not the heartbeat");
+    struct pr_pod_remote r = {.name = "p", .address = "10.0.0.1:3000", .cap_rooms = 20,
+                              .cap_participants = 80, .last_seen_ms = pr_now_ms()};
+    cr_assert_eq(pr_registry_merge(reg, &r, NULL), 0);
+    cr_expect_eq(info_of(reg, "p").state, PR_POD_DOWN, "nor another replica's row");
+
+    uint32_t old_gen = info_of(reg, "p").gen;
+    cr_assert_eq(pr_registry_put(reg, "p", "10.0.0.9:3000", 20, 80, NULL, NULL), 0);
+    struct pr_pod_info p = info_of(reg, "p");
+    cr_expect_eq(p.state, PR_POD_READY, "restarted with a new address");
+    cr_expect_neq(p.gen, old_gen);
+    cr_expect_eq(p.connect_failures, 0);
+    cr_expect_not(pr_registry_connect_failed(reg, "p", NULL), "the count restarted");
+
+    pr_registry_connect_failed(reg, "p", NULL);
+    cr_assert_eq(info_of(reg, "p").state, PR_POD_DOWN);
+    r.address = "10.0.0.10:3000";
+    cr_assert_eq(pr_registry_merge(reg, &r, NULL), 0);
+    cr_expect_eq(info_of(reg, "p").state, PR_POD_READY, "a new address from another replica");
+    pr_registry_destroy(reg);
+}
+
+Test(registry, expired_wins_over_unreachable_and_probe_does_not_revive_it)
+{
+    struct pr_registry *reg = pr_registry_create(100);
+    cr_assert_eq(pr_registry_put(reg, "p", "10.0.0.1:3000", 20, 80, NULL, NULL), 0);
+    pr_registry_connect_failed(reg, "p", NULL);
+    cr_assert(pr_registry_connect_failed(reg, "p", NULL));
+    sleep_ms(150);
+    struct pr_pod_info p = info_of(reg, "p");
+    cr_expect_eq(p.state, PR_POD_DOWN);
+    cr_expect_eq(p.down_reason, PR_DOWN_EXPIRED);
+    cr_expect_str_eq(pr_down_reason_name(p.down_reason), "expired");
+    cr_expect(pr_registry_connect_ok(reg, p.slot, p.gen));
+    cr_expect_eq(info_of(reg, "p").state, PR_POD_DOWN, "no heartbeat: still down");
+    cr_expect_eq(info_of(reg, "p").down_reason, PR_DOWN_EXPIRED);
+    cr_assert_eq(pr_registry_put(reg, "p", "10.0.0.1:3000", 20, 80, NULL, NULL), 0);
+    cr_expect_eq(info_of(reg, "p").state, PR_POD_READY);
+    pr_registry_destroy(reg);
+}
+
+Test(registry, deleted_and_reregistered_pod_starts_clean)
+{
+    struct pr_registry *reg = pr_registry_create(15000);
+    cr_assert_eq(pr_registry_put(reg, "p", "10.0.0.1:3000", 20, 80, NULL, NULL), 0);
+    pr_registry_connect_failed(reg, "p", NULL);
+    cr_assert(pr_registry_connect_failed(reg, "p", NULL));
+    cr_assert_eq(pr_registry_delete(reg, "p"), 0);
+    cr_assert_eq(pr_registry_put(reg, "p", "10.0.0.1:3000", 20, 80, NULL, NULL), 0);
+    struct pr_pod_info p = info_of(reg, "p");
+    cr_expect_eq(p.state, PR_POD_READY);
+    cr_expect_eq(p.marked_down, 0);
+    cr_expect_eq(p.connect_failures, 0);
+    pr_registry_destroy(reg);
+}

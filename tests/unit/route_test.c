@@ -831,6 +831,41 @@ Test(route, pinned_keys_do_not_move)
     leave(&b);
 }
 
+Test(route, keys_of_a_pod_marked_unreachable_move_sids_do_not)
+{
+    /* r1 hit on backend-0, which then fails --pod-fall (2) fresh connects: the room leaves
+     * it through the compare-and-set (replace), exactly as for an expired heartbeat. */
+    static const struct answer script[] = {
+        {0, "backend-0", 0}, {0, "backend-0", 0}, {0, OURS, 0}, {0, "backend-0", 0}, END};
+    fake_world("RRR", script);
+    struct caller a, b, c;
+    route(&a, POLL "&roomId=r1", NULL);
+    expect_routed(&a, "backend-0", PR_KEY_ROOM, PR_OUTCOME_HIT);
+    route(&b, POLL "&sid=s1", NULL);
+    expect_routed(&b, "backend-0", PR_KEY_SID, PR_OUTCOME_HIT);
+    cr_expect_not(pr_route_pod_lost(&ctx, &a.x->r), "one failure is not enough");
+    cr_expect_not(pr_registry_connect_failed(reg, "backend-0", NULL));
+    cr_expect_not(pr_route_pod_lost(&ctx, &a.x->r));
+    cr_assert(pr_registry_connect_failed(reg, "backend-0", NULL));
+    cr_expect(pr_route_pod_lost(&ctx, &a.x->r));
+    cr_expect_not(pr_route_pod_lost(&ctx, &b.x->r), "a sid never leaves its pod");
+    cr_assert_eq(pr_route_retry(&ctx, &a.x->r), 0);
+    cr_expect_str_neq(a.pod, "backend-0");
+    cr_expect_eq(a.res.outcome, PR_OUTCOME_REASSIGNED);
+    /* the sid's next request: Engine.IO's own answer, the client re-handshakes */
+    route(&c, POLL "&sid=s1", NULL);
+    cr_expect_eq(c.routed, 0);
+    cr_expect_eq(c.responded, 1);
+    cr_expect_eq(c.ref.why, PR_ROUTE_SESSION_UNKNOWN);
+    char want[256];
+    snprintf(want, sizeof(want), "get room r1; get sid s1; replace room r1 backend-0 %s; "
+                                 "get sid s1; ", a.pod);
+    cr_expect_str_eq(fake.calls, want);
+    leave(&a);
+    leave(&b);
+    leave(&c);
+}
+
 Test(route, retry_with_no_other_pod)
 {
     fake_world("-R-", (const struct answer[]){END});
