@@ -7,6 +7,7 @@
 
 struct pr_client;
 struct pr_pool;
+struct pr_route_ctx;
 struct pr_upstream;
 struct pr_worker;
 
@@ -21,6 +22,8 @@ void pr__proxy_client_gone(struct pr_client *c);
 void pr__proxy_upstream_drained(struct pr_upstream *u);
 void pr__proxy_client_drained(struct pr_client *c);
 
+/* proxy_route.c: what route.c needs of this worker, and a pod connection for c. */
+void pr__proxy_route_ctx(struct pr_worker *w, struct pr_route_ctx *ctx);
 int pr__upstream_acquire(struct pr_pool *p, struct pr_client *c);
 void pr__proxy_pool_resolved(struct pr_client *c, struct pr_pool *p);
 
