@@ -157,8 +157,9 @@ run_strace() {
         echo "== $col: syscalls per handshake ($n handshakes)"
         awk -v n="$n" '$1 ~ /^[0-9.]+$/ && NF >= 5 {
             calls = $4; err = (NF == 6) ? $5 : 0; name = $NF
-            if (calls / n >= 0.01) printf "  %-14s %6.2f%s\n", name, calls / n, err ? sprintf("  (%.2f failed)", err / n) : "" }
-            /total/ { printf "  %-14s %6.2f\n", "total", $3 / n }' "strace-$col.txt"
+            if (calls / n >= 0.01 || name == "total")
+                printf "  %-14s %6.2f%s\n", name, calls / n, err ? sprintf("  (%.2f failed)", err / n) : "" }' \
+            "strace-$col.txt"
         stop_router
     done
 }
