@@ -256,6 +256,23 @@ static int fit(int n, size_t cap)
     return (size_t)n < cap ? n : -ENAMETOOLONG;
 }
 
+/* out = the n parts one after another, NUL-terminated (no printf on the hot path); the length,
+ * or -ENAMETOOLONG. */
+static int cat(char *out, size_t cap, size_t n, const char *const *part, const size_t *len)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += len[i];
+    if (total >= cap)
+        return -ENAMETOOLONG;
+    for (size_t i = 0; i < n; i++) {
+        memcpy(out, part[i], len[i]);
+        out += len[i];
+    }
+    *out = '\0';
+    return (int)total;
+}
+
 /* The Redis key of kind:id (SPEC 6.1). */
 int pr_redis_assignment_key(char *out, size_t cap, const char *prefix, enum pr_key_kind kind,
                             const char *id, size_t len)
@@ -263,9 +280,15 @@ int pr_redis_assignment_key(char *out, size_t cap, const char *prefix, enum pr_k
     const char *name = pr_redis_kind_name(kind);
     if (!name || !id || !pr_key_valid(id, len))
         return -EINVAL;
-    if (kind == PR_KEY_ROOM)
-        return fit(snprintf(out, cap, "room:%.*s:pod", (int)len, id), cap);
-    return fit(snprintf(out, cap, "%s%s:%.*s", prefix ? prefix : "", name, (int)len, id), cap);
+    if (kind == PR_KEY_ROOM) {
+        const char *part[] = {"room:", id, ":pod"};
+        const size_t pl[] = {5, len, 4};
+        return cat(out, cap, 3, part, pl);
+    }
+    prefix = prefix ? prefix : "";
+    const char *part[] = {prefix, name, ":", id};
+    const size_t pl[] = {strlen(prefix), strlen(name), 1, len};
+    return cat(out, cap, 4, part, pl);
 }
 
 /* P room-members:{id}. */
@@ -273,7 +296,57 @@ int pr_redis_members_key(char *out, size_t cap, const char *prefix, const char *
 {
     if (!id || !pr_key_valid(id, len))
         return -EINVAL;
-    return fit(snprintf(out, cap, "%sroom-members:%.*s", prefix ? prefix : "", (int)len, id), cap);
+    prefix = prefix ? prefix : "";
+    const char *part[] = {prefix, "room-members:", id};
+    const size_t pl[] = {strlen(prefix), 13, len};
+    return cat(out, cap, 3, part, pl);
+}
+
+/* Decimal digits of v into out (at least 21 bytes), NUL-terminated; their count. */
+size_t pr_redis_u64(char *out, uint64_t v)
+{
+    char tmp[20];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        out[i] = tmp[n - 1 - i];
+    out[n] = '\0';
+    return n;
+}
+
+/* Bytes of the RESP array of bulk strings for argv (pr_redis_resp). */
+size_t pr_redis_resp_len(int argc, const size_t *argl)
+{
+    char d[21];
+    size_t n = 1 + pr_redis_u64(d, (uint64_t)argc) + 2;
+    for (int i = 0; i < argc; i++)
+        n += 1 + pr_redis_u64(d, argl[i]) + 2 + argl[i] + 2;
+    return n;
+}
+
+/* The command argv as RESP (what redisFormatCommandArgv makes, without its allocations)
+ * into out, which holds pr_redis_resp_len bytes; returns that length. */
+size_t pr_redis_resp(char *out, int argc, const char *const *argv, const size_t *argl)
+{
+    char *p = out;
+    *p++ = '*';
+    p += pr_redis_u64(p, (uint64_t)argc);
+    *p++ = '\r';
+    *p++ = '\n';
+    for (int i = 0; i < argc; i++) {
+        *p++ = '$';
+        p += pr_redis_u64(p, argl[i]);
+        *p++ = '\r';
+        *p++ = '\n';
+        memcpy(p, argv[i], argl[i]);
+        p += argl[i];
+        *p++ = '\r';
+        *p++ = '\n';
+    }
+    return (size_t)(p - out);
 }
 
 /* P pod:{name}. */

@@ -193,9 +193,9 @@ static struct req *send_pin(struct redis_store *rs, const char *key, size_t len,
     uint64_t t = pr__rs_g.ttl[PR_KEY_SID];
     if (pr__rs_g.active_ms > 0 && pr__rs_g.active_ms < t)
         t = pr__rs_g.active_ms; /* tentative until its second use (SPEC 3.6) */
-    snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)t);
+    size_t tl = pr_redis_u64(ttl, t);
     const char *argv[] = {"SET", k, pod, "PX", ttl, "NX"};
-    size_t argl[] = {3, strlen(k), strlen(pod), 2, strlen(ttl), 2};
+    size_t argl[] = {3, strlen(k), strlen(pod), 2, tl, 2};
     struct req *q = pr__rs_req_new(OP_PIN, 6, argv, argl);
     if (!q)
         return NULL;
@@ -388,14 +388,16 @@ static void r_room_join(struct pr_store *s, const char *room, size_t len, const 
     if (pr__rc_join(room, len, who, who_len, pod) != 1 || !is_up(rs))
         return;
     char k[PR_REDIS_KEY_MAX], m[PR_REDIS_KEY_MAX], id[PR_KEY_MAX + 1], w[PR_KEY_MAX + 1], ttl[24],
-        max[16];
+        max[24];
     if (!pr__rs_akey(k, sizeof(k), PR_KEY_ROOM, room, len) ||
         pr_redis_members_key(m, sizeof(m), pr__rs_g.prefix, room, len) <= 0 || who_len > PR_KEY_MAX)
         return;
-    snprintf(id, sizeof(id), "%.*s", (int)len, room);
-    snprintf(w, sizeof(w), "%.*s", (int)who_len, who);
-    snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)pr__rs_g.ttl[PR_KEY_ROOM]);
-    snprintf(max, sizeof(max), "%u", MEMBERS_MAX);
+    memcpy(id, room, len); /* both valid keys: len, who_len <= PR_KEY_MAX */
+    id[len] = '\0';
+    memcpy(w, who, who_len);
+    w[who_len] = '\0';
+    pr_redis_u64(ttl, pr__rs_g.ttl[PR_KEY_ROOM]);
+    pr_redis_u64(max, MEMBERS_MAX);
     const char *keys[] = {k, m};
     const char *args[] = {"join", id, w, ttl, max};
     struct req *q = pr__rs_script(rs, OP_JOIN, 2, keys, 5, args);

@@ -272,7 +272,18 @@ int pr__rs_req_send(struct conn *c, struct req *q)
     if (!c || !c->ac)
         return -ENOTCONN;
     q->conn = c;
-    if (redisAsyncCommandArgv(c->ac, reply_cb, q, q->argc, q->argv, q->argl) != REDIS_OK)
+    /* Our own RESP: hiredis's formatter (sdscatfmt per argument) cost more than the rest of
+     * a handshake's store work. */
+    char small[1024];
+    size_t n = pr_redis_resp_len(q->argc, q->argl);
+    char *cmd = n <= sizeof(small) ? small : malloc(n);
+    if (!cmd)
+        return -ENOMEM;
+    pr_redis_resp(cmd, q->argc, q->argv, q->argl);
+    int rc = redisAsyncFormattedCommand(c->ac, reply_cb, q, cmd, n);
+    if (cmd != small)
+        free(cmd);
+    if (rc != REDIS_OK)
         return -ENOTCONN;
     q->start_ns = uv_hrtime();
     q->deadline = now_ms() + CMD_TIMEOUT_MS;

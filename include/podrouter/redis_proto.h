@@ -48,6 +48,12 @@ int pr_redis_assignment_key(char *out, size_t cap, const char *prefix, enum pr_k
                             const char *id, size_t len);
 /* P room-members:{id}: the set of distinct identities counted into a room. */
 int pr_redis_members_key(char *out, size_t cap, const char *prefix, const char *id, size_t len);
+/* Decimal digits of v into out (21 bytes at least), NUL-terminated; returns their count. */
+size_t pr_redis_u64(char *out, uint64_t v);
+/* A command as RESP (an array of bulk strings, as hiredis formats it): pr_redis_resp_len bytes,
+ * written by pr_redis_resp into out (no NUL), which returns that length. */
+size_t pr_redis_resp_len(int argc, const size_t *argl);
+size_t pr_redis_resp(char *out, int argc, const char *const *argv, const size_t *argl);
 /* P pod:{name}, P pods, P events. Same return convention. */
 int pr_redis_pod_key(char *out, size_t cap, const char *prefix, const char *name);
 int pr_redis_prefixed(char *out, size_t cap, const char *prefix, const char *suffix);

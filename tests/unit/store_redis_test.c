@@ -2,6 +2,7 @@
  * room values (HyperStudy's, ours, garbage), pod rows and P events messages. The store's
  * behaviour against a real redis-server is covered by tests/e2e/redis*.test.js. */
 #include <criterion/criterion.h>
+#include <hiredis/hiredis.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -146,6 +147,35 @@ Test(redis_keys, rejects_bad_ids_kinds_and_overflow)
     cr_expect_eq(
         pr_redis_assignment_key(small, sizeof(small), "podrouter:", PR_KEY_SID, "abcdefgh", 8),
         -ENAMETOOLONG);
+}
+
+/* Our RESP formatter writes exactly what hiredis's would (the bytes Redis gets). */
+Test(redis_resp, same_bytes_as_hiredis)
+{
+    static char big[3000];
+    memset(big, 'x', sizeof(big));
+    const char *argv[] = {"EVALSHA", "0123456789abcdef0123456789abcdef01234567", "2", "", "a\r\nb",
+                          big, "12345678901234567890"};
+    size_t argl[] = {7, 40, 1, 0, 4, sizeof(big), 20};
+    for (int argc = 1; argc <= 7; argc++) {
+        char *want = NULL;
+        long long wl = redisFormatCommandArgv(&want, argc, argv, argl);
+        cr_assert_gt(wl, 0);
+        size_t n = pr_redis_resp_len(argc, argl);
+        cr_expect_eq(n, (size_t)wl, "length with %d arguments", argc);
+        char *got = malloc(n + 1);
+        cr_assert_eq(pr_redis_resp(got, argc, argv, argl), n);
+        cr_expect_eq(memcmp(got, want, n), 0, "bytes with %d arguments", argc);
+        free(got);
+        redisFreeCommand(want);
+    }
+    char d[21];
+    cr_expect_eq(pr_redis_u64(d, 0), 1);
+    cr_expect_str_eq(d, "0");
+    cr_expect_eq(pr_redis_u64(d, 18446744073709551615ull), 20);
+    cr_expect_str_eq(d, "18446744073709551615");
+    cr_expect_eq(pr_redis_u64(d, 86400000), 8);
+    cr_expect_str_eq(d, "86400000");
 }
 
 Test(redis_keys, kind_names)
@@ -557,7 +587,6 @@ Test(redis_cache, max_assignments)
 
 /* ---- the Lua script against a real redis-server ---------------------------------------- */
 
-#include <hiredis/hiredis.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
