@@ -317,36 +317,45 @@ size_t pr_redis_u64(char *out, uint64_t v)
     return n;
 }
 
-/* Bytes of the RESP array of bulk strings for argv (pr_redis_resp). */
-size_t pr_redis_resp_len(int argc, const size_t *argl)
-{
-    char d[21];
-    size_t n = 1 + pr_redis_u64(d, (uint64_t)argc) + 2;
-    for (int i = 0; i < argc; i++)
-        n += 1 + pr_redis_u64(d, argl[i]) + 2 + argl[i] + 2;
-    return n;
-}
-
-/* The command argv as RESP (what redisFormatCommandArgv makes, without its allocations)
- * into out, which holds pr_redis_resp_len bytes; returns that length. */
-size_t pr_redis_resp(char *out, int argc, const char *const *argv, const size_t *argl)
+/* One RESP bulk string ("$<n>\r\n<s>\r\n", at most n + 25 bytes) into out; its length. */
+size_t pr_redis_bulk(char *out, const char *s, size_t n)
 {
     char *p = out;
-    *p++ = '*';
-    p += pr_redis_u64(p, (uint64_t)argc);
+    *p++ = '$';
+    p += pr_redis_u64(p, n);
     *p++ = '\r';
     *p++ = '\n';
-    for (int i = 0; i < argc; i++) {
-        *p++ = '$';
-        p += pr_redis_u64(p, argl[i]);
-        *p++ = '\r';
-        *p++ = '\n';
-        memcpy(p, argv[i], argl[i]);
-        p += argl[i];
-        *p++ = '\r';
-        *p++ = '\n';
-    }
+    memcpy(p, s, n);
+    p += n;
+    *p++ = '\r';
+    *p++ = '\n';
     return (size_t)(p - out);
+}
+
+/* The command argv (then tail_argc arguments already in RESP, tail) as RESP, what
+ * redisFormatCommandArgv makes without its per-argument formatting: into small when it fits
+ * in cap bytes, else into a malloc'd buffer; *len set. NULL when out of memory. */
+char *pr_redis_command(char *small, size_t cap, int argc, const char *const *argv,
+                       const size_t *argl, const char *tail, size_t tail_len, int tail_argc,
+                       size_t *len)
+{
+    size_t need = 24 + tail_len;
+    for (int i = 0; i < argc; i++)
+        need += argl[i] + 26;
+    char *out = need <= cap ? small : malloc(need);
+    if (!out)
+        return NULL;
+    char *p = out;
+    *p++ = '*';
+    p += pr_redis_u64(p, (uint64_t)argc + (uint64_t)tail_argc);
+    *p++ = '\r';
+    *p++ = '\n';
+    for (int i = 0; i < argc; i++)
+        p += pr_redis_bulk(p, argv[i], argl[i]);
+    if (tail_len)
+        memcpy(p, tail, tail_len);
+    *len = (size_t)(p - out) + tail_len;
+    return out;
 }
 
 /* P pod:{name}. */

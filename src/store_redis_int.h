@@ -54,15 +54,15 @@ enum op {
     OP_CREATE,
     OP_REPLACE,
     OP_FIRE, /* set, del, renew, pod changes: nothing to do with the answer */
-    OP_JOIN,
     OP_RENEW,
     OP_PODS,
     OP_WRITEBACK,
     OP_ACTIVE, /* per-pod active load over all replicas */
-    OP_PIN,    /* a new sid's pin: SET NX */
+    OP_BATCH,  /* the sid pins and joins of one loop iteration: one script call */
 };
 
 struct redis_store;
+struct pr__rs_batch;
 
 /* When a pod last heartbeated through this replica's own admin API. */
 struct beat {
@@ -114,6 +114,29 @@ struct req {
     const char *argv[MAX_ARGS];
     size_t argl[MAX_ARGS];
     char *buf;
+    char *tail;       /* tail_argc more arguments after argv, already RESP (OP_BATCH) */
+    size_t tail_len;
+    int tail_argc;
+    struct pr__rs_batch *batch; /* OP_BATCH: its entries */
+};
+
+/* One sid pin or room join waiting in a batch (store_redis_batch.c). */
+struct pr__rs_bentry {
+    bool join;
+    uint8_t key_len;
+    char key[PR_KEY_MAX + 1]; /* the sid or the room */
+    char pod[PR_POD_NAME_MAX + 1];
+    pr_store_cb cb; /* pins */
+    void *arg;
+};
+
+#define BATCH_MAX 128u /* entries per script call (keeps each call short inside Redis) */
+
+struct pr__rs_batch {
+    uint32_t n, nkeys, nargs;
+    char *keys, *args; /* RESP bulk strings */
+    size_t keys_len, keys_cap, args_len, args_cap;
+    struct pr__rs_bentry e[BATCH_MAX];
 };
 
 /* Process-wide settings and the master address (guarded by pr__rs_mu). */
@@ -144,6 +167,7 @@ struct pr__rs_hooks {
     void (*event)(struct redis_store *rs, const char *msg, size_t len); /* a P events message */
     void (*cmd_ready)(struct redis_store *rs); /* the owner's command connection is ready */
     void (*timer)(struct redis_store *rs);     /* every run of the handle's timer */
+    void (*flush)(struct redis_store *rs); /* the flusher is about to write: batch what waits */
 };
 
 struct redis_store {
@@ -173,6 +197,7 @@ struct redis_store {
     size_t nbeats;
     uint64_t active_at; /* owner: monotonic ms the shared active loads were last applied */
     struct pr_touch_cache touched; /* this loop's touch throttle */
+    struct pr__rs_batch *batch;    /* sid pins and joins of this loop iteration, not sent yet */
 };
 
 /* Process-wide settings (pr__rs_g) and its lock. */
@@ -201,6 +226,7 @@ int pr__rs_req_send(struct conn *c, struct req *q);
 void pr__rs_timer_cb(uv_timer_t *t);
 void pr__rs_schedule_soon(struct redis_store *rs);
 void pr__rs_conns_close(struct redis_store *rs);
+void pr__rs_flush_soon(struct redis_store *rs);
 
 /* store_redis_cmd.c */
 struct req *pr__rs_script(struct redis_store *rs, enum op op, int nkeys, const char **keys,
@@ -215,6 +241,14 @@ int pr__rs_value_of(const struct req *q, const redisReply *v, char pod[PR_POD_NA
                     uint32_t *count, uint64_t *at);
 int pr__rs_script_value(const struct req *q, const redisReply *r, char pod[PR_POD_NAME_MAX + 1],
                         uint32_t *count, uint64_t *at, bool *written);
+
+/* store_redis_batch.c */
+int pr__rs_batch_pin(struct redis_store *rs, const char *sid, size_t len, const char *pod,
+                     pr_store_cb cb, void *arg);
+void pr__rs_batch_join(struct redis_store *rs, const char *room, size_t len, const char *who,
+                       size_t who_len, const char *pod);
+void pr__rs_batch_send(struct redis_store *rs);
+void pr__rs_batch_cancel(struct redis_store *rs, int status);
 
 /* store_redis_owner.c */
 void pr__rs_apply_event(struct redis_store *rs, const char *msg, size_t len);

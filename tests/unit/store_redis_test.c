@@ -152,21 +152,37 @@ Test(redis_keys, rejects_bad_ids_kinds_and_overflow)
 /* Our RESP formatter writes exactly what hiredis's would (the bytes Redis gets). */
 Test(redis_resp, same_bytes_as_hiredis)
 {
-    static char big[3000];
+    static char big[1500];
     memset(big, 'x', sizeof(big));
     const char *argv[] = {"EVALSHA", "0123456789abcdef0123456789abcdef01234567", "2", "", "a\r\nb",
                           big, "12345678901234567890"};
     size_t argl[] = {7, 40, 1, 0, 4, sizeof(big), 20};
+    char small[64];
     for (int argc = 1; argc <= 7; argc++) {
         char *want = NULL;
         long long wl = redisFormatCommandArgv(&want, argc, argv, argl);
         cr_assert_gt(wl, 0);
-        size_t n = pr_redis_resp_len(argc, argl);
+        size_t n = 0;
+        char *got = pr_redis_command(small, sizeof(small), argc, argv, argl, NULL, 0, 0, &n);
+        cr_assert_not_null(got);
         cr_expect_eq(n, (size_t)wl, "length with %d arguments", argc);
-        char *got = malloc(n + 1);
-        cr_assert_eq(pr_redis_resp(got, argc, argv, argl), n);
         cr_expect_eq(memcmp(got, want, n), 0, "bytes with %d arguments", argc);
-        free(got);
+        cr_expect(got != small || n <= sizeof(small), "more than the small buffer holds");
+        if (got != small)
+            free(got);
+        /* the same command as 2 arguments plus the rest already formatted (a batch's tail) */
+        if (argc > 2) {
+            char tail[4096];
+            size_t tl = 0;
+            for (int i = 2; i < argc; i++)
+                tl += pr_redis_bulk(tail + tl, argv[i], argl[i]);
+            got = pr_redis_command(small, sizeof(small), 2, argv, argl, tail, tl, argc - 2, &n);
+            cr_assert_not_null(got);
+            cr_expect_eq(n, (size_t)wl);
+            cr_expect_eq(memcmp(got, want, n), 0, "tail form with %d arguments", argc);
+            if (got != small)
+                free(got);
+        }
         redisFreeCommand(want);
     }
     char d[21];
