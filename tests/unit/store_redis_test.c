@@ -943,3 +943,81 @@ Test(redis_store_live, sid_pins_are_one_batched_set_nx, .timeout = 60, .fini = r
     pr_registry_destroy(reg);
     redis_stop(c);
 }
+
+/* The pins and participant joins of one loop iteration: one script call, and Redis ends up
+ * exactly as with one command each (room JSON count, members set and its TTL, count events,
+ * the cached count), a join into a room Redis does not hold writes nothing. */
+Test(redis_store_live, pins_and_joins_of_one_iteration_are_one_script_call, .timeout = 60,
+     .fini = redis_fini)
+{
+    int port = free_port();
+    redisContext *c = redis_start(port);
+    struct pr_config cfg;
+    pr_config_defaults(&cfg);
+    snprintf(cfg.store, sizeof(cfg.store), "redis://127.0.0.1:%d", port);
+    struct pr_registry *reg = pr_registry_create(cfg.pod_ttl_ms);
+    cr_assert(reg);
+    cr_assert_eq(pr_registry_put(reg, "backend-0", "127.0.0.1:3000", 20, 80, NULL, NULL), 0);
+    uv_loop_t loop;
+    cr_assert_eq(uv_loop_init(&loop), 0);
+    char err[256] = "";
+    struct pr_store *s = pr_store_redis_open(&cfg, reg, &loop, err, sizeof(err));
+    cr_assert(s, "%s", err);
+    cr_assert_eq(store_up(&loop, s), 0, "the store never connected");
+    for (int i = 0; i < 200; i++) {
+        uv_run(&loop, UV_RUN_NOWAIT);
+        nap_ms(1);
+    }
+    struct pins room = {0}, sids = {0};
+    s->ops->create(s, PR_KEY_ROOM, "r1", 2, "backend-0", pin_cb, &room);
+    run_until(&loop, &room.answered, 1);
+    cr_assert_eq(room.failed, 0);
+    freeReplyObject(redisCommand(c, "CONFIG RESETSTAT"));
+
+    /* one iteration: 3 sessions of 3 new participants (one of them twice) and a join into a
+     * room nobody assigned */
+    static const char *const who[] = {"p-a", "p-b", "p-c", "p-a"};
+    for (int i = 0; i < 4; i++) {
+        char sid[32];
+        int n = snprintf(sid, sizeof(sid), "sid-join-%d", i);
+        s->ops->create(s, PR_KEY_SID, sid, (size_t)n, "backend-0", pin_cb, &sids);
+        s->ops->room_join(s, "r1", 2, who[i], 3);
+    }
+    s->ops->room_join(s, "nope", 4, "p-z", 3);
+    run_until(&loop, &sids.answered, 4);
+    cr_assert_eq(sids.failed, 0);
+    for (int i = 0; i < 50; i++) { /* the count events come back on the subscription */
+        uv_run(&loop, UV_RUN_NOWAIT);
+        nap_ms(1);
+    }
+    cr_expect_eq(info_field(c, "commandstats", "cmdstat_evalsha:calls="), 1,
+                 "the pins and joins of one iteration are one script call");
+    cr_expect_eq(info_field(c, "commandstats", "cmdstat_publish:calls="), 3, "count events");
+    cr_expect_eq(info_field(c, "commandstats", "cmdstat_set:calls="), 4 + 3,
+                 "one SET NX per pin, one room write per counted participant");
+    redisReply *r = redisCommand(c, "GET room:r1:pod");
+    cr_assert(r && r->type == REDIS_REPLY_STRING);
+    cr_expect_not_null(strstr(r->str, "\"participantCount\":3"), "%s", r->str);
+    cr_expect_not_null(strstr(r->str, "\"podId\":\"backend-0\""), "%s", r->str);
+    freeReplyObject(r);
+    char m[PR_REDIS_KEY_MAX];
+    cr_assert_gt(pr_redis_members_key(m, sizeof(m), cfg.key_prefix, "r1", 2), 0);
+    r = redisCommand(c, "SCARD %s", m);
+    cr_expect(r && r->type == REDIS_REPLY_INTEGER && r->integer == 3);
+    freeReplyObject(r);
+    long long room_left = pttl(c, "room:r1:pod"), members_left = pttl(c, m);
+    cr_expect(members_left > 0 && members_left <= room_left + 50,
+              "the members set lives as long as its room: %lld vs %lld", members_left, room_left);
+    r = redisCommand(c, "EXISTS room:nope:pod");
+    cr_expect(r && r->type == REDIS_REPLY_INTEGER && r->integer == 0);
+    freeReplyObject(r);
+    struct pr_assignment a;
+    cr_assert_eq(s->ops->info(s, PR_KEY_ROOM, "r1", 2, &a), 0);
+    cr_expect_eq(a.participant_count, 3);
+
+    s->ops->close(s);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    cr_expect_eq(uv_loop_close(&loop), 0, "handles left open on the loop");
+    pr_registry_destroy(reg);
+    redis_stop(c);
+}
