@@ -305,15 +305,12 @@ int pr_redis_members_key(char *out, size_t cap, const char *prefix, const char *
 /* Decimal digits of v into out (at least 21 bytes), NUL-terminated; their count. */
 size_t pr_redis_u64(char *out, uint64_t v)
 {
-    char tmp[20];
-    size_t n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    for (size_t i = 0; i < n; i++)
-        out[i] = tmp[n - 1 - i];
+    size_t n = 1;
+    for (uint64_t t = v; t >= 10; t /= 10)
+        n++;
     out[n] = '\0';
+    for (size_t i = n; i-- > 0; v /= 10)
+        out[i] = (char)('0' + v % 10);
     return n;
 }
 

@@ -8,7 +8,6 @@
  * The answers are dispatched per entry by store_redis.c (OP_BATCH). Calls only down, into
  * store_redis_conn.c. */
 #include <errno.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,7 +18,7 @@ static int bulk(char **buf, size_t *len, size_t *cap, const char *s, size_t n)
 {
     size_t need = *len + n + 32;
     if (need > *cap) {
-        size_t nc = *cap ? *cap * 2 : 4096;
+        size_t nc = *cap ? *cap * 2 : 1024;
         while (nc < need)
             nc *= 2;
         char *nb = realloc(*buf, nc);
@@ -54,17 +53,28 @@ static void fail_entries(struct pr__rs_batch *b, int status)
     }
 }
 
-/* The batch of this iteration, with room for one more entry (a full one is sent first). */
+/* The batch of this iteration, with room for one more entry (a full one is sent first; the
+ * entries grow by doubling, so a batch of one costs no big allocation). */
 static struct pr__rs_batch *batch_of(struct redis_store *rs)
 {
-    if (rs->batch && rs->batch->n == BATCH_MAX)
+    struct pr__rs_batch *b = rs->batch;
+    if (b && b->n == BATCH_MAX) {
         pr__rs_batch_send(rs);
-    if (!rs->batch) {
-        rs->batch = calloc(1, sizeof(*rs->batch));
-        if (rs->batch)
-            pr__rs_flush_soon(rs);
+        b = NULL;
     }
-    return rs->batch;
+    if (b && b->n < b->cap)
+        return b;
+    uint32_t cap = b ? b->cap * 2 : 8;
+    struct pr__rs_batch *nb = realloc(b, sizeof(*b) + cap * sizeof(b->e[0]));
+    if (!nb)
+        return NULL; /* the old batch (if any) stays as it was */
+    if (!b) {
+        memset(nb, 0, sizeof(*nb));
+        pr__rs_flush_soon(rs);
+    }
+    nb->cap = cap;
+    rs->batch = nb;
+    return nb;
 }
 
 /* Queue a new sid's pin; 0, or -1 when it cannot be (Redis down, bad key, no memory). */
@@ -127,7 +137,7 @@ void pr__rs_batch_join(struct redis_store *rs, const char *room, size_t len, con
     e->key_len = (uint8_t)len;
     memcpy(e->key, room, len);
     e->key[len] = '\0';
-    snprintf(e->pod, sizeof(e->pod), "%s", pod ? pod : "");
+    e->pod[0] = '\0';
     e->cb = NULL;
     e->arg = NULL;
     b->nkeys += 2;

@@ -133,10 +133,10 @@ struct pr__rs_bentry {
 #define BATCH_MAX 128u /* entries per script call (keeps each call short inside Redis) */
 
 struct pr__rs_batch {
-    uint32_t n, nkeys, nargs;
+    uint32_t n, cap, nkeys, nargs;
     char *keys, *args; /* RESP bulk strings */
     size_t keys_len, keys_cap, args_len, args_cap;
-    struct pr__rs_bentry e[BATCH_MAX];
+    struct pr__rs_bentry e[]; /* cap of them (grows up to BATCH_MAX) */
 };
 
 /* Process-wide settings and the master address (guarded by pr__rs_mu). */
