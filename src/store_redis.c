@@ -1,7 +1,8 @@
 /* Redis store (SPEC 6): hiredis 0.14 async on each worker's libuv loop. This file: the
  * pr_store ops, the sid pin, renewals, reply dispatch, open/close; below it (calls only go
- * down) the owner's duties in store_redis_owner.c, the script calls in store_redis_cmd.c and
- * the connections in store_redis_conn.c (store_redis_int.h).
+ * down) the owner's duties in store_redis_owner.c, the per-iteration batch in
+ * store_redis_batch.c, the script calls in store_redis_cmd.c and the connections in
+ * store_redis_conn.c (store_redis_int.h).
  *
  * Shape
  *   - One handle per loop (pr_store_open per worker). Each handle owns one command
@@ -11,9 +12,10 @@
  *   - Every handle reads and writes one process-wide cache (redis_cache.c). A cache hit answers
  *     synchronously and sends nothing, so a steady stream of requests for known keys costs no
  *     Redis command; TTL renewals go out at most once a minute per key (fire-and-forget).
- *   - A new sid's pin is one SET NX (PX the tentative TTL); a sid that exists already goes to
- *     the script's create. Commands are not written one by one: the connection's flusher
- *     (store_redis_conn.c) writes all those of one loop iteration at once before it blocks.
+ *   - A new sid's pin is one SET NX (PX the tentative TTL); a sid that exists already keeps
+ *     its value (full TTL). The pins and participant joins of one loop iteration are one
+ *     script call (store_redis_batch.c); commands are not written one by one: the
+ *     connection's flusher (store_redis_conn.c) writes all those of one iteration at once.
  *   - Misses GET the key; creations, moves, operator pins, deletions, participant counting and
  *     pod changes run the one Lua script (redis_script.lua.h, SCRIPT LOAD on every connect,
  *     EVALSHA, EVAL fallback on NOSCRIPT), which also PUBLISHes a compact message on P events

@@ -1,9 +1,10 @@
-/* Internal header of the Redis store (SPEC 6), shared by its four files (calls only go down
+/* Internal header of the Redis store (SPEC 6), shared by its five files (calls only go down
  * this list; the connections reach up only through the hooks table the top layer sets):
  *   store_redis.c        the pr_store ops (get/create/replace/set/del/join/touch), the sid pin,
  *                        renewals, reply dispatch, open/close;
  *   store_redis_owner.c  the owner's duties (worker 0): P events, the shared pod table,
  *                        activity sharing, write-back after an outage, the tick;
+ *   store_redis_batch.c  the sid pins and joins of one loop iteration as one script call;
  *   store_redis_cmd.c    the script call, the create script, value and answer parsing;
  *   store_redis_conn.c   connections: the hiredis libuv adapter and flusher,
  *                        connect/setup/reconnect, deadlines, Sentinel, the per-handle timer,
