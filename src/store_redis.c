@@ -208,8 +208,8 @@ static void r_get(struct pr_store *s, enum pr_key_kind kind, const char *key, si
     char pod[PR_POD_NAME_MAX + 1], k[PR_REDIS_KEY_MAX];
     bool renew = false;
     int rc = pr__rc_get(kind, key, len, pod, &renew);
-    if (rc == -EINVAL || !pr__rs_akey(k, sizeof(k), kind, key, len)) {
-        cb(arg, -EINVAL, NULL);
+    if (rc == -EINVAL || (rc != 0 && !pr__rs_akey(k, sizeof(k), kind, key, len))) {
+        cb(arg, -EINVAL, NULL); /* a hit is a key validated when it was stored */
         return;
     }
     if (rc == 0) {
