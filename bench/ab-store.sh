@@ -182,7 +182,10 @@ run_callgrind() {
         ir=$(callgrind_annotate "$work/cg-$col.out" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}')
         echo "== $col: $(awk -v i="$ir" -v n="$n" 'BEGIN{printf "%.0f", i/n}') instructions per handshake ($n handshakes)"
         callgrind_annotate --inclusive=no "$work/cg-$col.out" 2>/dev/null |
-            awk '/file:function/ {on=1; next} on && NF && $1 !~ /^-+$/ && $2 !~ /^-+$/ && k < 15 { gsub(",", "", $1); printf "  %8.0f %s\n", $1 / '"$n"', $NF; k++ }'
+            awk -v n="$n" '/file:function/ {on=1; next}
+                on && NF >= 3 && $1 ~ /^[0-9,]+$/ && k < 15 {
+                    v = $1; gsub(",", "", v); f = ($NF ~ /^\[/) ? $(NF-1) : $NF
+                    sub(/.*\//, "", f); printf "  %8.0f %s\n", v / n, f; k++ }'
         [ -n "${CG_KEEP:-}" ] && cp "$work/cg-$col.out" "$CG_KEEP-$col.out"
     done
 }

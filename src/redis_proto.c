@@ -305,6 +305,13 @@ int pr_redis_members_key(char *out, size_t cap, const char *prefix, const char *
 /* Decimal digits of v into out (at least 21 bytes), NUL-terminated; their count. */
 size_t pr_redis_u64(char *out, uint64_t v)
 {
+    if (v < 100) { /* RESP lengths, mostly */
+        size_t n = v < 10 ? 1 : 2;
+        out[n - 1] = (char)('0' + v % 10);
+        out[0] = (char)('0' + (n == 2 ? v / 10 : v));
+        out[n] = '\0';
+        return n;
+    }
     size_t n = 1;
     for (uint64_t t = v; t >= 10; t /= 10)
         n++;

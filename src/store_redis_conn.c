@@ -379,8 +379,7 @@ static int conn_setup(struct conn *c)
     return rc;
 }
 
-/* Connect c to the numeric address ip; failures end in conn_dead. */
-static void conn_connect(struct conn *c, const char *ip)
+static void conn_connect(struct conn *c, const char *ip) /* failures end in conn_dead */
 {
     redisAsyncContext *ac = redisAsyncConnect(ip, c->port);
     if (!ac) {
@@ -400,6 +399,7 @@ static void conn_connect(struct conn *c, const char *ip)
         return;
     }
     c->ac = ac;
+    pr__rs_reply_fns(ac->c.reader); /* one allocation per reply object */
     redisAsyncSetConnectCallback(ac, connect_cb);
     redisAsyncSetDisconnectCallback(ac, disconnect_cb);
     if (conn_setup(c) != 0 && c->ac) {

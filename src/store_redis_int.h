@@ -1,4 +1,4 @@
-/* Internal header of the Redis store (SPEC 6), shared by its five files (calls only go down
+/* Internal header of the Redis store (SPEC 6), shared by its six files (calls only go down
  * this list; the connections reach up only through the hooks table the top layer sets):
  *   store_redis.c        the pr_store ops (get/create/replace/set/del/join/touch), the sid pin,
  *                        renewals, reply dispatch, open/close;
@@ -8,7 +8,8 @@
  *   store_redis_cmd.c    the script call, the create script, value and answer parsing;
  *   store_redis_conn.c   connections: the hiredis libuv adapter and flusher,
  *                        connect/setup/reconnect, deadlines, Sentinel, the per-handle timer,
- *                        the request FIFO.
+ *                        the request FIFO;
+ *   store_redis_reply.c  the hiredis reader's reply objects (one allocation each).
  * The design and failure rules are in the header comment of store_redis.c. */
 #ifndef PODROUTER_STORE_REDIS_INT_H
 #define PODROUTER_STORE_REDIS_INT_H
@@ -228,6 +229,9 @@ void pr__rs_timer_cb(uv_timer_t *t);
 void pr__rs_schedule_soon(struct redis_store *rs);
 void pr__rs_conns_close(struct redis_store *rs);
 void pr__rs_flush_soon(struct redis_store *rs);
+
+/* store_redis_reply.c (below the connections) */
+void pr__rs_reply_fns(redisReader *reader);
 
 /* store_redis_cmd.c */
 struct req *pr__rs_script(struct redis_store *rs, enum op op, int nkeys, const char **keys,

@@ -190,6 +190,14 @@ Test(redis_resp, same_bytes_as_hiredis)
     cr_expect_str_eq(d, "0");
     cr_expect_eq(pr_redis_u64(d, 18446744073709551615ull), 20);
     cr_expect_str_eq(d, "18446744073709551615");
+    static const struct {
+        uint64_t v;
+        const char *s;
+    } nums[] = {{7, "7"}, {9, "9"}, {10, "10"}, {42, "42"}, {99, "99"}, {100, "100"}};
+    for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++) {
+        cr_expect_eq(pr_redis_u64(d, nums[i].v), strlen(nums[i].s));
+        cr_expect_str_eq(d, nums[i].s);
+    }
     cr_expect_eq(pr_redis_u64(d, 86400000), 8);
     cr_expect_str_eq(d, "86400000");
 }
