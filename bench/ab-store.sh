@@ -15,7 +15,7 @@
 #            only, wrk -c10): user-space instructions per handshake, memory vs Redis. Needs a
 #            build with symbols for the top-functions list (CG_BIN, default NEW_BIN).
 # Columns: mem and redis with NEW_BIN (default build/src/pod-router); with OLD_BIN set also
-# mem-old and redis-old (OLD_BIN's columns first in every round).
+# mem-old and redis-old (OLD_BIN's columns first in every round); COLS picks a subset.
 # Needs: redis-server, redis-cli, wrk, curl, build/bench/bench-pod (POD_BIN); valgrind for
 # callgrind, strace for strace. Everything listens on 127.0.0.1; every process is stopped by PID.
 set -u
@@ -111,6 +111,7 @@ redis_cmds() {
 
 cols=(mem redis)
 [ -n "$OLD_BIN" ] && cols=(mem-old redis-old mem redis)
+[ -n "${COLS:-}" ] && read -ra cols <<<"$COLS" # a subset, e.g. COLS="redis-old redis"
 col_bin() { case "$1" in *-old) echo "$OLD_BIN" ;; *) echo "$NEW_BIN" ;; esac; }
 col_store() { echo "${1%-old}"; }
 url="http://127.0.0.1:$R_PORT/"
