@@ -113,8 +113,8 @@ static void poll_update(struct conn *c)
 static void flush_cb(uv_prepare_t *h)
 {
     struct redis_store *rs = h->data;
+    uv_prepare_stop(h);   /* first: what the batch's send or failure queues restarts it */
     rs->hooks->flush(rs); /* the batch of sid pins and joins */
-    uv_prepare_stop(h);
     for (struct conn *c = rs->all; c; c = c->next_all) {
         if (!c->flush)
             continue;

@@ -1023,6 +1023,38 @@ Test(redis_store_live, pins_and_joins_of_one_iteration_are_one_script_call, .tim
     cr_assert_eq(s->ops->info(s, PR_KEY_ROOM, "r1", 2, &a), 0);
     cr_expect_eq(a.participant_count, 3);
 
+    /* the script cache flushed (failover, SCRIPT FLUSH): the batch runs once as EVAL */
+    freeReplyObject(redisCommand(c, "SCRIPT FLUSH"));
+    struct pins after = {0};
+    s->ops->create(s, PR_KEY_SID, "sid-after-flush", 15, "backend-0", pin_cb, &after);
+    s->ops->room_join(s, "r1", 2, "p-d", 3);
+    run_until(&loop, &after.answered, 1);
+    cr_expect_eq(after.failed, 0, "the batch failed after SCRIPT FLUSH");
+    cr_expect_str_eq(after.winner, "backend-0");
+    for (int i = 0; i < 50; i++) {
+        uv_run(&loop, UV_RUN_NOWAIT);
+        nap_ms(1);
+    }
+    r = redisCommand(c, "GET room:r1:pod");
+    cr_assert(r && r->type == REDIS_REPLY_STRING);
+    cr_expect_not_null(strstr(r->str, "\"participantCount\":4"), "%s", r->str);
+    freeReplyObject(r);
+
+    /* more entries than one batch holds: full batches go at once, the rest with the flush */
+    freeReplyObject(redisCommand(c, "CONFIG RESETSTAT"));
+    enum { MANY = 300 };
+    struct pins many = {0};
+    for (int i = 0; i < MANY; i++) {
+        char sid[32];
+        int n = snprintf(sid, sizeof(sid), "sid-many-%03d", i);
+        s->ops->create(s, PR_KEY_SID, sid, (size_t)n, "backend-0", pin_cb, &many);
+    }
+    run_until(&loop, &many.answered, MANY);
+    cr_expect_eq(many.answered, MANY);
+    cr_expect_eq(many.failed, 0);
+    cr_expect_eq(info_field(c, "commandstats", "cmdstat_evalsha:calls="), 3, "128 + 128 + 44");
+    cr_expect_eq(info_field(c, "commandstats", "cmdstat_set:calls="), MANY);
+
     s->ops->close(s);
     uv_run(&loop, UV_RUN_NOWAIT);
     cr_expect_eq(uv_loop_close(&loop), 0, "handles left open on the loop");
