@@ -256,8 +256,9 @@ static void pin_sid(struct pr_client *c, const char *sid, size_t sid_len)
     pr_route_pin_sid(&ctx, &x->route, sid, sid_len, pinned_cb, x->pin_wait ? c : NULL);
 }
 
-/* Keep response bytes (head and body) until the sid pin is stored; the pod is not read
- * meanwhile. The replay buffer is free again: the pod has answered. */
+/* Keep response bytes (head and body) until the sid pin is stored (the replay buffer is free:
+ * the pod has answered). A complete answer's pod stays read (no stop/restart per handshake):
+ * a close only drops the connection, stray bytes make it unusable. */
 static bool hold_response(struct pr_client *c, struct pr_upstream *u, const char *head,
                           size_t head_len, const char *data, size_t len)
 {
@@ -268,7 +269,8 @@ static bool hold_response(struct pr_client *c, struct pr_upstream *u, const char
     }
     if (pr_buf_append(&x->replay, head, head_len) || pr_buf_append(&x->replay, data, len))
         return false;
-    pr__upstream_stop_read(u);
+    if (!x->resp_complete || x->resp_garbage)
+        pr__upstream_stop_read(u);
     return true;
 }
 
@@ -280,11 +282,13 @@ static void release_held(struct pr_client *c)
     PR_CNT_ADD(c->w->m->bytes_to_client, x->replay.len);
     int rc = pr__client_send(c, x->replay.p, x->replay.len);
     x->replay.len = 0;
-    if (rc < 0 || !u) {
+    if (rc < 0 || (!u && !x->resp_complete)) {
         pr__client_close(c);
         return;
     }
-    if (x->resp_complete)
+    if (!u) /* complete, and the pod closed its connection meanwhile */
+        pr__client_request_done(c);
+    else if (x->resp_complete)
         finish_exchange(c, u);
     else if (!c->writing)
         pr__upstream_start_read(u);
@@ -542,6 +546,11 @@ void pr__proxy_on_upstream_eof(struct pr_upstream *u, int err)
         return;
     }
     struct pr_exchange *x = c->x;
+    if (x && x->pin_held && x->resp_complete) {
+        c->up = NULL; /* the whole answer waits for its pin: only the pod connection goes */
+        pr__upstream_close(u);
+        return;
+    }
     if (x && x->resp_head_done) {
         if (err == UV_EOF && llhttp_finish(&x->resp_parser) == HPE_OK && x->resp_complete) {
             if (c->closing)

@@ -256,6 +256,23 @@ static int fit(int n, size_t cap)
     return (size_t)n < cap ? n : -ENAMETOOLONG;
 }
 
+/* out = the n parts one after another, NUL-terminated (no printf on the hot path); the length,
+ * or -ENAMETOOLONG. */
+static int cat(char *out, size_t cap, size_t n, const char *const *part, const size_t *len)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += len[i];
+    if (total >= cap)
+        return -ENAMETOOLONG;
+    for (size_t i = 0; i < n; i++) {
+        memcpy(out, part[i], len[i]);
+        out += len[i];
+    }
+    *out = '\0';
+    return (int)total;
+}
+
 /* The Redis key of kind:id (SPEC 6.1). */
 int pr_redis_assignment_key(char *out, size_t cap, const char *prefix, enum pr_key_kind kind,
                             const char *id, size_t len)
@@ -263,9 +280,15 @@ int pr_redis_assignment_key(char *out, size_t cap, const char *prefix, enum pr_k
     const char *name = pr_redis_kind_name(kind);
     if (!name || !id || !pr_key_valid(id, len))
         return -EINVAL;
-    if (kind == PR_KEY_ROOM)
-        return fit(snprintf(out, cap, "room:%.*s:pod", (int)len, id), cap);
-    return fit(snprintf(out, cap, "%s%s:%.*s", prefix ? prefix : "", name, (int)len, id), cap);
+    if (kind == PR_KEY_ROOM) {
+        const char *part[] = {"room:", id, ":pod"};
+        const size_t pl[] = {5, len, 4};
+        return cat(out, cap, 3, part, pl);
+    }
+    prefix = prefix ? prefix : "";
+    const char *part[] = {prefix, name, ":", id};
+    const size_t pl[] = {strlen(prefix), strlen(name), 1, len};
+    return cat(out, cap, 4, part, pl);
 }
 
 /* P room-members:{id}. */
@@ -273,7 +296,70 @@ int pr_redis_members_key(char *out, size_t cap, const char *prefix, const char *
 {
     if (!id || !pr_key_valid(id, len))
         return -EINVAL;
-    return fit(snprintf(out, cap, "%sroom-members:%.*s", prefix ? prefix : "", (int)len, id), cap);
+    prefix = prefix ? prefix : "";
+    const char *part[] = {prefix, "room-members:", id};
+    const size_t pl[] = {strlen(prefix), 13, len};
+    return cat(out, cap, 3, part, pl);
+}
+
+/* Decimal digits of v into out (at least 21 bytes), NUL-terminated; their count. */
+size_t pr_redis_u64(char *out, uint64_t v)
+{
+    if (v < 100) { /* RESP lengths, mostly */
+        size_t n = v < 10 ? 1 : 2;
+        out[n - 1] = (char)('0' + v % 10);
+        out[0] = (char)('0' + (n == 2 ? v / 10 : v));
+        out[n] = '\0';
+        return n;
+    }
+    size_t n = 1;
+    for (uint64_t t = v; t >= 10; t /= 10)
+        n++;
+    out[n] = '\0';
+    for (size_t i = n; i-- > 0; v /= 10)
+        out[i] = (char)('0' + v % 10);
+    return n;
+}
+
+/* One RESP bulk string ("$<n>\r\n<s>\r\n", at most n + 25 bytes) into out; its length. */
+size_t pr_redis_bulk(char *out, const char *s, size_t n)
+{
+    char *p = out;
+    *p++ = '$';
+    p += pr_redis_u64(p, n);
+    *p++ = '\r';
+    *p++ = '\n';
+    memcpy(p, s, n);
+    p += n;
+    *p++ = '\r';
+    *p++ = '\n';
+    return (size_t)(p - out);
+}
+
+/* The command argv (then tail_argc arguments already in RESP, tail) as RESP, what
+ * redisFormatCommandArgv makes without its per-argument formatting: into small when it fits
+ * in cap bytes, else into a malloc'd buffer; *len set. NULL when out of memory. */
+char *pr_redis_command(char *small, size_t cap, int argc, const char *const *argv,
+                       const size_t *argl, const char *tail, size_t tail_len, int tail_argc,
+                       size_t *len)
+{
+    size_t need = 24 + tail_len;
+    for (int i = 0; i < argc; i++)
+        need += argl[i] + 26;
+    char *out = need <= cap ? small : malloc(need);
+    if (!out)
+        return NULL;
+    char *p = out;
+    *p++ = '*';
+    p += pr_redis_u64(p, (uint64_t)argc + (uint64_t)tail_argc);
+    *p++ = '\r';
+    *p++ = '\n';
+    for (int i = 0; i < argc; i++)
+        p += pr_redis_bulk(p, argv[i], argl[i]);
+    if (tail_len)
+        memcpy(p, tail, tail_len);
+    *len = (size_t)(p - out) + tail_len;
+    return out;
 }
 
 /* P pod:{name}. */

@@ -11,6 +11,10 @@
  *   del      KEYS key [members]       ARGV kind id                   -> keys removed
  *   join     KEYS room members        ARGV id who ttl max            -> count or -1 (no room)
  *            (members get the room's remaining TTL, so a tentative room's set goes with it)
+ *   batch    KEYS per entry           ARGV sidttl fullttl roomttl max, then per entry
+ *            "p" pod (KEYS sid: a sid pin, SET NX PX sidttl; a sid there already gets
+ *            fullttl and stays) or "j" id who (KEYS room members: join as above)
+ *            -> per entry {1, pod} written / {0, existing value}, or join's answer
  *   active   KEYS active              ARGV now window                -> {pod, rooms, parts, ...}
  *            per-pod sums of the activity fields (value "pod rooms parts lastActiveMs")
  *            seen within window of now; older fields are deleted
@@ -52,6 +56,28 @@
     "                num(count) .. ' ' .. num(at))\n"                                              \
     "  end\n"                                                                                      \
     "end\n"                                                                                        \
+    "local function join(room, members, id, who, ttl, max)\n"                                      \
+    "  local cur = redis.call('GET', room)\n"                                                      \
+    "  local p, t = parse('room', cur)\n"                                                          \
+    "  if not p then return -1 end\n"                                                              \
+    "  local n = redis.call('SCARD', members)\n"                                                   \
+    "  local added = 0\n"                                                                          \
+    "  if n < max then added = redis.call('SADD', members, who) end\n"                             \
+    "  local room_left = redis.call('PTTL', room)\n"                                               \
+    "  if room_left > 0 then redis.call('PEXPIRE', members, room_left)\n"                          \
+    "  else redis.call('PEXPIRE', members, ttl) end\n"                                             \
+    "  local count = tonumber(t.participantCount) or 0\n"                                          \
+    "  if added == 1 then\n"                                                                       \
+    "    n = n + 1\n"                                                                              \
+    "    if n > count then count = n end\n"                                                        \
+    "    t.participantCount = count\n"                                                             \
+    "    local left = room_left\n"                                                                 \
+    "    if left <= 0 then left = ttl end\n"                                                       \
+    "    redis.call('SET', room, cjson.encode(t), 'PX', left)\n"                                   \
+    "    redis.call('PUBLISH', ch, 'count ' .. id .. ' ' .. num(count))\n"                         \
+    "  end\n"                                                                                      \
+    "  return count\n"                                                                             \
+    "end\n"                                                                                        \
     "if op == 'create' then\n"                                                                     \
     "  local kind, id, pod, ttl = ARGV[3], ARGV[4], ARGV[5], ARGV[6]\n"                            \
     "  local cur = redis.call('GET', KEYS[1])\n"                                                   \
@@ -87,27 +113,26 @@
     "  redis.call('PUBLISH', ch, 'del ' .. ARGV[3] .. ' ' .. ARGV[4])\n"                           \
     "  return n\n"                                                                                 \
     "elseif op == 'join' then\n"                                                                   \
-    "  local id, who, ttl, max = ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])\n"                   \
-    "  local cur = redis.call('GET', KEYS[1])\n"                                                   \
-    "  local p, t = parse('room', cur)\n"                                                          \
-    "  if not p then return -1 end\n"                                                              \
-    "  local n = redis.call('SCARD', KEYS[2])\n"                                                   \
-    "  local added = 0\n"                                                                          \
-    "  if n < max then added = redis.call('SADD', KEYS[2], who) end\n"                             \
-    "  local room_left = redis.call('PTTL', KEYS[1])\n"                                             \
-    "  if room_left > 0 then redis.call('PEXPIRE', KEYS[2], room_left)\n"                          \
-    "  else redis.call('PEXPIRE', KEYS[2], ttl) end\n"                                             \
-    "  local count = tonumber(t.participantCount) or 0\n"                                          \
-    "  if added == 1 then\n"                                                                       \
-    "    n = n + 1\n"                                                                              \
-    "    if n > count then count = n end\n"                                                        \
-    "    t.participantCount = count\n"                                                             \
-    "    local left = room_left\n"                                                                 \
-    "    if left <= 0 then left = ttl end\n"                                                       \
-    "    redis.call('SET', KEYS[1], cjson.encode(t), 'PX', left)\n"                                \
-    "    redis.call('PUBLISH', ch, 'count ' .. id .. ' ' .. num(count))\n"                         \
+    "  return join(KEYS[1], KEYS[2], ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6]))\n"              \
+    "elseif op == 'batch' then\n"                                                                  \
+    "  local sttl, fttl, rttl, max = ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])\n"               \
+    "  local out, k, a = {}, 1, 7\n"                                                               \
+    "  while a <= #ARGV do\n"                                                                      \
+    "    if ARGV[a] == 'p' then\n"                                                                 \
+    "      if redis.call('SET', KEYS[k], ARGV[a + 1], 'PX', sttl, 'NX') then\n"                    \
+    "        out[#out + 1] = {1, ARGV[a + 1]}\n"                                                   \
+    "      else\n"                                                                                 \
+    "        local cur = redis.call('GET', KEYS[k])\n"                                             \
+    "        redis.call('PEXPIRE', KEYS[k], fttl)\n"                                               \
+    "        out[#out + 1] = {0, cur}\n"                                                           \
+    "      end\n"                                                                                  \
+    "      k, a = k + 1, a + 2\n"                                                                  \
+    "    else\n"                                                                                   \
+    "      out[#out + 1] = join(KEYS[k], KEYS[k + 1], ARGV[a + 1], ARGV[a + 2], rttl, max)\n"      \
+    "      k, a = k + 2, a + 3\n"                                                                  \
+    "    end\n"                                                                                    \
     "  end\n"                                                                                      \
-    "  return count\n"                                                                             \
+    "  return out\n"                                                                               \
     "elseif op == 'active' then\n"                                                                 \
     "  local now, window = tonumber(ARGV[3]), tonumber(ARGV[4])\n"                                 \
     "  local sums, order, stale = {}, {}, {}\n"                                                    \

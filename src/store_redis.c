@@ -1,7 +1,8 @@
 /* Redis store (SPEC 6): hiredis 0.14 async on each worker's libuv loop. This file: the
  * pr_store ops, the sid pin, renewals, reply dispatch, open/close; below it (calls only go
- * down) the owner's duties in store_redis_owner.c, the script calls in store_redis_cmd.c and
- * the connections in store_redis_conn.c (store_redis_int.h).
+ * down) the owner's duties in store_redis_owner.c, the per-iteration batch in
+ * store_redis_batch.c, the script calls in store_redis_cmd.c and the connections in
+ * store_redis_conn.c (store_redis_int.h).
  *
  * Shape
  *   - One handle per loop (pr_store_open per worker). Each handle owns one command
@@ -11,9 +12,10 @@
  *   - Every handle reads and writes one process-wide cache (redis_cache.c). A cache hit answers
  *     synchronously and sends nothing, so a steady stream of requests for known keys costs no
  *     Redis command; TTL renewals go out at most once a minute per key (fire-and-forget).
- *   - A new sid's pin is one SET NX (PX the tentative TTL); a sid that exists already goes to
- *     the script's create. Commands are not written one by one: the connection's flusher
- *     (store_redis_conn.c) writes all those of one loop iteration at once before it blocks.
+ *   - A new sid's pin is one SET NX (PX the tentative TTL); a sid that exists already keeps
+ *     its value (full TTL). The pins and participant joins of one loop iteration are one
+ *     script call (store_redis_batch.c); commands are not written one by one: the
+ *     connection's flusher (store_redis_conn.c) writes all those of one iteration at once.
  *   - Misses GET the key; creations, moves, operator pins, deletions, participant counting and
  *     pod changes run the one Lua script (redis_script.lua.h, SCRIPT LOAD on every connect,
  *     EVALSHA, EVAL fallback on NOSCRIPT), which also PUBLISHes a compact message on P events
@@ -109,31 +111,31 @@ static void reply_assign(struct req *q, redisReply *r, int status)
     q->cb(q->arg, status ? status : -EPROTO, NULL);
 }
 
-/* A sid pin's answer: OK is a fresh create (tentative); nil means the sid exists already,
- * so the create script adopts (and renews) the value there. */
-static void reply_pin(struct req *q, redisReply *r, int status)
+/* A batch's answers (store_redis_batch.c), entry by entry: a pin's [flag, value] is what the
+ * create script answers (reply_assign), a join's is the room's count. None at all (status
+ * < 0, or not one per entry): pins keep our choice locally, to be written back. */
+static void reply_batch(struct req *q, redisReply *r, int status)
 {
-    if (status == 0 && r->type == REDIS_REPLY_NIL) {
-        struct req *n = pr__rs_send_create(q->conn->rs, OP_CREATE, PR_KEY_SID, q->key, q->key_len,
-                                           q->pod, 0, 0, true);
-        if (n) {
-            n->cb = q->cb;
-            n->arg = q->arg;
-            return;
+    struct pr__rs_batch *b = q->batch;
+    bool each = status == 0 && r->type == REDIS_REPLY_ARRAY && r->elements == b->n;
+    if (status == 0 && !each)
+        status = -EPROTO;
+    struct req one = {.conn = q->conn, .op = OP_CREATE, .kind = PR_KEY_SID};
+    for (uint32_t i = 0; i < b->n; i++) {
+        const struct pr__rs_bentry *e = &b->e[i];
+        redisReply *v = each ? r->element[i] : NULL;
+        if (e->join) {
+            if (v && v->type == REDIS_REPLY_INTEGER && v->integer >= 0)
+                pr__rc_set_count(e->key, e->key_len, (uint32_t)v->integer);
+            continue;
         }
-        status = -ENOTCONN;
+        one.key_len = e->key_len;
+        memcpy(one.key, e->key, (size_t)e->key_len + 1);
+        memcpy(one.pod, e->pod, sizeof(one.pod));
+        one.cb = e->cb;
+        one.arg = e->arg;
+        reply_assign(&one, v, status);
     }
-    if (status == 0 && r->type == REDIS_REPLY_STATUS) {
-        char out[PR_POD_NAME_MAX + 1];
-        if (pr__rc_put(PR_KEY_SID, q->key, q->key_len, q->pod, 0, 0, PR_RC_OVERWRITE, false, out) !=
-            0)
-            snprintf(out, sizeof(out), "%s", q->pod);
-        q->cb(q->arg, 0, out);
-        return;
-    }
-    /* No answer: keep our choice locally, to be written back (SPEC 6.3). */
-    pr__rc_put(PR_KEY_SID, q->key, q->key_len, q->pod, 0, 0, PR_RC_IF_ABSENT, true, NULL);
-    q->cb(q->arg, status ? status : -EPROTO, NULL);
 }
 
 /* Dispatch a command's reply (r NULL with status < 0 when none came) to what asked for it. */
@@ -154,15 +156,11 @@ static void handle_reply(struct req *q, redisReply *r, int status)
     case OP_REPLACE:
         reply_assign(q, r, status);
         return;
-    case OP_PIN:
-        reply_pin(q, r, status);
+    case OP_BATCH:
+        reply_batch(q, r, status);
         return;
     case OP_WRITEBACK:
         pr__rs_reply_writeback(q, r, status);
-        return;
-    case OP_JOIN:
-        if (status == 0 && r->type == REDIS_REPLY_INTEGER && r->integer >= 0)
-            pr__rc_set_count(q->key, q->key_len, (uint32_t)r->integer);
         return;
     case OP_RENEW:
         /* The key vanished from Redis (restarted without data, evicted): write it back. */
@@ -180,31 +178,6 @@ static void handle_reply(struct req *q, redisReply *r, int status)
     default: /* OP_FIRE; setup replies go to the connection */
         return;
     }
-}
-
-/* Pin a new sid: one SET NX with the create script's tentative TTL. For a sid the script
- * guards nothing more (a sid value is any string, its creation publishes nothing); a sid that
- * exists already goes to the script from the reply (reply_pin). */
-static struct req *send_pin(struct redis_store *rs, const char *key, size_t len, const char *pod)
-{
-    char k[PR_REDIS_KEY_MAX], ttl[24];
-    if (!is_up(rs) || !pr__rs_akey(k, sizeof(k), PR_KEY_SID, key, len))
-        return NULL;
-    uint64_t t = pr__rs_g.ttl[PR_KEY_SID];
-    if (pr__rs_g.active_ms > 0 && pr__rs_g.active_ms < t)
-        t = pr__rs_g.active_ms; /* tentative until its second use (SPEC 3.6) */
-    snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)t);
-    const char *argv[] = {"SET", k, pod, "PX", ttl, "NX"};
-    size_t argl[] = {3, strlen(k), strlen(pod), 2, strlen(ttl), 2};
-    struct req *q = pr__rs_req_new(OP_PIN, 6, argv, argl);
-    if (!q)
-        return NULL;
-    if (pr__rs_req_send(rs->live[ROLE_CMD], q) != 0) {
-        pr__rs_req_free(q);
-        return NULL;
-    }
-    pr__rs_req_key(q, PR_KEY_SID, key, len, pod);
-    return q;
 }
 
 /* Renew kind:key's TTL in Redis (fire-and-forget; a vanished key is written back). */
@@ -235,8 +208,8 @@ static void r_get(struct pr_store *s, enum pr_key_kind kind, const char *key, si
     char pod[PR_POD_NAME_MAX + 1], k[PR_REDIS_KEY_MAX];
     bool renew = false;
     int rc = pr__rc_get(kind, key, len, pod, &renew);
-    if (rc == -EINVAL || !pr__rs_akey(k, sizeof(k), kind, key, len)) {
-        cb(arg, -EINVAL, NULL);
+    if (rc == -EINVAL || (rc != 0 && !pr__rs_akey(k, sizeof(k), kind, key, len))) {
+        cb(arg, -EINVAL, NULL); /* a hit is a key validated when it was stored */
         return;
     }
     if (rc == 0) {
@@ -289,9 +262,10 @@ static void r_create(struct pr_store *s, enum pr_key_kind kind, const char *key,
         cb(arg, -ENOSPC, NULL); /* --max-assignments: routed, not stored (SPEC 3.6) */
         return;
     }
-    struct req *q = !is_up(rs) ? NULL
-                    : kind == PR_KEY_SID
-                        ? send_pin(rs, key, len, pod)
+    if (kind == PR_KEY_SID && pr__rs_batch_pin(rs, key, len, pod, cb, arg) == 0)
+        return; /* a new sid's pin: in this iteration's batch (store_redis_batch.c) */
+    struct req *q = !is_up(rs) || kind == PR_KEY_SID
+                        ? NULL
                         : pr__rs_send_create(rs, OP_CREATE, kind, key, len, pod, 0, 0, true);
     if (!q) {
         /* Degraded: the choice is ours until Redis is back (then first writer wins). */
@@ -379,28 +353,15 @@ static int r_del(struct pr_store *s, enum pr_key_kind kind, const char *key, siz
     return pr__rc_del(kind, key, len);
 }
 
-/* Count a distinct participant identity into a room (one script call per new identity). */
+/* Count a distinct participant identity into a room (a new identity: one entry in this
+ * iteration's batch). */
 static void r_room_join(struct pr_store *s, const char *room, size_t len, const char *who,
                         size_t who_len)
 {
     struct redis_store *rs = (struct redis_store *)s;
     char pod[PR_POD_NAME_MAX + 1];
-    if (pr__rc_join(room, len, who, who_len, pod) != 1 || !is_up(rs))
-        return;
-    char k[PR_REDIS_KEY_MAX], m[PR_REDIS_KEY_MAX], id[PR_KEY_MAX + 1], w[PR_KEY_MAX + 1], ttl[24],
-        max[16];
-    if (!pr__rs_akey(k, sizeof(k), PR_KEY_ROOM, room, len) ||
-        pr_redis_members_key(m, sizeof(m), pr__rs_g.prefix, room, len) <= 0 || who_len > PR_KEY_MAX)
-        return;
-    snprintf(id, sizeof(id), "%.*s", (int)len, room);
-    snprintf(w, sizeof(w), "%.*s", (int)who_len, who);
-    snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)pr__rs_g.ttl[PR_KEY_ROOM]);
-    snprintf(max, sizeof(max), "%u", MEMBERS_MAX);
-    const char *keys[] = {k, m};
-    const char *args[] = {"join", id, w, ttl, max};
-    struct req *q = pr__rs_script(rs, OP_JOIN, 2, keys, 5, args);
-    if (q)
-        pr__rs_req_key(q, PR_KEY_ROOM, room, len, pod);
+    if (pr__rc_join(room, len, who, who_len, pod) == 1)
+        pr__rs_batch_join(rs, room, len, who, who_len, pod);
 }
 
 /* This replica's view of an assignment. */
@@ -463,6 +424,7 @@ static void r_close(struct pr_store *s)
     struct redis_store *rs = (struct redis_store *)s;
     if (!rs)
         return;
+    pr__rs_batch_cancel(rs, -ECANCELED);
     rs->closing = true;
     pr__rs_conns_close(rs);
     if (rs->owner) {
@@ -485,6 +447,7 @@ static const struct pr__rs_hooks hooks = {
     .event = pr__rs_apply_event,
     .cmd_ready = pr__rs_owner_cmd_ready,
     .timer = pr__rs_writeback_step,
+    .flush = pr__rs_batch_send,
 };
 
 static const struct pr_store_ops redis_ops = {

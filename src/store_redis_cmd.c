@@ -20,11 +20,10 @@ struct req *pr__rs_script(struct redis_store *rs, enum op op, int nkeys, const c
         return NULL;
     const char *argv[MAX_ARGS];
     size_t argl[MAX_ARGS];
-    char nk[4];
-    snprintf(nk, sizeof(nk), "%d", nkeys);
     int argc = 0;
-    if (3 + nkeys + 1 + nargs > MAX_ARGS)
+    if (nkeys < 0 || nkeys > 9 || 3 + nkeys + 1 + nargs > MAX_ARGS)
         return NULL;
+    char nk[2] = {(char)('0' + nkeys), '\0'};
     argv[argc++] = "EVALSHA";
     argv[argc++] = pr__rs_g.sha;
     argv[argc++] = nk;
@@ -54,8 +53,11 @@ void pr__rs_req_key(struct req *q, enum pr_key_kind kind, const char *key, size_
     q->key_len = (uint8_t)len;
     memcpy(q->key, key, len);
     q->key[len] = '\0';
-    if (pod)
-        snprintf(q->pod, sizeof(q->pod), "%s", pod);
+    if (pod) {
+        size_t pl = strnlen(pod, PR_POD_NAME_MAX);
+        memcpy(q->pod, pod, pl);
+        q->pod[pl] = '\0';
+    }
 }
 
 /* Assignment key of kind:key into buf; false when it cannot be built. */

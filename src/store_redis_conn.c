@@ -108,13 +108,13 @@ static void poll_update(struct conn *c)
         uv_poll_stop(&c->poll);
 }
 
-/* Write every connection's queued commands once per loop iteration, before the loop blocks:
- * all the commands (sid pins, joins, renewals) issued during one iteration leave in one write,
- * and no epoll change is needed unless the socket is full. */
+/* Write every connection's queued commands once per loop iteration, before the loop blocks
+ * (one write, no epoll change unless the socket is full), after the iteration's batch. */
 static void flush_cb(uv_prepare_t *h)
 {
     struct redis_store *rs = h->data;
-    uv_prepare_stop(h);
+    uv_prepare_stop(h);   /* first: what the batch's send or failure queues restarts it */
+    rs->hooks->flush(rs); /* the batch of sid pins and joins */
     for (struct conn *c = rs->all; c; c = c->next_all) {
         if (!c->flush)
             continue;
@@ -126,6 +126,12 @@ static void flush_cb(uv_prepare_t *h)
         }
         poll_update(c);
     }
+}
+
+void pr__rs_flush_soon(struct redis_store *rs) /* run the flusher before the loop blocks */
+{
+    if (!rs->closing && !uv_is_closing((uv_handle_t *)&rs->flusher))
+        uv_prepare_start(&rs->flusher, flush_cb);
 }
 
 static void ev_add_read(void *p)
@@ -147,12 +153,11 @@ static void ev_del_read(void *p)
 static void ev_add_write(void *p)
 {
     struct conn *c = p;
-    struct redis_store *rs = c->rs;
     c->events |= UV_WRITABLE;
-    if (!c->flushing && c->ac && (c->ac->c.flags & REDIS_CONNECTED) && !rs->closing &&
-        !uv_is_closing((uv_handle_t *)&rs->flusher)) {
+    if (!c->flushing && c->ac && (c->ac->c.flags & REDIS_CONNECTED) && !c->rs->closing &&
+        !uv_is_closing((uv_handle_t *)&c->rs->flusher)) {
         c->flush = true;
-        uv_prepare_start(&rs->flusher, flush_cb);
+        pr__rs_flush_soon(c->rs);
     }
     poll_update(c);
 }
@@ -242,12 +247,13 @@ struct req *pr__rs_req_new(enum op op, int argc, const char **argv, const size_t
     return q;
 }
 
-/* Free a request. */
-void pr__rs_req_free(struct req *q)
+void pr__rs_req_free(struct req *q) /* with its argument copies and batch entries */
 {
     if (!q)
         return;
     free(q->buf);
+    free(q->tail);
+    free(q->batch);
     free(q);
 }
 
@@ -272,7 +278,16 @@ int pr__rs_req_send(struct conn *c, struct req *q)
     if (!c || !c->ac)
         return -ENOTCONN;
     q->conn = c;
-    if (redisAsyncCommandArgv(c->ac, reply_cb, q, q->argc, q->argv, q->argl) != REDIS_OK)
+    char small[1024]; /* our own RESP: hiredis's formatter costs more than the store work */
+    size_t n = 0;
+    char *cmd = pr_redis_command(small, sizeof(small), q->argc, q->argv, q->argl, q->tail,
+                                 q->tail_len, q->tail_argc, &n);
+    if (!cmd)
+        return -ENOMEM;
+    int rc = redisAsyncFormattedCommand(c->ac, reply_cb, q, cmd, n);
+    if (cmd != small)
+        free(cmd);
+    if (rc != REDIS_OK)
         return -ENOTCONN;
     q->start_ns = uv_hrtime();
     q->deadline = now_ms() + CMD_TIMEOUT_MS;
@@ -364,8 +379,7 @@ static int conn_setup(struct conn *c)
     return rc;
 }
 
-/* Connect c to the numeric address ip; failures end in conn_dead. */
-static void conn_connect(struct conn *c, const char *ip)
+static void conn_connect(struct conn *c, const char *ip) /* failures end in conn_dead */
 {
     redisAsyncContext *ac = redisAsyncConnect(ip, c->port);
     if (!ac) {
@@ -385,6 +399,7 @@ static void conn_connect(struct conn *c, const char *ip)
         return;
     }
     c->ac = ac;
+    pr__rs_reply_fns(ac->c.reader); /* one allocation per reply object */
     redisAsyncSetConnectCallback(ac, connect_cb);
     redisAsyncSetDisconnectCallback(ac, disconnect_cb);
     if (conn_setup(c) != 0 && c->ac) {

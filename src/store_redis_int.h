@@ -1,13 +1,15 @@
-/* Internal header of the Redis store (SPEC 6), shared by its four files (calls only go down
+/* Internal header of the Redis store (SPEC 6), shared by its six files (calls only go down
  * this list; the connections reach up only through the hooks table the top layer sets):
  *   store_redis.c        the pr_store ops (get/create/replace/set/del/join/touch), the sid pin,
  *                        renewals, reply dispatch, open/close;
  *   store_redis_owner.c  the owner's duties (worker 0): P events, the shared pod table,
  *                        activity sharing, write-back after an outage, the tick;
+ *   store_redis_batch.c  the sid pins and joins of one loop iteration as one script call;
  *   store_redis_cmd.c    the script call, the create script, value and answer parsing;
  *   store_redis_conn.c   connections: the hiredis libuv adapter and flusher,
  *                        connect/setup/reconnect, deadlines, Sentinel, the per-handle timer,
- *                        the request FIFO.
+ *                        the request FIFO;
+ *   store_redis_reply.c  the hiredis reader's reply objects (one allocation each).
  * The design and failure rules are in the header comment of store_redis.c. */
 #ifndef PODROUTER_STORE_REDIS_INT_H
 #define PODROUTER_STORE_REDIS_INT_H
@@ -54,15 +56,15 @@ enum op {
     OP_CREATE,
     OP_REPLACE,
     OP_FIRE, /* set, del, renew, pod changes: nothing to do with the answer */
-    OP_JOIN,
     OP_RENEW,
     OP_PODS,
     OP_WRITEBACK,
     OP_ACTIVE, /* per-pod active load over all replicas */
-    OP_PIN,    /* a new sid's pin: SET NX */
+    OP_BATCH,  /* the sid pins and joins of one loop iteration: one script call */
 };
 
 struct redis_store;
+struct pr__rs_batch;
 
 /* When a pod last heartbeated through this replica's own admin API. */
 struct beat {
@@ -114,6 +116,29 @@ struct req {
     const char *argv[MAX_ARGS];
     size_t argl[MAX_ARGS];
     char *buf;
+    char *tail;       /* tail_argc more arguments after argv, already RESP (OP_BATCH) */
+    size_t tail_len;
+    int tail_argc;
+    struct pr__rs_batch *batch; /* OP_BATCH: its entries */
+};
+
+/* One sid pin or room join waiting in a batch (store_redis_batch.c). */
+struct pr__rs_bentry {
+    bool join;
+    uint8_t key_len;
+    char key[PR_KEY_MAX + 1]; /* the sid or the room */
+    char pod[PR_POD_NAME_MAX + 1];
+    pr_store_cb cb; /* pins */
+    void *arg;
+};
+
+#define BATCH_MAX 128u /* entries per script call (keeps each call short inside Redis) */
+
+struct pr__rs_batch {
+    uint32_t n, cap, nkeys, nargs;
+    char *keys, *args; /* RESP bulk strings */
+    size_t keys_len, keys_cap, args_len, args_cap;
+    struct pr__rs_bentry e[]; /* cap of them (grows up to BATCH_MAX) */
 };
 
 /* Process-wide settings and the master address (guarded by pr__rs_mu). */
@@ -144,6 +169,7 @@ struct pr__rs_hooks {
     void (*event)(struct redis_store *rs, const char *msg, size_t len); /* a P events message */
     void (*cmd_ready)(struct redis_store *rs); /* the owner's command connection is ready */
     void (*timer)(struct redis_store *rs);     /* every run of the handle's timer */
+    void (*flush)(struct redis_store *rs); /* the flusher is about to write: batch what waits */
 };
 
 struct redis_store {
@@ -173,6 +199,7 @@ struct redis_store {
     size_t nbeats;
     uint64_t active_at; /* owner: monotonic ms the shared active loads were last applied */
     struct pr_touch_cache touched; /* this loop's touch throttle */
+    struct pr__rs_batch *batch;    /* sid pins and joins of this loop iteration, not sent yet */
 };
 
 /* Process-wide settings (pr__rs_g) and its lock. */
@@ -201,6 +228,10 @@ int pr__rs_req_send(struct conn *c, struct req *q);
 void pr__rs_timer_cb(uv_timer_t *t);
 void pr__rs_schedule_soon(struct redis_store *rs);
 void pr__rs_conns_close(struct redis_store *rs);
+void pr__rs_flush_soon(struct redis_store *rs);
+
+/* store_redis_reply.c (below the connections) */
+void pr__rs_reply_fns(redisReader *reader);
 
 /* store_redis_cmd.c */
 struct req *pr__rs_script(struct redis_store *rs, enum op op, int nkeys, const char **keys,
@@ -215,6 +246,14 @@ int pr__rs_value_of(const struct req *q, const redisReply *v, char pod[PR_POD_NA
                     uint32_t *count, uint64_t *at);
 int pr__rs_script_value(const struct req *q, const redisReply *r, char pod[PR_POD_NAME_MAX + 1],
                         uint32_t *count, uint64_t *at, bool *written);
+
+/* store_redis_batch.c */
+int pr__rs_batch_pin(struct redis_store *rs, const char *sid, size_t len, const char *pod,
+                     pr_store_cb cb, void *arg);
+void pr__rs_batch_join(struct redis_store *rs, const char *room, size_t len, const char *who,
+                       size_t who_len, const char *pod);
+void pr__rs_batch_send(struct redis_store *rs);
+void pr__rs_batch_cancel(struct redis_store *rs, int status);
 
 /* store_redis_owner.c */
 void pr__rs_apply_event(struct redis_store *rs, const char *msg, size_t len);

@@ -213,6 +213,33 @@ void pr__rs_reload_pods(struct redis_store *rs)
     pr__rs_script(rs, OP_PODS, 1, keys, 2, args);
 }
 
+/* "kind:key" of an activity report into f (PR_KEY_MAX + 16 bytes); its length. */
+static size_t active_field(char *f, const struct pr__rc_item *it)
+{
+    const char *kind = pr_redis_kind_name((enum pr_key_kind)it->kind);
+    kind = kind ? kind : "";
+    size_t kl = strlen(kind), n = strnlen(it->key, PR_KEY_MAX);
+    memcpy(f, kind, kl);
+    f[kl] = ':';
+    memcpy(f + kl + 1, it->key, n);
+    f[kl + 1 + n] = '\0';
+    return kl + 1 + n;
+}
+
+/* "pod rooms parts lastActiveMs" of an activity report into v (PR_POD_NAME_MAX + 48 bytes). */
+static size_t active_value(char *v, const struct pr__rc_item *it, bool room, uint64_t wall)
+{
+    size_t n = strnlen(it->pod, PR_POD_NAME_MAX);
+    memcpy(v, it->pod, n);
+    v[n++] = ' ';
+    v[n++] = room ? '1' : '0';
+    v[n++] = ' ';
+    n += pr_redis_u64(v + n, room ? it->count : 1u);
+    v[n++] = ' ';
+    n += pr_redis_u64(v + n, wall - it->active_ago_ms);
+    return n;
+}
+
 /* Share this replica's active rooms (new, moved, recounted, or used again after half a
  * window) in P active: one pipelined HSET per ACTIVE_BATCH rooms, so a room costs at most a
  * few commands per --room-active window; then read the per-pod sums over all replicas. */
@@ -235,15 +262,10 @@ static void share_activity(struct redis_store *rs)
         for (size_t b = 0; b < ACTIVE_BATCH && i < n; b++, i++) {
             const struct pr__rc_item *it = &items[i];
             bool room = it->kind == PR_KEY_ROOM;
-            int fl = snprintf(fields[b], sizeof(fields[b]), "%s:%s",
-                              pr_redis_kind_name((enum pr_key_kind)it->kind), it->key);
-            int vl =
-                snprintf(values[b], sizeof(values[b]), "%s %u %u %llu", it->pod, room ? 1u : 0u,
-                         room ? it->count : 1u, (unsigned long long)(wall - it->active_ago_ms));
             argv[argc] = fields[b];
-            argl[argc++] = (size_t)fl;
+            argl[argc++] = active_field(fields[b], it);
             argv[argc] = values[b];
-            argl[argc++] = (size_t)vl;
+            argl[argc++] = active_value(values[b], it, room, wall);
         }
         struct req *q = pr__rs_req_new(OP_FIRE, argc, argv, argl);
         if (q && pr__rs_req_send(rs->live[ROLE_CMD], q) != 0)

@@ -48,6 +48,16 @@ int pr_redis_assignment_key(char *out, size_t cap, const char *prefix, enum pr_k
                             const char *id, size_t len);
 /* P room-members:{id}: the set of distinct identities counted into a room. */
 int pr_redis_members_key(char *out, size_t cap, const char *prefix, const char *id, size_t len);
+/* Decimal digits of v into out (21 bytes at least), NUL-terminated; returns their count. */
+size_t pr_redis_u64(char *out, uint64_t v);
+/* One RESP bulk string of s[0..n) into out (n + 25 bytes at most); returns its length. */
+size_t pr_redis_bulk(char *out, const char *s, size_t n);
+/* A command as RESP (an array of bulk strings, as hiredis formats it): argv, then tail_argc
+ * more arguments already formatted (tail). Written into small when it fits in cap bytes, else
+ * into a malloc'd buffer (the caller frees what is not small); *len set; NULL: no memory. */
+char *pr_redis_command(char *small, size_t cap, int argc, const char *const *argv,
+                       const size_t *argl, const char *tail, size_t tail_len, int tail_argc,
+                       size_t *len);
 /* P pod:{name}, P pods, P events. Same return convention. */
 int pr_redis_pod_key(char *out, size_t cap, const char *prefix, const char *name);
 int pr_redis_prefixed(char *out, size_t cap, const char *prefix, const char *suffix);

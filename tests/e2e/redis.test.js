@@ -122,6 +122,68 @@ test('polling: with a slow Redis link on A, the sid reaches the client only once
   }
 });
 
+// A raw pod answering every request with an Engine.IO open packet (a new sid), then closing
+// ('end') or resetting ('reset') the connection at once: the close arrives while the answer
+// waits for its pin on a slow Redis link.
+async function closingPod(t, mode) {
+  const net = require('node:net');
+  const pod = { accepted: 0, answered: 0 };
+  const conns = new Set();
+  const srv = net.createServer((sock) => {
+    pod.accepted++;
+    conns.add(sock);
+    sock.on('error', () => {});
+    let buf = '';
+    sock.on('data', (d) => {
+      buf += d;
+      const end = buf.indexOf('\r\n\r\n');
+      if (end < 0) return;
+      buf = '';
+      const body = `0{"sid":"raw${pod.answered++}${uniq()}","upgrades":[],"pingInterval":25000,"pingTimeout":20000,"maxPayload":1000000}`;
+      sock.write(`HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=UTF-8\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+      if (mode === 'end') sock.end();
+      else sock.resetAndDestroy();
+    });
+  });
+  await new Promise((resolve) => srv.listen(0, '127.0.0.1', resolve));
+  t.after(() => {
+    for (const s of conns) s.destroy();
+    srv.close();
+  });
+  pod.port = srv.address().port;
+  return pod;
+}
+
+for (const mode of ['end', 'reset']) {
+  test(`polling: the pod ${mode === 'end' ? 'closes' : 'resets'} its connection while the handshake answer waits for its pin: the client gets it whole, the next request a new pod connection`, async (t) => {
+    const redis = await startRedis(t, `polling-pod-${mode}`);
+    const slow = await slowLink(t, redis.port, 80);
+    const { a } = await startReplicas(t, `redis-polling-pod-${mode}`, `redis://127.0.0.1:${redis.port}`, {
+      pods: 0, storeUrlA: `redis://127.0.0.1:${slow}`,
+    });
+    const pod = await closingPod(t, mode);
+    const put = () => a.admin('PUT', '/v1/pods/raw-0', { body: { address: `127.0.0.1:${pod.port}` } });
+    assert.equal((await put()).status, 201);
+    const beat = setInterval(() => put().catch(() => {}), 500);
+    t.after(() => clearInterval(beat));
+    await a.waitPodsState(['raw-0'], 'ready', 5000);
+    for (let i = 0; i < 3; i++) {
+      const t0 = Date.now();
+      const hs = await a.get(`/socket.io/?EIO=4&transport=polling&t=c${i}`);
+      const took = Date.now() - t0;
+      assert.equal(hs.status, 200, `handshake ${i}: ${hs.status} ${hs.text}`);
+      const { sid } = openPacket(hs.text);
+      assert.match(sid, /^raw/);
+      assert.equal(hs.headers['content-length'], String(Buffer.byteLength(hs.text)));
+      assert.ok(took >= 80, `the handshake answer did not wait for the pin (${took} ms)`);
+      assert.equal(await redis.cli('GET', `podrouter:sid:${sid}`), 'raw-0', 'the pin');
+      assert.equal(pod.accepted, i + 1, 'a closed pod connection was reused');
+    }
+    const m = await a.admin('GET', '/metrics');
+    assert.doesNotMatch(m.text, /podrouter_proxy_errors_total\{reason="reset"\} [1-9]/, 'a complete answer counted as a reset');
+  });
+}
+
 test('rooms: two participants arriving at once through different replicas meet on one pod (20 rooms)', async (t) => {
   const redis = await startRedis(t, 'rooms');
   const { a, b } = await startReplicas(t, 'redis-rooms', `redis://127.0.0.1:${redis.port}`);

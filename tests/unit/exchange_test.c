@@ -485,7 +485,6 @@ Test(exchange, sid_pin_holds_handshake_until_stored)
     cr_assert_eq(fake_store_pending(), 1, "the sid was not pinned");
     cr_assert_str_empty(fake_client_out(fc), "the client got the sid before it was stored: %s",
                         fake_client_out(fc));
-    cr_assert(!fu->u.reading, "the pod is read while its answer is held");
     cr_assert_eq(fu->releases, 0);
     fake_store_flush();
     const char *out = fake_client_out(fc);
@@ -516,6 +515,120 @@ Test(exchange, sid_pin_client_leaves_before_store_answers)
     fake_store_flush();
     cr_assert_eq(fc->c.store_refs, 0);
     cr_assert_str_empty(fake_client_out(fc));
+}
+
+/* A handshake answer held for its sid pin: the pod's response is complete already. */
+static struct fake_upstream *held_complete_handshake(struct fake_client *fc)
+{
+    fake_store_defer_sid_pins(true);
+    fake_client_sends(fc, HANDSHAKE_REQ);
+    struct fake_upstream *fu = connect_pod(1);
+    send_open(fu);
+    cr_assert_eq(fake_store_pending(), 1, "the sid was not pinned");
+    cr_assert_str_empty(fake_client_out(fc), "%s", fake_client_out(fc));
+    return fu;
+}
+
+static uint64_t resets(void)
+{
+    return PR_CNT_GET(fake_worker()->m->proxy_errors[PR_ERR_RESET]);
+}
+
+/* The pod connection of a complete held answer stays read (no stop/start per handshake), so
+ * its close is seen at once: the client still gets the whole answer, keep-alive, once the pin
+ * is stored; the closed pod connection is not reused. */
+static void held_complete_pod_gone(int err)
+{
+    struct fake_client *fc = fake_client_new();
+    struct fake_upstream *fu = held_complete_handshake(fc);
+    cr_assert(fu->u.reading, "a complete held answer stopped reading its pod connection");
+    uint64_t r0 = resets();
+    if (err == UV_EOF)
+        fake_pod_eof(fu);
+    else
+        fu->u.h->eof(&fu->u, err); /* what upstream.c's read callback reports */
+    cr_assert_eq(fu->closes, 1, "the pod connection that went away is not closed");
+    cr_assert_eq(fu->releases, 0);
+    cr_assert_eq(fc->closes, 0, "the client of a complete held answer was closed");
+    cr_assert_str_empty(fake_client_out(fc), "the sid left before it was stored");
+    cr_assert_eq(resets(), r0, "a complete answer counted as a reset");
+    fake_store_flush();
+    const char *out = fake_client_out(fc);
+    cr_assert_eq(at(out, "HTTP/1.1 200 OK\r\n"), 0, "%s", out);
+    cr_assert(has(out, "\r\n\r\n" OPEN_BODY), "%s", out);
+    cr_assert_eq(count(out, "HTTP/1.1"), 1, "%s", out);
+    cr_assert_eq(fc->closes, 0);
+    cr_assert_eq(fc->c.state, PR_C_IDLE);
+    cr_assert_eq(fc->c.store_refs, 0);
+    cr_assert_eq(fu->reusable_releases, 0);
+    /* the session's next poll gets a new pod connection */
+    fake_store_defer_sid_pins(false);
+    fake_client_sends(fc, "GET /socket.io/?EIO=4&transport=polling&sid=abcDEF123 HTTP/1.1\r\n"
+                          "Host: h\r\n\r\n");
+    struct fake_upstream *next = connect_pod(2);
+    cr_assert(has(fake_pod_out(next), "sid=abcDEF123"));
+}
+
+Test(exchange, sid_pin_held_complete_pod_closes)
+{
+    held_complete_pod_gone(UV_EOF);
+}
+
+Test(exchange, sid_pin_held_complete_pod_resets)
+{
+    held_complete_pod_gone(UV_ECONNRESET);
+}
+
+Test(exchange, sid_pin_held_complete_pod_sends_more_not_reused)
+{
+    struct fake_client *fc = fake_client_new();
+    struct fake_upstream *fu = held_complete_handshake(fc);
+    fake_pod_sends(fu, "HTTP/1.1 200 OK\r\n"); /* bytes after the answer: nothing asked */
+    cr_assert(!fu->u.reading, "a pod that spoke out of turn is still read");
+    fake_store_flush();
+    const char *out = fake_client_out(fc);
+    cr_assert_eq(count(out, "HTTP/1.1"), 1, "%s", out);
+    cr_assert(has(out, "\r\n\r\n" OPEN_BODY), "%s", out);
+    cr_assert_eq(fu->reusable_releases, 0, "a pod connection with stray bytes was pooled");
+    cr_assert_eq(fu->closes, 1);
+    cr_assert_eq(fc->c.state, PR_C_IDLE);
+}
+
+Test(exchange, sid_pin_held_complete_client_leaves_then_pod_closes)
+{
+    struct fake_client *fc = fake_client_new();
+    struct fake_upstream *fu = held_complete_handshake(fc);
+    fake_client_eof(fc);
+    cr_assert_eq(fu->closes, 1);
+    fake_store_flush();
+    cr_assert_eq(fc->c.store_refs, 0);
+    cr_assert_str_empty(fake_client_out(fc));
+}
+
+/* Only part of the body is in hand when the sid is: the pod is not read until the pin is
+ * stored; a pod that then closes before the rest cuts the client off (counted as a reset),
+ * and its connection is not reused. */
+Test(exchange, sid_pin_held_incomplete_pod_closes_after_release)
+{
+    fake_store_defer_sid_pins(true);
+    struct fake_client *fc = fake_client_new();
+    fake_client_sends(fc, HANDSHAKE_REQ);
+    struct fake_upstream *fu = connect_pod(1);
+    char resp[512];
+    snprintf(resp, sizeof(resp), "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n%s",
+             strlen(OPEN_BODY) + 10, OPEN_BODY);
+    fake_pod_sends(fu, resp);
+    cr_assert_eq(fake_store_pending(), 1);
+    cr_assert(!fu->u.reading, "the pod is read while its incomplete answer is held");
+    uint64_t r0 = resets();
+    fake_store_flush();
+    cr_assert(has(fake_client_out(fc), "\r\n\r\n" OPEN_BODY), "%s", fake_client_out(fc));
+    cr_assert(fu->u.reading, "the rest of the answer is not read after the pin");
+    fake_pod_eof(fu);
+    cr_assert_eq(fc->closes, 1, "a cut answer left the client open");
+    cr_assert_eq(fu->closes, 1);
+    cr_assert_eq(fu->reusable_releases, 0);
+    cr_assert_eq(resets(), r0 + 1);
 }
 
 Test(exchange, pipelined_local_answer_waits_for_the_client_then_next_request)

@@ -2,6 +2,7 @@
  * room values (HyperStudy's, ours, garbage), pod rows and P events messages. The store's
  * behaviour against a real redis-server is covered by tests/e2e/redis*.test.js. */
 #include <criterion/criterion.h>
+#include <hiredis/hiredis.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -146,6 +147,59 @@ Test(redis_keys, rejects_bad_ids_kinds_and_overflow)
     cr_expect_eq(
         pr_redis_assignment_key(small, sizeof(small), "podrouter:", PR_KEY_SID, "abcdefgh", 8),
         -ENAMETOOLONG);
+}
+
+/* Our RESP formatter writes exactly what hiredis's would (the bytes Redis gets). */
+Test(redis_resp, same_bytes_as_hiredis)
+{
+    static char big[1500];
+    memset(big, 'x', sizeof(big));
+    const char *argv[] = {"EVALSHA", "0123456789abcdef0123456789abcdef01234567", "2", "", "a\r\nb",
+                          big, "12345678901234567890"};
+    size_t argl[] = {7, 40, 1, 0, 4, sizeof(big), 20};
+    char small[64];
+    for (int argc = 1; argc <= 7; argc++) {
+        char *want = NULL;
+        long long wl = redisFormatCommandArgv(&want, argc, argv, argl);
+        cr_assert_gt(wl, 0);
+        size_t n = 0;
+        char *got = pr_redis_command(small, sizeof(small), argc, argv, argl, NULL, 0, 0, &n);
+        cr_assert_not_null(got);
+        cr_expect_eq(n, (size_t)wl, "length with %d arguments", argc);
+        cr_expect_eq(memcmp(got, want, n), 0, "bytes with %d arguments", argc);
+        cr_expect(got != small || n <= sizeof(small), "more than the small buffer holds");
+        if (got != small)
+            free(got);
+        /* the same command as 2 arguments plus the rest already formatted (a batch's tail) */
+        if (argc > 2) {
+            char tail[4096];
+            size_t tl = 0;
+            for (int i = 2; i < argc; i++)
+                tl += pr_redis_bulk(tail + tl, argv[i], argl[i]);
+            got = pr_redis_command(small, sizeof(small), 2, argv, argl, tail, tl, argc - 2, &n);
+            cr_assert_not_null(got);
+            cr_expect_eq(n, (size_t)wl);
+            cr_expect_eq(memcmp(got, want, n), 0, "tail form with %d arguments", argc);
+            if (got != small)
+                free(got);
+        }
+        redisFreeCommand(want);
+    }
+    char d[21];
+    cr_expect_eq(pr_redis_u64(d, 0), 1);
+    cr_expect_str_eq(d, "0");
+    cr_expect_eq(pr_redis_u64(d, 18446744073709551615ull), 20);
+    cr_expect_str_eq(d, "18446744073709551615");
+    static const struct {
+        uint64_t v;
+        const char *s;
+    } nums[] = {{7, "7"}, {9, "9"}, {10, "10"}, {42, "42"}, {99, "99"}, {100, "100"}};
+    for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++) {
+        cr_expect_eq(pr_redis_u64(d, nums[i].v), strlen(nums[i].s));
+        cr_expect_str_eq(d, nums[i].s);
+    }
+    cr_expect_eq(pr_redis_u64(d, 86400000), 8);
+    cr_expect_str_eq(d, "86400000");
 }
 
 Test(redis_keys, kind_names)
@@ -557,7 +611,6 @@ Test(redis_cache, max_assignments)
 
 /* ---- the Lua script against a real redis-server ---------------------------------------- */
 
-#include <hiredis/hiredis.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -891,6 +944,116 @@ Test(redis_store_live, sid_pins_are_one_batched_set_nx, .timeout = 60, .fini = r
     /* the 51 commands of one iteration reach Redis in one write (one read there; two more
      * at most for the fallback script and a split by the kernel) */
     cr_expect(reads >= 1 && reads <= 3, "%lld reads for the pins of one loop iteration", reads);
+
+    s->ops->close(s);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    cr_expect_eq(uv_loop_close(&loop), 0, "handles left open on the loop");
+    pr_registry_destroy(reg);
+    redis_stop(c);
+}
+
+/* The pins and participant joins of one loop iteration: one script call, and Redis ends up
+ * exactly as with one command each (room JSON count, members set and its TTL, count events,
+ * the cached count), a join into a room Redis does not hold writes nothing. */
+Test(redis_store_live, pins_and_joins_of_one_iteration_are_one_script_call, .timeout = 60,
+     .fini = redis_fini)
+{
+    int port = free_port();
+    redisContext *c = redis_start(port);
+    struct pr_config cfg;
+    pr_config_defaults(&cfg);
+    snprintf(cfg.store, sizeof(cfg.store), "redis://127.0.0.1:%d", port);
+    struct pr_registry *reg = pr_registry_create(cfg.pod_ttl_ms);
+    cr_assert(reg);
+    cr_assert_eq(pr_registry_put(reg, "backend-0", "127.0.0.1:3000", 20, 80, NULL, NULL), 0);
+    uv_loop_t loop;
+    cr_assert_eq(uv_loop_init(&loop), 0);
+    char err[256] = "";
+    struct pr_store *s = pr_store_redis_open(&cfg, reg, &loop, err, sizeof(err));
+    cr_assert(s, "%s", err);
+    cr_assert_eq(store_up(&loop, s), 0, "the store never connected");
+    for (int i = 0; i < 200; i++) {
+        uv_run(&loop, UV_RUN_NOWAIT);
+        nap_ms(1);
+    }
+    struct pins room = {0}, sids = {0};
+    s->ops->create(s, PR_KEY_ROOM, "r1", 2, "backend-0", pin_cb, &room);
+    run_until(&loop, &room.answered, 1);
+    cr_assert_eq(room.failed, 0);
+    freeReplyObject(redisCommand(c, "CONFIG RESETSTAT"));
+
+    /* one iteration: 3 sessions of 3 new participants (one of them twice) and a join into a
+     * room nobody assigned */
+    static const char *const who[] = {"p-a", "p-b", "p-c", "p-a"};
+    for (int i = 0; i < 4; i++) {
+        char sid[32];
+        int n = snprintf(sid, sizeof(sid), "sid-join-%d", i);
+        s->ops->create(s, PR_KEY_SID, sid, (size_t)n, "backend-0", pin_cb, &sids);
+        s->ops->room_join(s, "r1", 2, who[i], 3);
+    }
+    s->ops->room_join(s, "nope", 4, "p-z", 3);
+    run_until(&loop, &sids.answered, 4);
+    cr_assert_eq(sids.failed, 0);
+    for (int i = 0; i < 50; i++) { /* the count events come back on the subscription */
+        uv_run(&loop, UV_RUN_NOWAIT);
+        nap_ms(1);
+    }
+    cr_expect_eq(info_field(c, "commandstats", "cmdstat_evalsha:calls="), 1,
+                 "the pins and joins of one iteration are one script call");
+    cr_expect_eq(info_field(c, "commandstats", "cmdstat_publish:calls="), 3, "count events");
+    cr_expect_eq(info_field(c, "commandstats", "cmdstat_set:calls="), 4 + 3,
+                 "one SET NX per pin, one room write per counted participant");
+    redisReply *r = redisCommand(c, "GET room:r1:pod");
+    cr_assert(r && r->type == REDIS_REPLY_STRING);
+    cr_expect_not_null(strstr(r->str, "\"participantCount\":3"), "%s", r->str);
+    cr_expect_not_null(strstr(r->str, "\"podId\":\"backend-0\""), "%s", r->str);
+    freeReplyObject(r);
+    char m[PR_REDIS_KEY_MAX];
+    cr_assert_gt(pr_redis_members_key(m, sizeof(m), cfg.key_prefix, "r1", 2), 0);
+    r = redisCommand(c, "SCARD %s", m);
+    cr_expect(r && r->type == REDIS_REPLY_INTEGER && r->integer == 3);
+    freeReplyObject(r);
+    long long room_left = pttl(c, "room:r1:pod"), members_left = pttl(c, m);
+    cr_expect(members_left > 0 && members_left <= room_left + 50,
+              "the members set lives as long as its room: %lld vs %lld", members_left, room_left);
+    r = redisCommand(c, "EXISTS room:nope:pod");
+    cr_expect(r && r->type == REDIS_REPLY_INTEGER && r->integer == 0);
+    freeReplyObject(r);
+    struct pr_assignment a;
+    cr_assert_eq(s->ops->info(s, PR_KEY_ROOM, "r1", 2, &a), 0);
+    cr_expect_eq(a.participant_count, 3);
+
+    /* the script cache flushed (failover, SCRIPT FLUSH): the batch runs once as EVAL */
+    freeReplyObject(redisCommand(c, "SCRIPT FLUSH"));
+    struct pins after = {0};
+    s->ops->create(s, PR_KEY_SID, "sid-after-flush", 15, "backend-0", pin_cb, &after);
+    s->ops->room_join(s, "r1", 2, "p-d", 3);
+    run_until(&loop, &after.answered, 1);
+    cr_expect_eq(after.failed, 0, "the batch failed after SCRIPT FLUSH");
+    cr_expect_str_eq(after.winner, "backend-0");
+    for (int i = 0; i < 50; i++) {
+        uv_run(&loop, UV_RUN_NOWAIT);
+        nap_ms(1);
+    }
+    r = redisCommand(c, "GET room:r1:pod");
+    cr_assert(r && r->type == REDIS_REPLY_STRING);
+    cr_expect_not_null(strstr(r->str, "\"participantCount\":4"), "%s", r->str);
+    freeReplyObject(r);
+
+    /* more entries than one batch holds: full batches go at once, the rest with the flush */
+    freeReplyObject(redisCommand(c, "CONFIG RESETSTAT"));
+    enum { MANY = 300 };
+    struct pins many = {0};
+    for (int i = 0; i < MANY; i++) {
+        char sid[32];
+        int n = snprintf(sid, sizeof(sid), "sid-many-%03d", i);
+        s->ops->create(s, PR_KEY_SID, sid, (size_t)n, "backend-0", pin_cb, &many);
+    }
+    run_until(&loop, &many.answered, MANY);
+    cr_expect_eq(many.answered, MANY);
+    cr_expect_eq(many.failed, 0);
+    cr_expect_eq(info_field(c, "commandstats", "cmdstat_evalsha:calls="), 3, "128 + 128 + 44");
+    cr_expect_eq(info_field(c, "commandstats", "cmdstat_set:calls="), MANY);
 
     s->ops->close(s);
     uv_run(&loop, UV_RUN_NOWAIT);

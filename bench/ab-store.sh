@@ -1,0 +1,199 @@
+#!/bin/bash
+# A B A B: Engine.IO handshakes (a new sid and a new participant per request, 1,000 rooms)
+# through pod-router with the memory store and with the Redis store, same binary, same bench pod.
+#
+#   bash bench/ab-store.sh [ab|strace|callgrind]     (default: ab)
+#
+# ab         ROUNDS (3) rounds of every column: wrk -t1 -c64 -dSECS (5) after a 1 s warm-up, fresh
+#            router (1 thread) per run; per run: handshakes/s, router CPU µs per handshake
+#            (utime+stime from /proc), redis-server CPU µs per handshake, Redis commands per
+#            handshake (INFO commandstats after CONFIG RESETSTAT; calls made inside scripts
+#            count too, `rt` counts only the commands the router sent), p99.
+# strace     strace -c -f on the router for STRACE_SECS (3) of the same load: syscalls per
+#            handshake, memory vs Redis.
+# callgrind  the router under valgrind --tool=callgrind (instrumentation on for the measured run
+#            only, wrk -c10): user-space instructions per handshake, memory vs Redis. Needs a
+#            build with symbols for the top-functions list (CG_BIN, default NEW_BIN).
+# Columns: mem and redis with NEW_BIN (default build/src/pod-router); with OLD_BIN set also
+# mem-old and redis-old (OLD_BIN's columns first in every round); COLS picks a subset.
+# Needs: redis-server, redis-cli, wrk, curl, build/bench/bench-pod (POD_BIN); valgrind for
+# callgrind, strace for strace. Everything listens on 127.0.0.1; every process is stopped by PID.
+set -u
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+NEW_BIN="${NEW_BIN:-$repo/build/src/pod-router}"
+OLD_BIN="${OLD_BIN:-}"
+POD_BIN="${POD_BIN:-$repo/build/bench/bench-pod}"
+ROUNDS="${ROUNDS:-3}"
+SECS="${SECS:-5}"
+CONNS="${CONNS:-64}"
+BASE="${AB_PORT_BASE:-18960}"
+mode="${1:-ab}"
+POD_PORT=$BASE R_PORT=$((BASE + 1)) R_ADMIN=$((BASE + 2)) REDIS_PORT=$((BASE + 3))
+for p in "$POD_PORT" "$R_PORT" "$R_ADMIN" "$REDIS_PORT"; do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+        echo "ab-store: port $p on 127.0.0.1 is in use; set AB_PORT_BASE" >&2
+        exit 1
+    fi
+done
+for b in "$NEW_BIN" "$POD_BIN" ${OLD_BIN:+"$OLD_BIN"}; do
+    [ -x "$b" ] || { echo "ab-store: $b missing (bash scripts/build.sh build)" >&2; exit 1; }
+done
+for cmd in redis-server redis-cli wrk curl; do
+    command -v "$cmd" >/dev/null || { echo "ab-store: $cmd missing" >&2; exit 1; }
+done
+work="$(mktemp -d)"
+pids=()
+cleanup() {
+    local p
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
+    for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+cd "$work" || exit 1
+
+wait_port() {
+    local i
+    for i in $(seq 1 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.05
+    done
+    echo "ab-store: nothing listens on port $1" >&2
+    return 1
+}
+cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+per_hs() { awk -v a="$1" -v b="$2" -v n="$3" 'BEGIN{ if (n > 0) printf "%.1f", (b-a)*1e6/'"$(getconf CLK_TCK)"'/n; else print "nan" }'; }
+
+timeout 3600 "$POD_BIN" --listen "127.0.0.1:$POD_PORT" --name p0 --session-timeout 60000 \
+    >pod.log 2>&1 &
+pids+=($!)
+timeout 3600 redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save '' --appendonly no \
+    --dir "$work" --protected-mode yes >redis.log 2>&1 &
+pids+=($!)
+wait_port "$POD_PORT" && wait_port "$REDIS_PORT" || exit 1
+redis_pid=$(pgrep -P "$!" | head -1)
+rcli() { redis-cli -p "$REDIS_PORT" "$@"; }
+
+# start_router BIN STORE [WRAP...]: sets $rp (the router's PID, or valgrind's)
+start_router() {
+    local b="$1" store="$2"
+    shift 2
+    local sargs=()
+    [ "$store" = redis ] && sargs=(--store "redis://127.0.0.1:$REDIS_PORT")
+    timeout 900 "$@" "$b" serve --listen "127.0.0.1:$R_PORT" --admin-listen "127.0.0.1:$R_ADMIN" \
+        --threads 1 --access-log false --log-level error --pod-ttl 1h --key-rate 0 \
+        "${sargs[@]}" >router.log 2>&1 &
+    rw=$!
+    pids+=("$rw")
+    wait_port "$R_ADMIN" || return 1
+    rp=$(pgrep -P "$rw" | head -1) # the router under its `timeout` wrapper
+    [ -n "$rp" ] || return 1
+    curl -fsS -m 5 -o /dev/null -X PUT -H 'content-type: application/json' \
+        -d "{\"address\":\"127.0.0.1:$POD_PORT\"}" "http://127.0.0.1:$R_ADMIN/v1/pods/p0" || return 1
+    wait_port "$R_PORT"
+}
+stop_router() {
+    kill "$rp" 2>/dev/null
+    wait "$rw" 2>/dev/null
+}
+# Redis calls per handshake from INFO commandstats, those made inside scripts included:
+# "total (set=… evalsha=… …)".
+redis_cmds() {
+    rcli info commandstats | tr -d '\r' | awk -F'[:=,]' -v n="$1" '
+        /^cmdstat_/ { c = substr($1, 9); if (c ~ /^(info|config)/) next
+                      calls[c] = $3; tot += $3 }
+        END { if (n <= 0) { print "nan"; exit }
+              s = ""
+              for (c in calls) if (calls[c] / n >= 0.01) s = s sprintf("%s%s=%.2f", s == "" ? "" : ",", c, calls[c] / n)
+              printf "%.2f(%s)", tot / n, s }'
+}
+
+cols=(mem redis)
+[ -n "$OLD_BIN" ] && cols=(mem-old redis-old mem redis)
+[ -n "${COLS:-}" ] && read -ra cols <<<"$COLS" # a subset, e.g. COLS="redis-old redis"
+col_bin() { case "$1" in *-old) echo "$OLD_BIN" ;; *) echo "$NEW_BIN" ;; esac; }
+col_store() { echo "${1%-old}"; }
+url="http://127.0.0.1:$R_PORT/"
+hs_lua="$repo/bench/lib/wrk/handshake.lua"
+
+run_ab() {
+    local round col
+    for round in $(seq 1 "$ROUNDS"); do
+        for col in "${cols[@]}"; do
+            rcli flushall >/dev/null
+            start_router "$(col_bin "$col")" "$(col_store "$col")" || exit 1
+            timeout 60 wrk -t1 -c"$CONNS" -d1s -s "$hs_lua" "$url" >/dev/null 2>&1
+            rcli config resetstat >/dev/null
+            local t0 r0 t1 r1 out n p99 errs
+            t0=$(cpu_ticks "$rp") r0=$(cpu_ticks "$redis_pid")
+            out=$(timeout $((SECS + 60)) wrk -t1 -c"$CONNS" -d"${SECS}s" --latency -s "$hs_lua" "$url")
+            t1=$(cpu_ticks "$rp") r1=$(cpu_ticks "$redis_pid")
+            n=$(echo "$out" | awk '/requests in/ {print $1}')
+            p99=$(echo "$out" | awk '$1=="99%" {print $2}')
+            errs=$(echo "$out" | awk '/Non-2xx|Socket errors/ {printf "%s ", $0}')
+            printf '%s %-9s hs/s=%s router_us=%s redis_us=%s cmds=%s p99=%s%s\n' "$round" "$col" \
+                "$(awk -v n="$n" -v s="$SECS" 'BEGIN{printf "%.0f", n/s}')" \
+                "$(per_hs "$t0" "$t1" "$n")" "$(per_hs "$r0" "$r1" "$n")" \
+                "$(redis_cmds "$n")" "$p99" "${errs:+ errors: $errs}"
+            stop_router
+        done
+    done
+}
+
+run_strace() {
+    command -v strace >/dev/null || { echo "ab-store: strace missing" >&2; exit 1; }
+    local col secs="${STRACE_SECS:-3}"
+    for col in "${cols[@]}"; do
+        rcli flushall >/dev/null
+        start_router "$(col_bin "$col")" "$(col_store "$col")" || exit 1
+        timeout 60 wrk -t1 -c"$CONNS" -d1s -s "$hs_lua" "$url" >/dev/null 2>&1
+        timeout $((secs + 30)) strace -c -f -o "strace-$col.txt" -p "$rp" & local sp=$!
+        sleep 0.5
+        local n
+        n=$(timeout $((secs + 60)) wrk -t1 -c"$CONNS" -d"${secs}s" -s "$hs_lua" "$url" |
+            awk '/requests in/ {print $1}')
+        kill -INT "$sp" 2>/dev/null
+        wait "$sp" 2>/dev/null
+        echo "== $col: syscalls per handshake ($n handshakes)"
+        awk -v n="$n" '$1 ~ /^[0-9.]+$/ && NF >= 5 {
+            calls = $4; err = (NF == 6) ? $5 : 0; name = $NF
+            if (calls / n >= 0.01 || name == "total")
+                printf "  %-14s %6.2f%s\n", name, calls / n, err ? sprintf("  (%.2f failed)", err / n) : "" }' \
+            "strace-$col.txt"
+        stop_router
+    done
+}
+
+run_callgrind() {
+    command -v valgrind >/dev/null || { echo "ab-store: valgrind missing" >&2; exit 1; }
+    local col b="${CG_BIN:-$NEW_BIN}" secs="${CG_SECS:-4}"
+    for col in mem redis; do
+        rcli flushall >/dev/null
+        start_router "$b" "$col" valgrind --tool=callgrind --callgrind-out-file="$work/cg-$col.out" \
+            --instr-atstart=no || exit 1
+        timeout 60 wrk -t1 -c10 -d2s -s "$hs_lua" "$url" >/dev/null 2>&1
+        callgrind_control -i on "$rp" >/dev/null
+        local n
+        n=$(timeout $((secs + 60)) wrk -t1 -c10 -d"${secs}s" -s "$hs_lua" "$url" |
+            awk '/requests in/ {print $1}')
+        callgrind_control -i off "$rp" >/dev/null
+        stop_router
+        local ir
+        ir=$(callgrind_annotate "$work/cg-$col.out" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}')
+        echo "== $col: $(awk -v i="$ir" -v n="$n" 'BEGIN{printf "%.0f", i/n}') instructions per handshake ($n handshakes)"
+        callgrind_annotate --inclusive=no "$work/cg-$col.out" 2>/dev/null |
+            awk -v n="$n" '/file:function/ {on=1; next}
+                on && NF >= 3 && $1 ~ /^[0-9,]+$/ && k < 15 {
+                    v = $1; gsub(",", "", v); f = ($NF ~ /^\[/) ? $(NF-1) : $NF
+                    sub(/.*\//, "", f); printf "  %8.0f %s\n", v / n, f; k++ }'
+        [ -n "${CG_KEEP:-}" ] && cp "$work/cg-$col.out" "$CG_KEEP-$col.out"
+    done
+}
+
+case "$mode" in
+ab) run_ab ;;
+strace) run_strace ;;
+callgrind) run_callgrind ;;
+*) echo "usage: bench/ab-store.sh [ab|strace|callgrind]" >&2; exit 2 ;;
+esac
