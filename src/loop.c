@@ -157,14 +157,6 @@ static void worker_begin_drain(struct pr_worker *w)
     pr__client_drain(w);
 }
 
-static bool worker_has_public_clients(struct pr_worker *w)
-{
-    for (struct pr_client *c = w->clients; c; c = c->next)
-        if (!c->admin)
-            return true;
-    return false;
-}
-
 static void worker_stop(struct pr_worker *w)
 {
     if (w->stopping)
@@ -172,10 +164,7 @@ static void worker_stop(struct pr_worker *w)
     w->stopping = true;
     atomic_fetch_add(&w->srv->stopped_workers, 1);
     /* Close every connection and handle; uv_run returns once all close callbacks ran. */
-    while (w->clients) {
-        struct pr_client *c = w->clients;
-        pr__client_close(c); /* unlinks itself */
-    }
+    pr__client_close_all(w);
     pr__pools_close_idle(w);
     uv_walk(&w->loop, close_walk_cb, NULL);
 }
@@ -211,7 +200,7 @@ static void tick_cb(uv_timer_t *t)
         }
     }
     if (w->draining) {
-        if (!worker_has_public_clients(w) || now >= w->drain_deadline) {
+        if (!pr__client_any_public(w) || now >= w->drain_deadline) {
             /* Worker 0 keeps the admin listener until every other worker finished. */
             if (w->id == 0 && atomic_load(&w->srv->stopped_workers) + 1 < w->srv->nworkers)
                 return;

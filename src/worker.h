@@ -54,7 +54,6 @@ struct pr_worker {
     uint64_t mem_last;  /* last memory tick */
     struct pr_policy_pod *policy_pods; /* scratch for new assignments */
     struct pr_pod_info *pod_infos;
-    struct pr_client *clients; /* every open client connection (for drain) */
     bool draining, stopping;
     uint64_t drain_deadline;
     char readbuf[PR_READ_BUF];
