@@ -53,7 +53,8 @@ struct pr_buf {
     uint32_t len, cap;
 };
 
-/* Room for need bytes in all (cap >= need; doubling from 4 KiB); 0 or -ENOMEM. */
+/* Room for need bytes in all (cap >= need; doubling from 4 KiB, whole pages mapped apart from
+ * the malloc heap, see common.c); 0 or -ENOMEM. */
 int pr_buf_reserve(struct pr_buf *b, size_t need);
 /* Appends n bytes; 0 or -ENOMEM (b unchanged). */
 int pr_buf_append(struct pr_buf *b, const void *s, size_t n);
