@@ -14,6 +14,9 @@
 #include "tq.h"
 #include "worker.h"
 
+_Static_assert(sizeof(struct pr_client) <= PR_CLIENT_SIZE_MAX,
+               "struct pr_client grew past its idle-tunnel budget (see PR_CLIENT_SIZE_MAX)");
+
 const char pr__client_tag = 'c';
 
 static void in_free(struct pr_client *c)

@@ -29,16 +29,21 @@
  * modules reach it through their worker (w->srv). */
 static struct pr_server process_srv;
 
-/* After a burst of connections closes, give the freed heap back to the system (glibc keeps
- * it otherwise). Each worker frees the pooled exchanges that stayed unused for a whole second
- * (keeping a few); worker 0 also notices a drop in connections. Cheap when nothing changed. */
+/* After a burst of connections closes, give the freed memory back to the system (glibc keeps
+ * heap memory otherwise). Each worker unmaps the pooled exchanges that stayed unused for a
+ * whole window (keeping PR_MEM_KEEP); worker 0 also notices a drop in connections. Cheap when
+ * nothing changed. The window is short so that the memory of a burst of handshakes (up to
+ * PR_EXCHANGE_FREELIST pooled exchanges of ~20 KiB each per worker) is gone within a second
+ * of it, e.g. once a wave of WebSocket upgrades became idle tunnels (issue 11). */
+#define PR_MEM_WINDOW_MS 400
+#define PR_MEM_KEEP 2
 void pr__memory_tick(struct pr_worker *w, uint64_t now)
 {
     static uint32_t peak; /* worker 0 only */
-    if (now - w->mem_last < 1000)
+    if (now - w->mem_last < PR_MEM_WINDOW_MS)
         return;
     w->mem_last = now;
-    uint32_t spare = w->free_low > 4 ? w->free_low - 4 : 0;
+    uint32_t spare = w->free_low > PR_MEM_KEEP ? w->free_low - PR_MEM_KEEP : 0;
     bool trim = spare >= 8;
     while (spare-- && w->free_exchanges) {
         struct pr_exchange *x = w->free_exchanges;

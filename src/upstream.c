@@ -14,6 +14,9 @@
 #include "tq.h"
 #include "worker.h"
 
+_Static_assert(sizeof(struct pr_upstream) <= PR_UPSTREAM_SIZE_MAX,
+               "struct pr_upstream grew past its idle-tunnel budget (see PR_UPSTREAM_SIZE_MAX)");
+
 static void upstream_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
 #define PR_RESOLVE_RETRY_MS 2000 /* a name that did not resolve is not asked again sooner */

@@ -43,10 +43,11 @@ enum pr_upstream_state {
     PR_U_CLOSING,
 };
 
-/* An idle tunnel keeps one of these per pod connection: keep it at most
- * PR_UPSTREAM_SIZE_MAX bytes (tests/unit/size_test.c; docs/benchmarks.md, issue 11). The
- * worker is u->pool->w; the connect request is heap-allocated and found through its own
- * data pointer, so only its start time is kept, and only while connecting. */
+/* An idle tunnel keeps one of these per pod connection, so its size is budgeted:
+ * PR_UPSTREAM_SIZE_MAX (see PR_CLIENT_SIZE_MAX in client.h), checked at compile time in
+ * upstream.c. The worker is u->pool->w; the connect request is heap-allocated and found
+ * through its own data pointer, so only its start time is kept, and only while connecting. */
+#define PR_UPSTREAM_SIZE_MAX 328 /* + 8 = 336, a 16-B malloc chunk; 8 B more: a 352-B chunk */
 struct pr_upstream {
     uv_tcp_t tcp;
     union {
