@@ -10,6 +10,7 @@
 
 #include "podrouter/log.h"
 #include "podrouter/metrics.h"
+#include "slab.h"
 #include "stream.h"
 #include "tq.h"
 #include "worker.h"
@@ -31,7 +32,7 @@ static void in_free(struct pr_client *c)
 static void client_free(struct pr_client *c)
 {
     in_free(c);
-    free(c);
+    pr__slab_free(c);
 }
 
 static void client_close_cb(uv_handle_t *h)
@@ -319,11 +320,11 @@ bool pr__peer_is_loopback(const struct pr_client *c)
 static struct pr_client *client_new(struct pr_worker *w, const struct pr_client_handlers *h,
                                     bool admin)
 {
-    struct pr_client *c = calloc(1, sizeof(*c));
+    struct pr_client *c = pr__slab_alloc(&w->client_slab, sizeof(*c));
     if (!c)
         return NULL;
     if (uv_tcp_init(&w->loop, &c->tcp)) {
-        free(c);
+        pr__slab_free(c);
         return NULL;
     }
     c->w = w;

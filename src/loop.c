@@ -303,6 +303,8 @@ static void worker_destroy(struct pr_worker *w)
     if (w->store)
         w->store->ops->close(w->store);
     pr__pools_destroy(w);
+    pr__slab_destroy(&w->client_slab); /* every connection was closed and freed above */
+    pr__slab_destroy(&w->upstream_slab);
     while (w->free_exchanges) {
         struct pr_exchange *x = w->free_exchanges;
         w->free_exchanges = x->next_free;

@@ -10,6 +10,7 @@
 #include "podrouter/log.h"
 #include "podrouter/metrics.h"
 #include "podrouter/registry.h"
+#include "slab.h"
 #include "stream.h"
 #include "tq.h"
 #include "worker.h"
@@ -159,7 +160,7 @@ const char pr__upstream_tag = 'u';
 
 static void upstream_close_cb(uv_handle_t *h)
 {
-    free(pr__container_of(h, struct pr_upstream, tcp));
+    pr__slab_free(pr__container_of(h, struct pr_upstream, tcp));
 }
 
 /* A worker stops: close an upstream handle found by uv_walk (e.g. one still connecting for
@@ -330,12 +331,12 @@ static int pool_connect(struct pr_pool *p, struct pr_client *c,
                         const struct pr_upstream_handlers *h, struct pr_upstream **out)
 {
     struct pr_worker *w = p->w;
-    struct pr_upstream *u = calloc(1, sizeof(*u));
+    struct pr_upstream *u = pr__slab_alloc(&w->upstream_slab, sizeof(*u));
     if (!u)
         return UV_ENOMEM;
     int rc = uv_tcp_init(&w->loop, &u->tcp);
     if (rc) {
-        free(u);
+        pr__slab_free(u);
         return rc;
     }
     u->tcp.data = (void *)&pr__upstream_tag; /* found and freed by a worker's stop walk */
