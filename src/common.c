@@ -58,7 +58,7 @@ uint64_t pr_mono_ms(void)
  * long-lived connection structs allocated meanwhile, pages glibc can never give back (idle
  * tunnels paid ~100-200 B each for it). Pooled exchanges keep theirs, so the steady request
  * path makes no system call. Under AddressSanitizer they stay on the heap, to be checked. */
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(PR_ASAN)
 #define PR_BUF_MAPPED 0
 #else
 #define PR_BUF_MAPPED 1

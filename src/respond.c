@@ -146,7 +146,7 @@ void pr__access_log(struct pr_client *c)
  * common.c): freed after a burst of requests, they give their pages back instead of leaving
  * holes between the connection structs of the tunnels and keep-alive connections allocated
  * meanwhile (issue 11). Pooled, so only a burst maps new ones. On the heap under ASan. */
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(PR_ASAN)
 static struct pr_exchange *exchange_alloc(void)
 {
     return calloc(1, sizeof(struct pr_exchange));

@@ -10,6 +10,8 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "podrouter/common.h"
+
 #define SLAB_PAGE ((size_t)64 * 1024)
 
 struct pr_slab_page {
@@ -22,7 +24,7 @@ struct pr_slab_page {
 
 #define SLAB_FIRST ((sizeof(struct pr_slab_page) + 15) & ~(size_t)15)
 
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(PR_ASAN)
 
 void *pr__slab_alloc(struct pr_slab *s, size_t size)
 {

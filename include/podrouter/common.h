@@ -46,6 +46,16 @@ uint64_t pr_mono_ms(void);
 int pr_read_token_file(const char *path, char *buf, size_t cap);
 
 /* Grow a heap buffer to hold at least need bytes (doubling, 4 KiB first): 0 or -ENOMEM. */
+/* PR_ASAN: built with AddressSanitizer (GCC or clang). Memory the router maps itself (pr_buf,
+ * exchanges, connection slabs) comes from malloc instead, so that ASan checks it. */
+#if defined(__SANITIZE_ADDRESS__)
+#define PR_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define PR_ASAN 1
+#endif
+#endif
+
 /* The one growable byte buffer (bytes [0, len) of p; p is NULL while cap is 0). Buffers
  * exist only while data flows: owners give them back with pr_buf_trim/pr_buf_free. */
 struct pr_buf {
