@@ -4,6 +4,9 @@
 #   bash bench/run.sh            the Socket.IO workload (~25 min): see below and bench/README.md
 #   bash bench/run.sh --quick    the same, briefly (< 3 min), e.g. as a smoke test
 #   bash bench/run.sh --static   the older static-response measurement described next
+#   bash bench/run.sh --tunnels  only the idle-tunnel step of the workload (~1 min per column):
+#                                BENCH_COLUMNS (pr1 pr1r pr2 pr2r), BENCH_TUNNEL_STEPS (5000,9000),
+#                                BENCH_BIN (a router binary to measure instead of building one)
 #
 # The workload (bench/lib/workload.sh): two C bench pods (bench/pod), pod-router with the memory
 # and the Redis store, HAProxy and nginx hashing on the room, 1 and 2 threads each, and the
@@ -33,15 +36,17 @@ set -euo pipefail
 
 QUICK=0
 STATIC=0
+TUNNELS_ONLY=0
 for arg in "$@"; do
     case "$arg" in
     --quick) QUICK=1 ;;
     --static) STATIC=1 ;;
+    --tunnels) TUNNELS_ONLY=1 ;;
     -h | --help)
         sed -n '2,/^set -euo/p' "$0" | sed '$d'
         exit 0
         ;;
-    *) echo "bench/run.sh: unknown argument $arg (--quick, --static)" >&2; exit 2 ;;
+    *) echo "bench/run.sh: unknown argument $arg (--quick, --static, --tunnels)" >&2; exit 2 ;;
     esac
 done
 
@@ -159,7 +164,15 @@ mkdir -p "$work" "$out_dir"
 
 build_router
 bench_bin="$(dirname "$(dirname "$bin")")/bench"
+if [ -n "${BENCH_BIN:-}" ]; then
+    bin="$BENCH_BIN"
+    bin_source="$BENCH_BIN"
+fi
 
+if [ "$TUNNELS_ONLY" = 1 ]; then
+    run_tunnels
+    exit 0
+fi
 if [ "$STATIC" = 0 ]; then
     # The Socket.IO workload (issue 11); bench/lib/workload.sh.
     run_workload

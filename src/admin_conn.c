@@ -26,12 +26,8 @@ static void admin_handle(struct pr_client *c);
 static void admin_prefetched(void *arg, int status, const char *pod)
 {
     struct pr_client *c = arg;
-    c->store_refs--;
-    if (c->closing) {
-        if (c->store_refs == 0 && c->handle_closed)
-            free(c);
-        return;
-    }
+    if (!pr__client_unhold(c))
+        return; /* gone (freed with its input buffer by client.c) */
     admin_handle(c);
 }
 

@@ -10,14 +10,29 @@
 
 #include "podrouter/log.h"
 #include "podrouter/metrics.h"
+#include "slab.h"
 #include "stream.h"
 #include "tq.h"
 #include "worker.h"
 
+_Static_assert(sizeof(struct pr_client) <= PR_CLIENT_SIZE_MAX,
+               "struct pr_client grew past its idle-tunnel budget (see PR_CLIENT_SIZE_MAX)");
+
+const char pr__client_tag = 'c';
+
+static void in_free(struct pr_client *c)
+{
+    if (c->in) {
+        pr_buf_free(&c->in->b);
+        free(c->in);
+        c->in = NULL;
+    }
+}
+
 static void client_free(struct pr_client *c)
 {
-    pr_buf_free(&c->in);
-    free(c);
+    in_free(c);
+    pr__slab_free(c);
 }
 
 static void client_close_cb(uv_handle_t *h)
@@ -55,13 +70,6 @@ void pr__client_close(struct pr_client *c)
     c->closing = true;
     struct pr_worker *w = c->w;
     pr__tq_remove(&c->tq);
-    if (c->prev)
-        c->prev->next = c->next;
-    else if (w->clients == c)
-        w->clients = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    c->prev = c->next = NULL;
     c->h->on_gone(c);
     PR_CNT_DEC(w->m->conns[PR_CONN_CLIENT]);
     atomic_fetch_sub(&w->srv->nclients, 1);
@@ -86,10 +94,25 @@ void pr__client_stop_read(struct pr_client *c)
     c->reading = false;
 }
 
-/* Put the client's timer in queue q (NULL: none), unless the send timeout owns it. */
+static struct pr_tq *home_queue(struct pr_client *c)
+{
+    switch (c->tq_home) {
+    case PR_CQ_HEADER: return &c->w->q_header;
+    case PR_CQ_IDLE: return &c->w->q_idle;
+    case PR_CQ_TUNNEL: return &c->w->q_tunnel;
+    default: return NULL;
+    }
+}
+
+/* Put the client's timer in queue q (NULL: none; else the worker's header, idle or tunnel
+ * queue), unless the send timeout owns it. */
 void pr__client_queue(struct pr_client *c, struct pr_tq *q)
 {
-    c->tq_home = q;
+    struct pr_worker *w = c->w;
+    c->tq_home = q == &w->q_header ? PR_CQ_HEADER
+                 : q == &w->q_idle ? PR_CQ_IDLE
+                 : q == &w->q_tunnel ? PR_CQ_TUNNEL
+                                     : PR_CQ_NONE;
     if (c->tq_send)
         return;
     if (q)
@@ -113,7 +136,7 @@ void pr__client_arm_send(struct pr_client *c)
     if (!c->tq_send)
         return;
     c->tq_send = false;
-    pr__client_queue(c, c->tq_home);
+    pr__client_queue(c, home_queue(c));
 }
 
 static void client_write_cb(uv_write_t *req, int status)
@@ -169,11 +192,13 @@ static size_t client_feed(struct pr_client *c, const char *data, size_t len)
 
 static void in_compact(struct pr_client *c)
 {
-    if (c->in_off == c->in.len) {
-        c->in_off = c->in.len = 0;
-        pr_buf_trim(&c->in, 16384); /* buffers only while data flows */
+    if (c->in && c->in->off == c->in->b.len) {
+        c->in->off = c->in->b.len = 0;
+        pr_buf_trim(&c->in->b, 16384); /* buffers only while data flows */
+        if (!c->in->b.p)
+            in_free(c);
     }
-    bool full = c->in.len - c->in_off >= PR_CLIENT_IN_MAX;
+    bool full = pr__client_waiting(c) >= PR_CLIENT_IN_MAX;
     if (full && !c->in_full) {
         pr__client_stop_read(c);
         c->in_full = true;
@@ -186,25 +211,41 @@ static void in_compact(struct pr_client *c)
 /* Process what waits in c->in (after a request finished or a pod connection came up). */
 void pr__client_drive(struct pr_client *c)
 {
-    if (c->feeding || c->closing || c->in_off == c->in.len)
+    if (c->feeding || c->closing || !pr__client_waiting(c))
         return;
-    size_t n = client_feed(c, c->in.p + c->in_off, c->in.len - c->in_off);
+    struct pr_client_in *in = c->in;
+    size_t n = client_feed(c, in->b.p + in->off, in->b.len - in->off);
     if (c->closing)
         return;
-    c->in_off += (uint32_t)n;
+    in->off += (uint32_t)n;
     in_compact(c);
+}
+
+void pr__client_in_release(struct pr_client *c)
+{
+    if (!c->feeding && !pr__client_waiting(c))
+        in_free(c);
+}
+
+/* Keep data[0..len) after what waits; false when out of memory. */
+static bool in_append(struct pr_client *c, const char *data, size_t len)
+{
+    if (!c->in && !(c->in = calloc(1, sizeof(*c->in))))
+        return false;
+    struct pr_client_in *in = c->in;
+    if (in->off > 0 && in->off >= in->b.len / 2) {
+        memmove(in->b.p, in->b.p + in->off, in->b.len - in->off);
+        in->b.len -= in->off;
+        in->off = 0;
+    }
+    return pr_buf_append(&in->b, data, len) == 0;
 }
 
 static void client_input(struct pr_client *c, const char *data, size_t len)
 {
-    if (c->in_off < c->in.len) {
+    if (pr__client_waiting(c)) {
         /* Older bytes wait: keep the order, append and process from the buffer. */
-        if (c->in_off > 0 && c->in_off >= c->in.len / 2) {
-            memmove(c->in.p, c->in.p + c->in_off, c->in.len - c->in_off);
-            c->in.len -= c->in_off;
-            c->in_off = 0;
-        }
-        if (pr_buf_append(&c->in, data, len)) {
+        if (!in_append(c, data, len)) {
             pr__client_close(c);
             return;
         }
@@ -214,8 +255,9 @@ static void client_input(struct pr_client *c, const char *data, size_t len)
     size_t n = client_feed(c, data, len);
     if (c->closing || n == len)
         return;
-    c->in_off = c->in.len = 0;
-    if (pr_buf_append(&c->in, data + n, len - n)) {
+    if (c->in)
+        c->in->off = c->in->b.len = 0;
+    if (!in_append(c, data + n, len - n)) {
         pr__client_close(c);
         return;
     }
@@ -299,14 +341,15 @@ bool pr__peer_is_loopback(const struct pr_client *c)
 static struct pr_client *client_new(struct pr_worker *w, const struct pr_client_handlers *h,
                                     bool admin)
 {
-    struct pr_client *c = calloc(1, sizeof(*c));
+    struct pr_client *c = pr__slab_alloc(&w->client_slab, sizeof(*c));
     if (!c)
         return NULL;
     if (uv_tcp_init(&w->loop, &c->tcp)) {
-        free(c);
+        pr__slab_free(c);
         return NULL;
     }
     c->w = w;
+    c->tcp.data = (void *)&pr__client_tag;
     c->admin = admin;
     c->h = h;
     return c;
@@ -319,10 +362,6 @@ static void client_start(struct pr_client *c)
     PR_CNT_INC(w->m->conns[PR_CONN_CLIENT]);
     uv_tcp_nodelay(&c->tcp, 1);
     read_peer(c);
-    c->next = w->clients;
-    if (w->clients)
-        w->clients->prev = c;
-    w->clients = c;
     c->state = PR_C_IDLE;
     /* The header timeout runs from accept until the first head is complete. */
     pr__client_queue(c, &w->q_header);
@@ -377,14 +416,53 @@ void pr__client_reject(uv_stream_t *server)
 
 /* SIGTERM: each connection's layer decides (idle keep-alive ones close now, the rest after
  * their response, tunnels when the worker stops). */
+static struct pr_client *walk_client(uv_handle_t *h)
+{
+    if (h->type != UV_TCP || h->data != &pr__client_tag || uv_is_closing(h))
+        return NULL;
+    return pr__container_of((uv_tcp_t *)h, struct pr_client, tcp);
+}
+
+/* uv_walk visits the handles open when it starts (it moves the list aside first), and a
+ * handle closed meanwhile stays listed until its close callback: callbacks may close. */
+static void drain_walk_cb(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    struct pr_client *c = walk_client(h);
+    if (c && !c->closing)
+        c->h->on_drain(c);
+}
+
 void pr__client_drain(struct pr_worker *w)
 {
-    struct pr_client *c = w->clients;
-    while (c) {
-        struct pr_client *next = c->next;
-        c->h->on_drain(c);
-        c = next;
-    }
+    uv_walk(&w->loop, drain_walk_cb, NULL);
+}
+
+static void public_walk_cb(uv_handle_t *h, void *arg)
+{
+    struct pr_client *c = walk_client(h);
+    if (c && !c->closing && !c->admin)
+        *(bool *)arg = true;
+}
+
+bool pr__client_any_public(struct pr_worker *w)
+{
+    bool any = false;
+    uv_walk(&w->loop, public_walk_cb, &any);
+    return any;
+}
+
+static void close_walk_cb(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    struct pr_client *c = walk_client(h);
+    if (c)
+        pr__client_close(c);
+}
+
+void pr__client_close_all(struct pr_worker *w)
+{
+    uv_walk(&w->loop, close_walk_cb, NULL);
 }
 
 /* ---- timers of client connections ---- */

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -52,6 +53,17 @@ uint64_t pr_mono_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+/* Buffers are whole pages mapped outside the malloc heap (issue 11): they exist only while a
+ * request flows, and a heap buffer freed after a burst of requests left a hole between the
+ * long-lived connection structs allocated meanwhile, pages glibc can never give back (idle
+ * tunnels paid ~100-200 B each for it). Pooled exchanges keep theirs, so the steady request
+ * path makes no system call. Under AddressSanitizer they stay on the heap, to be checked. */
+#if defined(PR_ASAN)
+#define PR_BUF_MAPPED 0
+#else
+#define PR_BUF_MAPPED 1
+#endif
+
 int pr_buf_reserve(struct pr_buf *b, size_t need)
 {
     if (need <= b->cap)
@@ -61,9 +73,16 @@ int pr_buf_reserve(struct pr_buf *b, size_t need)
     size_t n = b->cap ? b->cap : 4096;
     while (n < need)
         n *= 2;
+#if PR_BUF_MAPPED
+    char *p = b->p ? mremap(b->p, b->cap, n, MREMAP_MAYMOVE)
+                   : mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return -ENOMEM;
+#else
     char *p = realloc(b->p, n);
     if (!p)
         return -ENOMEM;
+#endif
     b->p = p;
     b->cap = (uint32_t)n;
     return 0;
@@ -96,7 +115,12 @@ void pr_buf_trim(struct pr_buf *b, uint32_t keep)
 
 void pr_buf_free(struct pr_buf *b)
 {
+#if PR_BUF_MAPPED
+    if (b->p)
+        munmap(b->p, b->cap);
+#else
     free(b->p);
+#endif
     b->p = NULL;
     b->len = b->cap = 0;
 }

@@ -30,16 +30,21 @@
  * modules reach it through their worker (w->srv). */
 static struct pr_server process_srv;
 
-/* After a burst of connections closes, give the freed heap back to the system (glibc keeps
- * it otherwise). Each worker frees the pooled exchanges that stayed unused for a whole second
- * (keeping a few); worker 0 also notices a drop in connections. Cheap when nothing changed. */
+/* After a burst of connections closes, give the freed memory back to the system (glibc keeps
+ * heap memory otherwise). Each worker unmaps the pooled exchanges that stayed unused for a
+ * whole window (keeping PR_MEM_KEEP); worker 0 also notices a drop in connections. Cheap when
+ * nothing changed. The window is short so that the memory of a burst of handshakes (up to
+ * PR_EXCHANGE_FREELIST pooled exchanges of ~20 KiB each per worker) is gone within a second
+ * of it, e.g. once a wave of WebSocket upgrades became idle tunnels (issue 11). */
+#define PR_MEM_WINDOW_MS 400
+#define PR_MEM_KEEP 2
 void pr__memory_tick(struct pr_worker *w, uint64_t now)
 {
     static uint32_t peak; /* worker 0 only */
-    if (now - w->mem_last < 1000)
+    if (now - w->mem_last < PR_MEM_WINDOW_MS)
         return;
     w->mem_last = now;
-    uint32_t spare = w->free_low > 4 ? w->free_low - 4 : 0;
+    uint32_t spare = w->free_low > PR_MEM_KEEP ? w->free_low - PR_MEM_KEEP : 0;
     bool trim = spare >= 8;
     while (spare-- && w->free_exchanges) {
         struct pr_exchange *x = w->free_exchanges;
@@ -160,14 +165,6 @@ static void worker_begin_drain(struct pr_worker *w)
     pr__client_drain(w);
 }
 
-static bool worker_has_public_clients(struct pr_worker *w)
-{
-    for (struct pr_client *c = w->clients; c; c = c->next)
-        if (!c->admin)
-            return true;
-    return false;
-}
-
 static void worker_stop(struct pr_worker *w)
 {
     if (w->stopping)
@@ -175,10 +172,7 @@ static void worker_stop(struct pr_worker *w)
     w->stopping = true;
     atomic_fetch_add(&w->srv->stopped_workers, 1);
     /* Close every connection and handle; uv_run returns once all close callbacks ran. */
-    while (w->clients) {
-        struct pr_client *c = w->clients;
-        pr__client_close(c); /* unlinks itself */
-    }
+    pr__client_close_all(w);
     pr__pools_close_idle(w);
     uv_walk(&w->loop, close_walk_cb, NULL);
 }
@@ -214,7 +208,7 @@ static void tick_cb(uv_timer_t *t)
         }
     }
     if (w->draining) {
-        if (!worker_has_public_clients(w) || now >= w->drain_deadline) {
+        if (!pr__client_any_public(w) || now >= w->drain_deadline) {
             /* Worker 0 keeps the admin listener until every other worker finished. */
             if (w->id == 0 && atomic_load(&w->srv->stopped_workers) + 1 < w->srv->nworkers)
                 return;
@@ -317,6 +311,8 @@ static void worker_destroy(struct pr_worker *w)
     if (w->store)
         w->store->ops->close(w->store);
     pr__pools_destroy(w);
+    pr__slab_destroy(&w->client_slab); /* every connection was closed and freed above */
+    pr__slab_destroy(&w->upstream_slab);
     while (w->free_exchanges) {
         struct pr_exchange *x = w->free_exchanges;
         w->free_exchanges = x->next_free;

@@ -9,6 +9,7 @@
 #include <strings.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "client.h"
 #include "exchange.h"
@@ -141,6 +142,36 @@ void pr__access_log(struct pr_client *c)
 
 /* ---- exchanges (pooled per worker) ---- */
 
+/* Exchanges (7 KiB) are mapped apart from the malloc heap, like their buffers (pr_buf in
+ * common.c): freed after a burst of requests, they give their pages back instead of leaving
+ * holes between the connection structs of the tunnels and keep-alive connections allocated
+ * meanwhile (issue 11). Pooled, so only a burst maps new ones. On the heap under ASan. */
+#if defined(PR_ASAN)
+static struct pr_exchange *exchange_alloc(void)
+{
+    return calloc(1, sizeof(struct pr_exchange));
+}
+
+static void exchange_unmap(struct pr_exchange *x)
+{
+    free(x);
+}
+#else
+#define EXCHANGE_MAP_SIZE ((sizeof(struct pr_exchange) + 4095) & ~(size_t)4095)
+
+static struct pr_exchange *exchange_alloc(void)
+{
+    void *p = mmap(NULL, EXCHANGE_MAP_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                   -1, 0);
+    return p == MAP_FAILED ? NULL : p; /* zero-filled, like calloc */
+}
+
+static void exchange_unmap(struct pr_exchange *x)
+{
+    munmap(x, EXCHANGE_MAP_SIZE);
+}
+#endif
+
 struct pr_exchange *pr__exchange_get(struct pr_worker *w)
 {
     struct pr_exchange *x = w->free_exchanges;
@@ -150,7 +181,7 @@ struct pr_exchange *pr__exchange_get(struct pr_worker *w)
         if (w->nfree_exchanges < w->free_low)
             w->free_low = (uint32_t)w->nfree_exchanges;
     } else {
-        x = calloc(1, sizeof(*x));
+        x = exchange_alloc();
         if (!x)
             return NULL;
     }
@@ -177,7 +208,7 @@ void pr__exchange_free(struct pr_exchange *x)
     pr_buf_free(&x->resp);
     pr_buf_free(&x->replay);
     free(x->body);
-    free(x);
+    exchange_unmap(x);
 }
 
 void pr__exchange_release(struct pr_worker *w, struct pr_exchange *x)

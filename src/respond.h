@@ -9,7 +9,11 @@
 
 #include "podrouter/http_head.h"
 
-#define PR_EXCHANGE_FREELIST 32
+/* Released exchanges kept per worker. Exchanges and their buffers are mapped pages (respond.c,
+ * common.c): a release with a full pool or a get with an empty one is a system call, so the
+ * pool holds every exchange a busy worker cycles through (e.g. wrk's 64 connections), and the
+ * memory tick (loop.c) unmaps those unused for 400 ms: an idle worker keeps 2. */
+#define PR_EXCHANGE_FREELIST 256
 
 struct pr_client;
 struct pr_exchange;

@@ -54,6 +54,7 @@ void pr__tunnel_start(struct pr_client *c)
     pr__client_drive(c); /* bytes the client sent right after its upgrade request */
     if (c->closing || c->up != u)
         return;
+    pr__client_in_release(c); /* an idle tunnel keeps no input buffer */
     if (!u->writing)
         pr__client_start_read(c);
     if (!c->writing)
@@ -107,7 +108,7 @@ static void client_gone(struct pr_client *c)
     }
     u->h = &linger_upstream;
     pr__upstream_stop_read(u);
-    pr__tq_push(&u->w->q_linger, &u->tq, pr__now(u->w));
+    pr__tq_push(&u->pool->w->q_linger, &u->tq, pr__now(u->pool->w));
 }
 
 static void client_nothing(struct pr_client *c)

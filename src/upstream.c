@@ -10,9 +10,13 @@
 #include "podrouter/log.h"
 #include "podrouter/metrics.h"
 #include "podrouter/registry.h"
+#include "slab.h"
 #include "stream.h"
 #include "tq.h"
 #include "worker.h"
+
+_Static_assert(sizeof(struct pr_upstream) <= PR_UPSTREAM_SIZE_MAX,
+               "struct pr_upstream grew past its idle-tunnel budget (see PR_UPSTREAM_SIZE_MAX)");
 
 static void upstream_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
@@ -156,7 +160,7 @@ const char pr__upstream_tag = 'u';
 
 static void upstream_close_cb(uv_handle_t *h)
 {
-    free(pr__container_of(h, struct pr_upstream, tcp));
+    pr__slab_free(pr__container_of(h, struct pr_upstream, tcp));
 }
 
 /* A worker stops: close an upstream handle found by uv_walk (e.g. one still connecting for
@@ -176,14 +180,14 @@ static void count_pod_connection(struct pr_upstream *u, int delta)
         u->cslot = u->pool->slot;
         u->cgen = u->pool->gen;
     }
-    pr_registry_add_connections(u->w->srv->reg, u->cslot, u->cgen, delta);
+    pr_registry_add_connections(u->pool->w->srv->reg, u->cslot, u->cgen, delta);
 }
 
 void pr__upstream_close(struct pr_upstream *u)
 {
     if (u->state == PR_U_CLOSING || uv_is_closing((uv_handle_t *)&u->tcp))
         return;
-    struct pr_worker *w = u->w;
+    struct pr_worker *w = u->pool->w;
     if (u->state == PR_U_IDLE)
         idle_unlink(u);
     if (u->counted) {
@@ -280,17 +284,18 @@ static void connect_cb(uv_connect_t *req, int status)
 {
     struct pr_upstream *u = req->data;
     free(req);
-    struct pr_worker *w = u->w;
+    struct pr_worker *w = u->pool->w;
     if (u->state == PR_U_CLOSING)
         return;
     pr__tq_remove(&u->tq);
+    uint64_t start_ns = u->u.connect_start_ns;
     memset(&u->u, 0, sizeof(u->u));
     struct pr_client *c = u->client;
     if (status < 0) {
         connect_failed(u, status);
         return;
     }
-    pr_hist_observe(&w->m->connect_duration, (double)(uv_hrtime() - u->connect_start_ns) / 1e9);
+    pr_hist_observe(&w->m->connect_duration, (double)(uv_hrtime() - start_ns) / 1e9);
     if (pr_registry_connect_ok(w->srv->reg, u->cslot, u->cgen)) /* --pod-fall count restarts */
         pr_warn("pod up again", "pod", u->pool->name, "by", "connect");
     u->state = PR_U_ACTIVE;
@@ -334,21 +339,20 @@ static int pool_connect(struct pr_pool *p, struct pr_client *c,
                         const struct pr_upstream_handlers *h, struct pr_upstream **out)
 {
     struct pr_worker *w = p->w;
-    struct pr_upstream *u = calloc(1, sizeof(*u));
+    struct pr_upstream *u = pr__slab_alloc(&w->upstream_slab, sizeof(*u));
     if (!u)
         return UV_ENOMEM;
     int rc = uv_tcp_init(&w->loop, &u->tcp);
     if (rc) {
-        free(u);
+        pr__slab_free(u);
         return rc;
     }
-    u->w = w;
     u->tcp.data = (void *)&pr__upstream_tag; /* found and freed by a worker's stop walk */
     u->pool = p;
     u->client = c;
     u->h = h;
     u->state = PR_U_CONNECTING;
-    u->connect_start_ns = uv_hrtime();
+    u->u.connect_start_ns = uv_hrtime();
     PR_CNT_INC(w->m->conns[PR_CONN_UPSTREAM]);
     uv_connect_t *req = malloc(sizeof(*req));
     rc = req ? uv_tcp_connect(req, &u->tcp, (struct sockaddr *)&p->addr, connect_cb) : UV_ENOMEM;
@@ -361,7 +365,6 @@ static int pool_connect(struct pr_pool *p, struct pr_client *c,
         pr__upstream_close(u);
         return rc;
     }
-    u->u.connect_req = req;
     count_pod_connection(u, 1);
     u->counted = true;
     pr__tq_push(&w->q_connect, &u->tq, pr__now(w));
@@ -397,7 +400,7 @@ int pr__pool_acquire(struct pr_pool *p, struct pr_client *c, const struct pr_ups
 void pr__upstream_release(struct pr_upstream *u, bool reusable)
 {
     struct pr_pool *p = u->pool;
-    struct pr_worker *w = u->w;
+    struct pr_worker *w = u->pool->w;
     u->client = NULL;
     if (u->counted) {
         count_pod_connection(u, -1);

@@ -43,23 +43,26 @@ enum pr_upstream_state {
     PR_U_CLOSING,
 };
 
+/* An idle tunnel keeps one of these per pod connection, so its size is budgeted:
+ * PR_UPSTREAM_SIZE_MAX (see PR_CLIENT_SIZE_MAX in client.h), checked at compile time in
+ * upstream.c. The worker is u->pool->w; the connect request is heap-allocated and found
+ * through its own data pointer, so only its start time is kept, and only while connecting. */
+#define PR_UPSTREAM_SIZE_MAX 328 /* + 8 = 336, a 16-B malloc chunk; 8 B more: a 352-B chunk */
 struct pr_upstream {
     uv_tcp_t tcp;
     union {
-        uv_connect_t *connect_req; /* while connecting (heap: idle tunnels stay small) */
+        uint64_t connect_start_ns; /* while connecting (PR_U_CONNECTING) */
         struct {
             struct pr_upstream *prev, *next; /* pool idle list */
         } idle;
     } u;
-    struct pr_worker *w;
     struct pr_pool *pool;
     struct pr_client *client; /* owner (opaque to upstream.c), NULL when none */
     const struct pr_upstream_handlers *h;
     struct pr_tq_node tq;
-    uint8_t state;
-    bool reading, writing, reused, got_bytes, counted;
     uint32_t cslot, cgen; /* registry slot/generation the connection is counted against */
-    uint64_t connect_start_ns;
+    unsigned state : 2;   /* enum pr_upstream_state */
+    bool reading : 1, writing : 1, reused : 1, got_bytes : 1, counted : 1;
 };
 
 struct pr_pool {

@@ -12,6 +12,7 @@
 #include "podrouter/config.h"
 #include "podrouter/ratelimit.h"
 #include "podrouter/registry.h"
+#include "slab.h"
 #include "tq.h"
 
 #define PR_READ_BUF 65536
@@ -50,11 +51,12 @@ struct pr_worker {
     size_t npools;
     struct pr_exchange *free_exchanges;
     size_t nfree_exchanges;
+    struct pr_slab client_slab;   /* struct pr_client of this loop (slab.h) */
+    struct pr_slab upstream_slab; /* struct pr_upstream of this loop */
     uint32_t free_low;  /* fewest pooled exchanges since the last memory tick */
     uint64_t mem_last;  /* last memory tick */
     struct pr_policy_pod *policy_pods; /* scratch for new assignments */
     struct pr_pod_info *pod_infos;
-    struct pr_client *clients; /* every open client connection (for drain) */
     bool draining, stopping;
     uint64_t drain_deadline;
     char readbuf[PR_READ_BUF];

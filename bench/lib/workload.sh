@@ -588,6 +588,27 @@ wl_meta() {
     printf 'meta\t%s\t%s\n' "$1" "$2" >>"$WL_TSV"
 }
 
+# bench/run.sh --tunnels: the idle-tunnel step alone, for each column of BENCH_COLUMNS (default
+# pod-router 1 and 2 threads, memory and Redis store); prints "COL STEP BYTES_PER_TUNNEL RSS_KIB".
+run_tunnels() {
+    [ -n "${BENCH_COLUMNS:-}" ] || WL_COLS="pr1 pr1r pr2 pr2r"
+    : >"$WL_TSV"
+    wl_start_pods
+    wl_start_redis
+    round=1
+    for col in $WL_COLS; do
+        [ "$col" = direct ] && continue
+        log "== tunnels: $col"
+        if wl_start_proxy "$col" tun; then wl_tunnels "$col"; fi
+        wl_stop_proxy
+    done
+    cleanup
+    printf 'idle tunnels (%s, steps %s, bytes = RSS growth / tunnels)\n' "$bin_source" "$WL_TUN_STEPS"
+    awk -F'\t' '$3 ~ /^tun_[0-9]+_bytes$/ {s = $3; gsub(/tun_|_bytes/, "", s); b[$2 " " s] = $4; o[++n] = $2 " " s}
+        $3 ~ /^tun_[0-9]+_rss_kib$/ {s = $3; gsub(/tun_|_rss_kib/, "", s); r[$2 " " s] = $4}
+        END {for (i = 1; i <= n; i++) printf "%s %s B/tunnel, RSS %s KiB\n", o[i], b[o[i]], r[o[i]]}' "$WL_TSV"
+}
+
 run_workload() {
     : >"$WL_TSV"
     [ -x "$bench_bin/bench-loadgen" ] || {

@@ -46,6 +46,16 @@ uint64_t pr_mono_ms(void);
  * 0 or a negative errno (-EFBIG too long, -ENODATA empty, -EILSEQ bad byte). */
 int pr_read_token_file(const char *path, char *buf, size_t cap);
 
+/* PR_ASAN: built with AddressSanitizer (GCC or clang). Memory the router maps itself (pr_buf,
+ * exchanges, connection slabs) comes from malloc instead, so that ASan checks it. */
+#if defined(__SANITIZE_ADDRESS__)
+#define PR_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define PR_ASAN 1
+#endif
+#endif
+
 /* The one growable byte buffer (bytes [0, len) of p; p is NULL while cap is 0). Buffers
  * exist only while data flows: owners give them back with pr_buf_trim/pr_buf_free. */
 struct pr_buf {
@@ -53,7 +63,8 @@ struct pr_buf {
     uint32_t len, cap;
 };
 
-/* Room for need bytes in all (cap >= need; doubling from 4 KiB); 0 or -ENOMEM. */
+/* Room for need bytes in all (cap >= need; doubling from 4 KiB, whole pages mapped apart from
+ * the malloc heap, see common.c); 0 or -ENOMEM. */
 int pr_buf_reserve(struct pr_buf *b, size_t need);
 /* Appends n bytes; 0 or -ENOMEM (b unchanged). Inline: the head rewriter appends ~60
  * pieces per request; only growing leaves the line. */

@@ -1111,7 +1111,7 @@ static void time_passes(uint8_t mask)
     for (int i = 0; i < 8; i++)
         if (mask & (1u << i))
             pr__tq_sweep(qs[i], far);
-    if (w->draining && !w->stopping && !worker_has_public_clients(w)) {
+    if (w->draining && !w->stopping && !pr__client_any_public(w)) {
         worker_stop(w);
     }
 }

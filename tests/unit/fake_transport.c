@@ -158,7 +158,10 @@ void fake_world_fini(void)
         clients = fc->next_all;
         if (!fc->c.closing)
             pr__client_close(&fc->c);
-        pr_buf_free(&fc->c.in);
+        if (fc->c.in) {
+            pr_buf_free(&fc->c.in->b);
+            free(fc->c.in);
+        }
         free(fc->out.data);
         free(fc);
     }
@@ -243,9 +246,25 @@ void pr__client_stop_read(struct pr_client *c)
     c->reading = false;
 }
 
+static struct pr_tq *home_queue(struct pr_client *c)
+{
+    switch (c->tq_home) {
+    case PR_CQ_HEADER: return &c->w->q_header;
+    case PR_CQ_IDLE: return &c->w->q_idle;
+    case PR_CQ_TUNNEL: return &c->w->q_tunnel;
+    default: return NULL;
+    }
+}
+
 void pr__client_queue(struct pr_client *c, struct pr_tq *q)
 {
-    c->tq_home = q;
+    struct pr_worker *cw = c->w;
+    cr_assert(!q || q == &cw->q_header || q == &cw->q_idle || q == &cw->q_tunnel,
+              "a client's state timer is in the header, idle or tunnel queue");
+    c->tq_home = q == &cw->q_header ? PR_CQ_HEADER
+                 : q == &cw->q_idle ? PR_CQ_IDLE
+                 : q == &cw->q_tunnel ? PR_CQ_TUNNEL
+                                      : PR_CQ_NONE;
     if (c->tq_send)
         return;
     if (q)
@@ -266,7 +285,7 @@ void pr__client_arm_send(struct pr_client *c)
     if (!c->tq_send)
         return;
     c->tq_send = false;
-    pr__client_queue(c, c->tq_home);
+    pr__client_queue(c, home_queue(c));
 }
 
 int pr__client_send2(struct pr_client *c, const char *a, size_t alen, const char *b, size_t blen)
@@ -308,9 +327,12 @@ static size_t client_feed(struct pr_client *c, const char *data, size_t len)
 
 static void in_compact(struct pr_client *c)
 {
-    if (c->in_off == c->in.len)
-        c->in_off = c->in.len = 0;
-    bool full = c->in.len - c->in_off >= PR_CLIENT_IN_MAX;
+    if (c->in && c->in->off == c->in->b.len) {
+        pr_buf_free(&c->in->b);
+        free(c->in);
+        c->in = NULL;
+    }
+    bool full = pr__client_waiting(c) >= PR_CLIENT_IN_MAX;
     if (full && !c->in_full) {
         pr__client_stop_read(c);
         c->in_full = true;
@@ -322,23 +344,30 @@ static void in_compact(struct pr_client *c)
 
 void pr__client_drive(struct pr_client *c)
 {
-    if (c->feeding || c->closing || c->in_off == c->in.len)
+    if (c->feeding || c->closing || !pr__client_waiting(c))
         return;
-    size_t n = client_feed(c, c->in.p + c->in_off, c->in.len - c->in_off);
+    size_t n = client_feed(c, c->in->b.p + c->in->off, c->in->b.len - c->in->off);
     if (c->closing)
         return;
-    c->in_off += (uint32_t)n;
+    c->in->off += (uint32_t)n;
     in_compact(c);
+}
+
+void pr__client_in_release(struct pr_client *c)
+{
+    if (!c->feeding && !pr__client_waiting(c) && c->in) {
+        pr_buf_free(&c->in->b);
+        free(c->in);
+        c->in = NULL;
+    }
 }
 
 void fake_client_send(struct fake_client *fc, const char *data, size_t len)
 {
     struct pr_client *c = &fc->c;
     cr_assert(c->reading && !c->closing, "the client sends while the router does not read it");
-    if (c->in_off < c->in.len) {
-        cr_assert_eq(pr_buf_reserve(&c->in, (size_t)c->in.len + len), 0);
-        memcpy(c->in.p + c->in.len, data, len);
-        c->in.len += (uint32_t)len;
+    if (pr__client_waiting(c)) {
+        cr_assert_eq(pr_buf_append(&c->in->b, data, len), 0);
         pr__client_drive(c);
         return;
     }
@@ -349,10 +378,10 @@ void fake_client_send(struct fake_client *fc, const char *data, size_t len)
     memset(w->readbuf, 0xAA, len); /* the next read overwrites it */
     if (c->closing || n == len)
         return;
-    c->in_off = c->in.len = 0;
-    cr_assert_eq(pr_buf_reserve(&c->in, len - n), 0);
-    memcpy(c->in.p, data + n, len - n);
-    c->in.len = (uint32_t)(len - n);
+    if (!c->in)
+        cr_assert_not_null(c->in = calloc(1, sizeof(*c->in)));
+    c->in->off = c->in->b.len = 0;
+    cr_assert_eq(pr_buf_append(&c->in->b, data + n, len - n), 0);
     in_compact(c);
 }
 
@@ -480,7 +509,6 @@ int pr__pool_acquire(struct pr_pool *p, struct pr_client *c, const struct pr_ups
     struct fake_upstream *fu = calloc(1, sizeof(*fu));
     cr_assert_not_null(fu);
     struct pr_upstream *u = &fu->u;
-    u->w = p->w;
     u->pool = p;
     u->client = c;
     u->h = h;
