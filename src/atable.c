@@ -399,20 +399,24 @@ void pr__atab_recount(struct pr_atab *t)
 bool pr__touch_due(struct pr_touch_cache *c, uint64_t hash, uint64_t now, uint64_t every_ms)
 {
     size_t set = (size_t)(hash >> 20) & (PR_TOUCH_SETS - 1);
-    uint64_t *h = c->hash[set], *at = c->at[set];
+    uint32_t *h = c->tag[set], *at = c->at[set], tag = (uint32_t)hash, now32 = (uint32_t)now;
     size_t victim = 0;
+    uint32_t oldest = 0;
     for (size_t k = 0; k < PR_TOUCH_WAYS; k++) {
-        if (h[k] == hash && at[k] != 0) {
-            if (now >= at[k] && now - at[k] < every_ms)
+        uint32_t age = at[k] ? now32 - at[k] : UINT32_MAX; /* modulo 2^32 */
+        if (h[k] == tag && at[k] != 0) {
+            if (age < every_ms)
                 return false;
             victim = k;
             break;
         }
-        if (at[k] < at[victim])
-            victim = k; /* else replace the stalest way */
+        if (age >= oldest) {
+            oldest = age; /* else replace the stalest (or an empty) way */
+            victim = k;
+        }
     }
-    h[victim] = hash;
-    at[victim] = now ? now : 1;
+    h[victim] = tag;
+    at[victim] = now32 ? now32 : 1;
     return true;
 }
 

@@ -47,13 +47,16 @@ enum {
 
 /* Per store handle (one loop thread, no lock): when each recently touched key was last
  * stamped in the table, so repeated touches of one room cost no lock. 8-way set-associative
- * (a set's hashes fill one cache line), 8192 entries: a few thousand active rooms per loop
- * fit without conflict misses. */
+ * (a set's tags fill half a cache line), 8192 entries: a few thousand active rooms per loop
+ * fit without conflict misses. 32-bit tags (the hash's low half) and 32-bit loop-clock
+ * stamps (compared modulo 2^32) keep it at 64 KiB per loop, paid in every worker's resident
+ * memory (idle tunnels: issue 11); a tag collision can only delay one room's stamp by one
+ * period. */
 #define PR_TOUCH_WAYS 8u
 #define PR_TOUCH_SETS 1024u
 struct pr_touch_cache {
-    uint64_t hash[PR_TOUCH_SETS][PR_TOUCH_WAYS];
-    uint64_t at[PR_TOUCH_SETS][PR_TOUCH_WAYS];
+    uint32_t tag[PR_TOUCH_SETS][PR_TOUCH_WAYS];
+    uint32_t at[PR_TOUCH_SETS][PR_TOUCH_WAYS]; /* 0: empty */
 };
 
 struct pr_atab {
