@@ -22,7 +22,7 @@ cd "$repo"
 QUOTA_PCT="${QUOTA_PCT:-25}"
 ROUNDS="${ROUNDS:-2}"
 DUR="${DUR:-5}"
-BASE="${BENCH_PORT_BASE:-18960}"
+BASE="${BENCH_PORT_BASE:-18980}"
 POD_PORT=$BASE PR_PORT=$((BASE + 1)) PR_ADMIN=$((BASE + 2))
 CG=/sys/fs/cgroup/cpu/podrouter-bench-$$
 PERIOD_US=10000 # a short period: the quota throttles in 10 ms slices, not 100 ms stalls
