@@ -55,11 +55,11 @@ cd "$work" || exit 1
 
 wait_port() {
     local i
-    for i in $(seq 1 100); do
+    for i in $(seq 1 600); do
         (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
         sleep 0.05
     done
-    echo "ab-store: nothing listens on port $1" >&2
+    echo "ab-store: nothing listens on port $1 (30 s)" >&2
     return 1
 }
 cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }

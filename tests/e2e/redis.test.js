@@ -167,6 +167,10 @@ for (const mode of ['end', 'reset']) {
     const beat = setInterval(() => put().catch(() => {}), 500);
     t.after(() => clearInterval(beat));
     await a.waitPodsState(['raw-0'], 'ready', 5000);
+    // A's own store connection (through the slow link) must be up, or the pin is not awaited
+    // (degraded mode answers at once): the pod above is registered in A's memory first.
+    await waitFor(async () => JSON.parse((await a.admin('GET', '/v1/cluster')).text).store === 'up',
+      { timeoutMs: 10000, what: "A's Redis connection over the slow link" });
     for (let i = 0; i < 3; i++) {
       const t0 = Date.now();
       const hs = await a.get(`/socket.io/?EIO=4&transport=polling&t=c${i}`);
