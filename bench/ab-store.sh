@@ -54,8 +54,7 @@ trap 'exit 130' INT TERM
 cd "$work" || exit 1
 
 wait_port() {
-    local i
-    for i in $(seq 1 600); do
+    for _ in $(seq 1 600); do
         (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
         sleep 0.05
     done
