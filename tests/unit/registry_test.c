@@ -456,6 +456,15 @@ static struct pr_pod_info info_of(struct pr_registry *reg, const char *name)
     return p;
 }
 
+/* Registers name at 10.0.0.1:3000, then fails 2 fresh connects (the default --pod-fall):
+ * the second one marks it down. */
+static void put_unreachable(struct pr_registry *reg, const char *name)
+{
+    cr_assert_eq(pr_registry_put(reg, name, "10.0.0.1:3000", 20, 80, NULL, NULL), 0);
+    pr_registry_connect_failed(reg, name, NULL);
+    cr_assert(pr_registry_connect_failed(reg, name, NULL));
+}
+
 Test(registry, fall_marks_down_after_n_consecutive_failures)
 {
     struct pr_registry *reg = pr_registry_create(15000);
@@ -542,9 +551,7 @@ Test(registry, pooled_failures_are_not_counted)
 Test(registry, unreachable_pod_revived_by_probe)
 {
     struct pr_registry *reg = pr_registry_create(15000);
-    cr_assert_eq(pr_registry_put(reg, "p", "10.0.0.1:3000", 20, 80, NULL, NULL), 0);
-    pr_registry_connect_failed(reg, "p", NULL);
-    cr_assert(pr_registry_connect_failed(reg, "p", NULL));
+    put_unreachable(reg, "p");
     struct pr_pod_info p = info_of(reg, "p");
     cr_expect_not(pr_registry_connect_ok(reg, p.slot, p.gen + 1), "a stale generation");
     cr_expect_eq(info_of(reg, "p").state, PR_POD_DOWN);
@@ -577,9 +584,7 @@ Test(registry, unreachable_draining_pod_comes_back_draining)
 Test(registry, same_address_heartbeat_keeps_unreachable_new_address_clears)
 {
     struct pr_registry *reg = pr_registry_create(15000);
-    cr_assert_eq(pr_registry_put(reg, "p", "10.0.0.1:3000", 20, 80, NULL, NULL), 0);
-    pr_registry_connect_failed(reg, "p", NULL);
-    cr_assert(pr_registry_connect_failed(reg, "p", NULL));
+    put_unreachable(reg, "p");
     cr_assert_eq(pr_registry_put(reg, "p", "10.0.0.1:3000", 20, 80, NULL, NULL), 0);
     cr_expect_eq(info_of(reg, "p").state, PR_POD_DOWN, "the probe decides, not the heartbeat");
     struct pr_pod_remote r = {.name = "p", .address = "10.0.0.1:3000", .cap_rooms = 20,
@@ -606,9 +611,7 @@ Test(registry, same_address_heartbeat_keeps_unreachable_new_address_clears)
 Test(registry, expired_wins_over_unreachable_and_probe_does_not_revive_it)
 {
     struct pr_registry *reg = pr_registry_create(100);
-    cr_assert_eq(pr_registry_put(reg, "p", "10.0.0.1:3000", 20, 80, NULL, NULL), 0);
-    pr_registry_connect_failed(reg, "p", NULL);
-    cr_assert(pr_registry_connect_failed(reg, "p", NULL));
+    put_unreachable(reg, "p");
     sleep_ms(150);
     struct pr_pod_info p = info_of(reg, "p");
     cr_expect_eq(p.state, PR_POD_DOWN);
@@ -625,9 +628,7 @@ Test(registry, expired_wins_over_unreachable_and_probe_does_not_revive_it)
 Test(registry, deleted_and_reregistered_pod_starts_clean)
 {
     struct pr_registry *reg = pr_registry_create(15000);
-    cr_assert_eq(pr_registry_put(reg, "p", "10.0.0.1:3000", 20, 80, NULL, NULL), 0);
-    pr_registry_connect_failed(reg, "p", NULL);
-    cr_assert(pr_registry_connect_failed(reg, "p", NULL));
+    put_unreachable(reg, "p");
     cr_assert_eq(pr_registry_delete(reg, "p"), 0);
     cr_assert_eq(pr_registry_put(reg, "p", "10.0.0.1:3000", 20, 80, NULL, NULL), 0);
     struct pr_pod_info p = info_of(reg, "p");
