@@ -97,7 +97,7 @@ static void reply_assign(struct req *q, redisReply *r, int status)
     bool written = false;
     if (status == 0 && pr__rs_script_value(q, r, pod, &count, &at, &written) == 0) {
         if (pr__rc_put(kind, q->key, q->key_len, pod, count, at, PR_RC_OVERWRITE, false, out) != 0)
-            snprintf(out, sizeof(out), "%s", pod);
+            pr_str_copy(out, sizeof(out), pod);
         /* A create that found a winner, or a move: this request is a second use (the
          * script gave the key its full TTL). A fresh create stays tentative. */
         if (q->op == OP_REPLACE || !written)

@@ -53,11 +53,8 @@ void pr__rs_req_key(struct req *q, enum pr_key_kind kind, const char *key, size_
     q->key_len = (uint8_t)len;
     memcpy(q->key, key, len);
     q->key[len] = '\0';
-    if (pod) {
-        size_t pl = strnlen(pod, PR_POD_NAME_MAX);
-        memcpy(q->pod, pod, pl);
-        q->pod[pl] = '\0';
-    }
+    if (pod)
+        pr_str_copy(q->pod, sizeof(q->pod), pod);
 }
 
 /* Assignment key of kind:key into buf; false when it cannot be built. */
