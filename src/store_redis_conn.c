@@ -12,17 +12,14 @@
 #include "podrouter/metrics.h"
 #include "store_redis_int.h"
 
-pthread_mutex_t pr__rs_mu = PTHREAD_MUTEX_INITIALIZER;
-struct shared pr__rs_g;
-
 static const char *const role_names[ROLE__COUNT] = {"command", "subscriber", "sentinel-query",
                                                     "sentinel-watch"};
 
 static void conn_dead(struct conn *c, int status, const char *why);
 static void reply_cb(redisAsyncContext *ac, void *r, void *privdata);
 static void sub_cb(redisAsyncContext *ac, void *r, void *privdata);
+static void sub_msg(void *privdata, redisReply *reply);
 static void handle_setup(struct req *q, redisReply *r, int status);
-static void switch_master(struct redis_store *rs, const char *msg, size_t len);
 
 /* ---- small helpers ------------------------------------------------------------------- */
 
@@ -37,45 +34,6 @@ static uint32_t next_backoff(struct redis_store *rs, enum role r)
     return b + (rs->rand_state >> 16) % (b / 5 + 1);
 }
 
-/* Copy of the current master address; false when not known yet. */
-static bool master_addr(char *host, size_t cap, uint16_t *port, uint32_t *gen)
-{
-    pthread_mutex_lock(&pr__rs_mu);
-    bool ok = pr__rs_g.master_gen != 0;
-    if (ok) {
-        snprintf(host, cap, "%s", pr__rs_g.master_host);
-        *port = pr__rs_g.master_port;
-        *gen = pr__rs_g.master_gen;
-    }
-    pthread_mutex_unlock(&pr__rs_mu);
-    return ok;
-}
-
-/* Record host:port as the master; bumps the generation when it changed. */
-static void master_set(const char *host, uint16_t port)
-{
-    pthread_mutex_lock(&pr__rs_mu);
-    if (pr__rs_g.master_gen == 0 || strcmp(pr__rs_g.master_host, host) != 0 ||
-        pr__rs_g.master_port != port) {
-        snprintf(pr__rs_g.master_host, sizeof(pr__rs_g.master_host), "%s", host);
-        pr__rs_g.master_port = port;
-        pr__rs_g.master_gen++;
-        char p[8];
-        snprintf(p, sizeof(p), "%u", (unsigned)port);
-        pr_info("redis master", "host", host, "#port", p);
-    }
-    pthread_mutex_unlock(&pr__rs_mu);
-}
-
-/* Current master generation (0 = unknown). */
-static uint32_t master_gen(void)
-{
-    pthread_mutex_lock(&pr__rs_mu);
-    uint32_t gen = pr__rs_g.master_gen;
-    pthread_mutex_unlock(&pr__rs_mu);
-    return gen;
-}
-
 /* ---- event-loop adapter (after hiredis/adapters/libuv.h) ---------------------------------- */
 
 /* Readiness on the connection's socket: let hiredis read/write. */
@@ -86,7 +44,10 @@ static void poll_cb(uv_poll_t *h, int status, int events)
         return;
     if (status < 0)
         events = UV_READABLE | UV_WRITABLE; /* let hiredis find the error */
-    if (events & UV_READABLE)
+    bool direct = c->state == CS_READY && (c->role == ROLE_SUB || c->role == ROLE_SENT_SUB);
+    if ((events & UV_READABLE) && direct)
+        pr__rs_read_direct(c->ac, sub_msg, c); /* messages only: no hiredis dispatch */
+    else if (events & UV_READABLE)
         redisAsyncHandleRead(c->ac);
     if (c->ac && (events & UV_WRITABLE))
         redisAsyncHandleWrite(c->ac);
@@ -399,7 +360,7 @@ static void conn_connect(struct conn *c, const char *ip) /* failures end in conn
         return;
     }
     c->ac = ac;
-    pr__rs_reply_fns(ac->c.reader); /* one allocation per reply object */
+    pr__rs_reply_fns(ac->c.reader, &c->arena); /* no allocation per reply object */
     redisAsyncSetConnectCallback(ac, connect_cb);
     redisAsyncSetDisconnectCallback(ac, disconnect_cb);
     if (conn_setup(c) != 0 && c->ac) {
@@ -593,12 +554,16 @@ static void reply_cb(redisAsyncContext *ac, void *r, void *privdata)
     pr__rs_req_free(q);
 }
 
-/* Messages on a subscription (P events or +switch-master). */
-
+/* Messages on a subscription (P events or +switch-master), through hiredis. */
 static void sub_cb(redisAsyncContext *ac, void *r, void *privdata)
 {
+    sub_msg(privdata, r);
+}
+
+/* One message (or the subscription's confirmation), from sub_cb or read directly. */
+static void sub_msg(void *privdata, redisReply *reply)
+{
     struct conn *c = privdata;
-    redisReply *reply = r;
     if (!reply || c->state == CS_DEAD)
         return;
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 3 ||
@@ -615,7 +580,7 @@ static void sub_cb(redisAsyncContext *ac, void *r, void *privdata)
     if (c->role == ROLE_SUB)
         c->rs->hooks->event(c->rs, reply->element[2]->str, reply->element[2]->len);
     else
-        switch_master(c->rs, reply->element[2]->str, reply->element[2]->len);
+        pr__rs_switch_master(c->rs, reply->element[2]->str, reply->element[2]->len);
 }
 
 /* A setup reply: errors kill the connection; the last one makes it ready. */
@@ -635,7 +600,7 @@ static void handle_setup(struct req *q, redisReply *r, int status)
         long p = ok ? strtol(r->element[1]->str, NULL, 10) : 0;
         if (ok && p > 0 && p < 65536 && r->element[0]->len <= PR_REDIS_HOST_MAX) {
             port = (uint16_t)p;
-            master_set(r->element[0]->str, port);
+            pr__rs_master_set(r->element[0]->str, port);
             c->rs->need_master = false;
         } else {
             ok = false;
@@ -665,24 +630,6 @@ static void handle_setup(struct req *q, redisReply *r, int status)
     }
 }
 
-/* +switch-master <name> <old-ip> <old-port> <new-ip> <new-port>: follow our master. */
-static void switch_master(struct redis_store *rs, const char *msg, size_t len)
-{
-    char buf[512], name[PR_REDIS_MASTER_MAX + 1], oip[PR_REDIS_HOST_MAX + 1],
-        nip[PR_REDIS_HOST_MAX + 1];
-    unsigned oport, nport;
-    if (len >= sizeof(buf))
-        return;
-    memcpy(buf, msg, len);
-    buf[len] = '\0';
-    if (sscanf(buf, "%127s %255s %u %255s %u", name, oip, &oport, nip, &nport) != 5 ||
-        strcmp(name, pr__rs_g.url.master) != 0 || nport == 0 || nport > 65535)
-        return;
-    pr_info("redis sentinel failover", "master", name, "new_host", nip);
-    master_set(nip, (uint16_t)nport);
-    rs->need_master = false;
-}
-
 /* ---- timer: timeouts, kills, reconnects ------------------------------------------------- */
 
 /* Connect whatever role is missing and due. */
@@ -702,7 +649,7 @@ static void reconnect(struct redis_store *rs, uint64_t now)
             conn_start(rs, ROLE_SENT_SUB, h->host, h->port, 0);
         }
     }
-    if (!master_addr(host, sizeof(host), &port, &gen))
+    if (!pr__rs_master_addr(host, sizeof(host), &port, &gen))
         return;
     if (rs->owner && rs->need_master)
         return;
@@ -718,7 +665,7 @@ void pr__rs_timer_cb(uv_timer_t *t)
 {
     struct redis_store *rs = t->data;
     uint64_t now = now_ms();
-    uint32_t gen = master_gen();
+    uint32_t gen = pr__rs_master_gen();
     for (struct conn *c = rs->all, *next; c; c = next) {
         next = c->next_all;
         if (c->kill) {

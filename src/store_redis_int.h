@@ -1,4 +1,4 @@
-/* Internal header of the Redis store (SPEC 6), shared by its six files (calls only go down
+/* Internal header of the Redis store (SPEC 6), shared by its eight files (calls only go down
  * this list; the connections reach up only through the hooks table the top layer sets):
  *   store_redis.c        the pr_store ops (get/create/replace/set/del/join/touch), the sid pin,
  *                        renewals, reply dispatch, open/close;
@@ -9,7 +9,9 @@
  *   store_redis_conn.c   connections: the hiredis libuv adapter and flusher,
  *                        connect/setup/reconnect, deadlines, Sentinel, the per-handle timer,
  *                        the request FIFO;
- *   store_redis_reply.c  the hiredis reader's reply objects (one allocation each).
+ *   store_redis_master.c the master's address, Sentinel's +switch-master;
+ *   store_redis_reply.c  the hiredis reader's reply objects (from a per-connection arena),
+ *                        the direct read of a subscribed connection.
  * The design and failure rules are in the header comment of store_redis.c. */
 #ifndef PODROUTER_STORE_REDIS_INT_H
 #define PODROUTER_STORE_REDIS_INT_H
@@ -66,6 +68,16 @@ enum op {
 struct redis_store;
 struct pr__rs_batch;
 
+/* Where one connection's reply objects live (store_redis_reply.c): hiredis builds one reply
+ * at a time per connection and frees it before it starts the next, so the objects of a reply
+ * are carved from this block and the block is reset when the reply is freed; what does not
+ * fit is malloc'd. */
+#define REPLY_ARENA 16384u
+struct pr__rs_arena {
+    size_t used;
+    _Alignas(16) unsigned char mem[REPLY_ARENA];
+};
+
 /* When a pod last heartbeated through this replica's own admin API. */
 struct beat {
     char name[PR_POD_NAME_MAX + 1];
@@ -95,6 +107,7 @@ struct conn {
     uv_getaddrinfo_t gai;
     char host[PR_REDIS_HOST_MAX + 1];
     uint16_t port;
+    struct pr__rs_arena arena; /* its reply objects */
 };
 
 struct req {
@@ -221,7 +234,13 @@ static inline bool is_up(const struct redis_store *rs)
 /* Layers, calls only downwards: store_redis.c -> store_redis_owner.c -> store_redis_cmd.c ->
  * store_redis_conn.c (which reaches up only through rs->hooks). */
 
-/* store_redis_conn.c (also defines pr__rs_g and pr__rs_mu) */
+/* store_redis_master.c (also defines pr__rs_g and pr__rs_mu; below the connections) */
+bool pr__rs_master_addr(char *host, size_t cap, uint16_t *port, uint32_t *gen);
+void pr__rs_master_set(const char *host, uint16_t port);
+uint32_t pr__rs_master_gen(void);
+void pr__rs_switch_master(struct redis_store *rs, const char *msg, size_t len);
+
+/* store_redis_conn.c */
 struct req *pr__rs_req_new(enum op op, int argc, const char **argv, const size_t *argl);
 void pr__rs_req_free(struct req *q);
 int pr__rs_req_send(struct conn *c, struct req *q);
@@ -231,7 +250,8 @@ void pr__rs_conns_close(struct redis_store *rs);
 void pr__rs_flush_soon(struct redis_store *rs);
 
 /* store_redis_reply.c (below the connections) */
-void pr__rs_reply_fns(redisReader *reader);
+void pr__rs_reply_fns(redisReader *reader, struct pr__rs_arena *arena);
+void pr__rs_read_direct(redisAsyncContext *ac, void (*fn)(void *arg, redisReply *r), void *arg);
 
 /* store_redis_cmd.c */
 struct req *pr__rs_script(struct redis_store *rs, enum op op, int nkeys, const char **keys,

@@ -1,20 +1,45 @@
 /* Redis store, reply objects: the hiredis reader's object functions for our connections.
- * They build the same redisReply trees as hiredis's own, but each object is ONE allocation:
- * a string's bytes and an array's element vector live in the block of their redisReply
- * (hiredis's allocate both separately, and zero them), which halves the allocations of the
- * batch answers and the P events messages. freeObject is ours too: hiredis frees what its
- * reader made through reader->fn->freeObject, and nothing in the store frees a reply. */
+ * They build the same redisReply trees as hiredis's own, but without an allocation per
+ * object: hiredis builds one reply at a time per connection and frees it (its root: hiredis
+ * never frees a child on its own) before it starts the next, so every object of a reply is
+ * carved from the connection's arena (struct pr__rs_arena, in struct conn) and freeing the
+ * root resets the arena. An object that does not fit (a reply larger than the arena) is
+ * malloc'd, a string's bytes and an array's element vector always in the block of their
+ * redisReply. Each object carries a small header naming its arena and whether it was
+ * malloc'd. freeObject is ours too: hiredis frees what its reader made through
+ * reader->fn->freeObject, and nothing in the store frees or keeps a reply.
+ *
+ * Also here: the direct read of a subscribed connection (pr__rs_read_direct). */
 #include <stdlib.h>
 #include <string.h>
 
 #include "store_redis_int.h"
 
+/* In front of every object. */
+struct hdr {
+    struct pr__rs_arena *arena;
+    size_t heap; /* 1: malloc'd */
+};
+_Static_assert(sizeof(struct hdr) % 16 == 0, "objects stay 16-byte aligned");
+
 /* A reply object of type with extra bytes after it, linked into its parent array. */
 static redisReply *make(const redisReadTask *task, int type, size_t extra)
 {
-    redisReply *r = malloc(sizeof(*r) + extra);
-    if (!r)
-        return NULL;
+    struct pr__rs_arena *a = task->privdata;
+    size_t need = (sizeof(struct hdr) + sizeof(redisReply) + extra + 15) & ~(size_t)15;
+    struct hdr *h;
+    if (a && need <= REPLY_ARENA - a->used) {
+        h = (struct hdr *)(void *)(a->mem + a->used);
+        a->used += need;
+        h->heap = 0;
+    } else {
+        h = malloc(need);
+        if (!h)
+            return NULL;
+        h->heap = 1;
+    }
+    h->arena = a;
+    redisReply *r = (redisReply *)(h + 1);
     r->type = type;
     r->integer = 0;
     r->len = 0;
@@ -67,23 +92,66 @@ static void *create_nil(const redisReadTask *task)
     return make(task, REDIS_REPLY_NIL, 0);
 }
 
+static struct hdr *hdr_of(redisReply *r)
+{
+    return (struct hdr *)(void *)r - 1;
+}
+
+/* Free the malloc'd objects of the tree at r (the arena's go with the reset). */
+static void free_heap(redisReply *r)
+{
+    if (r->type == REDIS_REPLY_ARRAY)
+        for (size_t i = 0; i < r->elements; i++)
+            if (r->element[i])
+                free_heap(r->element[i]);
+    struct hdr *h = hdr_of(r);
+    if (h->heap)
+        free(h);
+}
+
+/* Free a reply (hiredis calls it on roots only): the heap objects, then reset the arena. */
 static void free_object(void *p)
 {
     redisReply *r = p;
     if (!r)
         return;
-    if (r->type == REDIS_REPLY_ARRAY)
-        for (size_t i = 0; i < r->elements; i++)
-            free_object(r->element[i]);
-    free(r);
+    struct pr__rs_arena *a = hdr_of(r)->arena;
+    free_heap(r);
+    if (a)
+        a->used = 0;
 }
 
 static redisReplyObjectFunctions fns = {create_string, create_array, create_integer, create_nil,
                                         free_object};
 
-/* Make reader build its replies with these functions (before it read anything). */
-void pr__rs_reply_fns(redisReader *reader)
+/* Make reader build its replies with these functions in arena (before it read anything). */
+void pr__rs_reply_fns(redisReader *reader, struct pr__rs_arena *arena)
 {
-    if (reader)
-        reader->fn = &fns;
+    if (!reader)
+        return;
+    arena->used = 0;
+    reader->fn = &fns;
+    reader->privdata = arena;
+}
+
+/* Read what a connected, subscribed context's socket holds and give every complete reply to
+ * fn (then free it), without hiredis's callback dispatch: once the subscription is confirmed
+ * only pushed messages arrive, and hiredis keeps no state for a message (its dispatch would
+ * copy the channel name and look it up per message). A read or protocol error goes to
+ * hiredis's own read handler, which disconnects as usual. */
+void pr__rs_read_direct(redisAsyncContext *ac, void (*fn)(void *arg, redisReply *r), void *arg)
+{
+    redisContext *c = &ac->c;
+    if (redisBufferRead(c) != REDIS_OK) {
+        redisAsyncHandleRead(ac); /* sees c->err: disconnects */
+        return;
+    }
+    void *r = NULL;
+    while (redisGetReply(c, &r) == REDIS_OK && r) {
+        fn(arg, r);
+        c->reader->fn->freeObject(r);
+        r = NULL;
+    }
+    if (c->err)
+        redisAsyncHandleRead(ac);
 }
