@@ -129,6 +129,16 @@ static void reply_batch(struct req *q, redisReply *r, int status)
                 pr__rc_set_count(e->key, e->key_len, (uint32_t)v->integer);
             continue;
         }
+        if (v && v->type == REDIS_REPLY_ARRAY && v->elements == 2 &&
+            v->element[0]->type == REDIS_REPLY_INTEGER && v->element[0]->integer == 1) {
+            /* Written: the value is our pod (a fresh pin stays tentative, as in reply_assign) */
+            char out[PR_POD_NAME_MAX + 1];
+            if (pr__rc_put(PR_KEY_SID, e->key, e->key_len, e->pod, 0, 0, PR_RC_OVERWRITE, false,
+                           out) != 0)
+                pr_str_copy(out, sizeof(out), e->pod);
+            e->cb(e->arg, 0, out);
+            continue;
+        }
         one.key_len = e->key_len;
         memcpy(one.key, e->key, (size_t)e->key_len + 1);
         memcpy(one.pod, e->pod, sizeof(one.pod));
@@ -262,7 +272,7 @@ static void r_create(struct pr_store *s, enum pr_key_kind kind, const char *key,
         cb(arg, -ENOSPC, NULL); /* --max-assignments: routed, not stored (SPEC 3.6) */
         return;
     }
-    if (kind == PR_KEY_SID && pr__rs_batch_pin(rs, key, len, pod, cb, arg) == 0)
+    if (kind == PR_KEY_SID && pr__rs_batch_pin(rs, key, len, k, strlen(k), pod, cb, arg) == 0)
         return; /* a new sid's pin: in this iteration's batch (store_redis_batch.c) */
     struct req *q = !is_up(rs) || kind == PR_KEY_SID
                         ? NULL
@@ -361,7 +371,7 @@ static void r_room_join(struct pr_store *s, const char *room, size_t len, const 
     struct redis_store *rs = (struct redis_store *)s;
     char pod[PR_POD_NAME_MAX + 1];
     if (pr__rc_join(room, len, who, who_len, pod) == 1)
-        pr__rs_batch_join(rs, room, len, who, who_len, pod);
+        pr__rs_batch_join(rs, room, len, who, who_len);
 }
 
 /* This replica's view of an assignment. */
@@ -502,6 +512,7 @@ static int shared_init(const struct pr_config *cfg, char *err, size_t errlen)
     pr__rs_g.active_ms = cfg->room_active_ms;
     pr__rs_g.max_per_kind = cfg->max_assignments;
     pr__rs_g.pod_ttl = cfg->pod_ttl_ms;
+    pr__rs_batch_init();
     if (!pr__rs_g.url.sentinel) {
         snprintf(pr__rs_g.master_host, sizeof(pr__rs_g.master_host), "%s",
                  pr__rs_g.url.hosts[0].host);

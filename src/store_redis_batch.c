@@ -5,30 +5,71 @@
  * reply. Inside Redis every entry does what its single command did (a pin is a SET NX with
  * the tentative TTL, a sid there already keeps its value and gets its full TTL; a join is the
  * join operation, with its count event), so keys, values, TTLs and events are unchanged.
- * The answers are dispatched per entry by store_redis.c (OP_BATCH). Calls only down, into
- * store_redis_conn.c. */
+ * The command is written once, in place: the keys go into one buffer after room for the
+ * command's head, the per-entry arguments into another; at send the head is written in front
+ * of the keys and the fixed arguments (made once per process) and the entries' arguments are
+ * appended, and that buffer is what hiredis gets. The answers are dispatched per entry by
+ * store_redis.c (OP_BATCH). Calls only down, into store_redis_conn.c. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "store_redis_int.h"
 
-/* Append one RESP bulk string to a growable buffer; 0 or -ENOMEM. */
-static int bulk(char **buf, size_t *len, size_t *cap, const char *s, size_t n)
+#define HEAD_ROOM 96 /* "*<argc>\r\n$7\r\nEVALSHA\r\n$40\r\n<sha>\r\n$<n>\r\n<numkeys>\r\n" fits */
+
+/* Room for more bytes after *len in a growable buffer; 0 or -ENOMEM. */
+static int reserve(char **buf, size_t len, size_t *cap, size_t more)
 {
-    size_t need = *len + n + 32;
-    if (need > *cap) {
-        size_t nc = *cap ? *cap * 2 : 1024;
-        while (nc < need)
-            nc *= 2;
-        char *nb = realloc(*buf, nc);
-        if (!nb)
-            return -ENOMEM;
-        *buf = nb;
-        *cap = nc;
-    }
-    *len += pr_redis_bulk(*buf + *len, s, n);
+    size_t need = len + more;
+    if (need <= *cap)
+        return 0;
+    size_t nc = *cap ? *cap * 2 : 1024;
+    while (nc < need)
+        nc *= 2;
+    char *nb = realloc(*buf, nc);
+    if (!nb)
+        return -ENOMEM;
+    *buf = nb;
+    *cap = nc;
     return 0;
+}
+
+/* One RESP bulk string made of up to three parts (a key with its prefix and suffix) at out;
+ * its length. */
+static size_t bulk3(char *out, const char *a, size_t al, const char *b, size_t bl, const char *c,
+                    size_t cl)
+{
+    char *p = out;
+    *p++ = '$';
+    p += pr_redis_u64(p, al + bl + cl);
+    *p++ = '\r';
+    *p++ = '\n';
+    memcpy(p, a, al);
+    memcpy(p + al, b, bl);
+    memcpy(p + al + bl, c, cl);
+    p += al + bl + cl;
+    *p++ = '\r';
+    *p++ = '\n';
+    return (size_t)(p - out);
+}
+
+/* The fixed arguments of every batch call ("batch", channel, the TTLs, the members' limit) as
+ * RESP, once per process (pr__rs_g filled, lock held). */
+void pr__rs_batch_init(void)
+{
+    char sttl[24], fttl[24], rttl[24], max[24];
+    uint64_t full = pr__rs_g.ttl[PR_KEY_SID], t = full;
+    if (pr__rs_g.active_ms > 0 && pr__rs_g.active_ms < t)
+        t = pr__rs_g.active_ms; /* a new sid is tentative until its second use (SPEC 3.6) */
+    const char *fixed[] = {"batch", pr__rs_g.channel, sttl, fttl, rttl, max};
+    size_t fl[] = {5, strlen(pr__rs_g.channel), pr_redis_u64(sttl, t), pr_redis_u64(fttl, full),
+                   pr_redis_u64(rttl, pr__rs_g.ttl[PR_KEY_ROOM]), pr_redis_u64(max, MEMBERS_MAX)};
+    size_t n = 0;
+    for (int i = 0; i < 6; i++)
+        n += pr_redis_bulk(pr__rs_g.batch_fixed + n, fixed[i], fl[i]);
+    pr__rs_g.batch_fixed_len = n;
+    pr__rs_g.prefix_len = strlen(pr__rs_g.prefix);
 }
 
 static void batch_free(struct pr__rs_batch *b)
@@ -70,6 +111,7 @@ static struct pr__rs_batch *batch_of(struct redis_store *rs)
         return NULL; /* the old batch (if any) stays as it was */
     if (!b) {
         memset(nb, 0, sizeof(*nb));
+        nb->keys_len = HEAD_ROOM;
         pr__rs_flush_soon(rs);
     }
     nb->cap = cap;
@@ -77,26 +119,22 @@ static struct pr__rs_batch *batch_of(struct redis_store *rs)
     return nb;
 }
 
-/* Queue a new sid's pin; 0, or -1 when it cannot be (Redis down, bad key, no memory). */
-int pr__rs_batch_pin(struct redis_store *rs, const char *sid, size_t len, const char *pod,
-                     pr_store_cb cb, void *arg)
+/* Queue a new sid's pin (k: its Redis key, made by the caller); 0, or -1 when it cannot be
+ * (Redis down, no memory). */
+int pr__rs_batch_pin(struct redis_store *rs, const char *sid, size_t len, const char *k,
+                     size_t kl, const char *pod, pr_store_cb cb, void *arg)
 {
-    char k[PR_REDIS_KEY_MAX];
-    int kl = pr_redis_assignment_key(k, sizeof(k), pr__rs_g.prefix, PR_KEY_SID, sid, len);
     size_t pl = strlen(pod);
-    if (!is_up(rs) || kl <= 0 || pl > PR_POD_NAME_MAX)
+    if (!is_up(rs) || len > PR_KEY_MAX || pl > PR_POD_NAME_MAX)
         return -1;
     struct pr__rs_batch *b = batch_of(rs);
-    size_t keys_len = b ? b->keys_len : 0, args_len = b ? b->args_len : 0;
-    if (!b || bulk(&b->keys, &b->keys_len, &b->keys_cap, k, (size_t)kl) ||
-        bulk(&b->args, &b->args_len, &b->args_cap, "p", 1) ||
-        bulk(&b->args, &b->args_len, &b->args_cap, pod, pl)) {
-        if (b) { /* undo a half-added entry */
-            b->keys_len = keys_len;
-            b->args_len = args_len;
-        }
+    if (!b || reserve(&b->keys, b->keys_len, &b->keys_cap, kl + 32) ||
+        reserve(&b->args, b->args_len, &b->args_cap, pl + 40))
         return -1;
-    }
+    b->keys_len += pr_redis_bulk(b->keys + b->keys_len, k, kl);
+    memcpy(b->args + b->args_len, "$1\r\np\r\n", 7);
+    b->args_len += 7;
+    b->args_len += pr_redis_bulk(b->args + b->args_len, pod, pl);
     struct pr__rs_bentry *e = &b->e[b->n++];
     e->join = false;
     e->key_len = (uint8_t)len;
@@ -110,28 +148,29 @@ int pr__rs_batch_pin(struct redis_store *rs, const char *sid, size_t len, const 
     return 0;
 }
 
-/* Queue a join of who into room (fire-and-forget: its answer updates the cached count). */
+/* Queue a join of who into room (fire-and-forget: its answer updates the cached count). The
+ * room is one the cache holds, so its id was checked when it was stored: its keys are
+ * written here without checking it again. */
 void pr__rs_batch_join(struct redis_store *rs, const char *room, size_t len, const char *who,
-                       size_t who_len, const char *pod)
+                       size_t who_len)
 {
-    char k[PR_REDIS_KEY_MAX], m[PR_REDIS_KEY_MAX];
-    int kl = pr_redis_assignment_key(k, sizeof(k), pr__rs_g.prefix, PR_KEY_ROOM, room, len);
-    int ml = pr_redis_members_key(m, sizeof(m), pr__rs_g.prefix, room, len);
-    if (!is_up(rs) || kl <= 0 || ml <= 0 || who_len > PR_KEY_MAX)
+    size_t pxl = pr__rs_g.prefix_len;
+    if (!is_up(rs) || len == 0 || len > PR_KEY_MAX || who_len == 0 || who_len > PR_KEY_MAX)
         return;
     struct pr__rs_batch *b = batch_of(rs);
-    size_t keys_len = b ? b->keys_len : 0, args_len = b ? b->args_len : 0;
-    if (!b || bulk(&b->keys, &b->keys_len, &b->keys_cap, k, (size_t)kl) ||
-        bulk(&b->keys, &b->keys_len, &b->keys_cap, m, (size_t)ml) ||
-        bulk(&b->args, &b->args_len, &b->args_cap, "j", 1) ||
-        bulk(&b->args, &b->args_len, &b->args_cap, room, len) ||
-        bulk(&b->args, &b->args_len, &b->args_cap, who, who_len)) {
-        if (b) {
-            b->keys_len = keys_len;
-            b->args_len = args_len;
-        }
+    if (!b || reserve(&b->keys, b->keys_len, &b->keys_cap, pxl + 2 * len + 80) ||
+        reserve(&b->args, b->args_len, &b->args_cap, len + who_len + 64))
         return;
-    }
+    char *k = b->keys + b->keys_len;
+    k += bulk3(k, "room:", 5, room, len, ":pod", 4); /* SPEC 6.1: no prefix */
+    k += bulk3(k, pr__rs_g.prefix, pxl, "room-members:", 13, room, len);
+    b->keys_len = (size_t)(k - b->keys);
+    char *a = b->args + b->args_len;
+    memcpy(a, "$1\r\nj\r\n", 7);
+    a += 7;
+    a += pr_redis_bulk(a, room, len);
+    a += pr_redis_bulk(a, who, who_len);
+    b->args_len = (size_t)(a - b->args);
     struct pr__rs_bentry *e = &b->e[b->n++];
     e->join = true;
     e->key_len = (uint8_t)len;
@@ -144,32 +183,38 @@ void pr__rs_batch_join(struct redis_store *rs, const char *room, size_t len, con
     b->nargs += 3;
 }
 
-/* The arguments after the script's sha: numkeys, keys, the fixed ARGV, the entries' ARGV. */
-static char *batch_tail(const struct pr__rs_batch *b, size_t *len, int *argc)
+/* The whole command in b->keys: its head written in front of the keys, the fixed and the
+ * entries' arguments appended. Sets q's tail (the buffer, freed with q), tail_off/tail_len
+ * (the arguments after the sha: what a NOSCRIPT retry sends after EVAL and the script) and
+ * head_len (the bytes before them: the command as is). 0 or -ENOMEM. */
+static int batch_command(struct pr__rs_batch *b, struct req *q)
 {
-    char nk[24], sttl[24], fttl[24], rttl[24], max[24];
-    uint64_t full = pr__rs_g.ttl[PR_KEY_SID], t = full;
-    if (pr__rs_g.active_ms > 0 && pr__rs_g.active_ms < t)
-        t = pr__rs_g.active_ms; /* a new sid is tentative until its second use (SPEC 3.6) */
-    const char *fixed[] = {"batch", pr__rs_g.channel, sttl, fttl, rttl, max};
-    size_t fl[] = {5, strlen(pr__rs_g.channel), pr_redis_u64(sttl, t), pr_redis_u64(fttl, full),
-                   pr_redis_u64(rttl, pr__rs_g.ttl[PR_KEY_ROOM]), pr_redis_u64(max, MEMBERS_MAX)};
+    size_t fl = pr__rs_g.batch_fixed_len;
+    if (reserve(&b->keys, b->keys_len, &b->keys_cap, fl + b->args_len))
+        return -ENOMEM;
+    memcpy(b->keys + b->keys_len, pr__rs_g.batch_fixed, fl);
+    memcpy(b->keys + b->keys_len + fl, b->args, b->args_len);
+    size_t end = b->keys_len + fl + b->args_len;
+    int tail_argc = 1 + (int)b->nkeys + 6 + (int)b->nargs;
+    char nk[24], head[HEAD_ROOM];
     size_t nkl = pr_redis_u64(nk, b->nkeys);
-    size_t cap = 32 + nkl + b->keys_len + b->args_len;
-    for (int i = 0; i < 6; i++)
-        cap += fl[i] + 32;
-    char *tail = malloc(cap);
-    if (!tail)
-        return NULL;
-    size_t n = pr_redis_bulk(tail, nk, nkl);
-    memcpy(tail + n, b->keys, b->keys_len);
-    n += b->keys_len;
-    for (int i = 0; i < 6; i++)
-        n += pr_redis_bulk(tail + n, fixed[i], fl[i]);
-    memcpy(tail + n, b->args, b->args_len);
-    *len = n + b->args_len;
-    *argc = 1 + (int)b->nkeys + 6 + (int)b->nargs;
-    return tail;
+    char *p = head;
+    *p++ = '*';
+    p += pr_redis_u64(p, 2 + (uint64_t)tail_argc);
+    memcpy(p, "\r\n$7\r\nEVALSHA\r\n", 15);
+    p += 15;
+    p += pr_redis_bulk(p, pr__rs_g.sha, strlen(pr__rs_g.sha));
+    size_t hl = (size_t)(p - head);
+    p += pr_redis_bulk(p, nk, nkl);
+    size_t start = HEAD_ROOM - (size_t)(p - head);
+    memcpy(b->keys + start, head, (size_t)(p - head));
+    q->tail = b->keys;
+    q->tail_off = start + hl;
+    q->tail_len = end - q->tail_off;
+    q->tail_argc = tail_argc;
+    q->head_len = hl;
+    b->keys = NULL;
+    return 0;
 }
 
 /* Send this iteration's batch (the flusher is about to write): one EVALSHA. */
@@ -183,27 +228,18 @@ void pr__rs_batch_send(struct redis_store *rs)
         batch_free(b);
         return;
     }
-    size_t tl = 0;
-    int targc = 0;
-    char *tail = batch_tail(b, &tl, &targc);
     const char *argv[] = {"EVALSHA", pr__rs_g.sha};
     size_t argl[] = {7, strlen(pr__rs_g.sha)};
-    struct req *q = tail ? pr__rs_req_new(OP_BATCH, 2, argv, argl) : NULL;
-    free(b->keys);
-    free(b->args);
-    b->keys = b->args = NULL;
-    if (q) {
-        q->tail = tail;
-        q->tail_len = tl;
-        q->tail_argc = targc;
+    struct req *q = pr__rs_req_new(OP_BATCH, 2, argv, argl);
+    if (q && batch_command(b, q) == 0) {
+        free(b->args);
+        b->args = NULL;
         q->batch = b; /* freed with q */
         if (pr__rs_req_send(rs->live[ROLE_CMD], q) == 0)
             return;
         q->batch = NULL;
-        pr__rs_req_free(q);
-    } else {
-        free(tail);
     }
+    pr__rs_req_free(q);
     fail_entries(b, -ENOTCONN);
     batch_free(b);
 }

@@ -240,13 +240,16 @@ int pr__rs_req_send(struct conn *c, struct req *q)
         return -ENOTCONN;
     q->conn = c;
     char small[1024]; /* our own RESP: hiredis's formatter costs more than the store work */
-    size_t n = 0;
-    char *cmd = pr_redis_command(small, sizeof(small), q->argc, q->argv, q->argl, q->tail,
-                                 q->tail_len, q->tail_argc, &n);
+    size_t n = q->head_len + q->tail_len;
+    const char *tail = q->tail ? q->tail + q->tail_off : NULL;
+    bool whole = q->head_len && !q->retried; /* the command is RESP already (OP_BATCH) */
+    char *cmd = whole ? q->tail + q->tail_off - q->head_len
+                      : pr_redis_command(small, sizeof(small), q->argc, q->argv, q->argl, tail,
+                                         q->tail_len, q->tail_argc, &n);
     if (!cmd)
         return -ENOMEM;
     int rc = redisAsyncFormattedCommand(c->ac, reply_cb, q, cmd, n);
-    if (cmd != small)
+    if (cmd != small && !whole)
         free(cmd);
     if (rc != REDIS_OK)
         return -ENOTCONN;

@@ -129,8 +129,10 @@ struct req {
     const char *argv[MAX_ARGS];
     size_t argl[MAX_ARGS];
     char *buf;
-    char *tail;       /* tail_argc more arguments after argv, already RESP (OP_BATCH) */
-    size_t tail_len;
+    char *tail;      /* OP_BATCH: tail_argc more arguments after argv, already RESP, at */
+    size_t tail_off; /* tail + tail_off (tail_len bytes); the head_len bytes before them */
+    size_t tail_len; /* are argv as RESP with the command's head: sent as they are unless */
+    size_t head_len; /* argv changed (a NOSCRIPT retry) */
     int tail_argc;
     struct pr__rs_batch *batch; /* OP_BATCH: its entries */
 };
@@ -166,6 +168,9 @@ struct shared {
     uint64_t active_ms;
     uint64_t max_per_kind;
     char sha[41];
+    size_t prefix_len;
+    char batch_fixed[PR_REDIS_KEY_MAX + 128]; /* the fixed arguments of a batch, RESP */
+    size_t batch_fixed_len;
     uint64_t ttl[3];
     uint64_t pod_key_ttl;
     uint64_t pod_ttl;
@@ -268,10 +273,11 @@ int pr__rs_script_value(const struct req *q, const redisReply *r, char pod[PR_PO
                         uint32_t *count, uint64_t *at, bool *written);
 
 /* store_redis_batch.c */
-int pr__rs_batch_pin(struct redis_store *rs, const char *sid, size_t len, const char *pod,
-                     pr_store_cb cb, void *arg);
+void pr__rs_batch_init(void);
+int pr__rs_batch_pin(struct redis_store *rs, const char *sid, size_t len, const char *k,
+                     size_t kl, const char *pod, pr_store_cb cb, void *arg);
 void pr__rs_batch_join(struct redis_store *rs, const char *room, size_t len, const char *who,
-                       size_t who_len, const char *pod);
+                       size_t who_len);
 void pr__rs_batch_send(struct redis_store *rs);
 void pr__rs_batch_cancel(struct redis_store *rs, int status);
 

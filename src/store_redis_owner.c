@@ -169,11 +169,36 @@ void pr__rs_pod_delete(struct pr_store *s, const char *name)
 
 /* ---- owner duties: events, pods, write-back, sentinel ------------------------------------ */
 
+/* "count <roomId> <participantCount>", the event of every join that added a participant
+ * (one per handshake of a new participant, this replica's own included): applied in place,
+ * without the full parser's copy. The id is not checked here: the cache holds only ids that
+ * were checked when stored, so one the parser would reject is simply not found. true when msg
+ * is a count message (applied, or malformed and ignored as the parser would). */
+static bool count_event(const char *msg, size_t len)
+{
+    if (len < 6 || len > PR_REDIS_EVENT_MAX || memcmp(msg, "count ", 6) != 0)
+        return false;
+    const char *key = msg + 6, *end = msg + len;
+    const char *sp = memchr(key, ' ', (size_t)(end - key));
+    if (!sp || sp == key || sp + 1 == end)
+        return true;
+    uint64_t n = 0;
+    for (const char *d = sp + 1; d < end; d++) {
+        if (*d < '0' || *d > '9')
+            return true;
+        n = n * 10 + (uint64_t)(*d - '0');
+        if (n > UINT32_MAX)
+            return true;
+    }
+    pr__rc_set_count(key, (size_t)(sp - key), (uint32_t)n);
+    return true;
+}
+
 /* Apply one P events message to the cache and the registry. */
 void pr__rs_apply_event(struct redis_store *rs, const char *msg, size_t len)
 {
     struct pr_redis_event ev;
-    if (pr_redis_event_parse(msg, len, &ev) != 0)
+    if (count_event(msg, len) || pr_redis_event_parse(msg, len, &ev) != 0)
         return;
     switch (ev.type) {
     case PR_REDIS_EV_SET:
