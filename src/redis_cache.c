@@ -121,10 +121,15 @@ int pr__rc_join(const char *room, size_t len, const char *who, size_t who_len,
     struct pr_atab_entry **pp = op.pp;
     if (pp) {
         rc = 0;
-        if (pr__idset_add(&(*pp)->ids, id)) {
-            /* Counted locally at once; the store's answer (all replicas) follows. */
-            pr__atab_move(op.t, *pp, (*pp)->pod, (*pp)->participant_count + 1, 0, op.now);
-            memcpy(pod, (*pp)->pod, PR_POD_NAME_MAX + 1);
+        struct pr_atab_entry *e = *pp;
+        if (pr__idset_add(&e->ids, id)) {
+            /* Counted locally at once; the store's answer (all replicas) follows. What
+             * pr__atab_move to the same pod with one more participant does, in one step. */
+            if (e->counted && e->participant_count < 1000000)
+                pr_registry_add_load(op.t->reg, e->pod, 0, 1);
+            e->participant_count++;
+            e->report_due = true;
+            memcpy(pod, e->pod, PR_POD_NAME_MAX + 1);
             rc = 1;
         }
     }

@@ -302,22 +302,29 @@ int pr_redis_members_key(char *out, size_t cap, const char *prefix, const char *
     return cat(out, cap, 3, part, pl);
 }
 
-/* Decimal digits of v into out (at least 21 bytes), NUL-terminated; their count. */
+/* Decimal digits of v into out (at least 21 bytes), NUL-terminated; their count. Two digits
+ * per division (RESP lengths, TTLs and millisecond times on the store's hot path). */
 size_t pr_redis_u64(char *out, uint64_t v)
 {
-    if (v < 100) { /* RESP lengths, mostly */
-        size_t n = v < 10 ? 1 : 2;
-        out[n - 1] = (char)('0' + v % 10);
-        out[0] = (char)('0' + (n == 2 ? v / 10 : v));
-        out[n] = '\0';
-        return n;
+    static const char pairs[] = "00010203040506070809101112131415161718192021222324252627282930"
+                                "31323334353637383940414243444546474849505152535455565758596061"
+                                "62636465666768697071727374757677787980818283848586878889909192"
+                                "93949596979899";
+    char tmp[20], *p = tmp + sizeof(tmp);
+    while (v >= 100) {
+        p -= 2;
+        memcpy(p, pairs + 2 * (v % 100), 2);
+        v /= 100;
     }
-    size_t n = 1;
-    for (uint64_t t = v; t >= 10; t /= 10)
-        n++;
+    if (v >= 10) {
+        p -= 2;
+        memcpy(p, pairs + 2 * v, 2);
+    } else {
+        *--p = (char)('0' + v);
+    }
+    size_t n = (size_t)(tmp + sizeof(tmp) - p);
+    memcpy(out, p, n);
     out[n] = '\0';
-    for (size_t i = n; i-- > 0; v /= 10)
-        out[i] = (char)('0' + v % 10);
     return n;
 }
 

@@ -42,7 +42,7 @@
 #define WRITEBACK_INFLIGHT 1024u
 #define MEMBERS_MAX 4096u
 #define MAX_ARGS 16
-#define ACTIVE_BATCH 7    /* rooms per HSET (2 + 2 * 7 arguments = MAX_ARGS) */
+#define ACTIVE_CHUNK 512u /* activity reports per HSET */
 #define ACTIVE_MAX 65536u /* activity reports per tick */
 #define ACTIVE_FRESH_MS 3000u
 

@@ -265,9 +265,36 @@ static size_t active_value(char *v, const struct pr__rc_item *it, bool room, uin
     return n;
 }
 
-/* Share this replica's active rooms (new, moved, recounted, or used again after half a
- * window) in P active: one pipelined HSET per ACTIVE_BATCH rooms, so a room costs at most a
- * few commands per --room-active window; then read the per-pod sums over all replicas. */
+/* One HSET of n activity reports as a whole RESP command (sent as it is, no copy of its
+ * arguments); NULL when out of memory. */
+static struct req *active_hset(const struct pr__rc_item *items, size_t n, uint64_t wall)
+{
+    size_t kl = strlen(pr__rs_g.active_key);
+    char *buf = malloc(64 + kl + n * (PR_KEY_MAX + PR_POD_NAME_MAX + 128));
+    struct req *q = buf ? pr__rs_req_new(OP_FIRE, 0, NULL, NULL) : NULL;
+    if (!q) {
+        free(buf);
+        return NULL;
+    }
+    char *p = buf, f[PR_KEY_MAX + 16], v[PR_POD_NAME_MAX + 48];
+    *p++ = '*';
+    p += pr_redis_u64(p, 2 + 2 * (uint64_t)n);
+    memcpy(p, "\r\n$4\r\nHSET\r\n", 12);
+    p += 12;
+    p += pr_redis_bulk(p, pr__rs_g.active_key, kl);
+    for (size_t i = 0; i < n; i++) {
+        p += pr_redis_bulk(p, f, active_field(f, &items[i]));
+        p += pr_redis_bulk(p, v, active_value(v, &items[i], items[i].kind == PR_KEY_ROOM, wall));
+    }
+    q->tail = buf;
+    q->tail_off = q->head_len = (size_t)(p - buf); /* the whole command, argv empty */
+    return q;
+}
+
+/* Share this replica's active rooms and participants (new, moved, recounted, or used again
+ * after half a window) in P active: one HSET per ACTIVE_CHUNK of them, so an entry costs at
+ * most a few commands per --room-active window; then read the per-pod sums over all
+ * replicas. */
 static void share_activity(struct redis_store *rs)
 {
     struct pr__rc_item *items = malloc(ACTIVE_MAX * sizeof(*items));
@@ -275,24 +302,8 @@ static void share_activity(struct redis_store *rs)
         return;
     size_t n = pr__rc_collect_active(items, ACTIVE_MAX);
     uint64_t wall = pr_now_ms();
-    char fields[ACTIVE_BATCH][PR_KEY_MAX + 16], values[ACTIVE_BATCH][PR_POD_NAME_MAX + 48];
-    for (size_t i = 0; i < n;) {
-        const char *argv[2 + 2 * ACTIVE_BATCH];
-        size_t argl[2 + 2 * ACTIVE_BATCH];
-        int argc = 0;
-        argv[argc] = "HSET";
-        argl[argc++] = 4;
-        argv[argc] = pr__rs_g.active_key;
-        argl[argc++] = strlen(pr__rs_g.active_key);
-        for (size_t b = 0; b < ACTIVE_BATCH && i < n; b++, i++) {
-            const struct pr__rc_item *it = &items[i];
-            bool room = it->kind == PR_KEY_ROOM;
-            argv[argc] = fields[b];
-            argl[argc++] = active_field(fields[b], it);
-            argv[argc] = values[b];
-            argl[argc++] = active_value(values[b], it, room, wall);
-        }
-        struct req *q = pr__rs_req_new(OP_FIRE, argc, argv, argl);
+    for (size_t i = 0; i < n; i += ACTIVE_CHUNK) {
+        struct req *q = active_hset(items + i, n - i < ACTIVE_CHUNK ? n - i : ACTIVE_CHUNK, wall);
         if (q && pr__rs_req_send(rs->live[ROLE_CMD], q) != 0)
             pr__rs_req_free(q);
     }

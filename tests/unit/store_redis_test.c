@@ -200,6 +200,18 @@ Test(redis_resp, same_bytes_as_hiredis)
     }
     cr_expect_eq(pr_redis_u64(d, 86400000), 8);
     cr_expect_str_eq(d, "86400000");
+    /* every length of number, both sides of every power of ten, and a spread of others */
+    char want[32];
+    uint64_t p10 = 1, x = 0x9e3779b97f4a7c15ull;
+    for (int e = 0; e < 20; e++, p10 *= 10) {
+        const uint64_t vs[] = {p10 - 1, p10, p10 + 1, p10 * 3 + 7, x % (p10 * 10 - 1)};
+        for (size_t i = 0; i < sizeof(vs) / sizeof(vs[0]); i++) {
+            snprintf(want, sizeof(want), "%llu", (unsigned long long)vs[i]);
+            cr_expect_eq(pr_redis_u64(d, vs[i]), strlen(want), "length of %s", want);
+            cr_expect_str_eq(d, want);
+        }
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+    }
 }
 
 Test(redis_keys, kind_names)
@@ -1022,6 +1034,25 @@ Test(redis_store_live, pins_and_joins_of_one_iteration_are_one_script_call, .tim
     struct pr_assignment a;
     cr_assert_eq(s->ops->info(s, PR_KEY_ROOM, "r1", 2, &a), 0);
     cr_expect_eq(a.participant_count, 3);
+
+    /* count events of another replica: a higher count is applied, malformed ones are not */
+    static const char *const counts[] = {"count r1 9x", "count r1", "count  r1 12", "count r1 11 1",
+                                         "count r1 99999999999", "count nope 50", "count r1 8"};
+    for (size_t i = 0; i < sizeof(counts) / sizeof(counts[0]); i++)
+        freeReplyObject(redisCommand(c, "PUBLISH podrouter:events %s", counts[i]));
+    for (int i = 0; i < 50; i++) {
+        uv_run(&loop, UV_RUN_NOWAIT);
+        nap_ms(1);
+    }
+    cr_assert_eq(s->ops->info(s, PR_KEY_ROOM, "r1", 2, &a), 0);
+    cr_expect_eq(a.participant_count, 8, "only the well-formed count applies");
+    freeReplyObject(redisCommand(c, "PUBLISH podrouter:events %s", "count r1 5"));
+    for (int i = 0; i < 50; i++) {
+        uv_run(&loop, UV_RUN_NOWAIT);
+        nap_ms(1);
+    }
+    cr_assert_eq(s->ops->info(s, PR_KEY_ROOM, "r1", 2, &a), 0);
+    cr_expect_eq(a.participant_count, 8, "a count event never lowers the count");
 
     /* the script cache flushed (failover, SCRIPT FLUSH): the batch runs once as EVAL */
     freeReplyObject(redisCommand(c, "SCRIPT FLUSH"));
