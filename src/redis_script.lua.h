@@ -14,7 +14,8 @@
  *   batch    KEYS per entry           ARGV sidttl fullttl roomttl max, then per entry
  *            "p" pod (KEYS sid: a sid pin, SET NX PX sidttl; a sid there already gets
  *            fullttl and stays) or "j" id who (KEYS room members: join as above)
- *            -> per entry {1, pod} written / {0, existing value}, or join's answer
+ *            -> per entry 1 (a pin written: its value is the pod sent) / {0, existing
+ *            value}, or join's answer
  *   active   KEYS active              ARGV now window                -> {pod, rooms, parts, ...}
  *            per-pod sums of the activity fields (value "pod rooms parts lastActiveMs")
  *            seen within window of now; older fields are deleted
@@ -120,7 +121,7 @@
     "  while a <= #ARGV do\n"                                                                      \
     "    if ARGV[a] == 'p' then\n"                                                                 \
     "      if redis.call('SET', KEYS[k], ARGV[a + 1], 'PX', sttl, 'NX') then\n"                    \
-    "        out[#out + 1] = {1, ARGV[a + 1]}\n"                                                   \
+    "        out[#out + 1] = 1\n"                                                                  \
     "      else\n"                                                                                 \
     "        local cur = redis.call('GET', KEYS[k])\n"                                             \
     "        redis.call('PEXPIRE', KEYS[k], fttl)\n"                                               \

@@ -111,9 +111,10 @@ static void reply_assign(struct req *q, redisReply *r, int status)
     q->cb(q->arg, status ? status : -EPROTO, NULL);
 }
 
-/* A batch's answers (store_redis_batch.c), entry by entry: a pin's [flag, value] is what the
- * create script answers (reply_assign), a join's is the room's count. None at all (status
- * < 0, or not one per entry): pins keep our choice locally, to be written back. */
+/* A batch's answers (store_redis_batch.c), entry by entry: a pin's is 1 when written (the
+ * value is the pod it sent), else [0, value] as the create script answers (reply_assign); a
+ * join's is the room's count. None at all (status < 0, or not one per entry): pins keep our
+ * choice locally, to be written back. */
 static void reply_batch(struct req *q, redisReply *r, int status)
 {
     struct pr__rs_batch *b = q->batch;
@@ -129,8 +130,7 @@ static void reply_batch(struct req *q, redisReply *r, int status)
                 pr__rc_set_count(e->key, e->key_len, (uint32_t)v->integer);
             continue;
         }
-        if (v && v->type == REDIS_REPLY_ARRAY && v->elements == 2 &&
-            v->element[0]->type == REDIS_REPLY_INTEGER && v->element[0]->integer == 1) {
+        if (v && v->type == REDIS_REPLY_INTEGER && v->integer == 1) {
             /* Written: the value is our pod (a fresh pin stays tentative, as in reply_assign) */
             char out[PR_POD_NAME_MAX + 1];
             if (pr__rc_put(PR_KEY_SID, e->key, e->key_len, e->pod, 0, 0, PR_RC_OVERWRITE, false,
