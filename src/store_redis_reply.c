@@ -15,6 +15,17 @@
 
 #include "store_redis_int.h"
 
+/* Under ASan the arena's free part is poisoned, so a reply used after it was freed is still
+ * reported, as it was when every object was malloc'd. */
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#define ARENA_POISON(p, n) ASAN_POISON_MEMORY_REGION(p, n)
+#define ARENA_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION(p, n)
+#else
+#define ARENA_POISON(p, n) ((void)(p), (void)(n))
+#define ARENA_UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
 /* In front of every object. */
 struct hdr {
     struct pr__rs_arena *arena;
@@ -30,6 +41,7 @@ static redisReply *make(const redisReadTask *task, int type, size_t extra)
     struct hdr *h;
     if (a && need <= REPLY_ARENA - a->used) {
         h = (struct hdr *)(void *)(a->mem + a->used);
+        ARENA_UNPOISON(h, need);
         a->used += need;
         h->heap = 0;
     } else {
@@ -117,8 +129,10 @@ static void free_object(void *p)
         return;
     struct pr__rs_arena *a = hdr_of(r)->arena;
     free_heap(r);
-    if (a)
+    if (a) {
+        ARENA_POISON(a->mem, a->used);
         a->used = 0;
+    }
 }
 
 static redisReplyObjectFunctions fns = {create_string, create_array, create_integer, create_nil,
@@ -130,6 +144,7 @@ void pr__rs_reply_fns(redisReader *reader, struct pr__rs_arena *arena)
     if (!reader)
         return;
     arena->used = 0;
+    ARENA_POISON(arena->mem, sizeof(arena->mem));
     reader->fn = &fns;
     reader->privdata = arena;
 }
