@@ -6,9 +6,9 @@
 #
 # ab         ROUNDS (3) rounds of every column: wrk -t1 -c64 -dSECS (5) after a 1 s warm-up, fresh
 #            router (1 thread) per run; per run: handshakes/s, router CPU µs per handshake
-#            (utime+stime from /proc), redis-server CPU µs per handshake, Redis commands per
-#            handshake (INFO commandstats after CONFIG RESETSTAT; calls made inside scripts
-#            count too, `rt` counts only the commands the router sent), p99.
+#            (utime+stime from /proc; its user part in brackets), redis-server CPU µs per
+#            handshake, Redis commands per handshake (INFO commandstats after CONFIG
+#            RESETSTAT; calls made inside scripts count too), p99.
 # strace     strace -c -f on the router for STRACE_SECS (3) of the same load: syscalls per
 #            handshake, memory vs Redis.
 # callgrind  the router under valgrind --tool=callgrind (instrumentation on for the measured run
@@ -62,6 +62,7 @@ wait_port() {
     return 1
 }
 cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+user_ticks() { awk '{print $14}' "/proc/$1/stat"; }
 per_hs() { awk -v a="$1" -v b="$2" -v n="$3" 'BEGIN{ if (n > 0) printf "%.1f", (b-a)*1e6/'"$(getconf CLK_TCK)"'/n; else print "nan" }'; }
 
 timeout 3600 "$POD_BIN" --listen "127.0.0.1:$POD_PORT" --name p0 --session-timeout 60000 \
@@ -124,16 +125,16 @@ run_ab() {
             start_router "$(col_bin "$col")" "$(col_store "$col")" || exit 1
             timeout 60 wrk -t1 -c"$CONNS" -d1s -s "$hs_lua" "$url" >/dev/null 2>&1
             rcli config resetstat >/dev/null
-            local t0 r0 t1 r1 out n p99 errs
-            t0=$(cpu_ticks "$rp") r0=$(cpu_ticks "$redis_pid")
+            local t0 r0 t1 r1 u0 u1 out n p99 errs
+            t0=$(cpu_ticks "$rp") r0=$(cpu_ticks "$redis_pid") u0=$(user_ticks "$rp")
             out=$(timeout $((SECS + 60)) wrk -t1 -c"$CONNS" -d"${SECS}s" --latency -s "$hs_lua" "$url")
-            t1=$(cpu_ticks "$rp") r1=$(cpu_ticks "$redis_pid")
+            t1=$(cpu_ticks "$rp") r1=$(cpu_ticks "$redis_pid") u1=$(user_ticks "$rp")
             n=$(echo "$out" | awk '/requests in/ {print $1}')
             p99=$(echo "$out" | awk '$1=="99%" {print $2}')
             errs=$(echo "$out" | awk '/Non-2xx|Socket errors/ {printf "%s ", $0}')
-            printf '%s %-9s hs/s=%s router_us=%s redis_us=%s cmds=%s p99=%s%s\n' "$round" "$col" \
-                "$(awk -v n="$n" -v s="$SECS" 'BEGIN{printf "%.0f", n/s}')" \
-                "$(per_hs "$t0" "$t1" "$n")" "$(per_hs "$r0" "$r1" "$n")" \
+            printf '%s %-9s hs/s=%s router_us=%s (user %s) redis_us=%s cmds=%s p99=%s%s\n' \
+                "$round" "$col" "$(awk -v n="$n" -v s="$SECS" 'BEGIN{printf "%.0f", n/s}')" \
+                "$(per_hs "$t0" "$t1" "$n")" "$(per_hs "$u0" "$u1" "$n")" "$(per_hs "$r0" "$r1" "$n")" \
                 "$(redis_cmds "$n")" "$p99" "${errs:+ errors: $errs}"
             stop_router
         done
