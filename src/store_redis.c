@@ -513,6 +513,7 @@ static int shared_init(const struct pr_config *cfg, char *err, size_t errlen)
     pr__rs_g.max_per_kind = cfg->max_assignments;
     pr__rs_g.pod_ttl = cfg->pod_ttl_ms;
     pr__rs_batch_init();
+    pr__rs_message_prefix();
     if (!pr__rs_g.url.sentinel) {
         snprintf(pr__rs_g.master_host, sizeof(pr__rs_g.master_host), "%s",
                  pr__rs_g.url.hosts[0].host);

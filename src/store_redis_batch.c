@@ -16,7 +16,8 @@
 
 #include "store_redis_int.h"
 
-#define HEAD_ROOM 96 /* "*<argc>\r\n$7\r\nEVALSHA\r\n$40\r\n<sha>\r\n$<n>\r\n<numkeys>\r\n" fits */
+#define HEAD_ROOM 96 /* "*<argc>\r\n$7\r\nEVALSHA\r\n$40\r\n<sha>\r\n$<n>\r\n<numkeys>\r\n" fits   \
+                      */
 
 /* Room for more bytes after *len in a growable buffer; 0 or -ENOMEM. */
 static int reserve(char **buf, size_t len, size_t *cap, size_t more)
@@ -63,8 +64,12 @@ void pr__rs_batch_init(void)
     if (pr__rs_g.active_ms > 0 && pr__rs_g.active_ms < t)
         t = pr__rs_g.active_ms; /* a new sid is tentative until its second use (SPEC 3.6) */
     const char *fixed[] = {"batch", pr__rs_g.channel, sttl, fttl, rttl, max};
-    size_t fl[] = {5, strlen(pr__rs_g.channel), pr_redis_u64(sttl, t), pr_redis_u64(fttl, full),
-                   pr_redis_u64(rttl, pr__rs_g.ttl[PR_KEY_ROOM]), pr_redis_u64(max, MEMBERS_MAX)};
+    size_t fl[] = {5,
+                   strlen(pr__rs_g.channel),
+                   pr_redis_u64(sttl, t),
+                   pr_redis_u64(fttl, full),
+                   pr_redis_u64(rttl, pr__rs_g.ttl[PR_KEY_ROOM]),
+                   pr_redis_u64(max, MEMBERS_MAX)};
     size_t n = 0;
     for (int i = 0; i < 6; i++)
         n += pr_redis_bulk(pr__rs_g.batch_fixed + n, fixed[i], fl[i]);
@@ -121,8 +126,8 @@ static struct pr__rs_batch *batch_of(struct redis_store *rs)
 
 /* Queue a new sid's pin (k: its Redis key, made by the caller); 0, or -1 when it cannot be
  * (Redis down, no memory). */
-int pr__rs_batch_pin(struct redis_store *rs, const char *sid, size_t len, const char *k,
-                     size_t kl, const char *pod, pr_store_cb cb, void *arg)
+int pr__rs_batch_pin(struct redis_store *rs, const char *sid, size_t len, const char *k, size_t kl,
+                     const char *pod, pr_store_cb cb, void *arg)
 {
     size_t pl = strlen(pod);
     if (!is_up(rs) || len > PR_KEY_MAX || pl > PR_POD_NAME_MAX)

@@ -19,6 +19,9 @@ static void conn_dead(struct conn *c, int status, const char *why);
 static void reply_cb(redisAsyncContext *ac, void *r, void *privdata);
 static void sub_cb(redisAsyncContext *ac, void *r, void *privdata);
 static void sub_msg(void *privdata, redisReply *reply);
+static void sub_read(struct conn *c);
+static void sub_event(void *arg, const char *msg, size_t len);
+static void conn_kill_later(struct conn *c, int status);
 static void handle_setup(struct req *q, redisReply *r, int status);
 
 /* ---- small helpers ------------------------------------------------------------------- */
@@ -46,7 +49,7 @@ static void poll_cb(uv_poll_t *h, int status, int events)
         events = UV_READABLE | UV_WRITABLE; /* let hiredis find the error */
     bool direct = c->state == CS_READY && (c->role == ROLE_SUB || c->role == ROLE_SENT_SUB);
     if ((events & UV_READABLE) && direct)
-        pr__rs_read_direct(c->ac, sub_msg, c); /* messages only: no hiredis dispatch */
+        sub_read(c);
     else if (events & UV_READABLE)
         redisAsyncHandleRead(c->ac);
     if (c->ac && (events & UV_WRITABLE))
@@ -555,6 +558,29 @@ static void reply_cb(redisAsyncContext *ac, void *r, void *privdata)
     else
         c->rs->hooks->reply(q, reply, reply ? 0 : c->fail_status);
     pr__rs_req_free(q);
+}
+
+/* A confirmed subscription is readable: messages only, without hiredis's dispatch; P events
+ * read by us once hiredis's reader holds nothing (no unread byte, no reply begun). */
+static void sub_read(struct conn *c)
+{
+    const redisReader *r = c->ac->c.reader;
+    if (c->role != ROLE_SUB || r->reply || r->pos < r->len) {
+        pr__rs_read_direct(c->ac, sub_msg, c);
+        return;
+    }
+    int rc = pr__rs_read_events(c->ac, &c->arena, sub_event, c);
+    if (rc == -EPROTO)
+        conn_kill_later(c, -EPROTO);
+    else if (rc < 0)
+        redisAsyncHandleRead(c->ac); /* closed or failed: hiredis disconnects */
+}
+
+static void sub_event(void *arg, const char *msg, size_t len)
+{
+    struct conn *c = arg;
+    if (c->state != CS_DEAD && !c->kill)
+        c->rs->hooks->event(c->rs, msg, len);
 }
 
 /* Messages on a subscription (P events or +switch-master), through hiredis. */

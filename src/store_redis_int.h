@@ -75,6 +75,7 @@ struct pr__rs_batch;
 #define REPLY_ARENA 16384u
 struct pr__rs_arena {
     size_t used;
+    size_t skip; /* P events read by us (pr__rs_read_events): bytes of a long message left */
     _Alignas(16) unsigned char mem[REPLY_ARENA];
 };
 
@@ -171,6 +172,8 @@ struct shared {
     size_t prefix_len;
     char batch_fixed[PR_REDIS_KEY_MAX + 128]; /* the fixed arguments of a batch, RESP */
     size_t batch_fixed_len;
+    char msg_prefix[PR_REDIS_KEY_MAX + 40]; /* how a message on the channel starts, RESP */
+    size_t msg_prefix_len;
     uint64_t ttl[3];
     uint64_t pod_key_ttl;
     uint64_t pod_ttl;
@@ -257,6 +260,9 @@ void pr__rs_flush_soon(struct redis_store *rs);
 /* store_redis_reply.c (below the connections) */
 void pr__rs_reply_fns(redisReader *reader, struct pr__rs_arena *arena);
 void pr__rs_read_direct(redisAsyncContext *ac, void (*fn)(void *arg, redisReply *r), void *arg);
+void pr__rs_message_prefix(void);
+int pr__rs_read_events(redisAsyncContext *ac, struct pr__rs_arena *in,
+                       void (*fn)(void *arg, const char *msg, size_t len), void *arg);
 
 /* store_redis_cmd.c */
 struct req *pr__rs_script(struct redis_store *rs, enum op op, int nkeys, const char **keys,

@@ -9,9 +9,12 @@
  * malloc'd. freeObject is ours too: hiredis frees what its reader made through
  * reader->fn->freeObject, and nothing in the store frees or keeps a reply.
  *
- * Also here: the direct read of a subscribed connection (pr__rs_read_direct). */
+ * Also here: the direct read of a subscribed connection (pr__rs_read_direct), and our own
+ * reading of the P events subscription (pr__rs_read_events). */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "store_redis_int.h"
 
@@ -144,6 +147,7 @@ void pr__rs_reply_fns(redisReader *reader, struct pr__rs_arena *arena)
     if (!reader)
         return;
     arena->used = 0;
+    arena->skip = 0;
     ARENA_POISON(arena->mem, sizeof(arena->mem));
     reader->fn = &fns;
     reader->privdata = arena;
@@ -169,4 +173,87 @@ void pr__rs_read_direct(redisAsyncContext *ac, void (*fn)(void *arg, redisReply 
     }
     if (c->err)
         redisAsyncHandleRead(ac);
+}
+
+/* "*3\r\n$7\r\nmessage\r\n$<n>\r\n<channel>\r\n$": what every message on the P events
+ * subscription starts with (pr__rs_g filled, lock held). */
+void pr__rs_message_prefix(void)
+{
+    char *p = pr__rs_g.msg_prefix;
+    size_t cl = strlen(pr__rs_g.channel);
+    memcpy(p, "*3\r\n$7\r\nmessage\r\n", 17);
+    p += 17;
+    p += pr_redis_bulk(p, pr__rs_g.channel, cl);
+    *p++ = '$';
+    pr__rs_g.msg_prefix_len = (size_t)(p - pr__rs_g.msg_prefix);
+}
+
+/* The message at p[0..n): its length in all (> n when only part of it is here), with *off
+ * and *len its payload's; 0 when its head is not complete yet, -1 when it is not a message
+ * on our channel. */
+static long message_at(const char *p, size_t n, size_t *off, size_t *len)
+{
+    const char *pre = pr__rs_g.msg_prefix;
+    size_t pl = pr__rs_g.msg_prefix_len, i = pl;
+    if (memcmp(p, pre, n < pl ? n : pl) != 0)
+        return -1;
+    size_t m = 0;
+    for (; i < n && p[i] >= '0' && p[i] <= '9'; i++) {
+        m = m * 10 + (size_t)(p[i] - '0');
+        if (i - pl >= 9)
+            return -1;
+    }
+    if (i + 2 > n)
+        return 0;
+    if (i == pl || p[i] != '\r' || p[i + 1] != '\n')
+        return -1;
+    *off = i + 2;
+    *len = m;
+    return (long)(i + 2 + m + 2);
+}
+
+/* Our own reading of the P events subscription, once hiredis's reader holds nothing of it
+ * (the subscription is confirmed: only messages on our channel arrive): one read into the
+ * connection's arena (which builds no reply objects from then on), every complete message's
+ * payload to fn, NUL-terminated in place; a partial one waits for the next read. A payload
+ * longer than any message we accept (PR_REDIS_EVENT_MAX) is skipped as it streams by, as the
+ * parser would ignore it. 0; -1 when the socket is closed or failed (hiredis's read handler
+ * then disconnects as usual); -EPROTO for anything but a message on our channel. */
+int pr__rs_read_events(redisAsyncContext *ac, struct pr__rs_arena *in,
+                       void (*fn)(void *arg, const char *msg, size_t len), void *arg)
+{
+    char *buf = (char *)in->mem;
+    ARENA_UNPOISON(buf, REPLY_ARENA);
+    ssize_t r = read(ac->c.fd, buf + in->used, REPLY_ARENA - in->used);
+    if (r <= 0)
+        return r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) ? 0 : -1;
+    size_t len = in->used + (size_t)r, pos = 0;
+    while (pos < len) {
+        if (in->skip) {
+            size_t k = in->skip < len - pos ? in->skip : len - pos;
+            pos += k;
+            in->skip -= k;
+            continue;
+        }
+        size_t off = 0, m = 0;
+        long t = message_at(buf + pos, len - pos, &off, &m);
+        if (t < 0)
+            return -EPROTO;
+        if (t == 0)
+            break;
+        if (m > PR_REDIS_EVENT_MAX) {
+            in->skip = (size_t)t;
+            continue;
+        }
+        if ((size_t)t > len - pos)
+            break;
+        if (buf[pos + off + m] != '\r' || buf[pos + off + m + 1] != '\n')
+            return -EPROTO;
+        buf[pos + off + m] = '\0';
+        fn(arg, buf + pos + off, m);
+        pos += (size_t)t;
+    }
+    memmove(buf, buf + pos, len - pos);
+    in->used = len - pos;
+    return 0;
 }

@@ -1053,6 +1053,26 @@ Test(redis_store_live, pins_and_joins_of_one_iteration_are_one_script_call, .tim
     }
     cr_assert_eq(s->ops->info(s, PR_KEY_ROOM, "r1", 2, &a), 0);
     cr_expect_eq(a.participant_count, 8, "a count event never lowers the count");
+    /* a message longer than any we accept (and than the subscriber's buffer) is skipped as it
+     * streams by, and what follows it, in the same read or not, still applies */
+    static char huge[40000];
+    memset(huge, '7', sizeof(huge) - 1);
+    memcpy(huge, "count r1 ", 9);
+    redisAppendCommand(c, "PUBLISH podrouter:events %s", huge);
+    redisAppendCommand(c, "PUBLISH podrouter:events %s", "count r1 9");
+    redisAppendCommand(c, "PUBLISH podrouter:events %s", huge);
+    redisAppendCommand(c, "PUBLISH podrouter:events %s", "count r1 10");
+    for (int i = 0; i < 4; i++) {
+        redisReply *pr = NULL;
+        cr_assert_eq(redisGetReply(c, (void **)&pr), REDIS_OK);
+        freeReplyObject(pr);
+    }
+    for (int i = 0; i < 100; i++) {
+        uv_run(&loop, UV_RUN_NOWAIT);
+        nap_ms(1);
+    }
+    cr_assert_eq(s->ops->info(s, PR_KEY_ROOM, "r1", 2, &a), 0);
+    cr_expect_eq(a.participant_count, 10, "the counts around two long messages apply");
 
     /* the script cache flushed (failover, SCRIPT FLUSH): the batch runs once as EVAL */
     freeReplyObject(redisCommand(c, "SCRIPT FLUSH"));
