@@ -16,7 +16,8 @@
 
 #include "store_redis_int.h"
 
-/* Room for the command's head: "*<argc>\r\n$7\r\nEVALSHA\r\n$40\r\n<sha>\r\n$<n>\r\n<numkeys>\r\n". */
+/* Room for the command's head:
+ * "*<argc>\r\n$7\r\nEVALSHA\r\n$40\r\n<sha>\r\n$<n>\r\n<numkeys>\r\n". */
 #define HEAD_ROOM 96
 
 /* Room for more bytes after *len in a growable buffer; 0 or -ENOMEM. */
