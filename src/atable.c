@@ -29,10 +29,51 @@ struct pr_atab *pr__atab_create(struct pr_registry *reg, const uint64_t ttl[PR_A
     return t;
 }
 
+/* The table's shared copy of name with one more reference, or NULL on ENOMEM. */
+static struct pr_atab_pod *pod_ref(struct pr_atab *t, const char *name)
+{
+    size_t len = strnlen(name, PR_POD_NAME_MAX);
+    struct pr_atab_pod **b = &t->pods[pr__atab_hash(0xfe, name, len) % PR_ATAB_POD_BUCKETS];
+    for (struct pr_atab_pod *p = *b; p; p = p->next) {
+        if (strncmp(p->name, name, PR_POD_NAME_MAX) == 0) {
+            p->refs++;
+            return p;
+        }
+    }
+    struct pr_atab_pod *p = calloc(1, sizeof(*p));
+    if (!p)
+        return NULL;
+    memcpy(p->name, name, len);
+    p->refs = 1;
+    p->next = *b;
+    *b = p;
+    return p;
+}
+
+/* Drop one reference to p; the last one frees it. */
+static void pod_unref(struct pr_atab *t, struct pr_atab_pod *p)
+{
+    if (--p->refs > 0)
+        return;
+    size_t len = strlen(p->name);
+    struct pr_atab_pod **pp = &t->pods[pr__atab_hash(0xfe, p->name, len) % PR_ATAB_POD_BUCKETS];
+    while (*pp != p)
+        pp = &(*pp)->next;
+    *pp = p->next;
+    free(p);
+}
+
 void pr__atab_destroy(struct pr_atab *t)
 {
     if (!t)
         return;
+    for (size_t i = 0; i < PR_ATAB_POD_BUCKETS; i++) {
+        while (t->pods[i]) {
+            struct pr_atab_pod *next = t->pods[i]->next;
+            free(t->pods[i]);
+            t->pods[i] = next;
+        }
+    }
     for (size_t i = 0; i < t->nbuckets; i++) {
         struct pr_atab_entry *e = t->buckets[i];
         while (e) {
@@ -70,11 +111,11 @@ void pr__atab_load(const struct pr_atab *t, const struct pr_atab_entry *e, int s
     if (!e->counted)
         return; /* idle and tentative assignments keep their pod but add no load */
     if (e->kind == PR_KEY_ROOM)
-        pr_registry_add_load(t->reg, e->pod, sign,
+        pr_registry_add_load(t->reg, e->pod->name, sign,
                              sign * (int)(e->participant_count > 1000000 ? 1000000
                                                                          : e->participant_count));
     else if (e->kind == PR_KEY_PARTICIPANT)
-        pr_registry_add_load(t->reg, e->pod, 0, sign);
+        pr_registry_add_load(t->reg, e->pod->name, 0, sign);
 }
 
 void pr__atab_set_dirty(struct pr_atab *t, struct pr_atab_entry *e, bool dirty)
@@ -127,6 +168,7 @@ void pr__atab_remove(struct pr_atab *t, struct pr_atab_entry **pp)
     t->kind_count[e->kind]--;
     if (e->dirty)
         t->dirty--;
+    pod_unref(t, e->pod);
     free(e->ids);
     free(e);
 }
@@ -213,7 +255,11 @@ struct pr_atab_entry *pr__atab_insert(struct pr_atab *t, uint8_t kind, const cha
     e->kind = kind;
     e->keylen = (uint8_t)len;
     memcpy(e->key, key, len);
-    pr_str_copy(e->pod, sizeof(e->pod), pod);
+    e->pod = pod_ref(t, pod);
+    if (!e->pod) {
+        free(e);
+        return NULL;
+    }
     e->renewed = now;
     e->tentative = t->active_ms > 0;
     e->expires = entry_deadline(t, e, now);
@@ -240,12 +286,16 @@ struct pr_atab_entry *pr__atab_insert(struct pr_atab *t, uint8_t kind, const cha
 void pr__atab_move(struct pr_atab *t, struct pr_atab_entry *e, const char *pod, uint32_t count,
                    uint64_t assigned_at, uint64_t now)
 {
-    bool same = strcmp(e->pod, pod) == 0;
+    bool same = strcmp(e->pod->name, pod) == 0;
     if (same && (e->kind != PR_KEY_ROOM || e->participant_count == count))
         return;
+    struct pr_atab_pod *to = same ? e->pod : pod_ref(t, pod);
+    if (!to)
+        return; /* ENOMEM: the entry keeps its pod, which its callers then report */
     pr__atab_load(t, e, -1);
     if (!same) {
-        pr_str_copy(e->pod, sizeof(e->pod), pod);
+        pod_unref(t, e->pod);
+        e->pod = to;
         e->assigned_at_ms = assigned_at ? assigned_at : pr_now_ms();
         e->renewed = now;
         e->expires = entry_deadline(t, e, now);
@@ -263,7 +313,7 @@ int pr__atab_info(struct pr_atab *t, uint8_t kind, const char *key, size_t len,
     struct pr_atab_entry **pp = pr__atab_lookup(t, kind, key, len, hash, pr_mono_ms());
     if (!pp)
         return -ENOENT;
-    memcpy(out->pod, (*pp)->pod, sizeof(out->pod));
+    memcpy(out->pod, (*pp)->pod->name, sizeof(out->pod));
     out->participant_count = (*pp)->participant_count;
     out->assigned_at_ms = (*pp)->assigned_at_ms;
     return 0;
@@ -274,7 +324,7 @@ void pr__atab_release_pod(struct pr_atab *t, const char *pod)
     for (size_t i = 0; i < t->nbuckets; i++) {
         struct pr_atab_entry **pp = &t->buckets[i];
         while (*pp) {
-            if (strcmp((*pp)->pod, pod) == 0)
+            if (strcmp((*pp)->pod->name, pod) == 0)
                 pr__atab_remove(t, pp);
             else
                 pp = &(*pp)->next;
@@ -379,7 +429,7 @@ void pr__atab_recount(struct pr_atab *t)
         rows[i] = (struct load_row){pods[i].name, 0, 0};
     qsort(rows, n, sizeof(*rows), load_cmp);
     for (const struct pr_atab_entry *e = t->ahead; e && n > 0; e = e->anext) {
-        struct load_row key = {e->pod, 0, 0};
+        struct load_row key = {e->pod->name, 0, 0};
         struct load_row *r = bsearch(&key, rows, n, sizeof(*rows), load_cmp);
         if (!r)
             continue;

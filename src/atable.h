@@ -18,6 +18,16 @@
 
 struct pr_registry;
 
+/* A pod name, kept once per table and shared by the entries that point at it (counted): an
+ * entry holds a pointer instead of its own 64-byte copy, which is a third of a room's or a
+ * sid's entry (idle tunnels and handshakes: issue 11). */
+struct pr_atab_pod {
+    struct pr_atab_pod *next;
+    uint32_t refs;
+    char name[PR_POD_NAME_MAX + 1];
+};
+#define PR_ATAB_POD_BUCKETS 64u
+
 struct pr_atab_entry {
     struct pr_atab_entry *next;
     struct pr_atab_entry *aprev, *anext; /* active list (counted entries, oldest first) */
@@ -35,7 +45,7 @@ struct pr_atab_entry {
     bool tentative;  /* only its creating request used it: expires after active_ms (SPEC 3.6) */
     bool counted;    /* active: its load is applied to the registry and it is on the list */
     bool report_due; /* Redis cache: activity, pod or count changed since the last share */
-    char pod[PR_POD_NAME_MAX + 1];
+    struct pr_atab_pod *pod; /* never NULL */
     char key[];
 };
 
@@ -72,6 +82,7 @@ struct pr_atab {
     uint64_t max_per_kind;       /* --max-assignments; 0 = unlimited */
     struct pr_atab_entry *ahead, *atail; /* active list, least recently used first */
     size_t nactive;
+    struct pr_atab_pod *pods[PR_ATAB_POD_BUCKETS]; /* the names entries point at */
 };
 
 /* A new empty table whose loads go to reg; NULL on ENOMEM. */

@@ -67,7 +67,7 @@ int pr__satab_get(struct pr_shared_atab *s, uint8_t kind, const char *key, size_
     struct pr_atab_entry **pp = pr__atab_lookup(t, kind, key, len, hash, now);
     if (pp) {
         struct pr_atab_entry *e = *pp;
-        memcpy(pod, e->pod, PR_POD_NAME_MAX + 1);
+        memcpy(pod, e->pod->name, PR_POD_NAME_MAX + 1);
         bool promoted = pr__atab_use(t, e, now, true) & PR_ATAB_PROMOTED;
         due = pr__atab_renew(t, e, now) || promoted;
     }
@@ -98,7 +98,7 @@ int pr__satab_use(struct pr_shared_atab *s, uint8_t kind, const char *key, size_
             memcpy(key_out, e->key, e->keylen);
             key_out[e->keylen] = '\0';
             *key_len = e->keylen;
-            memcpy(pod, e->pod, PR_POD_NAME_MAX + 1);
+            memcpy(pod, e->pod->name, PR_POD_NAME_MAX + 1);
         }
     }
     pr__satab_unlock(s);

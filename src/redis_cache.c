@@ -58,7 +58,7 @@ int pr__rc_put(enum pr_key_kind kind, const char *key, size_t len, const char *p
             pr__atab_set_dirty(op.t, e, dirty);
     } else if (mode == PR_RC_OVERWRITE) {
         uint32_t c = e->participant_count;
-        if (strcmp(e->pod, pod) != 0 || count > c)
+        if (strcmp(e->pod->name, pod) != 0 || count > c)
             c = count;
         pr__atab_move(op.t, e, pod, c, assigned_at, op.now);
         if (!e->tentative)
@@ -66,7 +66,7 @@ int pr__rc_put(enum pr_key_kind kind, const char *key, size_t len, const char *p
         pr__atab_set_dirty(op.t, e, dirty);
     }
     if (e && out)
-        memcpy(out, e->pod, PR_POD_NAME_MAX + 1);
+        memcpy(out, e->pod->name, PR_POD_NAME_MAX + 1);
     if (!e)
         rc = -ENOMEM;
     pr__satab_unlock(&g_cache);
@@ -88,12 +88,12 @@ int pr__rc_replace(enum pr_key_kind kind, const char *key, size_t len, const cha
         e = pr__atab_insert(op.t, (uint8_t)kind, key, len, op.hash, pod, 0, 0, op.now);
         if (e)
             pr__atab_set_dirty(op.t, e, true);
-    } else if (expect && strcmp(e->pod, expect) == 0) {
+    } else if (expect && strcmp(e->pod->name, expect) == 0) {
         pr__atab_move(op.t, e, pod, e->participant_count, 0, op.now);
         pr__atab_set_dirty(op.t, e, true);
     }
     if (e)
-        memcpy(out, e->pod, PR_POD_NAME_MAX + 1);
+        memcpy(out, e->pod->name, PR_POD_NAME_MAX + 1);
     else
         rc = -ENOMEM;
     pr__satab_unlock(&g_cache);
@@ -126,10 +126,10 @@ int pr__rc_join(const char *room, size_t len, const char *who, size_t who_len,
             /* Counted locally at once; the store's answer (all replicas) follows. What
              * pr__atab_move to the same pod with one more participant does, in one step. */
             if (e->counted && e->participant_count < 1000000)
-                pr_registry_add_load(op.t->reg, e->pod, 0, 1);
+                pr_registry_add_load(op.t->reg, e->pod->name, 0, 1);
             e->participant_count++;
             e->report_due = true;
-            memcpy(pod, e->pod, PR_POD_NAME_MAX + 1);
+            memcpy(pod, e->pod->name, PR_POD_NAME_MAX + 1);
             rc = 1;
         }
     }
@@ -146,7 +146,7 @@ void pr__rc_set_count(const char *room, size_t len, uint32_t count)
     pr__satab_begin(&g_cache, PR_KEY_ROOM, room, len, &op);
     struct pr_atab_entry **pp = op.pp;
     if (pp && count > (*pp)->participant_count)
-        pr__atab_move(op.t, *pp, (*pp)->pod, count, 0, op.now);
+        pr__atab_move(op.t, *pp, (*pp)->pod->name, count, 0, op.now);
     pr__satab_unlock(&g_cache);
 }
 
@@ -208,7 +208,7 @@ static void item_from(struct pr__rc_item *it, const struct pr_atab_entry *e,
     it->key_len = e->keylen;
     memcpy(it->key, e->key, e->keylen);
     it->key[e->keylen] = '\0';
-    memcpy(it->pod, e->pod, sizeof(it->pod));
+    memcpy(it->pod, e->pod->name, sizeof(it->pod));
     it->count = e->participant_count;
     it->assigned_at_ms = e->assigned_at_ms;
     it->tentative = e->tentative;
@@ -252,7 +252,7 @@ void pr__rc_clean(enum pr_key_kind kind, const char *key, size_t len, const char
     struct pr_atab_op op;
     pr__satab_begin(&g_cache, (uint8_t)kind, key, len, &op);
     struct pr_atab_entry **pp = op.pp;
-    if (pp && strcmp((*pp)->pod, pod) == 0)
+    if (pp && strcmp((*pp)->pod->name, pod) == 0)
         pr__atab_set_dirty(op.t, *pp, false);
     pr__satab_unlock(&g_cache);
 }

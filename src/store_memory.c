@@ -69,7 +69,7 @@ static void mem_create(struct pr_store *s, enum pr_key_kind kind, const char *ke
         e = pr__atab_insert(op.t, (uint8_t)kind, key, len, op.hash, pod, 0, 0, op.now);
     }
     if (e)
-        memcpy(out, e->pod, sizeof(out));
+        memcpy(out, e->pod->name, sizeof(out));
     else if (rc == 0)
         rc = -ENOMEM;
     pr__satab_unlock(&g_mem);
@@ -92,14 +92,14 @@ static void mem_replace(struct pr_store *s, enum pr_key_kind kind, const char *k
     struct pr_atab_entry *e;
     if (pp) {
         e = *pp;
-        if (expect && strcmp(e->pod, expect) == 0)
+        if (expect && strcmp(e->pod->name, expect) == 0)
             pr__atab_move(op.t, e, pod, e->participant_count, 0, op.now);
         pr__atab_use(op.t, e, op.now, true);
     } else {
         e = pr__atab_insert(op.t, (uint8_t)kind, key, len, op.hash, pod, 0, 0, op.now);
     }
     if (e)
-        memcpy(out, e->pod, sizeof(out));
+        memcpy(out, e->pod->name, sizeof(out));
     else
         rc = -ENOMEM;
     pr__satab_unlock(&g_mem);
@@ -152,7 +152,7 @@ static void mem_room_join(struct pr_store *s, const char *room, size_t len, cons
     if (pp && pr__idset_add(&(*pp)->ids, id)) {
         (*pp)->participant_count++;
         if ((*pp)->counted)
-            pr_registry_add_load(op.t->reg, (*pp)->pod, 0, 1);
+            pr_registry_add_load(op.t->reg, (*pp)->pod->name, 0, 1);
     }
     pr__satab_unlock(&g_mem);
 }

@@ -310,6 +310,39 @@ Test(store_memory, release_pod_and_counts)
     cr_expect_eq(rooms, 2);
 }
 
+/* Entries share one counted copy of each pod name: names that are prefixes of each other
+ * stay apart, the longest name round-trips whole, and moving, deleting and releasing keys
+ * drop the copies they used (the sanitizer build checks that none is used after its free). */
+Test(store_memory, pod_names_are_shared_exactly)
+{
+    char longest[PR_POD_NAME_MAX + 1];
+    memset(longest, 'x', PR_POD_NAME_MAX);
+    longest[PR_POD_NAME_MAX] = '\0';
+    create(PR_KEY_ROOM, "r1", "backend-1");
+    create(PR_KEY_ROOM, "r2", "backend-10");
+    create(PR_KEY_SID, "s1", "backend-1");
+    create(PR_KEY_PARTICIPANT, "p1", longest);
+    cr_expect_str_eq(get(PR_KEY_ROOM, "r1").pod, "backend-1");
+    cr_expect_str_eq(get(PR_KEY_ROOM, "r2").pod, "backend-10");
+    cr_expect_str_eq(get(PR_KEY_PARTICIPANT, "p1").pod, longest);
+
+    for (int i = 0; i < 50; i++) { /* r2 back and forth: each move swaps its reference */
+        cr_assert_str_eq(replace(PR_KEY_ROOM, "r2", "backend-10", "backend-1").pod, "backend-1");
+        cr_assert_str_eq(replace(PR_KEY_ROOM, "r2", "backend-1", "backend-10").pod, "backend-10");
+    }
+    cr_expect_eq(st->ops->del(st, PR_KEY_ROOM, "r1", 2), 0);
+    cr_expect_str_eq(get(PR_KEY_SID, "s1").pod, "backend-1"); /* the copy is still used */
+    st->ops->release_pod(st, "backend-1");
+    cr_expect_eq(get(PR_KEY_SID, "s1").status, -ENOENT);
+    cr_expect_str_eq(get(PR_KEY_ROOM, "r2").pod, "backend-10");
+    cr_expect_eq(st->ops->set(st, PR_KEY_ROOM, "r3", 2, "backend-1"), 0); /* a new copy */
+    cr_expect_str_eq(get(PR_KEY_ROOM, "r3").pod, "backend-1");
+    st->ops->release_pod(st, "backend-10");
+    cr_expect_eq(get(PR_KEY_ROOM, "r2").status, -ENOENT);
+    cr_expect_str_eq(get(PR_KEY_ROOM, "r3").pod, "backend-1");
+    cr_expect_str_eq(get(PR_KEY_PARTICIPANT, "p1").pod, longest);
+}
+
 Test(store_memory, handles_share_one_table)
 {
     struct pr_store *s2 = pr_store_memory_open(&cfg, reg);
