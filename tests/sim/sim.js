@@ -151,6 +151,7 @@ class Run {
 
   async start() {
     fs.rmSync(this.dir, { recursive: true, force: true });
+    fs.rmSync(path.join(OUT, `${this.mode}-pods.log`), { force: true });
     fs.mkdirSync(this.dir, { recursive: true });
     this.redis = new RedisServer(`sim-${this.mode}`);
     this.redis.logPath = path.join(this.dir, 'redis.log');
@@ -238,12 +239,32 @@ class Run {
 
   async scrapeDesired() {
     let best;
+    this.lastDesiredPer = [];
     for (const r of this.routers) {
       const res = await httpGet(`${r.admin}/metrics`, 400);
       const m = /^podrouter_backend_desired_replicas(?:\{[^}]*\})?\s+([0-9.eE+-]+)/m.exec(res.text || '');
+      this.lastDesiredPer.push(m ? Number(m[1]) : NaN);
       if (m) best = best === undefined ? Number(m[1]) : Math.max(best, Number(m[1]));
     }
     return best;
+  }
+
+  // The registry as router A sees it (GET /v1/pods), one line per sample in
+  // <mode>-pods.log: t, desired per router, then name:state:activeRooms/participants.
+  async logPods() {
+    const res = await httpGet(`${this.routers[0].admin}/v1/pods`, 400);
+    let pods = '?';
+    try {
+      const j = JSON.parse(res.text);
+      const list = Array.isArray(j) ? j : j.pods || [];
+      pods = list.map((p) => `${p.name}:${p.state}:${p.load ? `${p.load.rooms}/${p.load.participants}` : '?'}`).join(' ');
+    } catch {
+      // router busy
+    }
+    const sts = [...this.sts.pods.values()].sort((a, b) => a.ordinal - b.ordinal)
+      .map((p) => `${p.ordinal}${p.terminating ? 'T' : p.ready ? '' : 'S'}${p.revision === this.sts.updateRevision ? '' : 'o'}`).join(',');
+    fs.appendFileSync(path.join(OUT, `${this.mode}-pods.log`),
+      `${this.t().toFixed(2)} D=${(this.lastDesiredPer || []).join('/')} sts=${this.sts.replicas}[${sts}] ${pods}\n`);
   }
 
   async hpaLoop() {
@@ -268,6 +289,7 @@ class Run {
         this.sts.reconcile();
         this.log(`HPA ${before} -> ${rec} (${JSON.stringify(this.hpa.last.per)}; ${truth.rooms} active rooms)`);
       }
+      await this.logPods();
       const cl = await httpGet(`${this.routers[0].admin}/v1/cluster`, 400);
       let routerActive = '';
       let routerDesired = '';
