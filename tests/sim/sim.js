@@ -15,7 +15,7 @@
 //
 // Time is compressed 100x (2 min of --room-active is 1.2 s, an HPA window of
 // 300 s is 3 s); room durations are seconds instead of minutes.
-// Environment: SIM_LONG=1 (longer workload), SIM_SEED, SIM_TRANSPORT
+// Environment: SIM_LONG=1 (longer workload), SIM_NO_ROLLOUT=1 (control run), SIM_SEED, SIM_TRANSPORT
 // (websocket, the default, or polling), SIM_ONLY (room-aware, baseline or
 // rollout-timeout: one part, for debugging; the checks of the others fail), POD_ROUTER_BIN,
 // SIM_OUT (default test-output/sim). Prints figures and ends with
@@ -36,6 +36,9 @@ const ROUTER_BIN = path.resolve(process.env.POD_ROUTER_BIN || path.join(REPO, 'b
 const BACKEND = path.join(REPO, 'examples', 'backend', 'server.js');
 const OUT = path.resolve(process.env.SIM_OUT || path.join(REPO, 'test-output', 'sim'));
 const LONG = process.env.SIM_LONG === '1';
+// SIM_NO_ROLLOUT=1: no backend rollout (a control run: what pack + desired replicas cost on
+// this workload without one; the rollout checks then fail).
+const NO_ROLLOUT = process.env.SIM_NO_ROLLOUT === '1';
 const SEED = Number(process.env.SIM_SEED || 20261201);
 const HOST = '127.0.0.1';
 // Participants' Engine.IO transport: websocket (what browsers end up on; room
@@ -380,7 +383,7 @@ class Run {
         setTimeout(() => leaves.push(this.participant(room, k)), room.joins[k] * 1000);
       }
       ends.push(sleep(room.duration * 1000).then(() => leaves.forEach((leave) => leave())));
-      if (!this.rolloutStarted && this.t() >= P.rolloutAt) this.rollout();
+      if (!this.rolloutStarted && !NO_ROLLOUT && this.t() >= P.rolloutAt) this.rollout();
     }
     await Promise.all(ends);
     this.workloadEnd = this.t();
