@@ -192,17 +192,12 @@ pods_parse() {
 #   ahead  the candidates that may be drained now, in order, stopping at the
 #          first that may not: after draining it, (a) the ready pods still
 #          need no more pods than there are, and (b) the ready pods among the
-#          first L ordinals keep --headroom pods' worth of free room and
-#          participant capacity, with L the larger of the pods the whole
-#          active load needs at --utilization and H + 1 (H the highest ordinal
-#          holding an active room, which desired replicas keep anyway), so
-#          pack keeps new rooms below ordinal L: a drain ahead never pushes
-#          new rooms to a pod that desired replicas do not already keep (where
-#          they would keep it, SPEC 5.1's H + 1, for a room's lifetime). In
-#          practice it drains the high ordinals that only stragglers keep, and
-#          a low old pod that is empty while a straggler above keeps
-#          replaced pods below it (it is then replaced at once, before new
-#          rooms make its drain long).
+#          first L ordinals, L = the pods the whole active load needs at
+#          --utilization, keep --headroom pods' worth of free room and
+#          participant capacity, so pack keeps new rooms below ordinal L: a
+#          drain ahead never pushes new rooms to a pod the load does not need
+#          (where they would keep it, SPEC 5.1's H + 1, for a room's lifetime).
+#          In practice it drains the high ordinals that only stragglers keep.
 #   head   the candidate to wait for next: the draining one with the fewest
 #          active rooms, else the first registered one, else the first.
 #   empty  the first candidate that is draining and holds no active room.
@@ -246,11 +241,8 @@ plan() {
                 exit 0
             }
             if (mode == "ahead") {
-                # pods the whole active load needs (draining pods included), or
-                # up to the highest ordinal holding an active room (H of SPEC 5.1:
-                # desired replicas keep every pod up to it anyway)
+                # pods the whole active load needs (draining pods included)
                 top = need(RA, PA) - h - 1
-                for (x in st) if (st[x] != "down" && rooms[x] > 0 && ord(x) > top) top = ord(x)
                 for (i = 1; i <= k; i++) {
                     x = c[i]
                     if (st[x] != "ready") continue
