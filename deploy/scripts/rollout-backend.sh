@@ -547,6 +547,9 @@ while :; do
         last_table=""
         step "${others[@]}"
         if [ "${#others[@]}" -eq 0 ] || [ -z "$last_table" ]; then continue; fi
+        # This one empty too: its drain returns at once; switching would only
+        # stop it (and two empty pods would take turns stopping each other).
+        if [ -n "$(plan empty "$name" <<<"$last_table" || true)" ]; then continue; fi
         switched=$(plan empty "${others[@]}" <<<"$last_table" || true)
         if [ -n "$switched" ]; then
             # the kubectl exec under the background job, then the job
