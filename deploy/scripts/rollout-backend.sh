@@ -250,19 +250,6 @@ plan() {
                     print x
                     st[x] = "draining"; nr--; R -= rooms[x]; P -= parts[x]
                 }
-                # An empty old pod below the highest ordinal holding an active
-                # room (H of SPEC 5.1, which desired replicas keep anyway) is
-                # replaced at once when the ready pods up to H hold the headroom
-                # while it restarts: replaced now it costs a restart, left to its
-                # turn it collects new rooms and its drain waits for them.
-                for (x in st) if (st[x] != "down" && rooms[x] > 0 && ord(x) > top) top = ord(x)
-                for (i = 1; i <= k; i++) {
-                    x = c[i]
-                    if (st[x] != "ready" || rooms[x] > 0 || parts[x] > 0) continue
-                    if (nr - 1 < need(R, P) || !free_ok(x, top)) continue
-                    print x
-                    st[x] = "draining"; nr--
-                }
                 exit 0
             }
             if (mode == "empty") {
