@@ -26,7 +26,7 @@
 # surge is its floor (minReplicaCount / minReplicas): first the current size
 # + 1, then, while pods drain, what the load needs: the smallest size whose
 # first ordinals hold enough ready pods for the ready pods' active load at
-# --utilization plus --headroom (a draining or starting pod below it adds
+# --utilization plus --headroom (a draining or down pod below it adds
 # one), never below the original floor. So the surge pod goes as soon as the
 # router's desired replicas leave room for the pods being drained, and a
 # rollout that waits hours for rooms to end does not pin the peak size; the
@@ -184,9 +184,11 @@ pods_parse() {
 #          while pods drain: the smallest size whose first ordinals hold as
 #          many ready pods (or pods still to be created) as the ready pods'
 #          active rooms and participants need at --utilization (as SPEC 5.1
-#          counts them), plus --headroom. A draining or starting pod below
-#          that size takes no new rooms, so it adds one; pack puts new rooms
-#          on the lowest ready pods, and the top one is the headroom again.
+#          counts them), plus --headroom. A draining (or down) pod below that
+#          size takes no new rooms, so it adds one; pack puts new rooms on the
+#          lowest ready pods, and the top one is the headroom again. A pod
+#          that is not registered (being recreated after its delete) counts
+#          like one to be created: an extra pod would start no sooner.
 #   ahead  the candidates that may be drained now, in order, stopping at the
 #          first that may not: after draining it, (a) the ready pods still
 #          need no more pods than there are, and (b) the ready pods among the
@@ -232,9 +234,9 @@ plan() {
             k = split(cands, c, " ")
             if (mode == "floor") {
                 size = c[1] + 0
-                for (x in st) if (ord(x) >= 0 && st[x] == "ready") rd[ord(x)] = 1
+                for (x in st) if (ord(x) >= 0 && st[x] != "ready") busy[ord(x)] = 1
                 want = need(R, P)
-                for (f = 0; got < want; f++) if (f >= size || (f in rd)) got++
+                for (f = 0; got < want; f++) if (f >= size || !(f in busy)) got++
                 print f
                 exit 0
             }
@@ -506,6 +508,7 @@ pending() {
     done
 }
 
+next=""
 while :; do
     mapfile -t rest < <(pending)
     [ "${#rest[@]}" -gt 0 ] || break
@@ -514,9 +517,18 @@ while :; do
         echo "rollout-backend: --timeout $timeout reached before ${rest[0]}" >&2
         exit 1
     fi
-    table=$(pods_table)
-    name=$(plan head "${rest[@]}" <<<"$table") || name=${rest[0]}
-    [ -n "$name" ] || name=${rest[0]}
+    name=""
+    # A pod drained ahead that was found empty is the next one (plan head
+    # could pick another empty one and stop its wait again).
+    if [ -n "$next" ]; then
+        for x in "${rest[@]}"; do [ "$x" != "$next" ] || name=$next; done
+        next=""
+    fi
+    if [ -z "$name" ]; then
+        table=$(pods_table)
+        name=$(plan head "${rest[@]}" <<<"$table") || name=${rest[0]}
+        [ -n "$name" ] || name=${rest[0]}
+    fi
     others=()
     for x in "${rest[@]}"; do [ "$x" = "$name" ] || others+=("$x"); done
     t=$drain_s
@@ -535,6 +547,9 @@ while :; do
         last_table=""
         step "${others[@]}"
         if [ "${#others[@]}" -eq 0 ] || [ -z "$last_table" ]; then continue; fi
+        # This one empty too: its drain returns at once; switching would only
+        # stop it (and two empty pods would take turns stopping each other).
+        if [ -n "$(plan empty "$name" <<<"$last_table" || true)" ]; then continue; fi
         switched=$(plan empty "${others[@]}" <<<"$last_table" || true)
         if [ -n "$switched" ]; then
             # the kubectl exec under the background job, then the job
@@ -545,7 +560,10 @@ while :; do
             break
         fi
     done
-    [ -z "$switched" ] || continue
+    if [ -n "$switched" ]; then
+        next=$switched
+        continue
+    fi
     drc=0
     wait "$drain_pid" || drc=$?
     if [ "$drc" -eq 4 ]; then

@@ -327,6 +327,10 @@ report.check('rollout-backend.sh --plan: floor = the size whose ready pods hold 
     eq(planOf('floor', after, ['6']), ['2'], 'floor after the peak (6 ready rooms: 1 pod + 1 headroom)');
     eq(planOf('floor', [['backend-0', 'draining', 3, 15], ['backend-1', 'ready', 6, 30], ['backend-2', 'ready', 0, 0],
         ['backend-3', 'ready', 0, 0]], ['4']), ['3'], 'floor with a draining pod below: one more (new rooms go above it)');
+    eq(planOf('floor', [['backend-0', 'ready', 6, 30], ['backend-1', 'ready', 3, 15]], ['4']), ['3'],
+        'floor with backend-2 not registered (recreated after its delete): it counts like a pod to be created');
+    eq(planOf('floor', [['backend-0', 'ready', 6, 30], ['backend-1', 'ready', 3, 15], ['backend-2', 'down', 0, 0]], ['4']), ['4'],
+        'floor with backend-2 down: one more');
     eq(planOf('ahead', after, ['backend-4', 'backend-2', 'backend-1', 'backend-0']), ['backend-4', 'backend-2'],
         'drain ahead: the pods above the 2 the load needs, not backend-1 (backend-0 alone has no headroom left)');
     eq(planOf('head', after, ['backend-5', 'backend-3', 'backend-2']), ['backend-5'], 'head: the draining pod with the fewest rooms');

@@ -6,9 +6,10 @@
 # then the same workload with the guide's CPU-only HPA as the baseline.
 #
 #   bash tests/sim/run.sh            short variant (about 3 minutes; in scripts/test.sh)
-#   SIM_LONG=1 bash tests/sim/run.sh long variant (about 10 minutes)
+#   SIM_LONG=1 bash tests/sim/run.sh long variant (about 8 minutes)
 #
 # Environment: POD_ROUTER_BIN (default build/src/pod-router), SIM_SEED,
+# SIM_NO_ROLLOUT=1 (control run without the backend rollout; its rollout checks fail),
 # SIM_OUT (default test-output/sim: samples *.dat, results.json, every log).
 # Plot: gnuplot tests/sim/plot.gp (after a run). The last line is
 # "N passed, N failed".

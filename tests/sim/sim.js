@@ -15,7 +15,7 @@
 //
 // Time is compressed 100x (2 min of --room-active is 1.2 s, an HPA window of
 // 300 s is 3 s); room durations are seconds instead of minutes.
-// Environment: SIM_LONG=1 (longer workload), SIM_SEED, SIM_TRANSPORT
+// Environment: SIM_LONG=1 (longer workload), SIM_NO_ROLLOUT=1 (control run), SIM_SEED, SIM_TRANSPORT
 // (websocket, the default, or polling), SIM_ONLY (room-aware, baseline or
 // rollout-timeout: one part, for debugging; the checks of the others fail), POD_ROUTER_BIN,
 // SIM_OUT (default test-output/sim). Prints figures and ends with
@@ -36,6 +36,9 @@ const ROUTER_BIN = path.resolve(process.env.POD_ROUTER_BIN || path.join(REPO, 'b
 const BACKEND = path.join(REPO, 'examples', 'backend', 'server.js');
 const OUT = path.resolve(process.env.SIM_OUT || path.join(REPO, 'test-output', 'sim'));
 const LONG = process.env.SIM_LONG === '1';
+// SIM_NO_ROLLOUT=1: no backend rollout (a control run: what pack + desired replicas cost on
+// this workload without one; the rollout checks then fail).
+const NO_ROLLOUT = process.env.SIM_NO_ROLLOUT === '1';
 const SEED = Number(process.env.SIM_SEED || 20261201);
 const HOST = '127.0.0.1';
 // Participants' Engine.IO transport: websocket (what browsers end up on; room
@@ -151,6 +154,7 @@ class Run {
 
   async start() {
     fs.rmSync(this.dir, { recursive: true, force: true });
+    fs.rmSync(path.join(OUT, `${this.mode}-pods.log`), { force: true });
     fs.mkdirSync(this.dir, { recursive: true });
     this.redis = new RedisServer(`sim-${this.mode}`);
     this.redis.logPath = path.join(this.dir, 'redis.log');
@@ -238,12 +242,32 @@ class Run {
 
   async scrapeDesired() {
     let best;
+    this.lastDesiredPer = [];
     for (const r of this.routers) {
       const res = await httpGet(`${r.admin}/metrics`, 400);
       const m = /^podrouter_backend_desired_replicas(?:\{[^}]*\})?\s+([0-9.eE+-]+)/m.exec(res.text || '');
+      this.lastDesiredPer.push(m ? Number(m[1]) : NaN);
       if (m) best = best === undefined ? Number(m[1]) : Math.max(best, Number(m[1]));
     }
     return best;
+  }
+
+  // The registry as router A sees it (GET /v1/pods), one line per sample in
+  // <mode>-pods.log: t, desired per router, then name:state:activeRooms/participants.
+  async logPods() {
+    const res = await httpGet(`${this.routers[0].admin}/v1/pods`, 400);
+    let pods = '?';
+    try {
+      const j = JSON.parse(res.text);
+      const list = Array.isArray(j) ? j : j.pods || [];
+      pods = list.map((p) => `${p.name}:${p.state}:${p.load ? `${p.load.rooms}/${p.load.participants}` : '?'}`).join(' ');
+    } catch {
+      // router busy
+    }
+    const sts = [...this.sts.pods.values()].sort((a, b) => a.ordinal - b.ordinal)
+      .map((p) => `${p.ordinal}${p.terminating ? 'T' : p.ready ? '' : 'S'}${p.revision === this.sts.updateRevision ? '' : 'o'}`).join(',');
+    fs.appendFileSync(path.join(OUT, `${this.mode}-pods.log`),
+      `${this.t().toFixed(2)} D=${(this.lastDesiredPer || []).join('/')} sts=${this.sts.replicas}[${sts}] ${pods}\n`);
   }
 
   async hpaLoop() {
@@ -268,6 +292,7 @@ class Run {
         this.sts.reconcile();
         this.log(`HPA ${before} -> ${rec} (${JSON.stringify(this.hpa.last.per)}; ${truth.rooms} active rooms)`);
       }
+      await this.logPods();
       const cl = await httpGet(`${this.routers[0].admin}/v1/cluster`, 400);
       let routerActive = '';
       let routerDesired = '';
@@ -358,7 +383,7 @@ class Run {
         setTimeout(() => leaves.push(this.participant(room, k)), room.joins[k] * 1000);
       }
       ends.push(sleep(room.duration * 1000).then(() => leaves.forEach((leave) => leave())));
-      if (!this.rolloutStarted && this.t() >= P.rolloutAt) this.rollout();
+      if (!this.rolloutStarted && !NO_ROLLOUT && this.t() >= P.rolloutAt) this.rollout();
     }
     await Promise.all(ends);
     this.workloadEnd = this.t();
