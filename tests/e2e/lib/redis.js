@@ -217,8 +217,14 @@ async function startReplicas(t, name, storeUrl, { pods = 3, routerArgs = [], pod
   const argsA = ['--store', storeUrlA || storeUrl, ...routerArgs];
   const a = new Cluster(`${name}-A`, { pods, routerArgs: argsA, podEnv });
   const b = new Cluster(`${name}-B`, { pods: 0, routerArgs: args });
-  t.after(() => b.stop());
-  t.after(() => a.stop());
+  // One hook for both: a replica that crashed makes its stop() throw, and the other one
+  // must still be stopped (a replica left running keeps the test file from ending).
+  t.after(async () => {
+    const results = [];
+    for (const c of [b, a]) results.push(await c.stop().then(() => null, (e) => e));
+    const err = results.find((e) => e);
+    if (err) throw err;
+  });
   await a.start();
   await b.start();
   const names = [...a.pods.keys()];
