@@ -29,11 +29,17 @@ struct pr_atab *pr__atab_create(struct pr_registry *reg, const uint64_t ttl[PR_A
     return t;
 }
 
+/* The chain of t's pod names that name belongs to. */
+static struct pr_atab_pod **pod_bucket(struct pr_atab *t, const char *name, size_t len)
+{
+    return &t->pods[pr__atab_hash(0xfe, name, len) % PR_ATAB_POD_BUCKETS];
+}
+
 /* The table's shared copy of name with one more reference, or NULL on ENOMEM. */
 static struct pr_atab_pod *pod_ref(struct pr_atab *t, const char *name)
 {
     size_t len = strnlen(name, PR_POD_NAME_MAX);
-    struct pr_atab_pod **b = &t->pods[pr__atab_hash(0xfe, name, len) % PR_ATAB_POD_BUCKETS];
+    struct pr_atab_pod **b = pod_bucket(t, name, len);
     for (struct pr_atab_pod *p = *b; p; p = p->next) {
         if (strncmp(p->name, name, PR_POD_NAME_MAX) == 0) {
             p->refs++;
@@ -55,8 +61,7 @@ static void pod_unref(struct pr_atab *t, struct pr_atab_pod *p)
 {
     if (--p->refs > 0)
         return;
-    size_t len = strlen(p->name);
-    struct pr_atab_pod **pp = &t->pods[pr__atab_hash(0xfe, p->name, len) % PR_ATAB_POD_BUCKETS];
+    struct pr_atab_pod **pp = pod_bucket(t, p->name, strlen(p->name));
     while (*pp != p)
         pp = &(*pp)->next;
     *pp = p->next;
