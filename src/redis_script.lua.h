@@ -1,21 +1,28 @@
 /* The store's Lua script as a C string (included once, by redis_proto.c). Every call passes
  * ARGV[1] = operation and ARGV[2] = the P events channel; the rest per operation:
  *
- *   create   KEYS key                 ARGV kind id pod ttl count assignedAt [short]
+ *   create   KEYS key [members]       ARGV kind id pod ttl count assignedAt [short]
  *            -> {1, value} written (NX; with TTL short when given and > 0: a tentative
  *            assignment, SPEC 3.6), or {0, existing value} (the winner; this second use
- *            renews it to ttl)
+ *            renews it, and a room's members set, to ttl)
  *   replace  KEYS key                 ARGV kind id expect pod ttl now
  *            -> {1, value} moved (or created when absent), or {0, current value}
  *   set      KEYS key                 ARGV kind id pod ttl now       -> {1, value}
  *   del      KEYS key [members]       ARGV kind id                   -> keys removed
  *   join     KEYS room members        ARGV id who ttl max            -> count or -1 (no room)
- *            (members get the room's remaining TTL, so a tentative room's set goes with it)
+ *            A participant added to the set (at most max) raises participantCount to the
+ *            set's size and publishes "count"; the room keeps its TTL (KEEPTTL) and a new
+ *            set gets the room's remaining TTL, so a tentative room's set goes with it (create
+ *            and renew extend both). A value in the canonical layout (what value() writes, and
+ *            HyperStudy's JSON.stringify) has its count replaced in place; others go through
+ *            cjson. Numbers are concatenated as strings once: every number-to-string conversion
+ *            is a printf inside Redis, and every redis.call costs a few thousand instructions.
  *   batch    KEYS per entry           ARGV sidttl fullttl roomttl max, then per entry
  *            "p" pod (KEYS sid: a sid pin, SET NX PX sidttl; a sid there already gets
  *            fullttl and stays) or "j" id who (KEYS room members: join as above)
  *            -> per entry 1 (a pin written: its value is the pod sent) / {0, existing
- *            value}, or join's answer
+ *            value}, or join's answer; the joins' counts are published together, as
+ *            "counts id n id n ..." messages of at most 1,024 bytes
  *   active   KEYS active              ARGV now window                -> {pod, rooms, parts, ...}
  *            per-pod sums of the activity fields (value "pod rooms parts lastActiveMs")
  *            seen within window of now; older fields are deleted
@@ -48,8 +55,8 @@
     "end\n"                                                                                        \
     "local function value(kind, pod, count, at)\n"                                                 \
     "  if kind ~= 'room' then return pod end\n"                                                    \
-    "  return cjson.encode({podId = pod, participantCount = tonumber(count) or 0,\n"               \
-    "                       assignedAt = tonumber(at) or 0})\n"                                    \
+    "  return '{\"podId\":\"' .. pod .. '\",\"participantCount\":' .. num(count) ..\n"             \
+    "         ',\"assignedAt\":' .. num(at) .. '}'\n"                                              \
     "end\n"                                                                                        \
     "local function announce(kind, id, pod, count, at)\n"                                          \
     "  if kind ~= 'sid' then\n"                                                                    \
@@ -57,33 +64,56 @@
     "                num(count) .. ' ' .. num(at))\n"                                              \
     "  end\n"                                                                                      \
     "end\n"                                                                                        \
-    "local function join(room, members, id, who, ttl, max)\n"                                      \
-    "  local cur = redis.call('GET', room)\n"                                                      \
-    "  local p, t = parse('room', cur)\n"                                                          \
-    "  if not p then return -1 end\n"                                                              \
-    "  local n = redis.call('SCARD', members)\n"                                                   \
-    "  local added = 0\n"                                                                          \
-    "  if n < max then added = redis.call('SADD', members, who) end\n"                             \
-    "  local room_left = redis.call('PTTL', room)\n"                                               \
-    "  if room_left > 0 then redis.call('PEXPIRE', members, room_left)\n"                          \
-    "  else redis.call('PEXPIRE', members, ttl) end\n"                                             \
-    "  local count = tonumber(t.participantCount) or 0\n"                                          \
-    "  if added == 1 then\n"                                                                       \
-    "    n = n + 1\n"                                                                              \
-    "    if n > count then count = n end\n"                                                        \
-    "    t.participantCount = count\n"                                                             \
-    "    local left = room_left\n"                                                                 \
-    "    if left <= 0 then left = ttl end\n"                                                       \
-    "    redis.call('SET', room, cjson.encode(t), 'PX', left)\n"                                   \
-    "    redis.call('PUBLISH', ch, 'count ' .. id .. ' ' .. num(count))\n"                         \
+    "local function count_of(v)\n"                                                                 \
+    "  if string.sub(v, 1, 10) ~= '{\"podId\":\"' then return nil end\n"                           \
+    "  local i = string.find(v, '\",\"participantCount\":', 11, true)\n"                           \
+    "  if not i then return nil end\n"                                                             \
+    "  if not string.find(string.sub(v, 11, i - 1), '^[%w_.:%-]+$') then return nil end\n"         \
+    "  local j = string.find(v, ',\"assignedAt\":', i + 21, true)\n"                               \
+    "  local c = j and string.sub(v, i + 21, j - 1)\n"                                             \
+    "  if not c or not string.find(c, '^%d+$') or not string.find(v, '^%d+}$', j + 14) then\n"     \
+    "    return nil\n"                                                                             \
     "  end\n"                                                                                      \
-    "  return count\n"                                                                             \
+    "  return tonumber(c), string.sub(v, 1, i + 20), string.sub(v, j)\n"                           \
+    "end\n"                                                                                        \
+    "local function join(room, members, who, ttl, max)\n"                                          \
+    "  local cur = redis.call('GET', room)\n"                                                      \
+    "  if not cur then return -1 end\n"                                                            \
+    "  local count, head, tail = count_of(cur)\n"                                                  \
+    "  local t\n"                                                                                  \
+    "  if not count then\n"                                                                        \
+    "    local p\n"                                                                                \
+    "    p, t = parse('room', cur)\n"                                                              \
+    "    if not p then return -1 end\n"                                                            \
+    "    count = tonumber(t.participantCount) or 0\n"                                              \
+    "  end\n"                                                                                      \
+    "  if redis.call('SADD', members, who) == 0 then return count end\n"                           \
+    "  local n = redis.call('SCARD', members)\n"                                                   \
+    "  if n > max then\n"                                                                          \
+    "    redis.call('SREM', members, who)\n"                                                       \
+    "    return count\n"                                                                           \
+    "  end\n"                                                                                      \
+    "  if n > count then count = n end\n"                                                          \
+    "  local cs = tostring(count)\n"                                                               \
+    "  if t then\n"                                                                                \
+    "    t.participantCount = count\n"                                                             \
+    "    redis.call('SET', room, cjson.encode(t), 'KEEPTTL')\n"                                    \
+    "  else\n"                                                                                     \
+    "    redis.call('SET', room, head .. cs .. tail, 'KEEPTTL')\n"                                 \
+    "  end\n"                                                                                      \
+    "  if n == 1 then\n"                                                                           \
+    "    local left = redis.call('PTTL', room)\n"                                                  \
+    "    if left > 0 then redis.call('PEXPIRE', members, left)\n"                                  \
+    "    else redis.call('PEXPIRE', members, ttl) end\n"                                           \
+    "  end\n"                                                                                      \
+    "  return count, cs\n"                                                                         \
     "end\n"                                                                                        \
     "if op == 'create' then\n"                                                                     \
     "  local kind, id, pod, ttl = ARGV[3], ARGV[4], ARGV[5], ARGV[6]\n"                            \
     "  local cur = redis.call('GET', KEYS[1])\n"                                                   \
     "  if parse(kind, cur) then\n"                                                                 \
     "    redis.call('PEXPIRE', KEYS[1], ttl)\n"                                                    \
+    "    if KEYS[2] then redis.call('PEXPIRE', KEYS[2], ttl) end\n"                                \
     "    return {0, cur}\n"                                                                        \
     "  end\n"                                                                                      \
     "  local v = value(kind, pod, ARGV[7], ARGV[8])\n"                                             \
@@ -114,10 +144,12 @@
     "  redis.call('PUBLISH', ch, 'del ' .. ARGV[3] .. ' ' .. ARGV[4])\n"                           \
     "  return n\n"                                                                                 \
     "elseif op == 'join' then\n"                                                                   \
-    "  return join(KEYS[1], KEYS[2], ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6]))\n"              \
+    "  local count, cs = join(KEYS[1], KEYS[2], ARGV[4], ARGV[5], tonumber(ARGV[6]))\n"            \
+    "  if cs then redis.call('PUBLISH', ch, 'count ' .. ARGV[3] .. ' ' .. cs) end\n"               \
+    "  return count\n"                                                                             \
     "elseif op == 'batch' then\n"                                                                  \
     "  local sttl, fttl, rttl, max = ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])\n"               \
-    "  local out, k, a = {}, 1, 7\n"                                                               \
+    "  local out, k, a, ev, evlen = {}, 1, 7, {}, 7\n"                                             \
     "  while a <= #ARGV do\n"                                                                      \
     "    if ARGV[a] == 'p' then\n"                                                                 \
     "      if redis.call('SET', KEYS[k], ARGV[a + 1], 'PX', sttl, 'NX') then\n"                    \
@@ -129,10 +161,21 @@
     "      end\n"                                                                                  \
     "      k, a = k + 1, a + 2\n"                                                                  \
     "    else\n"                                                                                   \
-    "      out[#out + 1] = join(KEYS[k], KEYS[k + 1], ARGV[a + 1], ARGV[a + 2], rttl, max)\n"      \
+    "      local count, cs = join(KEYS[k], KEYS[k + 1], ARGV[a + 2], rttl, max)\n"                 \
+    "      out[#out + 1] = count\n"                                                                \
+    "      if cs then\n"                                                                           \
+    "        local e = ARGV[a + 1] .. ' ' .. cs\n"                                                 \
+    "        if evlen + #e + 1 > 1024 then\n"                                                      \
+    "          redis.call('PUBLISH', ch, 'counts ' .. table.concat(ev, ' '))\n"                    \
+    "          ev, evlen = {}, 7\n"                                                                \
+    "        end\n"                                                                                \
+    "        ev[#ev + 1] = e\n"                                                                    \
+    "        evlen = evlen + #e + 1\n"                                                             \
+    "      end\n"                                                                                  \
     "      k, a = k + 2, a + 3\n"                                                                  \
     "    end\n"                                                                                    \
     "  end\n"                                                                                      \
+    "  if #ev > 0 then redis.call('PUBLISH', ch, 'counts ' .. table.concat(ev, ' ')) end\n"        \
     "  return out\n"                                                                               \
     "elseif op == 'active' then\n"                                                                 \
     "  local now, window = tonumber(ARGV[3]), tonumber(ARGV[4])\n"                                 \
@@ -172,7 +215,7 @@
     "      local a, b = tonumber(old.last_seen_at) or 0, tonumber(new.last_seen_at) or 0\n"        \
     "      if a > b then new.last_seen_at = a end\n"                                               \
     "      local oc, nc = old.capacity or {}, new.capacity or {}\n"                                \
-    "      if old.address == new.address and old.draining == new.draining and\n"                  \
+    "      if old.address == new.address and old.draining == new.draining and\n"                   \
     "         old.zone == new.zone and oc.rooms == nc.rooms and\n"                                 \
     "         oc.participants == nc.participants then changed = 0 end\n"                           \
     "    end\n"                                                                                    \

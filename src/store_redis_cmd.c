@@ -68,18 +68,22 @@ struct req *pr__rs_send_create(struct redis_store *rs, enum op op, enum pr_key_k
                                const char *key, size_t len, const char *pod, uint32_t count,
                                uint64_t at, bool tentative)
 {
-    char k[PR_REDIS_KEY_MAX], id[PR_KEY_MAX + 1], ttl[24], cnt[16], ats[24], shortttl[24];
+    char k[PR_REDIS_KEY_MAX], m[PR_REDIS_KEY_MAX], id[PR_KEY_MAX + 1], ttl[24], cnt[16],
+        ats[24], shortttl[24];
     if (!pr__rs_akey(k, sizeof(k), kind, key, len))
         return NULL;
+    int nkeys = 1; /* a room's members set: a second use renews it with the room */
+    if (kind == PR_KEY_ROOM && pr_redis_members_key(m, sizeof(m), pr__rs_g.prefix, key, len) > 0)
+        nkeys = 2;
     snprintf(id, sizeof(id), "%.*s", (int)len, key);
     snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)pr__rs_g.ttl[kind]);
     snprintf(cnt, sizeof(cnt), "%u", (unsigned)count);
     snprintf(ats, sizeof(ats), "%llu", (unsigned long long)(at ? at : pr_now_ms()));
     snprintf(shortttl, sizeof(shortttl), "%llu",
              (unsigned long long)(tentative ? pr__rs_g.active_ms : 0));
-    const char *keys[] = {k};
+    const char *keys[] = {k, m};
     const char *args[] = {"create", pr_redis_kind_name(kind), id, pod, ttl, cnt, ats, shortttl};
-    struct req *q = pr__rs_script(rs, op, 1, keys, 8, args);
+    struct req *q = pr__rs_script(rs, op, nkeys, keys, 8, args);
     if (q) {
         pr__rs_req_key(q, kind, key, len, pod);
         q->count = count;

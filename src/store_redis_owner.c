@@ -169,28 +169,56 @@ void pr__rs_pod_delete(struct pr_store *s, const char *name)
 
 /* ---- owner duties: events, pods, write-back, sentinel ------------------------------------ */
 
-/* "count <roomId> <participantCount>", the event of every join that added a participant
- * (one per handshake of a new participant, this replica's own included): applied in place,
- * without the full parser's copy. The id is not checked here: the cache holds only ids that
- * were checked when stored, so one the parser would reject is simply not found. true when msg
- * is a count message (applied, or malformed and ignored as the parser would). */
-static bool count_event(const char *msg, size_t len)
+/* One "<roomId> <participantCount>" pair at p (up to end or a space) into id/n; false when
+ * malformed. *next: after the pair. The id is not checked: the cache holds only ids that were
+ * checked when stored, so one the parser would reject is simply not found. */
+static bool count_pair(const char *p, const char *end, size_t *id_len, uint32_t *count,
+                       const char **next)
 {
-    if (len < 6 || len > PR_REDIS_EVENT_MAX || memcmp(msg, "count ", 6) != 0)
+    const char *sp = memchr(p, ' ', (size_t)(end - p));
+    if (!sp || sp == p || sp + 1 == end)
         return false;
-    const char *key = msg + 6, *end = msg + len;
-    const char *sp = memchr(key, ' ', (size_t)(end - key));
-    if (!sp || sp == key || sp + 1 == end)
-        return true;
     uint64_t n = 0;
-    for (const char *d = sp + 1; d < end; d++) {
+    const char *d = sp + 1;
+    for (; d < end && *d != ' '; d++) {
         if (*d < '0' || *d > '9')
-            return true;
+            return false;
         n = n * 10 + (uint64_t)(*d - '0');
         if (n > UINT32_MAX)
-            return true;
+            return false;
     }
-    pr__rc_set_count(key, (size_t)(sp - key), (uint32_t)n);
+    if (d == sp + 1)
+        return false;
+    *id_len = (size_t)(sp - p);
+    *count = (uint32_t)n;
+    *next = d;
+    return true;
+}
+
+/* "count <roomId> <participantCount>" (a single join) and "counts <roomId> <count> ..." (the
+ * joins of one batch, one message per batch; this replica's own come back too), applied in
+ * place without the full parser's copy. A malformed pair ends a counts message (the pairs
+ * before it apply). true when msg is a count message (applied, or malformed and ignored as the
+ * parser would). */
+static bool count_event(const char *msg, size_t len)
+{
+    if (len < 6 || len > PR_REDIS_EVENT_MAX || memcmp(msg, "count", 5) != 0)
+        return false;
+    const char *end = msg + len, *p = msg + 6, *next;
+    size_t id_len;
+    uint32_t n;
+    if (msg[5] == ' ') {
+        if (count_pair(p, end, &id_len, &n, &next) && next == end)
+            pr__rc_set_count(p, id_len, n);
+        return true;
+    }
+    if (len < 7 || msg[5] != 's' || msg[6] != ' ')
+        return false;
+    for (p = msg + 7; p < end && count_pair(p, end, &id_len, &n, &next); p = next + 1) {
+        pr__rc_set_count(p, id_len, n);
+        if (next == end || next + 1 == end)
+            break;
+    }
     return true;
 }
 

@@ -745,10 +745,12 @@ Test(redis_script_live, tentative_create_then_second_use, .timeout = 30, .fini =
     /* a second create (another replica's request) finds it and makes it live */
     const char *again[] = {"create", "podrouter:events", "room", "r1", "backend-1", "86400000",
                            "0",      "1700000000000",    "2000"};
-    r = script_call(c, 1, k, 9, again);
+    r = script_call(c, 2, k, 9, again);
     cr_assert(r && r->type == REDIS_REPLY_ARRAY && r->element[0]->integer == 0);
     freeReplyObject(r);
     cr_expect_gt(pttl(c, "room:r1:pod"), 86000000);
+    cr_expect_gt(pttl(c, "podrouter:room-members:r1"), 86000000,
+                 "the second use renews the members set with its room");
     /* renew (a promotion elsewhere) extends the members too */
     const char *renew[] = {"renew", "podrouter:events", "86400000"};
     r = script_call(c, 2, k, 3, renew);
@@ -761,6 +763,109 @@ Test(redis_script_live, tentative_create_then_second_use, .timeout = 30, .fini =
     r = script_call(c, 1, k2, 8, live);
     freeReplyObject(r);
     cr_expect_gt(pttl(c, "room:r2:pod"), 86000000);
+    redis_stop(c);
+}
+
+static long long info_field(redisContext *c, const char *section, const char *field);
+
+static redisReply *join_call(redisContext *c, const char *room, const char *who, const char *max)
+{
+    char k[64], m[80];
+    snprintf(k, sizeof(k), "room:%s:pod", room);
+    snprintf(m, sizeof(m), "podrouter:room-members:%s", room);
+    const char *keys[] = {k, m};
+    const char *args[] = {"join", "podrouter:events", room, who, "86400000", max};
+    return script_call(c, 2, keys, 6, args);
+}
+
+static long long join_count(redisContext *c, const char *room, const char *who, const char *max)
+{
+    redisReply *r = join_call(c, room, who, max);
+    long long v = r && r->type == REDIS_REPLY_INTEGER ? r->integer : -100;
+    freeReplyObject(r);
+    return v;
+}
+
+static char *get_str(redisContext *c, const char *key, char *out, size_t cap)
+{
+    redisReply *r = redisCommand(c, "GET %s", key);
+    snprintf(out, cap, "%s", r && r->type == REDIS_REPLY_STRING ? r->str : "(none)");
+    freeReplyObject(r);
+    return out;
+}
+
+/* join rewrites only the count: a value in the canonical layout in place, any other through
+ * cjson with its other fields; the room keeps its TTL (or none), a new members set takes the
+ * room's; at most max members; only an added participant writes and publishes. */
+Test(redis_script_live, join_rewrites_only_the_count, .timeout = 30, .fini = redis_fini)
+{
+    int port = free_port();
+    redisContext *c = redis_start(port);
+    char v[256];
+    /* canonical, no TTL (written by someone else without one): stays without one */
+    freeReplyObject(redisCommand(
+        c, "SET room:c1:pod {\"podId\":\"backend-0\",\"participantCount\":0,\"assignedAt\":7}"));
+    cr_expect_eq(join_count(c, "c1", "p1", "4096"), 1);
+    cr_expect_str_eq(get_str(c, "room:c1:pod", v, sizeof(v)),
+                     "{\"podId\":\"backend-0\",\"participantCount\":1,\"assignedAt\":7}");
+    cr_expect_eq(pttl(c, "room:c1:pod"), -1, "a room without a TTL keeps none");
+    long long mt = pttl(c, "podrouter:room-members:c1");
+    cr_expect(mt > 86000000 && mt <= 86400000, "members of a room without TTL: %lld", mt);
+    cr_expect_eq(join_count(c, "c1", "p2", "4096"), 2);
+    cr_expect_eq(join_count(c, "c1", "p1", "4096"), 2, "a participant counts once");
+    /* HyperStudy's own layout, extra field, string count, TTL: cjson, the field stays */
+    freeReplyObject(redisCommand(c,
+                                 "SET room:h1:pod {\"assignedAt\":5,\"podId\":\"backend-1\","
+                                 "\"experiment\":\"e1\",\"participantCount\":\"2\"} PX 100000"));
+    cr_expect_eq(join_count(c, "h1", "p1", "4096"), 2, "the count never goes below the value's");
+    cr_expect_eq(join_count(c, "h1", "p2", "4096"), 2);
+    cr_expect_eq(join_count(c, "h1", "p3", "4096"), 3);
+    get_str(c, "room:h1:pod", v, sizeof(v));
+    cr_expect_not_null(strstr(v, "\"experiment\":\"e1\""), "%s", v);
+    cr_expect_not_null(strstr(v, "\"podId\":\"backend-1\""), "%s", v);
+    cr_expect_not_null(strstr(v, "\"participantCount\":3"), "%s", v);
+    long long rt = pttl(c, "room:h1:pod");
+    cr_expect(rt > 90000 && rt <= 100000, "the room keeps its TTL: %lld", rt);
+    mt = pttl(c, "podrouter:room-members:h1");
+    cr_expect(mt > 0 && mt <= 100000, "members live as long as the room: %lld", mt);
+    /* near the canonical layout but not it: through cjson (valid) or no room (invalid) */
+    freeReplyObject(redisCommand(c, "SET room:q1:pod %s",
+                                 "{\"podId\":\"a\\\"b\",\"participantCount\":1,\"assignedAt\":2}"));
+    cr_expect_eq(join_count(c, "q1", "p1", "4096"), 1);
+    get_str(c, "room:q1:pod", v, sizeof(v));
+    cr_expect_not_null(strstr(v, "\"participantCount\":1"), "%s", v);
+    cr_expect_not_null(strstr(v, "a\\\"b"), "an escaped podId survives: %s", v);
+    static const char *const bad[] = {
+        "{\"podId\":\"backend-0\",\"participantCount\":1,\"assignedAt\":2}x",
+        "{\"podId\":\"\",\"participantCount\":1,\"assignedAt\":2}",
+        "{\"podId\":\"backend-0\",\"participantCount\":,\"assignedAt\":2}",
+        "not json"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        freeReplyObject(redisCommand(c, "SET room:bad:pod %s", bad[i]));
+        cr_expect_eq(join_count(c, "bad", "p1", "4096"), -1, "%s", bad[i]);
+        cr_expect_str_eq(get_str(c, "room:bad:pod", v, sizeof(v)), bad[i], "untouched");
+    }
+    cr_expect_eq(join_count(c, "absent", "p1", "4096"), -1);
+    /* extra field after the canonical ones: cjson keeps it */
+    freeReplyObject(redisCommand(
+        c, "SET room:x1:pod %s",
+        "{\"podId\":\"backend-0\",\"participantCount\":1,\"assignedAt\":2,\"x\":1}"));
+    cr_expect_eq(join_count(c, "x1", "p1", "4096"), 1);
+    cr_expect_eq(join_count(c, "x1", "p2", "4096"), 2);
+    cr_expect_not_null(strstr(get_str(c, "room:x1:pod", v, sizeof(v)), "\"x\":1"), "%s", v);
+    /* at most max members */
+    freeReplyObject(redisCommand(
+        c, "SET room:m1:pod {\"podId\":\"backend-0\",\"participantCount\":0,\"assignedAt\":7}"));
+    freeReplyObject(redisCommand(c, "CONFIG RESETSTAT"));
+    cr_expect_eq(join_count(c, "m1", "p1", "2"), 1);
+    cr_expect_eq(join_count(c, "m1", "p2", "2"), 2);
+    cr_expect_eq(join_count(c, "m1", "p3", "2"), 2, "a third member is refused");
+    cr_expect_eq(join_count(c, "m1", "p1", "2"), 2);
+    redisReply *r = redisCommand(c, "SISMEMBER podrouter:room-members:m1 p3");
+    cr_expect(r && r->type == REDIS_REPLY_INTEGER && r->integer == 0);
+    freeReplyObject(r);
+    cr_expect_eq(info_field(c, "commandstats", "cmdstat_publish:calls="), 2,
+                 "a count event per added participant only");
     redis_stop(c);
 }
 
@@ -1012,7 +1117,8 @@ Test(redis_store_live, pins_and_joins_of_one_iteration_are_one_script_call, .tim
     }
     cr_expect_eq(info_field(c, "commandstats", "cmdstat_evalsha:calls="), 1,
                  "the pins and joins of one iteration are one script call");
-    cr_expect_eq(info_field(c, "commandstats", "cmdstat_publish:calls="), 3, "count events");
+    cr_expect_eq(info_field(c, "commandstats", "cmdstat_publish:calls="), 1,
+                 "one counts event for the joins of the batch");
     cr_expect_eq(info_field(c, "commandstats", "cmdstat_set:calls="), 4 + 3,
                  "one SET NX per pin, one room write per counted participant");
     redisReply *r = redisCommand(c, "GET room:r1:pod");
@@ -1073,6 +1179,27 @@ Test(redis_store_live, pins_and_joins_of_one_iteration_are_one_script_call, .tim
     }
     cr_assert_eq(s->ops->info(s, PR_KEY_ROOM, "r1", 2, &a), 0);
     cr_expect_eq(a.participant_count, 10, "the counts around two long messages apply");
+    /* counts messages (the joins of one batch): pairs apply up to a malformed one */
+    static const char *const multi[] = {"counts r1 11",     "counts nope 1 r1 12 r1 1y r1 99",
+                                        "counts r1 13x",    "counts",
+                                        "counts ",          "counts r1",
+                                        "countsr1 50",      "counts  r1 60",
+                                        "counts r1 70x r1 80"};
+    for (size_t i = 0; i < sizeof(multi) / sizeof(multi[0]); i++)
+        freeReplyObject(redisCommand(c, "PUBLISH podrouter:events %s", multi[i]));
+    for (int i = 0; i < 50; i++) {
+        uv_run(&loop, UV_RUN_NOWAIT);
+        nap_ms(1);
+    }
+    cr_assert_eq(s->ops->info(s, PR_KEY_ROOM, "r1", 2, &a), 0);
+    cr_expect_eq(a.participant_count, 12, "only the well-formed pairs before a bad one apply");
+    freeReplyObject(redisCommand(c, "PUBLISH podrouter:events %s", "counts x 3 r1 14 "));
+    for (int i = 0; i < 50; i++) {
+        uv_run(&loop, UV_RUN_NOWAIT);
+        nap_ms(1);
+    }
+    cr_assert_eq(s->ops->info(s, PR_KEY_ROOM, "r1", 2, &a), 0);
+    cr_expect_eq(a.participant_count, 14, "a pair after an unknown room applies");
 
     /* the script cache flushed (failover, SCRIPT FLUSH): the batch runs once as EVAL */
     freeReplyObject(redisCommand(c, "SCRIPT FLUSH"));
