@@ -358,8 +358,14 @@ static size_t consume_head(struct pr_client *c, const char *data, size_t len)
         }
         if (err == HPE_PAUSED_UPGRADE)
             llhttp_resume_after_upgrade(&x->req_parser);
+        x->defer_head = x->req_has_body;
         head_complete(c);
-        return used;
+        if (c->closing || c->x != x || !x->defer_head)
+            return used;
+        /* The pod was chosen at once (no store round trip): the body bytes that came with
+         * the head leave in the same write as the head (one segment for a polling POST). */
+        x->defer_head = false;
+        return used + pr__proxy_head_with_body(c, data + used, len - used);
     }
     if (err != HPE_OK) {
         pr__exchange_parse_error(c, err);

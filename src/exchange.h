@@ -56,6 +56,8 @@ struct pr_exchange {
     bool pin_wait;     /* the sid pin was sent to the store, no answer yet */
     bool pin_held;     /* response bytes wait in replay until the pin is stored */
     bool head_unsent;  /* the rewritten head waits to leave with the first body bytes */
+    bool defer_head;   /* head complete and being routed inside consume_head: a pod chosen at
+                        * once leaves the head to it, to go out with the body bytes behind it */
     uint8_t key_kind, outcome;
     char pod[PR_POD_NAME_MAX + 1];
     struct pr_route_req route; /* routing state (route.c) */

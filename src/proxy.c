@@ -151,6 +151,8 @@ void pr__proxy_upstream_ready(struct pr_client *c, struct pr_upstream *u)
     if (x->retried && x->replay.len && send_head(c, u, x->replay.p, x->replay.len) < 0)
         return;
     llhttp_resume(&x->req_parser);
+    if (x->defer_head)
+        return; /* chosen inside consume_head: pr__proxy_head_with_body sends it */
     pr__client_drive(c); /* body bytes that arrived while the pod was chosen */
     if (c->closing || c->up != u)
         return;
@@ -158,6 +160,25 @@ void pr__proxy_upstream_ready(struct pr_client *c, struct pr_upstream *u)
         return;
     if (!u->writing)
         pr__client_start_read(c);
+}
+
+/* The head of a request whose pod was chosen while its head was parsed, with the body bytes
+ * read behind it (data: the rest of that read) in one write, or alone when none came. Returns
+ * the body bytes consumed. */
+size_t pr__proxy_head_with_body(struct pr_client *c, const char *data, size_t len)
+{
+    struct pr_exchange *x = c->x;
+    struct pr_upstream *u = c->up;
+    if (!u || c->state != PR_C_PROXYING)
+        return 0;
+    size_t used = len ? pr__proxy_client_body(c, data, len) : 0;
+    if (c->closing || c->up != u)
+        return used;
+    if (x->head_unsent && send_head(c, u, NULL, 0) < 0)
+        return used;
+    if (!u->writing)
+        pr__client_start_read(c);
+    return used;
 }
 
 static void client_body_error(struct pr_client *c, struct pr_upstream *u)

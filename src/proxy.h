@@ -17,6 +17,7 @@ void pr__proxy_upstream_failed(struct pr_client *c, struct pr_upstream *u, int e
 void pr__proxy_on_upstream_data(struct pr_upstream *u, const char *data, size_t len);
 void pr__proxy_on_upstream_eof(struct pr_upstream *u, int err);
 size_t pr__proxy_client_body(struct pr_client *c, const char *data, size_t len);
+size_t pr__proxy_head_with_body(struct pr_client *c, const char *data, size_t len);
 void pr__proxy_upstream_timeout(struct pr_upstream *u);
 void pr__proxy_client_gone(struct pr_client *c);
 void pr__proxy_upstream_drained(struct pr_upstream *u);

@@ -266,6 +266,7 @@ wl_stop_proxy() {
     pw=""
 }
 
+tcp_segs() { awk '$1 == "Tcp:" && $2 ~ /^[0-9]/ {print $12}' /proc/net/snmp; } # OutSegs
 cpu_busy_idle() { # "busy idle" jiffies of the whole machine (all CPUs) from /proc/stat
     awk '$1 == "cpu" {print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6; exit}' /proc/stat
 }
@@ -298,10 +299,11 @@ wl_wrk() {
     # left over from the previous test are gone and "pod connections closed" counts only closes
     # under steady load
     [ "${QUICK:-0}" = 1 ] || timeout 30 wrk -t1 -c"$WL_CONNS" -d4s -s "$script" "$url" -- "$@" >/dev/null 2>&1 || true
-    local t0 r0 a0 t1 r1 a1
+    local t0 r0 a0 t1 r1 a1 s0 s1
     local c0 c1
     local m0 m1
     m0="$(cpu_busy_idle)"
+    s0="$(tcp_segs)"
     t0="$(ticks_of "$mpids")"
     r0=0
     [ "$uses_redis" = 1 ] && r0="$(ticks_of "$redis_pid")"
@@ -317,6 +319,7 @@ wl_wrk() {
     read -r a1 c1 <<<"$(pod_conns)"
     wait "$wrk_pid" || true
     t1="$(ticks_of "$mpids")"
+    s1="$(tcp_segs)"
     m1="$(cpu_busy_idle)"
     r1=0
     [ "$uses_redis" = 1 ] && r1="$(ticks_of "$redis_pid")"
@@ -344,6 +347,11 @@ wl_wrk() {
     wrec "$col" "${test}_machine_busy_pct" "$(awk -v a="$m0" -v b="$m1" 'BEGIN {
         split(a, x, " "); split(b, y, " "); db = y[1] - x[1]; di = y[2] - x[2]
         printf "%.0f", (db + di > 0) ? 100 * db / (db + di) : 0 }')"
+    # TCP segments sent per request on the whole machine (loopback: client, proxy and pod
+    # alike), a proxy's kernel work that CPU time alone does not itemise
+    local segs
+    segs="$(awk -v a="$s0" -v b="$s1" -v n="$reqs" 'BEGIN {printf "%.2f", (b - a) / n}')"
+    wrec "$col" "${test}_tcp_segs" "$segs"
     wrec "$col" "${test}_p50_ms" "$(to_ms "$p50")"
     wrec "$col" "${test}_p99_ms" "$(to_ms "$p99")"
     wrec "$col" "${test}_errors" "$((${non2xx:-0} + ${sockerr:-0}))"
@@ -351,7 +359,7 @@ wl_wrk() {
         wrec "$col" "${test}_pod_conns" "$((a1 - a0 - 2))"
         wrec "$col" "${test}_pod_closed" "$((c1 - c0))"
     fi
-    log "$col r$round $test: $rps req/s, p99 $p99, ${cpu} us cpu/req${rcpu:+ (+$rcpu redis)}, errors ${non2xx:-0}+${sockerr:-0}, pod conns opened $((a1 - a0 - 2)) closed $((c1 - c0))"
+    log "$col r$round $test: $rps req/s, p99 $p99, ${cpu} us cpu/req${rcpu:+ (+$rcpu redis)}, $segs TCP segments/req, errors ${non2xx:-0}+${sockerr:-0}, pod conns opened $((a1 - a0 - 2)) closed $((c1 - c0))"
 }
 
 # wl_loadgen COL TEST ARGS...: the load generator through the proxy; its key/value results go to

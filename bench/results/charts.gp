@@ -10,7 +10,7 @@ set xtics rotate by -30
 set output "cpu-per-request.svg"
 set title "Proxy CPU per request (us, lower is better; direct = the pod itself)"
 set ylabel "CPU us / request"
-plot "cpu.dat" using 2:xtic(1) title "handshake (new sid)", "cpu.dat" using 3 title "polling, known sid", "cpu.dat" using 4 title "room-key request", "cpu.dat" using 5 title "+ Redis CPU (handshake)"
+plot "cpu.dat" using 2:xtic(1) title "handshake (new sid)", "cpu.dat" using 3 title "polling, known sid", "cpu.dat" using 4 title "room-key request"
 
 set output "cpu-per-frame.svg"
 set title "Proxy CPU per WebSocket frame (us, lower is better; direct = the pod itself)"
@@ -26,7 +26,7 @@ set title "Fan-out latency CDF (host event -> every participant of the room), ro
 set xlabel "latency (ms, log scale)"
 set ylabel "fraction of deliveries"
 set key bottom right
-plot "cdf-direct.dat" using 1:2 with lines lw 2 lc rgb "#000000" dt 1 title "direct to pod", "cdf-pr1.dat" using 1:2 with lines lw 2 lc rgb "#1f5fbf" dt 1 title "pod-router 1t", "cdf-pr1r.dat" using 1:2 with lines lw 2 lc rgb "#17a2b8" dt 1 title "pod-router+redis 1t", "cdf-hap1.dat" using 1:2 with lines lw 2 lc rgb "#c0392b" dt 1 title "haproxy 1t", "cdf-ngx1.dat" using 1:2 with lines lw 2 lc rgb "#27ae60" dt 1 title "nginx 1t", "cdf-pr2.dat" using 1:2 with lines lw 2 lc rgb "#1f5fbf" dt 2 title "pod-router 2t", "cdf-pr2r.dat" using 1:2 with lines lw 2 lc rgb "#17a2b8" dt 2 title "pod-router+redis 2t", "cdf-hap2.dat" using 1:2 with lines lw 2 lc rgb "#c0392b" dt 2 title "haproxy 2t", "cdf-ngx2.dat" using 1:2 with lines lw 2 lc rgb "#27ae60" dt 2 title "nginx 2t"
+plot "cdf-pr1.dat" using 1:2 with lines lw 2 lc rgb "#1f5fbf" dt 1 title "pod-router 1t", "cdf-hap1.dat" using 1:2 with lines lw 2 lc rgb "#c0392b" dt 1 title "haproxy 1t"
 unset logscale x
 
 set output "memory-per-tunnel.svg"
@@ -37,4 +37,4 @@ set ylabel "bytes per tunnel"
 set key top right
 set xtics (5000, 9000)
 set yrange [0:*]
-plot "tunnels.dat" using 1:2 with linespoints lw 2 lc rgb "#1f5fbf" dt 1 pt 7 title "pod-router 1t", "tunnels.dat" using 1:3 with linespoints lw 2 lc rgb "#17a2b8" dt 1 pt 7 title "pod-router+redis 1t", "tunnels.dat" using 1:4 with linespoints lw 2 lc rgb "#c0392b" dt 1 pt 7 title "haproxy 1t", "tunnels.dat" using 1:5 with linespoints lw 2 lc rgb "#27ae60" dt 1 pt 7 title "nginx 1t", "tunnels.dat" using 1:6 with linespoints lw 2 lc rgb "#1f5fbf" dt 2 pt 7 title "pod-router 2t", "tunnels.dat" using 1:7 with linespoints lw 2 lc rgb "#17a2b8" dt 2 pt 7 title "pod-router+redis 2t", "tunnels.dat" using 1:8 with linespoints lw 2 lc rgb "#c0392b" dt 2 pt 7 title "haproxy 2t", "tunnels.dat" using 1:9 with linespoints lw 2 lc rgb "#27ae60" dt 2 pt 7 title "nginx 2t"
+plot "tunnels.dat" using 1:2 with linespoints lw 2 lc rgb "#1f5fbf" dt 1 pt 7 title "pod-router 1t", "tunnels.dat" using 1:3 with linespoints lw 2 lc rgb "#c0392b" dt 1 pt 7 title "haproxy 1t"
