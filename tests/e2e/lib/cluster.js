@@ -626,11 +626,35 @@ class Cluster {
   }
 }
 
+// The clusters of each test context, stopped by one after-hook: node:test skips the
+// remaining after-hooks of a test once one throws, so a hook per cluster would leave the
+// others running (their routers keep the test file from ending) when the first reports a
+// crash.
+const clustersOf = new WeakMap();
+
+async function stopAll(list) {
+  let first = null;
+  for (const c of list) {
+    try {
+      await c.stop();
+    } catch (err) {
+      if (!first) first = err;
+    }
+  }
+  if (first) throw first;
+}
+
 // Starts a cluster for test context t and stops it when t ends (also on failure).
 async function startCluster(t, opts = {}) {
   const name = opts.name || t.fullName || t.name;
   const cluster = new Cluster(name, opts);
-  t.after(() => cluster.stop());
+  let list = clustersOf.get(t);
+  if (!list) {
+    list = [];
+    clustersOf.set(t, list);
+    t.after(() => stopAll(list));
+  }
+  list.push(cluster);
   await cluster.start();
   return cluster;
 }
