@@ -174,9 +174,8 @@ static const char *check_request(struct pr_exchange *x)
     const char *url = x->head.p + x->url_off;
     if (x->url_len == 0)
         return "empty request target";
-    for (uint32_t k = 0; k < x->url_len; k++)
-        if ((unsigned char)url[k] <= 0x20 || (unsigned char)url[k] >= 0x7f)
-            return "invalid byte in the request target";
+    if (pr_vchar_span(url, x->url_len) != x->url_len)
+        return "invalid byte in the request target";
     if (url[0] != '/' && !(x->url_len == 1 && url[0] == '*' && p->method == HTTP_OPTIONS) &&
         !(x->url_len > 7 && strncasecmp(url, "http://", 7) == 0) &&
         !(x->url_len > 8 && strncasecmp(url, "https://", 8) == 0))
@@ -189,11 +188,8 @@ static const char *check_request(struct pr_exchange *x)
         for (uint32_t j = 0; j < f->name_len; j++)
             if (!pr_tchar((unsigned char)f->name[j]))
                 return "invalid byte in a header name";
-        for (uint32_t j = 0; j < f->value_len; j++) {
-            unsigned char ch = (unsigned char)f->value[j];
-            if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
-                return "control byte in a header value";
-        }
+        if (!pr_field_value_ok(f->value, f->value_len))
+            return "control byte in a header value";
         if (name_is(f, "host"))
             hosts++;
         else if (name_is(f, "transfer-encoding")) {
@@ -303,9 +299,7 @@ static int request_line_check(const char *buf, size_t len)
         m++;
     if (m == 0 || m >= n || line[m] != ' ')
         return -1;
-    size_t t = m + 1, te = t;
-    while (te < n && line[te] > 0x20 && line[te] < 0x7f)
-        te++;
+    size_t t = m + 1, te = t + pr_vchar_span(line + t, n - t);
     if (te == t || te >= n || line[te] != ' ')
         return -1;
     const char *v = line + te + 1;

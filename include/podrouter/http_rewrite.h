@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "podrouter/common.h"
 #include "podrouter/http_head.h"
@@ -23,6 +24,61 @@ static inline bool pr_tchar(unsigned char ch)
     default:
         return false;
     }
+}
+
+/* The two byte-class scans of every request head (the request target, each header value),
+ * eight bytes at a time: per byte, bit 7 of a word's flag says "outside the class". The sums
+ * never carry between bytes (each byte is masked to 0..0x7f first), so the lowest flagged
+ * byte is the first one outside. Scalar on big-endian machines. */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define PR_SWAR 1
+#endif
+#define PR_SWAR_ONES 0x0101010101010101ull
+#define PR_SWAR_HIGH 0x8080808080808080ull
+
+/* Length of the prefix of s[0..n) in visible ASCII (0x21..0x7e): a request target. */
+static inline size_t pr_vchar_span(const char *s, size_t n)
+{
+    size_t i = 0;
+#ifdef PR_SWAR
+    for (; i + 8 <= n; i += 8) {
+        uint64_t v;
+        memcpy(&v, s + i, 8);
+        uint64_t x = v & ~PR_SWAR_HIGH;
+        uint64_t bad = (v & PR_SWAR_HIGH) | (~(x + 0x5f * PR_SWAR_ONES) & PR_SWAR_HIGH) |
+                       ((x + PR_SWAR_ONES) & PR_SWAR_HIGH); /* >= 0x80, < 0x21, == 0x7f */
+        if (bad)
+            return i + (size_t)(__builtin_ctzll(bad) >> 3);
+    }
+#endif
+    while (i < n && (unsigned char)s[i] > 0x20 && (unsigned char)s[i] < 0x7f)
+        i++;
+    return i;
+}
+
+/* true when s[0..n) holds no control byte but HTAB (RFC 9110 5.5: a header value; obs-text,
+ * 0x80..0xff, is allowed through). */
+static inline bool pr_field_value_ok(const char *s, size_t n)
+{
+    size_t i = 0;
+#ifdef PR_SWAR
+    for (; i + 8 <= n; i += 8) {
+        uint64_t v;
+        memcpy(&v, s + i, 8);
+        uint64_t x = v & ~PR_SWAR_HIGH;
+        uint64_t bad = ((~(x + 0x60 * PR_SWAR_ONES) & PR_SWAR_HIGH) |
+                        ((x + PR_SWAR_ONES) & PR_SWAR_HIGH)) & /* < 0x20, == 0x7f */
+                       ~(v & PR_SWAR_HIGH);                   /* obs-text is fine */
+        if (bad) /* a control byte, or only a tab: this word byte by byte */
+            for (size_t j = i; j < i + 8; j++)
+                if (((unsigned char)s[j] < 0x20 && s[j] != '\t') || (unsigned char)s[j] == 0x7f)
+                    return false;
+    }
+#endif
+    for (; i < n; i++)
+        if (((unsigned char)s[i] < 0x20 && s[i] != '\t') || (unsigned char)s[i] == 0x7f)
+            return false;
+    return true;
 }
 
 /* true when the comma-separated list v[0..len) holds the token tok[0..tlen)

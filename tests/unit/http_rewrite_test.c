@@ -261,3 +261,60 @@ Test(head_lines, same_verdict_as_the_bytewise_definition)
         lines_check_same(b, n);
     }
 }
+
+/* The eight-bytes-at-a-time scans against their byte-by-byte definitions: every byte value
+ * at every position of every length up to 40 (both word-aligned and tail bytes), from every
+ * start offset within a word, and random strings. */
+static size_t vchar_span_ref(const char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n && (unsigned char)s[i] > 0x20 && (unsigned char)s[i] < 0x7f)
+        i++;
+    return i;
+}
+
+static bool field_value_ok_ref(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
+            return false;
+    }
+    return true;
+}
+
+Test(http_rewrite, byte_class_scans_match_their_definition)
+{
+    char buf[64];
+    for (size_t off = 0; off < 8; off++) {
+        for (size_t n = 0; n <= 40; n++) {
+            for (size_t pos = 0; pos < n; pos++) {
+                for (int b = 0; b < 256; b++) {
+                    char *s = buf + off;
+                    memset(s, 'a', n);
+                    if (n > 3)
+                        s[n - 1] = (char)0xe9; /* obs-text elsewhere in the value */
+                    s[pos] = (char)b;
+                    size_t got = pr_vchar_span(s, n), want = vchar_span_ref(s, n);
+                    if (got != want)
+                        cr_assert_eq(got, want, "vchar off %zu n %zu pos %zu byte %#x", off, n,
+                                     pos, (unsigned)b);
+                    if (pr_field_value_ok(s, n) != field_value_ok_ref(s, n))
+                        cr_assert(false, "field value off %zu n %zu pos %zu byte %#x", off, n,
+                                  pos, (unsigned)b);
+                }
+            }
+        }
+    }
+    unsigned seed = 12345;
+    for (int round = 0; round < 200000; round++) {
+        size_t n = (size_t)(rand_r(&seed) % 40);
+        for (size_t i = 0; i < n; i++) {
+            unsigned r = (unsigned)rand_r(&seed);
+            /* mostly visible bytes, sometimes anything: a bad byte late in the string */
+            buf[i] = (char)(r % 16 == 0 ? (r >> 8) & 0xff : 0x21 + (r >> 8) % 94);
+        }
+        cr_assert_eq(pr_vchar_span(buf, n), vchar_span_ref(buf, n));
+        cr_assert_eq(pr_field_value_ok(buf, n), field_value_ok_ref(buf, n));
+    }
+}
