@@ -94,16 +94,7 @@ void pr__atab_destroy(struct pr_atab *t)
 
 uint64_t pr__atab_hash(uint8_t seed, const char *data, size_t len)
 {
-    uint64_t h = 0xcbf29ce484222325u;
-    h = (h ^ seed) * 0x100000001b3u;
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ (uint8_t)data[i]) * 0x100000001b3u;
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdu;
-    h ^= h >> 33;
-    h *= 0xc4ceb9fe1a85ec53u;
-    h ^= h >> 33;
-    return h;
+    return pr_hash_keyed(seed, data, len);
 }
 
 bool pr__atab_key_ok(enum pr_key_kind kind, const char *key, size_t len)

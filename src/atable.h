@@ -90,7 +90,7 @@ struct pr_atab *pr__atab_create(struct pr_registry *reg, const uint64_t ttl[PR_A
 /* Free every entry and the table (loads are left as they are). Accepts NULL. */
 void pr__atab_destroy(struct pr_atab *t);
 
-/* 64-bit FNV-1a of (seed, data) with a final avalanche. */
+/* pr_hash_keyed of data, seed the key kind: table buckets cannot be targeted from outside. */
 uint64_t pr__atab_hash(uint8_t seed, const char *data, size_t len);
 /* true when (kind, key) can be stored. */
 bool pr__atab_key_ok(enum pr_key_kind kind, const char *key, size_t len);

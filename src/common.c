@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -244,4 +245,78 @@ bool pr_hostport_valid(const char *s, size_t len, bool port_required)
         return !port_required && pr_host_valid(s, len);
     return pr_host_valid(s, (size_t)(colon - s)) &&
            pr_port_valid(colon + 1, (size_t)(end - colon - 1));
+}
+
+/* SipHash-1-3 (Aumasson and Bernstein; 1 compression round, 3 finalization rounds: the
+ * variant of Rust's HashMap and CPython's str hash), keyed per process. Keys come from clients
+ * (roomId, participantId, X-Participant-Id; sids from pods), so an unkeyed hash would let one
+ * client pick keys that all land in one bucket of a table (hash flooding: every lookup then
+ * walks them all); the rate limiter's table is keyed by client addresses. The key is drawn at
+ * every start; nothing outside the process sees a hash. */
+static uint64_t hash_key[2];
+
+__attribute__((constructor)) static void hash_key_init(void)
+{
+    if (getrandom(hash_key, sizeof(hash_key), GRND_NONBLOCK) == (ssize_t)sizeof(hash_key))
+        return;
+    /* no entropy pool yet (very early boot): still different per process and start */
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    hash_key[0] ^= (uint64_t)ts.tv_nsec * 0x9e3779b97f4a7c15u ^ (uint64_t)getpid();
+    hash_key[1] ^= (uint64_t)ts.tv_sec * 0xbf58476d1ce4e5b9u ^ (uint64_t)(uintptr_t)&ts;
+}
+
+static inline uint64_t load_le64(const unsigned char *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    v = __builtin_bswap64(v);
+#endif
+    return v;
+}
+
+#define ROTL(x, b) (((x) << (b)) | ((x) >> (64 - (b))))
+#define SIPROUND                                                                                   \
+    do {                                                                                           \
+        v0 += v1;                                                                                  \
+        v1 = ROTL(v1, 13) ^ v0;                                                                    \
+        v0 = ROTL(v0, 32);                                                                         \
+        v2 += v3;                                                                                  \
+        v3 = ROTL(v3, 16) ^ v2;                                                                    \
+        v0 += v3;                                                                                  \
+        v3 = ROTL(v3, 21) ^ v0;                                                                    \
+        v2 += v1;                                                                                  \
+        v1 = ROTL(v1, 17) ^ v2;                                                                    \
+        v2 = ROTL(v2, 32);                                                                         \
+    } while (0)
+
+uint64_t pr_siphash13(uint64_t k0, uint64_t k1, const void *data, size_t len)
+{
+    const unsigned char *d = data;
+    uint64_t v0 = k0 ^ 0x736f6d6570736575u, v1 = k1 ^ 0x646f72616e646f6du;
+    uint64_t v2 = k0 ^ 0x6c7967656e657261u, v3 = k1 ^ 0x7465646279746573u;
+    size_t i = 0;
+    for (; i + 8 <= len; i += 8) {
+        uint64_t m = load_le64(d + i);
+        v3 ^= m;
+        SIPROUND;
+        v0 ^= m;
+    }
+    uint64_t m = (uint64_t)len << 56;
+    for (size_t j = 0; i + j < len; j++)
+        m |= (uint64_t)d[i + j] << (8 * j);
+    v3 ^= m;
+    SIPROUND;
+    v0 ^= m;
+    v2 ^= 0xff;
+    SIPROUND;
+    SIPROUND;
+    SIPROUND;
+    return v0 ^ v1 ^ v2 ^ v3;
+}
+
+uint64_t pr_hash_keyed(uint8_t seed, const void *data, size_t len)
+{
+    return pr_siphash13(hash_key[0], hash_key[1] ^ seed, data, len);
 }

@@ -10,6 +10,8 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "podrouter/common.h"
+
 struct entry {
     uint8_t used, family;
     uint8_t addr[16];
@@ -57,11 +59,7 @@ void pr_ratelimit_destroy(struct pr_ratelimit *rl)
 
 static size_t hash_addr(int family, const uint8_t *addr)
 {
-    size_t n = family == AF_INET6 ? 16 : 4;
-    uint64_t h = 1469598103934665603ull ^ (uint64_t)family;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ addr[i]) * 1099511628211ull;
-    return (size_t)(h ^ (h >> 29));
+    return (size_t)pr_hash_keyed((uint8_t)family, addr, family == AF_INET6 ? 16 : 4);
 }
 
 static double refill(const struct pr_ratelimit *rl, const struct entry *e, uint64_t now)

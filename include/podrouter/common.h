@@ -90,6 +90,12 @@ size_t pr_str_copy(char *dst, size_t cap, const char *src);
 /* true when s[0..len) is a pod name, ^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$ (SPEC 4.2). */
 bool pr_pod_name_valid(const char *s, size_t len);
 
+/* SipHash-1-3 of data[0..len) under the key (k0, k1) (k0: key bytes 0-7, little-endian). */
+uint64_t pr_siphash13(uint64_t k0, uint64_t k1, const void *data, size_t len);
+/* SipHash-1-3 under the process's secret key (drawn at start), varied by seed: for every table
+ * whose keys come from outside (store keys, client addresses), so no bucket can be targeted. */
+uint64_t pr_hash_keyed(uint8_t seed, const void *data, size_t len);
+
 /* host:port validation, one grammar for the router (PUT /v1/pods, SPEC 4.2) and the sidecar
  * (register --address, --admin-url, --health-url; --store hosts):
  *   hostport = ( host | "[" IPv6 "]" ) [ ":" port ]

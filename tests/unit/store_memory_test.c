@@ -9,6 +9,7 @@
 #include "podrouter/config.h"
 #include "podrouter/registry.h"
 #include "podrouter/store.h"
+#include "../../src/atable.h"
 
 static void sleep_ms(long ms)
 {
@@ -664,4 +665,35 @@ Test(store_memory, operator_pin_is_live)
     cr_assert_eq(st->ops->set(st, PR_KEY_ROOM, "pinned", 6, "b"), 0);
     sleep_ms(180);
     cr_expect_eq(get(PR_KEY_ROOM, "pinned").status, 0);
+}
+
+/* The table hash is SipHash-1-3 under a secret per-process key: the reference function
+ * against OpenSSL's SIPHASH MAC (`openssl mac -macopt hexkey:000102…0f -macopt size:8
+ * -macopt c-rounds:1 -macopt d-rounds:3 SIPHASH` of the bytes 00, 01, … len-1), and the
+ * table's own key is not the zero key. */
+Test(atable_hash, siphash13_matches_openssl_and_is_keyed)
+{
+    static const char *const want[] = {
+        "DCC40F055801ACAB", "93CA577DF39BF4C9", "4DD4C74D029BCB82", "FBF7DDE7B80AF88B",
+        "2883D388605775CF", "673B53492FD5F9DE", "A7229FC5502B0DC5", "4011B19B987D92D3",
+        "8E9A298D11959036", "E43D066CB38EA425", "7F09FF92EE85DE79", "52C34DF9C118C170",
+        "A2D9B457B184A378", "A7FF29120C766F30", "345DF9C011A15A60", "5699512A6DD820D3",
+        "668B907D1ADD4FCC", "0CD8DB639068F29C", "3EE673B49C38FC8F", "1C7D298DE59D1FF2",
+        "40E0CCA6462FDCC0", "44F8452BFEAB92B9", "2E8720A39B7BFE7F", "23C1E6DA7F0E5A52"};
+    unsigned char msg[24];
+    for (size_t i = 0; i < sizeof(msg); i++)
+        msg[i] = (unsigned char)i;
+    const uint64_t k0 = 0x0706050403020100u, k1 = 0x0f0e0d0c0b0a0908u;
+    for (size_t n = 0; n < sizeof(want) / sizeof(want[0]); n++) {
+        uint64_t h = pr_siphash13(k0, k1, msg, n);
+        char got[17];
+        for (int b = 0; b < 8; b++) /* OpenSSL prints the MAC's bytes: little-endian */
+            snprintf(got + 2 * b, 3, "%02X", (unsigned)((h >> (8 * b)) & 0xff));
+        cr_expect_str_eq(got, want[n], "length %zu", n);
+    }
+    const char *key = "room_hash_flood";
+    uint64_t h = pr__atab_hash(1, key, strlen(key));
+    cr_expect_neq(h, pr_siphash13(0, 1, key, strlen(key)), "the table's key is not zero");
+    cr_expect_neq(h, pr__atab_hash(2, key, strlen(key)), "the kind varies the hash");
+    cr_expect_eq(h, pr__atab_hash(1, key, strlen(key)));
 }
