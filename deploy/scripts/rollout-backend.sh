@@ -24,6 +24,12 @@
 # keep once the load falls; while it rises or stays at the peak, nothing is
 # drained ahead. The next pod waited for is the draining one with the fewest
 # active rooms.
+# Peak wait: a pod that holds rooms and that drain ahead would not drain yet
+# (the ready pods below could not take over the whole load, its rise and the
+# headroom) is not drained while --peak-wait lasts (in all, over the
+# rollout): the rollout polls as during a drain until the load has fallen
+# enough, then drains it. Drained at the peak, its share of the arrivals
+# would go above it, onto a pod the load does not need, for their lifetime.
 # Surge: before the first drain the StatefulSet gets one pod more (at the new
 # revision), so new rooms always have an up-to-date place while old pods drain.
 # When an autoscaler owns the StatefulSet (KEDA ScaledObject or HPA), the
@@ -68,6 +74,7 @@ surge=1
 ahead=1
 settle=10s
 trend_window=10m
+peak_wait=1h
 growth=""
 plan_mode=""
 plan_pods=()
@@ -100,6 +107,9 @@ usage: $0 [options]
                             last DUR, and drains nothing ahead before it has watched the load
                             that long (default $trend_window)
   --growth ROOMS,PARTS      with --plan ahead: that rise (default 0,0)
+  --peak-wait DUR           in all, wait up to DUR for the load to fall before draining a pod
+                            that holds rooms the ready pods below could not take over (the
+                            drain-ahead rule); 0: never wait (default $peak_wait)
   --plan MODE [ARG...]      dry run, no kubectl: print the decision MODE for the GET /v1/pods
                             body on stdin, and exit (1 when it holds no pod): floor SIZE
                             (the StatefulSet's size), ahead POD... or head POD... (the old
@@ -149,6 +159,7 @@ while [ $# -gt 0 ]; do
         --no-drain-ahead) ahead=0; shift ;;
         --settle) settle=${2:?}; shift 2 ;;
         --trend-window) trend_window=${2:?}; shift 2 ;;
+        --peak-wait) peak_wait=${2:?}; shift 2 ;;
         --growth) growth=${2:?}; shift 2 ;;
         --utilization) utilization=${2:?}; shift 2 ;;
         --headroom) headroom=${2:?}; shift 2 ;;
@@ -163,6 +174,7 @@ drain_s=$(seconds "$drain_timeout") || die_usage "bad --drain-timeout $drain_tim
 ready_s=$(seconds "$ready_timeout") || die_usage "bad --ready-timeout $ready_timeout"
 settle_s=$(seconds "$settle") || die_usage "bad --settle $settle"
 trend_s=$(seconds "$trend_window") || die_usage "bad --trend-window $trend_window"
+peak_s=$(seconds "$peak_wait") || die_usage "bad --peak-wait $peak_wait"
 [ -z "$growth" ] || [[ $growth =~ ^[0-9]+,[0-9]+$ ]] || die_usage "bad --growth $growth (ROOMS,PARTICIPANTS)"
 [[ $poll =~ ^[0-9]+(\.[0-9]+)?$ ]] || die_usage "bad --poll $poll"
 [[ $utilization =~ ^(0?\.[0-9]*[1-9][0-9]*|1(\.0*)?)$ ]] || die_usage "bad --utilization $utilization (0 < U <= 1)"
@@ -479,6 +491,17 @@ track_load() {
     growth="$((r - rmin)),$((p - pmin))"
 }
 
+# hold_back NAME TABLE: NAME is ready, holds rooms, and the drain-ahead rule
+# would not drain it now (the ready pods below could not take over the whole
+# load, its rise and the headroom without it; or the rise is not known yet).
+hold_back() {
+    local st r p
+    read -r st r p < <(awk -v n="$1" '$1 == n { print $2, $3, $4 }' <<<"$2") || return 1
+    [ "$st" = ready ] && [ "${r:-0}${p:-0}" != 00 ] || return 1
+    [ -n "$growth" ] || return 0
+    [ -z "$(plan ahead "$1" <<<"$2" || true)" ]
+}
+
 # drain_ahead TABLE CANDIDATE...: marks draining the candidates plan ahead
 # allows (still on the old revision), so their rooms end while others drain.
 drain_ahead() {
@@ -569,6 +592,7 @@ pending() {
 }
 
 next=""
+peak_used_ms=0
 while :; do
     mapfile -t rest < <(pending)
     [ "${#rest[@]}" -gt 0 ] || break
@@ -588,6 +612,34 @@ while :; do
         table=$(pods_table)
         name=$(plan head "${rest[@]}" <<<"$table") || name=${rest[0]}
         [ -n "$name" ] || name=${rest[0]}
+    fi
+    # Peak wait: a pod whose rooms the ready pods below could not take over
+    # (its drain would push new rooms onto a pod the load does not need,
+    # where they keep it for their lifetime) is drained once the load has
+    # fallen enough, by the drain-ahead rule, or when --peak-wait (in all)
+    # is used up. Meanwhile the floor follows the load as usual.
+    if [ "$ahead" -eq 1 ] && [ "$peak_s" -gt 0 ]; then
+        held=0
+        t0=${EPOCHREALTIME/[.,]/}
+        base_ms=$peak_used_ms
+        while [ "$peak_used_ms" -lt $((peak_s * 1000)) ] && [ "$(remaining)" -gt 0 ]; do
+            table=$(pods_table)
+            if [ -z "$table" ] || ! hold_back "$name" "$table"; then break; fi
+            [ "$held" -eq 1 ] || log "$name: holds rooms the pods below could not take over at this load; waiting for it to fall (up to $(((peak_s * 1000 - peak_used_ms) / 1000))s more)"
+            held=1
+            sleep "$poll"
+            step "${rest[@]}"
+            t1=${EPOCHREALTIME/[.,]/}
+            peak_used_ms=$((base_ms + (t1 - t0) / 1000))
+        done
+        if [ "$held" -eq 1 ]; then
+            log "$name: waited; $((peak_used_ms / 1000))s of --peak-wait used"
+            left=$(remaining)
+            if [ "$left" -le 0 ]; then
+                echo "rollout-backend: --timeout $timeout reached before $name (waiting for the load to fall)" >&2
+                exit 1
+            fi
+        fi
     fi
     others=()
     for x in "${rest[@]}"; do [ "$x" = "$name" ] || others+=("$x"); done

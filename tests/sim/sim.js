@@ -74,6 +74,8 @@ const ROLLOUT_SETTLE = '2s';
 // rollout-backend.sh --trend-window (10 min in production), compressed like the other timers:
 // drain ahead reserves room for the active load's rise over it.
 const ROLLOUT_TREND = '6s';
+// rollout-backend.sh --peak-wait (1 h in production), compressed.
+const ROLLOUT_PEAK_WAIT = '36s';
 // Room arrival rate (rooms/s) over time: a ramp to a peak, then a trough.
 function lambda(t) {
   const T = P.arrivalS;
@@ -414,7 +416,7 @@ class Run {
       '--admin-url', this.routers[0].admin, '--token-file', '', '--timeout', LONG ? '400s' : '150s',
       '--drain-timeout', '60s', '--ready-timeout', '20s', '--poll', '0.3',
       '--utilization', String(P.u), '--headroom', String(P.headroom), '--settle', ROLLOUT_SETTLE,
-      '--trend-window', ROLLOUT_TREND], { env, logPath: log });
+      '--trend-window', ROLLOUT_TREND, '--peak-wait', ROLLOUT_PEAK_WAIT], { env, logPath: log });
     this.rolloutProc = proc;
     this.rolloutDone = proc.exited.then((info) => {
       this.rolloutEnd = this.t();
