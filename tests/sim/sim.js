@@ -513,7 +513,8 @@ class Run {
     const proc = spawnLogged('bash', [path.join(REPO, 'deploy', 'scripts', 'rollout-backend.sh'), '-n', 'hyperstudy',
       '--admin-url', this.routers[0].admin, '--token-file', '', '--timeout', '60s', '--drain-timeout', '3s',
       '--ready-timeout', '30s', '--poll', '0.3', '--utilization', String(P.u), '--headroom', String(P.headroom),
-      '--trend-window', ROLLOUT_TREND], { env, logPath: log });
+      // a short peak wait (backend-0 holds rooms backend-1 cannot take over), then the drain timeout
+      '--trend-window', ROLLOUT_TREND, '--peak-wait', '5s'], { env, logPath: log });
     const info = await proc.exited;
     await sleep(500);
     const out = fs.readFileSync(log, 'utf8');
