@@ -15,11 +15,21 @@
 #      (GET /v1/pods/backend-N says "state":"ready"), then the next one.
 # Drain ahead: while one pod drains, the next old pods (same order) are
 # marked draining too, as long as the ready pods among the first ordinals the
-# whole active load needs keep --headroom pods' worth of free capacity at
-# --utilization (so pack keeps new rooms where they add no pod), so their
-# rooms end in parallel instead of one pod after the other; in practice these
-# are the high ordinals that only a few long rooms keep. The next pod waited
-# for is the draining one with the fewest active rooms.
+# whole active load needs with its headroom could hold that whole load (the
+# draining pods' rooms included: while they end, new rooms take their place
+# on the ready pods) plus its rise over the last --trend-window, and
+# --headroom pods' worth at --utilization (so pack keeps new rooms where they
+# add no pod); their rooms then end in parallel instead of one pod after the
+# other. In practice these are the high ordinals that only a few long rooms
+# keep once the load falls; while it rises or stays at the peak, nothing is
+# drained ahead. The next pod waited for is the draining one with the fewest
+# active rooms.
+# Peak wait: a pod that holds rooms and that drain ahead would not drain yet
+# (the ready pods below could not take over the whole load, its rise and the
+# headroom) is not drained while --peak-wait lasts (in all, over the
+# rollout): the rollout polls as during a drain until the load has fallen
+# enough, then drains it. Drained at the peak, its share of the arrivals
+# would go above it, onto a pod the load does not need, for their lifetime.
 # Surge: before the first drain the StatefulSet gets one pod more (at the new
 # revision), so new rooms always have an up-to-date place while old pods drain.
 # When an autoscaler owns the StatefulSet (KEDA ScaledObject or HPA), the
@@ -63,6 +73,9 @@ poll=5
 surge=1
 ahead=1
 settle=10s
+trend_window=10m
+peak_wait=1h
+growth=""
 plan_mode=""
 plan_pods=()
 utilization=0.75
@@ -90,10 +103,17 @@ usage: $0 [options]
                             it is deleted (default $settle)
   --utilization U           the router's --pack-utilization (default $utilization)
   --headroom N              the router's --headroom-pods (default $headroom)
+  --trend-window DUR        drain ahead reserves room for the active load's rise over the
+                            last DUR, and drains nothing ahead before it has watched the load
+                            that long (default $trend_window)
+  --growth ROOMS,PARTS      with --plan ahead: that rise (default 0,0)
+  --peak-wait DUR           in all, wait up to DUR for the load to fall before draining a pod
+                            that holds rooms the ready pods below could not take over (the
+                            drain-ahead rule); 0: never wait (default $peak_wait)
   --plan MODE [ARG...]      dry run, no kubectl: print the decision MODE for the GET /v1/pods
                             body on stdin, and exit (1 when it holds no pod): floor SIZE
                             (the StatefulSet's size), ahead POD... or head POD... (the old
-                            pods in rollout order)
+                            pods in rollout order), empty POD...
 DUR: a number with s, m or h (e.g. 90s, 30m, 2h).
 EOF
 }
@@ -138,6 +158,9 @@ while [ $# -gt 0 ]; do
         --no-surge) surge=0; shift ;;
         --no-drain-ahead) ahead=0; shift ;;
         --settle) settle=${2:?}; shift 2 ;;
+        --trend-window) trend_window=${2:?}; shift 2 ;;
+        --peak-wait) peak_wait=${2:?}; shift 2 ;;
+        --growth) growth=${2:?}; shift 2 ;;
         --utilization) utilization=${2:?}; shift 2 ;;
         --headroom) headroom=${2:?}; shift 2 ;;
         --plan) plan_mode=${2:?}; shift 2; plan_pods=("$@"); break ;;
@@ -150,6 +173,9 @@ timeout_s=$(seconds "$timeout") || die_usage "bad --timeout $timeout"
 drain_s=$(seconds "$drain_timeout") || die_usage "bad --drain-timeout $drain_timeout"
 ready_s=$(seconds "$ready_timeout") || die_usage "bad --ready-timeout $ready_timeout"
 settle_s=$(seconds "$settle") || die_usage "bad --settle $settle"
+trend_s=$(seconds "$trend_window") || die_usage "bad --trend-window $trend_window"
+peak_s=$(seconds "$peak_wait") || die_usage "bad --peak-wait $peak_wait"
+[ -z "$growth" ] || [[ $growth =~ ^[0-9]+,[0-9]+$ ]] || die_usage "bad --growth $growth (ROOMS,PARTICIPANTS)"
 [[ $poll =~ ^[0-9]+(\.[0-9]+)?$ ]] || die_usage "bad --poll $poll"
 [[ $utilization =~ ^(0?\.[0-9]*[1-9][0-9]*|1(\.0*)?)$ ]] || die_usage "bad --utilization $utilization (0 < U <= 1)"
 [[ $headroom =~ ^[0-9]+$ ]] || die_usage "bad --headroom $headroom"
@@ -192,31 +218,38 @@ pods_parse() {
 #   ahead  the candidates that may be drained now, in order, stopping at the
 #          first that may not: after draining it, (a) the ready pods still
 #          need no more pods than there are, and (b) the ready pods among the
-#          first L ordinals, L = the pods the whole active load needs at
-#          --utilization, keep --headroom pods' worth of free room and
-#          participant capacity, so pack keeps new rooms below ordinal L: a
-#          drain ahead never pushes new rooms to a pod the load does not need
-#          (where they would keep it, SPEC 5.1's H + 1, for a room's lifetime).
-#          In practice it drains the high ordinals that only stragglers keep.
+#          first L ordinals, L = the pods the whole active load G needs at
+#          --utilization plus --headroom, could hold G plus --headroom pods'
+#          worth of rooms and participants at --utilization. G is the load
+#          of every pod, the draining ones included, plus its rise (--growth,
+#          ROOMS,PARTICIPANTS; measured over --trend-window): while a
+#          drained pod's rooms end, new ones arrive and land on the ready
+#          pods, so at a steady load the ready pods end up holding all of
+#          it; a check of their free capacity at one instant (the rule
+#          before) let the peak's arrivals fill them before the drained pods
+#          emptied, and push new rooms onto a pod the load did not need
+#          (where they keep it, SPEC 5.1's H + 1, for a room's lifetime).
+#          In practice it drains the high ordinals that only stragglers keep
+#          once the load falls.
 #   head   the candidate to wait for next: the draining one with the fewest
 #          active rooms, else the first registered one, else the first.
 #   empty  the first candidate that is draining and holds no active room.
 plan() {
     local mode=$1
     shift
-    awk -v mode="$mode" -v u="$utilization" -v h="$headroom" -v cands="$*" '
+    awk -v mode="$mode" -v u="$utilization" -v h="$headroom" -v cands="$*" -v growth="${growth:-0,0}" '
         function ceil0(x) { x -= 1e-9; if (x <= 0) return 0; return x == int(x) ? x : int(x) + 1 }
         function need(r, p,  a, b) { a = ceil0(r / (cr * u)); b = ceil0(p / (cp * u)); return (a > b ? a : b) + h }
         function ord(name) { return match(name, /-[0-9]+$/) ? substr(name, RSTART + 1) + 0 : -1 }
-        # free capacity at u of the ready pods up to ordinal top, pod skip excluded
-        function free_ok(skip, top,  x, fr, fp) {
+        # the ready pods up to ordinal top, pod skip excluded, hold rooms r and
+        # participants p plus the headroom at u
+        function hold_ok(skip, top, r, p,  x, fr, fp) {
             fr = 0; fp = 0
             for (x in st) {
                 if (x == skip || st[x] != "ready" || ord(x) < 0 || ord(x) > top) continue
-                if (u * cr - rooms[x] > 0) fr += u * cr - rooms[x]
-                if (u * cp - parts[x] > 0) fp += u * cp - parts[x]
+                fr += u * cr; fp += u * cp
             }
-            return fr + 1e-9 >= h * u * cr && fp + 1e-9 >= h * u * cp
+            return fr + 1e-9 >= r + h * u * cr && fp + 1e-9 >= p + h * u * cp
         }
         NF >= 6 {
             st[$1] = $2; rooms[$1] = $3; parts[$1] = $4; n++
@@ -241,12 +274,14 @@ plan() {
                 exit 0
             }
             if (mode == "ahead") {
-                # pods the whole active load needs (draining pods included)
-                top = need(RA, PA) - h - 1
+                # the whole active load (draining pods included) and its rise
+                split(growth, g, ",")
+                GR = RA + g[1]; GP = PA + g[2]
+                top = need(GR, GP) - 1
                 for (i = 1; i <= k; i++) {
                     x = c[i]
                     if (st[x] != "ready") continue
-                    if (nr - 1 < need(R - rooms[x], P - parts[x]) || !free_ok(x, top)) break
+                    if (nr - 1 < need(R - rooms[x], P - parts[x]) || !hold_ok(x, top, GR, GP)) break
                     print x
                     st[x] = "draining"; nr--; R -= rooms[x]; P -= parts[x]
                 }
@@ -421,30 +456,78 @@ follow_floor() {
     set_floor "$d" || true
 }
 
+# track_load TABLE: the whole active load (every registered pod, draining
+# ones included) at every poll over the last --trend-window; sets growth to
+# its rise over that window, ROOMS,PARTICIPANTS (the load now minus its
+# lowest in the window), or to "" while the rollout has watched the load for
+# less than the window (then nothing is drained ahead: a load that is rising
+# is not known not to be).
+trend=()
+track_load() {
+    local now cut r p t tr tp first=0 i rmin pmin
+    now=${EPOCHREALTIME/[.,]/}
+    now=$((now / 1000))
+    cut=$((now - trend_s * 1000))
+    read -r r p < <(awk '{ r += $3; p += $4 } END { print r + 0, p + 0 }' <<<"$1")
+    trend+=("$now $r $p")
+    # keep the window and the newest sample older than it
+    for ((i = 0; i < ${#trend[@]}; i++)); do
+        read -r t _ <<<"${trend[i]}"
+        [ "$t" -gt "$cut" ] || first=$i
+    done
+    trend=("${trend[@]:first}")
+    read -r t _ <<<"${trend[0]}"
+    if [ "$t" -gt "$cut" ]; then
+        growth=""
+        return 0
+    fi
+    rmin=$r
+    pmin=$p
+    for ((i = 0; i < ${#trend[@]}; i++)); do
+        read -r t tr tp <<<"${trend[i]}"
+        [ "$tr" -ge "$rmin" ] || rmin=$tr
+        [ "$tp" -ge "$pmin" ] || pmin=$tp
+    done
+    growth="$((r - rmin)),$((p - pmin))"
+}
+
+# hold_back NAME TABLE: NAME is ready, holds rooms, and the drain-ahead rule
+# would not drain it now (the ready pods below could not take over the whole
+# load, its rise and the headroom without it; or the rise is not known yet).
+hold_back() {
+    local st r p
+    read -r st r p < <(awk -v n="$1" '$1 == n { print $2, $3, $4 }' <<<"$2") || return 1
+    [ "$st" = ready ] && [ "${r:-0}${p:-0}" != 00 ] || return 1
+    [ -n "$growth" ] || return 0
+    [ -z "$(plan ahead "$1" <<<"$2" || true)" ]
+}
+
 # drain_ahead TABLE CANDIDATE...: marks draining the candidates plan ahead
 # allows (still on the old revision), so their rooms end while others drain.
 drain_ahead() {
     local table=$1 x
     shift
-    [ "$ahead" -eq 1 ] && [ $# -gt 0 ] || return 0
+    [ "$ahead" -eq 1 ] && [ $# -gt 0 ] && [ -n "$growth" ] || return 0
     while read -r x; do
         [ -n "$x" ] || continue
         [ "$(pod_revision "$x")" != "$revision" ] || continue
         if in_router pod-router drain --admin-url "$admin_url" ${token_file:+--token-file "$token_file"} "$x" >/dev/null; then
-            log "$x: drained ahead (the other pods hold the load and the headroom)"
+            log "$x: drained ahead (the ready pods below hold the whole load, its rise $growth over ${trend_s}s and the headroom)"
         fi
     done < <(plan ahead "$@" <<<"$table" || true)
 }
 
-# One polling step while a pod drains: the floor follows the load, and the
-# next old pods are drained ahead when capacity allows. $@: the other old pods.
+# One polling step: the load's trend is recorded; while a pod drains, the
+# floor follows the load, and the next old pods are drained ahead when
+# capacity allows. $@: the other old pods.
 last_table=""
 step() {
     local table
-    [ "$following" -eq 1 ] || return 0
     table=$(pods_table)
     last_table=$table
     [ -n "$table" ] || return 0
+    track_load "$table"
+    [ "$following" -eq 1 ] || return 0
     follow_floor "$table"
     drain_ahead "$table" "$@"
 }
@@ -509,6 +592,7 @@ pending() {
 }
 
 next=""
+peak_used_ms=0
 while :; do
     mapfile -t rest < <(pending)
     [ "${#rest[@]}" -gt 0 ] || break
@@ -528,6 +612,34 @@ while :; do
         table=$(pods_table)
         name=$(plan head "${rest[@]}" <<<"$table") || name=${rest[0]}
         [ -n "$name" ] || name=${rest[0]}
+    fi
+    # Peak wait: a pod whose rooms the ready pods below could not take over
+    # (its drain would push new rooms onto a pod the load does not need,
+    # where they keep it for their lifetime) is drained once the load has
+    # fallen enough, by the drain-ahead rule, or when --peak-wait (in all)
+    # is used up. Meanwhile the floor follows the load as usual.
+    if [ "$ahead" -eq 1 ] && [ "$peak_s" -gt 0 ]; then
+        held=0
+        t0=${EPOCHREALTIME/[.,]/}
+        base_ms=$peak_used_ms
+        while [ "$peak_used_ms" -lt $((peak_s * 1000)) ] && [ "$(remaining)" -gt 0 ]; do
+            table=$(pods_table)
+            if [ -z "$table" ] || ! hold_back "$name" "$table"; then break; fi
+            [ "$held" -eq 1 ] || log "$name: holds rooms the pods below could not take over at this load; waiting for it to fall (up to $(((peak_s * 1000 - peak_used_ms) / 1000))s more)"
+            held=1
+            sleep "$poll"
+            step "${rest[@]}"
+            t1=${EPOCHREALTIME/[.,]/}
+            peak_used_ms=$((base_ms + (t1 - t0) / 1000))
+        done
+        if [ "$held" -eq 1 ]; then
+            log "$name: waited; $((peak_used_ms / 1000))s of --peak-wait used"
+            left=$(remaining)
+            if [ "$left" -le 0 ]; then
+                echo "rollout-backend: --timeout $timeout reached before $name (waiting for the load to fall)" >&2
+                exit 1
+            fi
+        fi
     fi
     others=()
     for x in "${rest[@]}"; do [ "$x" = "$name" ] || others+=("$x"); done

@@ -302,18 +302,18 @@ report.check('deploy/scripts/rollout-backend.sh exists, is executable, runs drai
 // The rollout's decisions (rollout-backend.sh --plan: the same code the rollout runs, fed a
 // GET /v1/pods body): the autoscaler floor while pods drain, which old pods may be drained
 // ahead, which draining pod is waited for next.
-function planOf(mode, pods, cands = []) {
+function planOf(mode, pods, cands = [], opts = []) {
     const body = JSON.stringify({ pods: pods.map(([name, state, rooms, participants]) => ({
         name, address: '10.0.0.1:3000', state, capacity: { rooms: 8, participants: 40 },
         load: { rooms, participants, connections: participants }, zone: null, last_seen_ms: 1, expires_in_ms: 2 })) });
     try {
-        return execFileSync('bash', [script, '--utilization', '0.75', '--headroom', '1', '--plan', mode, ...cands],
+        return execFileSync('bash', [script, '--utilization', '0.75', '--headroom', '1', ...opts, '--plan', mode, ...cands],
             { input: `HTTP/1.0 200 OK\r\n\r\n${body}`, encoding: 'utf8' }).trim().split('\n').filter(Boolean);
     } catch (e) {
         return [`exit ${e.status}`];
     }
 }
-report.check('rollout-backend.sh --plan: floor = the size whose ready pods hold the ready load at u + headroom; drain ahead only where the load needs no pod; wait for the emptiest draining pod', () => {
+report.check('rollout-backend.sh --plan: floor = the size whose ready pods hold the ready load at u + headroom; drain ahead only where the ready pods below hold the whole load, its rise and the headroom; wait for the emptiest draining pod', () => {
     const problems = [];
     const eq = (got, want, what) => { if (JSON.stringify(got) !== JSON.stringify(want)) problems.push(`${what}: got ${JSON.stringify(got)}, want ${JSON.stringify(want)}`); };
     // 6 rooms / 30 participants per pod at u 0.75 (capacity 8 / 40).
@@ -331,8 +331,23 @@ report.check('rollout-backend.sh --plan: floor = the size whose ready pods hold 
         'floor with backend-2 not registered (recreated after its delete): it counts like a pod to be created');
     eq(planOf('floor', [['backend-0', 'ready', 6, 30], ['backend-1', 'ready', 3, 15], ['backend-2', 'down', 0, 0]], ['4']), ['4'],
         'floor with backend-2 down: one more');
-    eq(planOf('ahead', after, ['backend-4', 'backend-2', 'backend-1', 'backend-0']), ['backend-4', 'backend-2'],
-        'drain ahead: the pods above the 2 the load needs, not backend-1 (backend-0 alone has no headroom left)');
+    eq(planOf('ahead', after, ['backend-4', 'backend-2', 'backend-1', 'backend-0']), ['backend-4'],
+        'drain ahead: the pods above the 3 the whole load (7 rooms, 33 participants) needs with its headroom, ' +
+        'not backend-2 (backend-0..1 could not hold the load of the draining backend-3 as well and a headroom)');
+    eq(planOf('ahead', after, ['backend-4', 'backend-2'], ['--growth', '6,30']), [],
+        'no drain ahead while the load rises (6 rooms, 30 participants over the trend window: 4 pods needed, backend-3 drains)');
+    // The peak of the long simulation's run D (t = 92 s, rollout under way): the rule before
+    // drained backend-5 and backend-4 ahead because backend-0..3 had a headroom of free
+    // capacity at that instant; the peak's arrivals filled them within 16 s while the drained
+    // pods' rooms ended, and a room went to the surge pod backend-7 (D 9 instead of 7).
+    const runD = [['backend-0', 'ready', 6, 29], ['backend-1', 'ready', 4, 20], ['backend-2', 'ready', 3, 18],
+        ['backend-3', 'ready', 4, 15], ['backend-4', 'ready', 6, 33], ['backend-5', 'ready', 4, 26],
+        ['backend-6', 'draining', 1, 7], ['backend-7', 'ready', 0, 0]];
+    eq(planOf('ahead', runD, ['backend-5', 'backend-4', 'backend-3', 'backend-2', 'backend-1', 'backend-0']), [],
+        'no drain ahead at a steady peak (run D: 28 rooms, 148 participants need 5 pods + 1 headroom, backend-0..5 all)');
+    eq(planOf('ahead', [...runD.slice(0, 4), ['backend-4', 'ready', 6, 31], ['backend-5', 'ready', 0, 0], ...runD.slice(6)],
+        ['backend-5', 'backend-4']), ['backend-5'],
+        'load fallen to 24 rooms, 120 participants: backend-0..4 hold it and a headroom, so backend-5 drains ahead, not backend-4');
     eq(planOf('head', after, ['backend-5', 'backend-3', 'backend-2']), ['backend-5'], 'head: the draining pod with the fewest rooms');
     eq(planOf('head', peak, ['backend-2', 'backend-1']), ['backend-2'], 'head: the first old pod when none drains');
     eq(planOf('empty', after, ['backend-3', 'backend-5']), ['backend-5'], 'empty: a drained pod without active rooms is replaced first');

@@ -71,6 +71,11 @@ const P = {
 // is not: the router's 1-s activity tick (a second router replica sees a room's last
 // activity up to one tick later) and a new room's second request.
 const ROLLOUT_SETTLE = '2s';
+// rollout-backend.sh --trend-window (10 min in production), compressed like the other timers:
+// drain ahead reserves room for the active load's rise over it.
+const ROLLOUT_TREND = '6s';
+// rollout-backend.sh --peak-wait (1 h in production), compressed.
+const ROLLOUT_PEAK_WAIT = '36s';
 // Room arrival rate (rooms/s) over time: a ramp to a peak, then a trough.
 function lambda(t) {
   const T = P.arrivalS;
@@ -410,7 +415,8 @@ class Run {
     const proc = spawnLogged('bash', [path.join(REPO, 'deploy', 'scripts', 'rollout-backend.sh'), '-n', 'hyperstudy',
       '--admin-url', this.routers[0].admin, '--token-file', '', '--timeout', LONG ? '400s' : '150s',
       '--drain-timeout', '60s', '--ready-timeout', '20s', '--poll', '0.3',
-      '--utilization', String(P.u), '--headroom', String(P.headroom), '--settle', ROLLOUT_SETTLE], { env, logPath: log });
+      '--utilization', String(P.u), '--headroom', String(P.headroom), '--settle', ROLLOUT_SETTLE,
+      '--trend-window', ROLLOUT_TREND, '--peak-wait', ROLLOUT_PEAK_WAIT], { env, logPath: log });
     this.rolloutProc = proc;
     this.rolloutDone = proc.exited.then((info) => {
       this.rolloutEnd = this.t();
@@ -506,7 +512,9 @@ class Run {
     const log = path.join(this.dir, 'rollout.log');
     const proc = spawnLogged('bash', [path.join(REPO, 'deploy', 'scripts', 'rollout-backend.sh'), '-n', 'hyperstudy',
       '--admin-url', this.routers[0].admin, '--token-file', '', '--timeout', '60s', '--drain-timeout', '3s',
-      '--ready-timeout', '30s', '--poll', '0.3', '--utilization', String(P.u), '--headroom', String(P.headroom)], { env, logPath: log });
+      '--ready-timeout', '30s', '--poll', '0.3', '--utilization', String(P.u), '--headroom', String(P.headroom),
+      // a short peak wait (backend-0 holds rooms backend-1 cannot take over), then the drain timeout
+      '--trend-window', ROLLOUT_TREND, '--peak-wait', '5s'], { env, logPath: log });
     const info = await proc.exited;
     await sleep(500);
     const out = fs.readFileSync(log, 'utf8');
