@@ -290,6 +290,19 @@ Test(exchange, body_with_the_head_leaves_in_the_same_write)
     cr_assert(has(fake_pod_out(fu), "\r\n\r\nxyz"), "%s", fake_pod_out(fu));
     fake_pod_sends(fu, OK_RESPONSE);
     cr_assert_eq(fu->reusable_releases, 2);
+    /* A polling POST on the pooled connection: the pod is chosen while its head is parsed
+     * (no connect, no store round trip), and the body bytes of the same read still go with
+     * the head, not in a write of their own. */
+    fake_client_out_clear(fc);
+    fake_client_sends(fc, "POST /c?roomId=r1 HTTP/1.1\r\nHost: h\r\n"
+                          "Content-Length: 5\r\n\r\nhello");
+    cr_assert_eq(fake_upstream_count(), 1, "the pooled connection was used");
+    cr_assert_eq(fu->sends, 4, "head and body of a pooled request in %d writes", fu->sends - 3);
+    cr_assert(has(fake_pod_out(fu), "POST /c?roomId=r1"), "%s", fake_pod_out(fu));
+    cr_assert(has(fake_pod_out(fu), "\r\n\r\nhello"), "%s", fake_pod_out(fu));
+    fake_pod_sends(fu, OK_RESPONSE);
+    cr_assert_eq(at(fake_client_out(fc), "HTTP/1.1 200 OK"), 0);
+    cr_assert_eq(fu->reusable_releases, 3);
 }
 
 Test(exchange, pod_closes_mid_body_client_closed)
