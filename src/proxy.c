@@ -128,6 +128,18 @@ static int send_head(struct pr_client *c, struct pr_upstream *u, const char *bod
     return rc;
 }
 
+/* After the body bytes that came with the request were offered: the head alone if it still
+ * waits (no body came), then the client is read again unless the pod is not taking more. */
+static void head_sent_read_on(struct pr_client *c, struct pr_upstream *u)
+{
+    if (c->closing || c->up != u)
+        return;
+    if (c->x->head_unsent && send_head(c, u, NULL, 0) < 0)
+        return;
+    if (!u->writing)
+        pr__client_start_read(c);
+}
+
 void pr__proxy_upstream_ready(struct pr_client *c, struct pr_upstream *u)
 {
     struct pr_exchange *x = c->x;
@@ -154,12 +166,7 @@ void pr__proxy_upstream_ready(struct pr_client *c, struct pr_upstream *u)
     if (x->defer_head)
         return; /* chosen inside consume_head: pr__proxy_head_with_body sends it */
     pr__client_drive(c); /* body bytes that arrived while the pod was chosen */
-    if (c->closing || c->up != u)
-        return;
-    if (x->head_unsent && send_head(c, u, NULL, 0) < 0)
-        return;
-    if (!u->writing)
-        pr__client_start_read(c);
+    head_sent_read_on(c, u);
 }
 
 /* The head of a request whose pod was chosen while its head was parsed, with the body bytes
@@ -167,17 +174,11 @@ void pr__proxy_upstream_ready(struct pr_client *c, struct pr_upstream *u)
  * the body bytes consumed. */
 size_t pr__proxy_head_with_body(struct pr_client *c, const char *data, size_t len)
 {
-    struct pr_exchange *x = c->x;
     struct pr_upstream *u = c->up;
     if (!u || c->state != PR_C_PROXYING)
         return 0;
     size_t used = len ? pr__proxy_client_body(c, data, len) : 0;
-    if (c->closing || c->up != u)
-        return used;
-    if (x->head_unsent && send_head(c, u, NULL, 0) < 0)
-        return used;
-    if (!u->writing)
-        pr__client_start_read(c);
+    head_sent_read_on(c, u);
     return used;
 }
 

@@ -69,10 +69,8 @@ static inline bool pr_field_value_ok(const char *s, size_t n)
         uint64_t bad = ((~(x + 0x60 * PR_SWAR_ONES) & PR_SWAR_HIGH) |
                         ((x + PR_SWAR_ONES) & PR_SWAR_HIGH)) & /* < 0x20, == 0x7f */
                        ~(v & PR_SWAR_HIGH);                   /* obs-text is fine */
-        if (bad) /* a control byte, or only a tab: this word byte by byte */
-            for (size_t j = i; j < i + 8; j++)
-                if (((unsigned char)s[j] < 0x20 && s[j] != '\t') || (unsigned char)s[j] == 0x7f)
-                    return false;
+        if (bad)
+            break; /* a control byte, or only a tab: the rest byte by byte */
     }
 #endif
     for (; i < n; i++)
