@@ -73,6 +73,7 @@ void pr__client_close(struct pr_client *c)
     c->h->on_gone(c);
     PR_CNT_DEC(w->m->conns[PR_CONN_CLIENT]);
     atomic_fetch_sub(&w->srv->nclients, 1);
+    pr__stream_forget(&w->sb, (uv_stream_t *)&c->tcp);
     uv_close((uv_handle_t *)&c->tcp, client_close_cb);
 }
 
@@ -160,13 +161,22 @@ static void client_write_cb(uv_write_t *req, int status)
     c->h->on_drained(c);
 }
 
-int pr__client_send2(struct pr_client *c, const char *a, size_t alen, const char *b, size_t blen)
+/* Bytes of c are queued behind a uv_write (its write callback reports when they are taken). */
+static void client_queued(void *owner)
 {
-    int rc = pr__stream_send2((uv_stream_t *)&c->tcp, c, a, alen, b, blen, client_write_cb);
-    if (rc == 1 && !c->writing) {
+    struct pr_client *c = owner;
+    if (!c->writing && !c->closing) {
         c->writing = true;
         pr__client_arm_send(c);
     }
+}
+
+int pr__client_send2(struct pr_client *c, const char *a, size_t alen, const char *b, size_t blen)
+{
+    int rc = pr__stream_send2(&c->w->sb, (uv_stream_t *)&c->tcp, c, a, alen, b, blen,
+                              client_write_cb, client_queued);
+    if (rc == 1)
+        client_queued(c);
     return rc;
 }
 

@@ -179,6 +179,7 @@ static void worker_stop(struct pr_worker *w)
     w->stopping = true;
     atomic_fetch_add(&w->srv->stopped_workers, 1);
     /* Close every connection and handle; uv_run returns once all close callbacks ran. */
+    pr__sendbatch_flush(&w->sb);
     pr__client_close_all(w);
     pr__pools_close_idle(w);
     uv_walk(&w->loop, close_walk_cb, NULL);
@@ -259,6 +260,9 @@ static struct pr_worker *worker_create(struct pr_server *srv, int id, char *err,
         goto fail_free;
     w->loop.data = w;
     const struct pr_config *cfg = &srv->cfg;
+    rc = pr__sendbatch_init(&w->sb, &w->loop, cfg->io_uring);
+    if (rc)
+        goto fail_loop;
     pr__client_queues_init(w, cfg);   /* each transport owns its timers */
     pr__upstream_queues_init(w, cfg);
     w->m = pr_metrics_thread_create();
@@ -303,6 +307,7 @@ fail_loop:
     if (w->store)
         w->store->ops->close(w->store);
     uv_loop_close(&w->loop);
+    pr__sendbatch_finish(&w->sb);
     free(w->policy_pods);
     free(w->pod_infos);
 fail_free:
@@ -326,6 +331,7 @@ static void worker_destroy(struct pr_worker *w)
         pr__exchange_free(x);
     }
     uv_loop_close(&w->loop);
+    pr__sendbatch_finish(&w->sb);
     free(w->policy_pods);
     free(w->pod_infos);
     free(w);
@@ -412,7 +418,8 @@ static void run_workers(const struct pr_config *cfg, struct pr_registry *reg)
     snprintf(adm, sizeof(adm), "%s:%u", cfg->admin_listen.host,
              (unsigned)cfg->admin_listen.port);
     pr_info("listening", "listen", pub, "admin_listen", adm, "#threads", thr_s, "store",
-            w0->store->ops->name);
+            w0->store->ops->name, "io_uring",
+            w0->sb.on ? "on" : cfg->io_uring ? "refused by the kernel: one write per send" : "off");
     for (uint32_t i = 1; i < cfg->threads; i++)
         uv_thread_create(&process_srv.workers[i]->thread, worker_thread, process_srv.workers[i]);
     pr_metrics_self = w0->m;

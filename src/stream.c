@@ -1,12 +1,48 @@
-/* L0: the try-write-then-queue send helper of both transports: uv_try_write first, and only
- * the bytes the socket does not take are copied into a heap write request. */
+/* L0: the try-write-then-queue send helper of both transports, and the per-loop send batch
+ * (io_uring, raw system calls: no liburing). See stream.h. */
 #include "stream.h"
 
+#include <errno.h>
+#include <linux/io_uring.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
-int pr__stream_send2(uv_stream_t *s, void *owner, const char *a, size_t alen, const char *b,
-                     size_t blen, uv_write_cb cb)
+/* ---- queueing behind libuv ------------------------------------------------------------- */
+
+/* Copy the bytes of (a, b) from off on into a write request queued on s: 1, or <0. */
+static int queue_rest(uv_stream_t *s, void *owner, const char *a, size_t alen, const char *b,
+                      size_t blen, size_t off, uv_write_cb cb)
+{
+    size_t len = alen + blen;
+    struct pr_wreq *wr = malloc(sizeof(*wr) + (len - off));
+    if (!wr)
+        return UV_ENOMEM;
+    wr->owner = owner;
+    wr->len = len - off;
+    if (off < alen) {
+        memcpy(wr->data, a + off, alen - off);
+        if (blen)
+            memcpy(wr->data + (alen - off), b, blen);
+    } else {
+        memcpy(wr->data, b + (off - alen), blen - (off - alen));
+    }
+    uv_buf_t buf = uv_buf_init(wr->data, (unsigned)wr->len);
+    int rc = uv_write(&wr->req, s, &buf, 1, cb);
+    if (rc) {
+        free(wr);
+        return rc;
+    }
+    return 1;
+}
+
+/* The old path: uv_try_write, the rest queued. */
+static int send_now(uv_stream_t *s, void *owner, const char *a, size_t alen, const char *b,
+                    size_t blen, uv_write_cb cb)
 {
     size_t len = alen + blen, off = 0;
     if (len == 0)
@@ -22,31 +58,326 @@ int pr__stream_send2(uv_stream_t *s, void *owner, const char *a, size_t alen, co
         else if (n != UV_EAGAIN)
             return n;
     }
-    /* The socket is full: keep a copy of the rest until it drains. */
-    struct pr_wreq *wr = malloc(sizeof(*wr) + (len - off));
-    if (!wr)
-        return UV_ENOMEM;
-    wr->owner = owner;
-    wr->len = len - off;
-    size_t w = 0;
-    if (off < alen) {
-        memcpy(wr->data, a + off, alen - off);
-        w = alen - off;
-        if (blen)
-            memcpy(wr->data + w, b, blen);
-    } else {
-        memcpy(wr->data, b + (off - alen), blen - (off - alen));
-    }
-    uv_buf_t buf = uv_buf_init(wr->data, (unsigned)wr->len);
-    int rc = uv_write(&wr->req, s, &buf, 1, cb);
-    if (rc) {
-        free(wr);
-        return rc;
-    }
-    return 1;
+    return queue_rest(s, owner, a, alen, b, blen, off, cb); /* the socket is full */
 }
 
-int pr__stream_send(uv_stream_t *s, void *owner, const char *data, size_t len, uv_write_cb cb)
+/* ---- the ring ---------------------------------------------------------------------------- */
+
+static int uring_setup(unsigned entries, struct io_uring_params *p)
 {
-    return pr__stream_send2(s, owner, data, len, NULL, 0, cb);
+    return (int)syscall(__NR_io_uring_setup, entries, p);
+}
+
+static int uring_enter(int fd, unsigned submit, unsigned complete, unsigned flags)
+{
+    return (int)syscall(__NR_io_uring_enter, fd, submit, complete, flags, NULL, 0);
+}
+
+static void flush_cb(uv_handle_t *h)
+{
+    pr__sendbatch_flush(h->data);
+}
+static void prepare_cb(uv_prepare_t *h)
+{
+    flush_cb((uv_handle_t *)h);
+}
+static void check_cb(uv_check_t *h)
+{
+    flush_cb((uv_handle_t *)h);
+}
+
+/* Map the rings of fd; false (nothing left mapped) on failure. */
+static bool ring_map(struct pr_sendbatch *b, int fd, const struct io_uring_params *p)
+{
+    b->sq_map_len = p->sq_off.array + p->sq_entries * sizeof(unsigned);
+    b->cq_map_len = p->cq_off.cqes + p->cq_entries * sizeof(struct io_uring_cqe);
+    bool single = p->features & IORING_FEAT_SINGLE_MMAP;
+    if (single) {
+        if (b->cq_map_len > b->sq_map_len)
+            b->sq_map_len = b->cq_map_len;
+        b->cq_map_len = b->sq_map_len;
+    }
+    b->sq_map = mmap(NULL, b->sq_map_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd,
+                     IORING_OFF_SQ_RING);
+    if (b->sq_map == MAP_FAILED)
+        return false;
+    b->cq_map = single ? b->sq_map
+                       : mmap(NULL, b->cq_map_len, PROT_READ | PROT_WRITE,
+                              MAP_SHARED | MAP_POPULATE, fd, IORING_OFF_CQ_RING);
+    b->sqes_len = p->sq_entries * sizeof(struct io_uring_sqe);
+    b->sqes = b->cq_map == MAP_FAILED
+                  ? MAP_FAILED
+                  : mmap(NULL, b->sqes_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE,
+                         fd, IORING_OFF_SQES);
+    if (b->sqes == MAP_FAILED) {
+        if (b->cq_map != MAP_FAILED && !single)
+            munmap(b->cq_map, b->cq_map_len);
+        munmap(b->sq_map, b->sq_map_len);
+        b->sq_map = b->cq_map = NULL;
+        b->sqes = NULL;
+        return false;
+    }
+    char *sq = b->sq_map, *cq = b->cq_map;
+    b->sq_head = (unsigned *)(sq + p->sq_off.head);
+    b->sq_tail = (unsigned *)(sq + p->sq_off.tail);
+    b->sq_mask = (unsigned *)(sq + p->sq_off.ring_mask);
+    b->sq_array = (unsigned *)(sq + p->sq_off.array);
+    b->cq_head = (unsigned *)(cq + p->cq_off.head);
+    b->cq_tail = (unsigned *)(cq + p->cq_off.tail);
+    b->cq_mask = (unsigned *)(cq + p->cq_off.ring_mask);
+    b->cqes = (struct io_uring_cqe *)(cq + p->cq_off.cqes);
+    return true;
+}
+
+/* A ring for b, or b->ring_fd -1 when this kernel (or its seccomp profile: container runtimes
+ * commonly refuse io_uring) has none. IORING_SETUP_SUBMIT_ALL (5.18) is required: a flush
+ * relies on every entry being consumed. */
+static void ring_open(struct pr_sendbatch *b)
+{
+    b->ring_fd = -1;
+    struct io_uring_params p;
+    memset(&p, 0, sizeof(p));
+    p.flags = IORING_SETUP_SUBMIT_ALL;
+    int fd = uring_setup(PR_SB_ENTRIES, &p);
+    if (fd < 0)
+        return;
+    if (p.sq_entries < PR_SB_ENTRIES || !ring_map(b, fd, &p)) {
+        close(fd);
+        return;
+    }
+    b->arena = malloc(PR_SB_ARENA);
+    if (!b->arena) {
+        pr__sendbatch_finish(b);
+        close(fd);
+        return;
+    }
+    b->ring_fd = fd;
+    b->on = true;
+}
+
+int pr__sendbatch_init(struct pr_sendbatch *b, uv_loop_t *loop, bool enable)
+{
+    memset(b, 0, sizeof(*b));
+    b->ring_fd = -1;
+    if (enable)
+        ring_open(b);
+    if (!b->on)
+        return 0;
+    int rc = uv_prepare_init(loop, &b->prepare);
+    if (rc == 0)
+        rc = uv_check_init(loop, &b->check);
+    if (rc) {
+        pr__sendbatch_finish(b);
+        return rc;
+    }
+    b->handles = true;
+    b->prepare.data = b->check.data = b;
+    uv_prepare_start(&b->prepare, prepare_cb);
+    uv_check_start(&b->check, check_cb);
+    uv_unref((uv_handle_t *)&b->prepare);
+    uv_unref((uv_handle_t *)&b->check);
+    return 0;
+}
+
+void pr__sendbatch_finish(struct pr_sendbatch *b)
+{
+    if (b->sqes)
+        munmap(b->sqes, b->sqes_len);
+    if (b->cq_map && b->cq_map != b->sq_map)
+        munmap(b->cq_map, b->cq_map_len);
+    if (b->sq_map)
+        munmap(b->sq_map, b->sq_map_len);
+    if (b->on)
+        close(b->ring_fd);
+    free(b->arena);
+    b->sqes = NULL;
+    b->sq_map = b->cq_map = NULL;
+    b->arena = NULL;
+    b->ring_fd = -1;
+    b->on = false;
+    b->n = b->used = 0;
+}
+
+/* ---- flushing -------------------------------------------------------------------------- */
+
+/* What a flush owes an owner once the batch is free again. */
+struct sb_note {
+    void *owner;
+    uv_write_cb cb;
+    pr_stream_queued_cb queued;
+    struct pr_wreq *err_req; /* the failed send, reported through cb */
+    int status;
+};
+
+/* Submit every live entry and wait for all of them (MSG_DONTWAIT: none waits for the
+ * network); res[i] gets bytes sent or -errno. false when the ring took nothing (then the
+ * caller sends the old way). A completion of an earlier flush that arrives late (cannot
+ * happen with MSG_DONTWAIT, but the ring does not promise it) is recognised by its
+ * generation and dropped; an entry whose completion never comes counts as failed (-EIO). */
+static bool submit_all(struct pr_sendbatch *b, int *res)
+{
+    unsigned tail = *b->sq_tail, mask = *b->sq_mask, k = 0;
+    uint64_t gen = (uint64_t)(++b->gen) << 32;
+    for (uint32_t i = 0; i < b->n; i++) {
+        const struct pr_sb_entry *e = &b->e[i];
+        res[i] = -EIO;
+        if (!e->s)
+            continue;
+        unsigned idx = (tail + k) & mask;
+        struct io_uring_sqe *q = &b->sqes[idx];
+        memset(q, 0, sizeof(*q));
+        q->opcode = IORING_OP_SEND;
+        q->fd = e->fd;
+        q->addr = (uint64_t)(uintptr_t)(b->arena + e->off);
+        q->len = e->len;
+        q->msg_flags = MSG_DONTWAIT | MSG_NOSIGNAL;
+        q->user_data = gen | i;
+        b->sq_array[idx] = idx;
+        k++;
+    }
+    if (k == 0)
+        return true;
+    atomic_store_explicit((_Atomic unsigned *)b->sq_tail, tail + k, memory_order_release);
+    int rc;
+    do
+        rc = uring_enter(b->ring_fd, k, k, IORING_ENTER_GETEVENTS);
+    while (rc < 0 && errno == EINTR &&
+           atomic_load_explicit((_Atomic unsigned *)b->sq_head, memory_order_acquire) != tail + k);
+    if (rc < 0 &&
+        atomic_load_explicit((_Atomic unsigned *)b->sq_head, memory_order_acquire) == tail) {
+        atomic_store_explicit((_Atomic unsigned *)b->sq_tail, tail, memory_order_release);
+        return false; /* nothing consumed: take the entries back */
+    }
+    unsigned got = 0;
+    for (int tries = 0; got < k && tries < 4; tries++) {
+        unsigned head = *b->cq_head;
+        unsigned ctail = atomic_load_explicit((_Atomic unsigned *)b->cq_tail, memory_order_acquire);
+        for (; head != ctail; head++) {
+            const struct io_uring_cqe *c = &b->cqes[head & *b->cq_mask];
+            if ((c->user_data & ~(uint64_t)UINT32_MAX) == gen && (uint32_t)c->user_data < b->n) {
+                res[(uint32_t)c->user_data] = c->res;
+                got++;
+            }
+        }
+        atomic_store_explicit((_Atomic unsigned *)b->cq_head, head, memory_order_release);
+        if (got < k) {
+            unsigned left = tail + k - atomic_load_explicit((_Atomic unsigned *)b->sq_head,
+                                                            memory_order_acquire);
+            uring_enter(b->ring_fd, left, k - got, IORING_ENTER_GETEVENTS);
+        }
+    }
+    b->flushes++;
+    b->sends += k;
+    return true;
+}
+
+void pr__sendbatch_flush(struct pr_sendbatch *b)
+{
+    if (b->n == 0)
+        return;
+    int res[PR_SB_ENTRIES];
+    struct sb_note notes[PR_SB_ENTRIES];
+    uint32_t nn = 0;
+    bool ringed = submit_all(b, res);
+    /* Pass 1: nothing calls out; every byte a socket did not take is copied behind libuv. */
+    for (uint32_t i = 0; i < b->n; i++) {
+        struct pr_sb_entry *e = &b->e[i];
+        if (!e->s)
+            continue;
+        const char *data = b->arena + e->off;
+        int rc;
+        if (!ringed)
+            rc = send_now(e->s, e->owner, data, e->len, NULL, 0, e->cb);
+        else if (res[i] == (int)e->len)
+            rc = 0;
+        else if (res[i] >= 0 || res[i] == -EAGAIN)
+            rc = queue_rest(e->s, e->owner, data, e->len, NULL, 0,
+                            res[i] > 0 ? (size_t)res[i] : 0, e->cb);
+        else
+            rc = res[i];
+        if (rc == 1) {
+            notes[nn++] = (struct sb_note){e->owner, e->cb, e->queued, NULL, 0};
+        } else if (rc < 0) {
+            struct pr_wreq *wr = malloc(sizeof(*wr));
+            if (!wr)
+                continue; /* the owner learns of the broken socket from its next read */
+            wr->owner = e->owner;
+            wr->len = 0;
+            notes[nn++] = (struct sb_note){e->owner, e->cb, NULL, wr, rc};
+        }
+    }
+    b->n = b->used = 0;
+    /* Pass 2: the owners hear about queued bytes and failed sends; they may send again. */
+    for (uint32_t i = 0; i < nn; i++) {
+        if (notes[i].err_req)
+            notes[i].cb(&notes[i].err_req->req, notes[i].status);
+        else if (notes[i].queued)
+            notes[i].queued(notes[i].owner);
+    }
+}
+
+/* The entry of s in b, or NULL. */
+static struct pr_sb_entry *entry_of(struct pr_sendbatch *b, const uv_stream_t *s)
+{
+    for (uint32_t i = b->n; i-- > 0;)
+        if (b->e[i].s == s)
+            return &b->e[i];
+    return NULL;
+}
+
+void pr__stream_forget(struct pr_sendbatch *b, uv_stream_t *s)
+{
+    if (!b || b->n == 0)
+        return;
+    struct pr_sb_entry *e = entry_of(b, s);
+    if (!e)
+        return;
+    e->s = NULL;
+    /* Best effort, as a close right after a send always was: what the socket does not take now
+     * is lost with the connection. */
+    int fd = e->fd;
+    if (fd >= 0) {
+        ssize_t r;
+        do
+            r = send(fd, b->arena + e->off, e->len, MSG_DONTWAIT | MSG_NOSIGNAL);
+        while (r < 0 && errno == EINTR);
+    }
+}
+
+int pr__stream_send2(struct pr_sendbatch *b, uv_stream_t *s, void *owner, const char *a,
+                     size_t alen, const char *bb, size_t blen, uv_write_cb cb,
+                     pr_stream_queued_cb queued)
+{
+    size_t len = alen + blen;
+    if (len == 0)
+        return 0;
+    uv_os_fd_t fd;
+    if (!b || !b->on || s->write_queue_size > 0 || uv_fileno((uv_handle_t *)s, &fd))
+        return send_now(s, owner, a, alen, bb, blen, cb);
+    struct pr_sb_entry *e = entry_of(b, s);
+    bool room = e ? e->off + e->len == b->used : b->n < PR_SB_ENTRIES;
+    if (len > PR_SB_MAX_SEND || !room || b->used + len > PR_SB_ARENA) {
+        if (e || len <= PR_SB_MAX_SEND)
+            pr__sendbatch_flush(b); /* s's batched bytes go first, or room is made */
+        if (len > PR_SB_MAX_SEND || s->write_queue_size > 0 || uv_is_closing((uv_handle_t *)s))
+            return send_now(s, owner, a, alen, bb, blen, cb);
+        e = NULL;
+    }
+    if (!e) {
+        e = &b->e[b->n++];
+        *e = (struct pr_sb_entry){s, owner, cb, queued, fd, b->used, 0};
+    }
+    if (alen)
+        memcpy(b->arena + b->used, a, alen);
+    if (blen)
+        memcpy(b->arena + b->used + alen, bb, blen);
+    b->used += (uint32_t)len;
+    e->len += (uint32_t)len;
+    return 0;
+}
+
+int pr__stream_send(struct pr_sendbatch *b, uv_stream_t *s, void *owner, const char *data,
+                    size_t len, uv_write_cb cb, pr_stream_queued_cb queued)
+{
+    return pr__stream_send2(b, s, owner, data, len, NULL, 0, cb, queued);
 }

@@ -198,6 +198,7 @@ void pr__upstream_close(struct pr_upstream *u)
     u->state = PR_U_CLOSING;
     u->client = NULL;
     PR_CNT_DEC(w->m->conns[PR_CONN_UPSTREAM]);
+    pr__stream_forget(&w->sb, (uv_stream_t *)&u->tcp);
     uv_close((uv_handle_t *)&u->tcp, upstream_close_cb);
 }
 
@@ -237,10 +238,20 @@ static void upstream_write_cb(uv_write_t *req, int status)
     }
 }
 
+/* Bytes of u are queued behind a uv_write (its write callback reports when they are taken). */
+static void upstream_queued(void *owner)
+{
+    struct pr_upstream *u = owner;
+    u->writing = true;
+}
+
 int pr__upstream_send2(struct pr_upstream *u, const char *a, size_t alen, const char *b,
                        size_t blen)
 {
-    int rc = pr__stream_send2((uv_stream_t *)&u->tcp, u, a, alen, b, blen, upstream_write_cb);
+    /* A connecting socket cannot take bytes yet: libuv holds them until it is connected. */
+    struct pr_sendbatch *sb = u->state == PR_U_CONNECTING ? NULL : &u->pool->w->sb;
+    int rc = pr__stream_send2(sb, (uv_stream_t *)&u->tcp, u, a, alen, b, blen, upstream_write_cb,
+                              upstream_queued);
     if (rc == 1)
         u->writing = true;
     return rc;

@@ -13,6 +13,7 @@
 #include "podrouter/ratelimit.h"
 #include "podrouter/registry.h"
 #include "slab.h"
+#include "stream.h"
 #include "tq.h"
 
 #define PR_READ_BUF 65536
@@ -59,6 +60,7 @@ struct pr_worker {
     struct pr_pod_info *pod_infos;
     bool draining, stopping;
     uint64_t drain_deadline;
+    struct pr_sendbatch sb; /* small sends of one loop iteration leave together (stream.h) */
     char readbuf[PR_READ_BUF];
 };
 

@@ -21,6 +21,7 @@ const NAMES = {
   direct: 'direct to pod',
   pr1: 'pod-router',
   pr1r: 'pod-router+redis',
+  pr1w: 'pod-router, --io-uring false',
   hap1: 'haproxy',
   ngx1: 'nginx',
   pr2: 'pod-router',
@@ -32,7 +33,7 @@ const NAMES = {
   nhap1: 'haproxy',
 };
 const GROUPS = [
-  { title: '1 thread / 1 worker', cols: ['direct', 'pr1', 'pr1r', 'hap1', 'ngx1'], base: 'hap1' },
+  { title: '1 thread / 1 worker', cols: ['direct', 'pr1', 'pr1r', 'pr1w', 'hap1', 'ngx1'], base: 'hap1' },
   { title: '2 threads / 2 workers', cols: ['pr2', 'pr2r', 'hap2', 'ngx2'], base: 'hap2' },
   { title: 'realism: Node.js pods (examples/backend)', cols: ['ndirect', 'npr1', 'nhap1'], base: 'nhap1' },
 ];
@@ -202,7 +203,7 @@ fs.writeFileSync(path.join(resDir, 'results.json'), json);
 fs.writeFileSync(path.join(outDir, 'workload.json'), json);
 
 // ---- charts ------------------------------------------------------------------------------------
-const chartCols = ['direct', 'pr1', 'pr1r', 'hap1', 'ngx1', 'pr2', 'pr2r', 'hap2', 'ngx2'].filter((c) => raw[c]);
+const chartCols = ['direct', 'pr1', 'pr1r', 'pr1w', 'hap1', 'ngx1', 'pr2', 'pr2r', 'hap2', 'ngx2'].filter((c) => raw[c]);
 const label = (c) => `${NAMES[c]}${/2/.test(c) ? ' 2t' : c === 'direct' ? '' : ' 1t'}`;
 // one colour per proxy, dashed for 2 threads
 const COLOR = { direct: '#000000', pr: '#1f5fbf', prr: '#17a2b8', hap: '#c0392b', ngx: '#27ae60' };

@@ -207,6 +207,7 @@ wl_start_proxy() {
         local store=()
         case "$col" in *r) store=(--store "redis://127.0.0.1:$REDIS_PORT"); uses_redis=1
             redis-cli -p "$REDIS_PORT" flushall >/dev/null 2>&1 || true ;; esac
+        case "$col" in *w) store=(--io-uring false) ;; esac # A/B: one write per send
         # --key-rate 0: all the load comes from 127.0.0.1, which stands for many browsers here.
         # The storm needs the production set-up: pods heartbeat (here every 1 s, like HAProxy's
         # `check inter 1s`) and a silent pod is down after --pod-ttl (3 s here, 15 s by default).

@@ -53,6 +53,7 @@ struct pr_config {
     enum pr_log_level log_level;        /* --log-level info */
     enum pr_log_format log_format;      /* --log-format json */
     bool access_log;                    /* --access-log true|false (default true) */
+    bool io_uring;                      /* --io-uring true|false (default true) */
     uint64_t send_timeout_ms;           /* --send-timeout 30s */
     struct pr_cidr trusted[PR_TRUSTED_MAX]; /* --trusted-proxies (SPEC 3.6) */
     uint32_t ntrusted;

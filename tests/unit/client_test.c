@@ -167,13 +167,27 @@ static void setup(void)
     setup_with(&table_a);
 }
 
+/* The same with the loop's send batch on (as the router runs where io_uring is allowed). */
+static void setup_batch(void)
+{
+    setup_with(&table_a);
+    cr_assert_eq(pr__sendbatch_init(&w->sb, &w->loop, true), 0);
+    if (!w->sb.on)
+        cr_skip_test("no io_uring on this machine: the send batch is off");
+}
+
 static void teardown(void)
 {
     if (cl)
         pr__client_close(cl);
+    if (w->sb.handles) {
+        uv_close((uv_handle_t *)&w->sb.prepare, NULL);
+        uv_close((uv_handle_t *)&w->sb.check, NULL);
+    }
     for (int i = 0; i < 100 && uv_run(&w->loop, UV_RUN_NOWAIT); i++)
         ;
     cr_assert_eq(uv_loop_close(&w->loop), 0, "every handle closed and freed");
+    pr__sendbatch_finish(&w->sb);
     free(w);
     w = NULL;
     if (peer >= 0)
@@ -434,4 +448,134 @@ Test(client, peer_ip_matches_inet_ntop)
     c.peer_family = 0;
     pr__peer_ip(&c, got, sizeof(got));
     cr_assert_str_empty(got);
+}
+
+/* ---- the loop's send batch (stream.c) ---------------------------------------------------- */
+
+Test(client, batched_sends_leave_together_at_the_end_of_the_iteration, .init = setup_batch,
+     .fini = teardown)
+{
+    cr_assert_eq(pr__client_send(cl, "ab", 2), 0);
+    cr_assert_eq(pr__client_send2(cl, "cd", 2, "ef", 2), 0);
+    cr_assert_eq(peer_drain(), 0, "nothing leaves before the loop iteration ends");
+    cr_assert_eq(w->sb.n, 1, "one socket, one entry");
+    uv_run(&w->loop, UV_RUN_NOWAIT);
+    char buf[16];
+    ssize_t k = read(peer, buf, sizeof(buf));
+    cr_assert_eq(k, 6);
+    cr_assert_eq(memcmp(buf, "abcdef", 6), 0);
+    cr_assert_eq(w->sb.flushes, 1);
+    cr_assert_eq(w->sb.sends, 1, "one send for the three pieces");
+    cr_assert_not(cl->writing);
+}
+
+/* Byte i of the stream is (i * 7 + i / 251) & 0xff: order and completeness are checked. */
+static char pattern(size_t i)
+{
+    return (char)((i * 7 + i / 251) & 0xff);
+}
+
+Test(client, a_full_socket_queues_the_rest_behind_libuv_in_order, .init = setup_batch,
+     .fini = teardown)
+{
+    /* 8000-byte sends, a flush after every third: the 16-KiB socket fills during a flush,
+     * the rest goes behind libuv (the owner hears it: writing), later sends queue behind. */
+    enum { CHUNK = 8000, CHUNKS = 120 };
+    static char chunk[CHUNK];
+    size_t total = 0;
+    int queued_at = -1;
+    for (int i = 0; i < CHUNKS; i++) {
+        for (size_t j = 0; j < CHUNK; j++)
+            chunk[j] = pattern(total + j);
+        int rc = pr__client_send(cl, chunk, CHUNK);
+        cr_assert(rc == 0 || rc == 1, "send %d: %d", i, rc);
+        if (rc == 1 && queued_at < 0)
+            queued_at = i;
+        total += CHUNK;
+        if (i % 3 == 2) {
+            pr__sendbatch_flush(&w->sb);
+            cr_assert_eq(cl->writing, cl->tcp.write_queue_size > 0,
+                         "after flush %d: the client knows whether bytes wait", i / 3);
+        }
+    }
+    cr_assert(queued_at > 0, "the socket filled up (first queued send: %d)", queued_at);
+    cr_assert(cl->writing, "the flush told the client its bytes wait");
+    cr_assert(cl->tq_send, "the send timeout watches it");
+    size_t got = 0;
+    char buf[65536];
+    for (int i = 0; i < 20000 && got < total; i++) {
+        ssize_t k;
+        while ((k = read(peer, buf, sizeof(buf))) > 0) {
+            for (ssize_t j = 0; j < k; j++)
+                cr_assert_eq(buf[j], pattern(got + (size_t)j), "byte %zu", got + (size_t)j);
+            got += (size_t)k;
+        }
+        uv_run(&w->loop, UV_RUN_NOWAIT);
+    }
+    cr_assert_eq(got, total);
+    RUN_UNTIL(R.drained >= 1);
+    cr_assert_not(cl->writing);
+}
+
+Test(client, a_large_send_after_batched_bytes_keeps_their_order, .init = setup_batch,
+     .fini = teardown)
+{
+    size_t n = PR_SB_MAX_SEND + 100;
+    char *big = malloc(n);
+    cr_assert_not_null(big);
+    for (size_t i = 0; i < n; i++)
+        big[i] = pattern(i + 4);
+    cr_assert_eq(pr__client_send(cl, "head", 4), 0);
+    int rc = pr__client_send(cl, big, n);
+    cr_assert(rc == 0 || rc == 1);
+    free(big);
+    char *got = malloc(n + 4);
+    size_t off = 0;
+    for (int i = 0; i < 2000 && off < n + 4; i++) {
+        ssize_t k = read(peer, got + off, n + 4 - off);
+        if (k > 0)
+            off += (size_t)k;
+        uv_run(&w->loop, UV_RUN_NOWAIT);
+    }
+    cr_assert_eq(off, n + 4);
+    cr_assert_eq(memcmp(got, "head", 4), 0, "the batched bytes went first");
+    for (size_t i = 0; i < n; i++)
+        cr_assert_eq(got[4 + i], pattern(i + 4), "byte %zu", i);
+    free(got);
+}
+
+Test(client, a_close_right_after_a_send_still_delivers_it, .init = setup_batch, .fini = teardown)
+{
+    cr_assert_eq(pr__client_send(cl, "bye", 3), 0);
+    cr_assert_eq(w->sb.n, 1);
+    pr__client_close(cl);
+    cr_assert_null(cl);
+    char buf[8];
+    cr_assert_eq(read(peer, buf, sizeof(buf)), 3, "sent before the descriptor closed");
+    cr_assert_eq(memcmp(buf, "bye", 3), 0);
+    uv_run(&w->loop, UV_RUN_NOWAIT);
+    cr_assert_eq(w->sb.n, 0);
+    cr_assert_eq(w->sb.sends, 0, "the forgotten entry is not sent twice");
+    cr_assert_eq(read(peer, buf, sizeof(buf)), 0, "then EOF");
+}
+
+Test(client, a_send_to_a_closed_peer_reports_the_error_and_closes, .init = setup_batch,
+     .fini = teardown)
+{
+    close(peer);
+    peer = -1;
+    cr_assert_eq(pr__client_send(cl, "lost", 4), 0, "batched: the error comes with the flush");
+    pr__sendbatch_flush(&w->sb);
+    cr_assert_eq(R.gone, 1, "the write error closed the client");
+    cr_assert_null(cl);
+}
+
+Test(client, io_uring_off_sends_at_once, .init = setup, .fini = teardown)
+{
+    cr_assert_eq(pr__sendbatch_init(&w->sb, &w->loop, false), 0, "--io-uring false");
+    cr_assert_not(w->sb.on);
+    cr_assert_not(w->sb.handles);
+    cr_assert_eq(pr__client_send(cl, "now", 3), 0);
+    char buf[8];
+    cr_assert_eq(read(peer, buf, sizeof(buf)), 3, "no loop iteration needed");
 }
