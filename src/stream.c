@@ -85,6 +85,10 @@ static void check_cb(uv_check_t *h)
 {
     flush_cb((uv_handle_t *)h);
 }
+static void idle_cb(uv_idle_t *h)
+{
+    (void)h; /* only there so that the loop polls without blocking while sends wait */
+}
 
 /* Map the rings of fd; false (nothing left mapped) on failure. */
 static bool ring_map(struct pr_sendbatch *b, int fd, const struct io_uring_params *p)
@@ -166,16 +170,19 @@ int pr__sendbatch_init(struct pr_sendbatch *b, uv_loop_t *loop, bool enable)
     int rc = uv_prepare_init(loop, &b->prepare);
     if (rc == 0)
         rc = uv_check_init(loop, &b->check);
+    if (rc == 0)
+        rc = uv_idle_init(loop, &b->idle);
     if (rc) {
         pr__sendbatch_finish(b);
         return rc;
     }
     b->handles = true;
-    b->prepare.data = b->check.data = b;
+    b->prepare.data = b->check.data = b->idle.data = b;
     uv_prepare_start(&b->prepare, prepare_cb);
     uv_check_start(&b->check, check_cb);
     uv_unref((uv_handle_t *)&b->prepare);
     uv_unref((uv_handle_t *)&b->check);
+    uv_unref((uv_handle_t *)&b->idle);
     return 0;
 }
 
@@ -314,6 +321,8 @@ void pr__sendbatch_flush(struct pr_sendbatch *b)
         else if (notes[i].queued)
             notes[i].queued(notes[i].owner);
     }
+    if (b->n == 0 && b->handles)
+        uv_idle_stop(&b->idle);
 }
 
 /* The entry of s in b, or NULL. */
@@ -364,6 +373,10 @@ int pr__stream_send2(struct pr_sendbatch *b, uv_stream_t *s, void *owner, const 
         e = NULL;
     }
     if (!e) {
+        /* Prepare callbacks started after ours may send after our flush: while anything
+         * waits, an active idle handle keeps the loop from blocking before the check flush. */
+        if (b->n == 0 && b->handles)
+            uv_idle_start(&b->idle, idle_cb);
         e = &b->e[b->n++];
         *e = (struct pr_sb_entry){s, owner, cb, queued, fd, b->used, 0};
     }

@@ -57,11 +57,12 @@ struct pr_sendbatch {
     struct pr_sb_entry e[PR_SB_ENTRIES];
     uv_prepare_t prepare; /* flush before the loop blocks */
     uv_check_t check;     /* flush after the I/O callbacks of an iteration */
+    uv_idle_t idle;       /* active while sends wait: the loop does not block on them */
     bool handles;
 };
 
 /* Set b up on loop (enable: --io-uring): 0 (b may end up off: sends then go out at once) or a
- * libuv error of the handles. Its two handles are unreferenced: they do not keep the loop
+ * libuv error of the handles. Its three handles are unreferenced: they do not keep the loop
  * alive; the loop's close walk closes them. */
 int pr__sendbatch_init(struct pr_sendbatch *b, uv_loop_t *loop, bool enable);
 /* Release the rings and the arena (after the loop ran its close callbacks). Accepts a b that

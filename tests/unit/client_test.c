@@ -183,6 +183,7 @@ static void teardown(void)
     if (w->sb.handles) {
         uv_close((uv_handle_t *)&w->sb.prepare, NULL);
         uv_close((uv_handle_t *)&w->sb.check, NULL);
+        uv_close((uv_handle_t *)&w->sb.idle, NULL);
     }
     for (int i = 0; i < 100 && uv_run(&w->loop, UV_RUN_NOWAIT); i++)
         ;
@@ -459,7 +460,9 @@ Test(client, batched_sends_leave_together_at_the_end_of_the_iteration, .init = s
     cr_assert_eq(pr__client_send2(cl, "cd", 2, "ef", 2), 0);
     cr_assert_eq(peer_drain(), 0, "nothing leaves before the loop iteration ends");
     cr_assert_eq(w->sb.n, 1, "one socket, one entry");
+    cr_assert(uv_is_active((uv_handle_t *)&w->sb.idle), "the loop will not block on them");
     uv_run(&w->loop, UV_RUN_NOWAIT);
+    cr_assert_not(uv_is_active((uv_handle_t *)&w->sb.idle));
     char buf[16];
     ssize_t k = read(peer, buf, sizeof(buf));
     cr_assert_eq(k, 6);
@@ -473,6 +476,41 @@ Test(client, batched_sends_leave_together_at_the_end_of_the_iteration, .init = s
 static char pattern(size_t i)
 {
     return (char)((i * 7 + i / 251) & 0xff);
+}
+
+/* A prepare callback that runs after the batch's own (started earlier: libuv runs the most
+ * recently started first) and sends: the loop must not block before the check flush. */
+static bool far_fired;
+static void late_sender(uv_prepare_t *h)
+{
+    cr_assert_eq(pr__client_send(cl, "late", 4), 0);
+    uv_prepare_stop(h); /* not closed here: a closing handle alone keeps the poll from blocking */
+}
+static void far_cb(uv_timer_t *t)
+{
+    far_fired = true;
+}
+
+Test(client, a_send_after_the_batch_prepare_does_not_wait_for_the_next_event, .init = setup,
+     .fini = teardown)
+{
+    static uv_prepare_t late;
+    static uv_timer_t far;
+    uv_prepare_init(&w->loop, &late);
+    uv_prepare_start(&late, late_sender);
+    cr_assert_eq(pr__sendbatch_init(&w->sb, &w->loop, true), 0);
+    if (!w->sb.on)
+        cr_skip_test("no io_uring on this machine: the send batch is off");
+    uv_timer_init(&w->loop, &far);
+    uv_timer_start(&far, far_cb, 2000, 0);
+    /* One iteration that may block: it must not (the peer sends nothing, so only the pending
+     * send can end the poll without the 2-s timer). */
+    uv_run(&w->loop, UV_RUN_ONCE);
+    cr_assert_not(far_fired, "the loop blocked in poll with a send waiting");
+    char buf[8];
+    cr_assert_eq(read(peer, buf, sizeof(buf)), 4, "flushed in the same iteration");
+    uv_close((uv_handle_t *)&far, NULL);
+    uv_close((uv_handle_t *)&late, NULL);
 }
 
 Test(client, a_full_socket_queues_the_rest_behind_libuv_in_order, .init = setup_batch,
