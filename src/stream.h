@@ -27,7 +27,7 @@ struct pr_wreq {
  * owner now waits for its write callback, as after a send that returned 1). */
 typedef void (*pr_stream_queued_cb)(void *owner);
 
-#define PR_SB_ENTRIES 256u        /* sockets per flush (the ring's submission entries) */
+#define PR_SB_ENTRIES 64u /* sockets per flush: bounds how long a send waits in a busy iteration */
 #define PR_SB_ARENA (64u * 1024u) /* bytes per flush */
 #define PR_SB_MAX_SEND 16384u     /* larger sends go out at once */
 
