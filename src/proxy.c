@@ -237,11 +237,17 @@ size_t pr__proxy_client_body(struct pr_client *c, const char *data, size_t len)
     return used;
 }
 
+/* The pod connection of x can serve another request once x's answer is complete. */
+static bool pod_reusable(struct pr_exchange *x)
+{
+    return llhttp_should_keep_alive(&x->resp_parser) && x->req_complete && !x->req_upgrade &&
+           !x->resp_garbage;
+}
+
 static void finish_exchange(struct pr_client *c, struct pr_upstream *u)
 {
     struct pr_exchange *x = c->x;
-    bool reusable = llhttp_should_keep_alive(&x->resp_parser) && x->req_complete &&
-                    !x->req_upgrade && !x->resp_garbage;
+    bool reusable = pod_reusable(x);
     c->up = NULL;
     pr__upstream_release(u, reusable);
     if (!x->req_complete)
@@ -651,6 +657,13 @@ void pr__proxy_client_gone(struct pr_client *c)
     u->client = NULL;
     if (u->state == PR_U_CONNECTING)
         return; /* connect_cb pools it when it completes */
+    struct pr_exchange *x = c->x;
+    if (x && x->resp_complete && u->state == PR_U_ACTIVE) {
+        /* The pod's whole answer is in (a handshake held for its sid pin, or one still being
+         * written to the client): its connection is clean, the next request can have it. */
+        pr__upstream_release(u, pod_reusable(x));
+        return;
+    }
     pr__upstream_close(u);
 }
 

@@ -524,7 +524,8 @@ Test(exchange, sid_pin_client_leaves_before_store_answers)
     cr_assert_eq(fake_store_pending(), 1);
     cr_assert_eq(fc->c.store_refs, 1, "the client is not held for the store's answer");
     fake_client_eof(fc); /* the client hangs up while it waits */
-    cr_assert_eq(fu->closes, 1);
+    cr_assert_eq(fu->closes, 0, "the pod's complete answer cost its connection");
+    cr_assert_eq(fu->reusable_releases, 1, "the clean pod connection was not pooled");
     fake_store_flush();
     cr_assert_eq(fc->c.store_refs, 0);
     cr_assert_str_empty(fake_client_out(fc));
@@ -607,15 +608,42 @@ Test(exchange, sid_pin_held_complete_pod_sends_more_not_reused)
     cr_assert_eq(fc->c.state, PR_C_IDLE);
 }
 
-Test(exchange, sid_pin_held_complete_client_leaves_then_pod_closes)
+/* The client hangs up while its complete answer waits for the pin: the pod connection is
+ * clean and goes back to the pool (it used to be closed: with the Redis store every client
+ * that left during a handshake cost a pod connection); a pod that then closes it is noticed
+ * there. An answer that is not complete still costs the connection (next test). */
+Test(exchange, sid_pin_held_complete_client_leaves_pod_connection_pooled)
 {
     struct fake_client *fc = fake_client_new();
     struct fake_upstream *fu = held_complete_handshake(fc);
     fake_client_eof(fc);
-    cr_assert_eq(fu->closes, 1);
+    cr_assert_eq(fu->closes, 0);
+    cr_assert_eq(fu->reusable_releases, 1);
+    cr_assert_eq(fu->u.state, PR_U_IDLE);
+    cr_assert_null(fu->u.client);
     fake_store_flush();
     cr_assert_eq(fc->c.store_refs, 0);
     cr_assert_str_empty(fake_client_out(fc));
+    fake_pod_eof(fu);
+    cr_assert_eq(fu->closes, 1, "the pooled connection the pod closed is dropped");
+}
+
+Test(exchange, sid_pin_held_incomplete_client_leaves_pod_not_reused)
+{
+    fake_store_defer_sid_pins(true);
+    struct fake_client *fc = fake_client_new();
+    fake_client_sends(fc, HANDSHAKE_REQ);
+    struct fake_upstream *fu = connect_pod(1);
+    char resp[512];
+    snprintf(resp, sizeof(resp), "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n%s",
+             strlen(OPEN_BODY) + 10, OPEN_BODY);
+    fake_pod_sends(fu, resp);
+    cr_assert_eq(fake_store_pending(), 1);
+    fake_client_eof(fc);
+    cr_assert_eq(fu->closes, 1, "a pod connection in the middle of an answer was kept");
+    cr_assert_eq(fu->reusable_releases, 0);
+    fake_store_flush();
+    cr_assert_eq(fc->c.store_refs, 0);
 }
 
 /* Only part of the body is in hand when the sid is: the pod is not read until the pin is
