@@ -180,6 +180,13 @@ int pr__client_send2(struct pr_client *c, const char *a, size_t alen, const char
     return rc;
 }
 
+bool pr__client_writing(struct pr_client *c)
+{
+    if (pr__stream_batched(&c->w->sb, (uv_stream_t *)&c->tcp))
+        pr__sendbatch_flush(&c->w->sb);
+    return c->writing;
+}
+
 int pr__client_send(struct pr_client *c, const char *data, size_t len)
 {
     return pr__client_send2(c, data, len, NULL, 0);

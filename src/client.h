@@ -100,6 +100,9 @@ void pr__client_close(struct pr_client *c);
 void pr__client_start_read(struct pr_client *c);
 void pr__client_stop_read(struct pr_client *c);
 int pr__client_send(struct pr_client *c, const char *data, size_t len);
+/* Whether bytes of c wait for the socket (c->writing), after its batched bytes were handed
+ * to it: what a decision to close or linger must ask, not c->writing alone. */
+bool pr__client_writing(struct pr_client *c);
 int pr__client_send2(struct pr_client *c, const char *a, size_t alen, const char *b, size_t blen);
 void pr__client_drive(struct pr_client *c);
 void pr__client_arm_send(struct pr_client *c);

@@ -245,7 +245,7 @@ void pr__client_request_done(struct pr_client *c)
     }
     if (c->close_after_write) {
         pr__client_stop_read(c);
-        if (!c->writing)
+        if (!pr__client_writing(c))
             pr__client_close(c);
         else
             c->state = PR_C_CLOSING;

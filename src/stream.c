@@ -325,13 +325,25 @@ void pr__sendbatch_flush(struct pr_sendbatch *b)
         uv_idle_stop(&b->idle);
 }
 
-/* The entry of s in b, or NULL. */
-static struct pr_sb_entry *entry_of(struct pr_sendbatch *b, const uv_stream_t *s)
+/* The index of s's entry in b, or -1. */
+static int entry_index(const struct pr_sendbatch *b, const uv_stream_t *s)
 {
     for (uint32_t i = b->n; i-- > 0;)
         if (b->e[i].s == s)
-            return &b->e[i];
-    return NULL;
+            return (int)i;
+    return -1;
+}
+
+/* The entry of s in b, or NULL. */
+static struct pr_sb_entry *entry_of(struct pr_sendbatch *b, const uv_stream_t *s)
+{
+    int i = entry_index(b, s);
+    return i < 0 ? NULL : &b->e[i];
+}
+
+bool pr__stream_batched(const struct pr_sendbatch *b, const uv_stream_t *s)
+{
+    return entry_index(b, s) >= 0;
 }
 
 void pr__stream_forget(struct pr_sendbatch *b, uv_stream_t *s)

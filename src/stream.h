@@ -70,6 +70,8 @@ int pr__sendbatch_init(struct pr_sendbatch *b, uv_loop_t *loop, bool enable);
 void pr__sendbatch_finish(struct pr_sendbatch *b);
 /* Hand every batched send to its socket now. */
 void pr__sendbatch_flush(struct pr_sendbatch *b);
+/* true when s has bytes in b (they leave with the next flush). */
+bool pr__stream_batched(const struct pr_sendbatch *b, const uv_stream_t *s);
 /* s is about to be closed: its batched bytes go out now (so a response sent just before a
  * close is not lost and a reused descriptor number never gets them). */
 void pr__stream_forget(struct pr_sendbatch *b, uv_stream_t *s);

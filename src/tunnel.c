@@ -102,7 +102,7 @@ static void client_gone(struct pr_client *c)
     if (!u)
         return;
     u->client = NULL;
-    if (!u->writing) {
+    if (!pr__upstream_writing(u)) {
         pr__upstream_close(u);
         return;
     }
@@ -168,7 +168,7 @@ static void upstream_eof(struct pr_upstream *u, int err)
     if (!c)
         return;
     c->up = NULL;
-    if (!c->writing) {
+    if (!pr__client_writing(c)) {
         pr__client_close(c);
         return;
     }

@@ -257,6 +257,14 @@ int pr__upstream_send2(struct pr_upstream *u, const char *a, size_t alen, const 
     return rc;
 }
 
+bool pr__upstream_writing(struct pr_upstream *u)
+{
+    struct pr_sendbatch *sb = &u->pool->w->sb;
+    if (pr__stream_batched(sb, (uv_stream_t *)&u->tcp))
+        pr__sendbatch_flush(sb);
+    return u->writing;
+}
+
 int pr__upstream_send(struct pr_upstream *u, const char *data, size_t len)
 {
     return pr__upstream_send2(u, data, len, NULL, 0);

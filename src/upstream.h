@@ -95,6 +95,9 @@ void pr__upstream_queues_init(struct pr_worker *w, const struct pr_config *cfg);
 void pr__upstream_release(struct pr_upstream *u, bool reusable);
 void pr__upstream_close(struct pr_upstream *u);
 int pr__upstream_send(struct pr_upstream *u, const char *data, size_t len);
+/* Whether bytes of u wait for the socket, after its batched bytes were handed to it (as
+ * pr__client_writing). */
+bool pr__upstream_writing(struct pr_upstream *u);
 /* Two pieces in one system call (a request head and the body bytes that came with it). */
 int pr__upstream_send2(struct pr_upstream *u, const char *a, size_t alen, const char *b,
                        size_t blen);

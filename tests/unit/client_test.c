@@ -582,6 +582,43 @@ Test(client, a_large_send_after_batched_bytes_keeps_their_order, .init = setup_b
     free(got);
 }
 
+/* A decision to close asks pr__client_writing: batched bytes the socket cannot take yet make
+ * it true (they were handed over and the rest queued), so the close waits for them. */
+Test(client, writing_counts_batched_bytes_the_socket_cannot_take, .init = setup_batch,
+     .fini = teardown)
+{
+    uv_os_fd_t fd;
+    cr_assert_eq(uv_fileno((uv_handle_t *)&cl->tcp, &fd), 0);
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    static char fill[4096];
+    size_t filled = 0;
+    ssize_t k;
+    while ((k = write(fd, fill, sizeof(fill))) > 0)
+        filled += (size_t)k; /* the peer reads nothing: the socket is full */
+    static char last[8000];
+    memset(last, 'z', sizeof(last));
+    cr_assert_eq(pr__client_send(cl, last, sizeof(last)), 0, "batched");
+    cr_assert_not(cl->writing, "nothing handed to the socket yet");
+    cr_assert(pr__client_writing(cl), "the bytes the socket refused are not reported");
+    cr_assert_eq(w->sb.n, 0, "the batch was flushed");
+    size_t got = 0;
+    char buf[65536];
+    for (int i = 0; i < 20000 && got < filled + sizeof(last); i++) {
+        while ((k = read(peer, buf, sizeof(buf))) > 0) {
+            if (got + (size_t)k > filled) {
+                size_t from = got > filled ? 0 : filled - got;
+                for (size_t j = from; j < (size_t)k; j++)
+                    cr_assert_eq(buf[j], 'z');
+            }
+            got += (size_t)k;
+        }
+        uv_run(&w->loop, UV_RUN_NOWAIT);
+    }
+    cr_assert_eq(got, filled + sizeof(last));
+    RUN_UNTIL(!cl->writing);
+    cr_assert_not(pr__client_writing(cl));
+}
+
 Test(client, a_close_right_after_a_send_still_delivers_it, .init = setup_batch, .fini = teardown)
 {
     cr_assert_eq(pr__client_send(cl, "bye", 3), 0);

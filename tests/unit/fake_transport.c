@@ -288,6 +288,11 @@ void pr__client_arm_send(struct pr_client *c)
     pr__client_queue(c, home_queue(c));
 }
 
+bool pr__client_writing(struct pr_client *c)
+{
+    return c->writing; /* the fake sends at once: nothing is ever batched */
+}
+
 int pr__client_send2(struct pr_client *c, const char *a, size_t alen, const char *b, size_t blen)
 {
     if (c->closing)
@@ -588,6 +593,11 @@ int pr__upstream_send2(struct pr_upstream *u, const char *a, size_t alen, const 
         return 0;
     u->writing = true;
     return 1;
+}
+
+bool pr__upstream_writing(struct pr_upstream *u)
+{
+    return u->writing;
 }
 
 int pr__upstream_send(struct pr_upstream *u, const char *data, size_t len)
