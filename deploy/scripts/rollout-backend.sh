@@ -595,14 +595,26 @@ if [ "$surge" -eq 1 ]; then
     floor_now=$floor_saved
 fi
 
-# surge_needed NAME: the surge pod is to be added before NAME drains.
+# surge_needed NAME [TABLE]: the surge pod is to be added before NAME drains
+# (TABLE: a registry just read, else it is read). With an
+# autoscaler, not once a pod runs the new revision: one the rollout replaced,
+# or one the autoscaler added since the rollout began (ordinal >= the size
+# then; a StatefulSet creates new pods at its update revision).
 surge_needed() {
     local table
     [ "$surge" -eq 1 ] && [ "$surged" -eq 0 ] || return 1
     if [ -n "$floor_kind" ] && [ "$replaced" -gt 0 ]; then return 1; fi
-    table=$(pods_table)
+    table=${2-}
+    [ -n "$table" ] || table=$(pods_table)
     [ -n "$table" ] || return 0
-    [ "$(plan surge "$1" <<<"$table" || true)" != no ]
+    if [ -n "$floor_kind" ] && awk -v n="$replicas" -v pre="$statefulset-" '$2 == "ready" && index($1, pre) == 1 && match($1, /-[0-9]+$/) && substr($1, RSTART + 1) + 0 >= n { f = 1 } END { exit !f }' <<<"$table"; then
+        log "$1: a pod at the new revision is ready already (added by the autoscaler): no surge pod"
+        return 1
+    fi
+    if [ "$(plan surge "$1" <<<"$table" || true)" = no ]; then
+        log "$1: ready without active rooms; replaced before any pod is added (no surge pod yet)"
+        return 1
+    fi
 }
 
 do_surge() {
@@ -640,9 +652,19 @@ pending() {
 
 next=""
 peak_used_ms=0
+first=1
 while :; do
-    mapfile -t rest < <(pending)
+    # The first time, the old pods just listed (an empty top pod is drained
+    # without a second round of kubectl calls: the peak's arrivals do not wait).
+    if [ "$first" -eq 1 ]; then
+        rest=()
+        for i in "${old[@]}"; do rest+=("$statefulset-$i"); done
+        first=0
+    else
+        mapfile -t rest < <(pending)
+    fi
     [ "${#rest[@]}" -gt 0 ] || break
+    table=""
     left=$(remaining)
     if [ "$left" -le 0 ]; then
         echo "rollout-backend: --timeout $timeout reached before ${rest[0]}" >&2
@@ -670,7 +692,8 @@ while :; do
         t0=${EPOCHREALTIME/[.,]/}
         base_ms=$peak_used_ms
         while [ "$peak_used_ms" -lt $((peak_s * 1000)) ] && [ "$(remaining)" -gt 0 ]; do
-            table=$(pods_table)
+            # the registry read for plan head above, if there was one, is fresh
+            if [ -z "$table" ] || [ "$held" -eq 1 ]; then table=$(pods_table); fi
             if [ -z "$table" ] || ! hold_back "$name" "$table"; then break; fi
             [ "$held" -eq 1 ] || log "$name: holds rooms the pods below could not take over at this load; waiting for it to fall (up to $(((peak_s * 1000 - peak_used_ms) / 1000))s more)"
             held=1
@@ -688,11 +711,9 @@ while :; do
             fi
         fi
     fi
-    if surge_needed "$name"; then
+    if surge_needed "$name" "$table"; then
         do_surge
         left=$(remaining)
-    elif [ "$surge" -eq 1 ] && [ "$surged" -eq 0 ] && [ "$replaced" -eq 0 ]; then
-        log "$name: ready without active rooms; replaced before any pod is added (no surge yet)"
     fi
     others=()
     for x in "${rest[@]}"; do [ "$x" = "$name" ] || others+=("$x"); done
