@@ -30,8 +30,13 @@
 # rollout): the rollout polls as during a drain until the load has fallen
 # enough, then drains it. Drained at the peak, its share of the arrivals
 # would go above it, onto a pod the load does not need, for their lifetime.
-# Surge: before the first drain the StatefulSet gets one pod more (at the new
-# revision), so new rooms always have an up-to-date place while old pods drain.
+# Surge: before the first drain of a pod that holds rooms the StatefulSet gets
+# one pod more (at the new revision), so new rooms have an up-to-date place
+# while old pods drain. The empty top pods (pack's headroom) are replaced
+# before that, without a pod more: the first of them back is that place, and a
+# pod added at the peak would take the arrivals that no longer fit below u
+# for their lifetime (with an autoscaler no surge follows then: the floor
+# below adds a pod when the load needs one).
 # When an autoscaler owns the StatefulSet (KEDA ScaledObject or HPA), the
 # surge is its floor (minReplicaCount / minReplicas): first the current size
 # + 1, then, while pods drain, what the load needs: the smallest size whose
@@ -97,7 +102,8 @@ usage: $0 [options]
   --drain-timeout DUR       bound of one pod's drain --wait-empty (default $drain_timeout)
   --ready-timeout DUR       bound of one new pod becoming Ready and registered (default $ready_timeout)
   --poll SECONDS            polling interval (default $poll)
-  --no-surge                do not add the extra pod while rolling
+  --no-surge                do not add the extra pod while rolling (it is added before the
+                            first pod holding rooms drains, not before empty top pods)
   --no-drain-ahead          drain one pod at a time only
   --settle DUR              a drained pod must still hold no active room after DUR before
                             it is deleted (default $settle)
@@ -113,7 +119,7 @@ usage: $0 [options]
   --plan MODE [ARG...]      dry run, no kubectl: print the decision MODE for the GET /v1/pods
                             body on stdin, and exit (1 when it holds no pod): floor SIZE
                             (the StatefulSet's size), ahead POD... or head POD... (the old
-                            pods in rollout order), empty POD...
+                            pods in rollout order), empty POD..., surge POD (the next one)
 DUR: a number with s, m or h (e.g. 90s, 30m, 2h).
 EOF
 }
@@ -214,7 +220,8 @@ pods_parse() {
 #          size takes no new rooms, so it adds one; pack puts new rooms on the
 #          lowest ready pods, and the top one is the headroom again. A pod
 #          that is not registered (being recreated after its delete) counts
-#          like one to be created: an extra pod would start no sooner.
+#          like one to be created: an extra pod would start no sooner; so
+#          does a draining pod without active rooms (it is replaced next).
 #   ahead  the candidates that may be drained now, in order, stopping at the
 #          first that may not: after draining it, (a) the ready pods still
 #          need no more pods than there are, and (b) the ready pods among the
@@ -234,6 +241,8 @@ pods_parse() {
 #   head   the candidate to wait for next: the draining one with the fewest
 #          active rooms, else the first registered one, else the first.
 #   empty  the first candidate that is draining and holds no active room.
+#   surge  "no" when the first candidate is ready and holds no active room
+#          (replaced before any pod is added), else "yes".
 plan() {
     local mode=$1
     shift
@@ -267,7 +276,9 @@ plan() {
             k = split(cands, c, " ")
             if (mode == "floor") {
                 size = c[1] + 0
-                for (x in st) if (ord(x) >= 0 && st[x] != "ready") busy[ord(x)] = 1
+                # a draining pod without active rooms is replaced next (or is
+                # being replaced): like a pod to be created, not one more
+                for (x in st) if (ord(x) >= 0 && st[x] != "ready" && !(st[x] == "draining" && rooms[x] == 0 && parts[x] == 0)) busy[ord(x)] = 1
                 want = need(R, P)
                 for (f = 0; got < want; f++) if (f >= size || !(f in busy)) got++
                 print f
@@ -287,6 +298,14 @@ plan() {
                 }
                 exit 0
             }
+            if (mode == "surge") {
+                # the first pod to replace is ready and holds no active room
+                # (under pack: the empty top ordinals): replaced first, it is
+                # the up-to-date place, and no pod is added before it
+                x = c[1]
+                print (st[x] == "ready" && rooms[x] == 0 && parts[x] == 0) ? "no" : "yes"
+                exit 0
+            }
             if (mode == "empty") {
                 for (i = 1; i <= k; i++) if (st[c[i]] == "draining" && rooms[c[i]] == 0 && parts[c[i]] == 0) { print c[i]; break }
                 exit 0
@@ -300,7 +319,7 @@ plan() {
 }
 
 if [ -n "$plan_mode" ]; then
-    case $plan_mode in floor | ahead | head | empty) ;; *) die_usage "bad --plan $plan_mode" ;; esac
+    case $plan_mode in floor | ahead | head | empty | surge) ;; *) die_usage "bad --plan $plan_mode" ;; esac
     pods_parse | plan "$plan_mode" "${plan_pods[@]}"
     exit
 fi
@@ -553,8 +572,19 @@ finish() {
 trap finish EXIT
 trap 'exit 1' INT TERM
 
+# The surge pod: one pod more (at the new revision), before the first pod that
+# holds rooms drains, so new rooms have an up-to-date place. Not before
+# the empty top pods (pack's headroom): replaced first, the first of them back is
+# that place, and a pod added now would take the peak's arrivals that no
+# longer fit below u for their lifetime (SPEC 5.1's H + 1) instead of letting
+# them go to the pods below (pack's least-loaded fallback) for the few seconds
+# of the replacement. With an autoscaler, once a pod runs the new revision,
+# the floor adds a pod when the load needs one (follow_floor); without one, the
+# surge is made before the first drain of a pod holding rooms.
+surged=0
+replaced=0
+target=""
 if [ "$surge" -eq 1 ]; then
-    target=$((replicas + 1))
     if so_min=$(k get scaledobject "$scaledobject" -o 'jsonpath={.spec.minReplicaCount}' 2>/dev/null) && [ -n "$so_min" ]; then
         floor_kind=scaledobject
         floor_saved=$so_min
@@ -563,7 +593,34 @@ if [ "$surge" -eq 1 ]; then
         floor_saved=$hpa_min
     fi
     floor_now=$floor_saved
-    [ "$target" -ge "$floor_saved" ] || target=$floor_saved
+fi
+
+# surge_needed NAME [TABLE]: the surge pod is to be added before NAME drains
+# (TABLE: a registry just read, else it is read). With an
+# autoscaler, not once a pod runs the new revision: one the rollout replaced,
+# or one the autoscaler added since the rollout began (ordinal >= the size
+# then; a StatefulSet creates new pods at its update revision).
+surge_needed() {
+    local table
+    [ "$surge" -eq 1 ] && [ "$surged" -eq 0 ] || return 1
+    if [ -n "$floor_kind" ] && [ "$replaced" -gt 0 ]; then return 1; fi
+    table=${2-}
+    [ -n "$table" ] || table=$(pods_table)
+    [ -n "$table" ] || return 0
+    if [ -n "$floor_kind" ] && awk -v n="$replicas" -v pre="$statefulset-" '$2 == "ready" && index($1, pre) == 1 && match($1, /-[0-9]+$/) && substr($1, RSTART + 1) + 0 >= n { f = 1 } END { exit !f }' <<<"$table"; then
+        log "$1: a pod at the new revision is ready already (added by the autoscaler): no surge pod"
+        return 1
+    fi
+    if [ "$(plan surge "$1" <<<"$table" || true)" = no ]; then
+        log "$1: ready without active rooms; replaced before any pod is added (no surge pod yet)"
+        return 1
+    fi
+}
+
+do_surge() {
+    target=$(($(sts_replicas) + 1))
+    [ -z "$floor_saved" ] || [ "$target" -ge "$floor_saved" ] || target=$floor_saved
+    following=0
     set_floor "$target"
     if [ "$(sts_replicas)" -lt "$target" ]; then
         k scale statefulset "$statefulset" --replicas="$target" >/dev/null
@@ -573,7 +630,9 @@ if [ "$surge" -eq 1 ]; then
         echo "rollout-backend: surge pod $statefulset-$((target - 1)) not Ready and registered in time" >&2
         exit 1
     }
-fi
+    surged=1
+    following=1
+}
 following=1
 
 # ---- replace: highest ordinal first, drained ahead where capacity allows -------------
@@ -593,9 +652,19 @@ pending() {
 
 next=""
 peak_used_ms=0
+first=1
 while :; do
-    mapfile -t rest < <(pending)
+    # The first time, the old pods just listed (an empty top pod is drained
+    # without a second round of kubectl calls: the peak's arrivals do not wait).
+    if [ "$first" -eq 1 ]; then
+        rest=()
+        for i in "${old[@]}"; do rest+=("$statefulset-$i"); done
+        first=0
+    else
+        mapfile -t rest < <(pending)
+    fi
     [ "${#rest[@]}" -gt 0 ] || break
+    table=""
     left=$(remaining)
     if [ "$left" -le 0 ]; then
         echo "rollout-backend: --timeout $timeout reached before ${rest[0]}" >&2
@@ -623,7 +692,8 @@ while :; do
         t0=${EPOCHREALTIME/[.,]/}
         base_ms=$peak_used_ms
         while [ "$peak_used_ms" -lt $((peak_s * 1000)) ] && [ "$(remaining)" -gt 0 ]; do
-            table=$(pods_table)
+            # the registry read for plan head above, if there was one, is fresh
+            if [ -z "$table" ] || [ "$held" -eq 1 ]; then table=$(pods_table); fi
             if [ -z "$table" ] || ! hold_back "$name" "$table"; then break; fi
             [ "$held" -eq 1 ] || log "$name: holds rooms the pods below could not take over at this load; waiting for it to fall (up to $(((peak_s * 1000 - peak_used_ms) / 1000))s more)"
             held=1
@@ -640,6 +710,10 @@ while :; do
                 exit 1
             fi
         fi
+    fi
+    if surge_needed "$name" "$table"; then
+        do_surge
+        left=$(remaining)
     fi
     others=()
     for x in "${rest[@]}"; do [ "$x" = "$name" ] || others+=("$x"); done
@@ -720,6 +794,8 @@ while :; do
     elif [ "$wrc" -ne 0 ]; then
         echo "rollout-backend: $name not Ready and registered at revision $revision in time" >&2
         exit 1
+    else
+        replaced=$((replaced + 1))
     fi
 done
 
@@ -730,8 +806,8 @@ log "all pods of statefulset/$statefulset run revision $revision"
 if [ "$surge" -eq 1 ]; then
     if [ -n "$floor_kind" ]; then
         restore_floor
-        log "the autoscaler removes the extra pod once it holds no active room"
-    else
+        log "the autoscaler removes any extra pod once it holds no active room"
+    elif [ "$surged" -eq 1 ]; then
         extra=$statefulset-$((target - 1))
         admin_json=$(admin GET "/v1/pods/$extra" 2>/dev/null | tr -d '\r' || true)
         rooms=$(sed -n 's/.*"load":{"rooms":\([0-9]*\).*/\1/p' <<<"$admin_json" | head -n 1)

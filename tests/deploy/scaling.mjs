@@ -348,6 +348,23 @@ report.check('rollout-backend.sh --plan: floor = the size whose ready pods hold 
     eq(planOf('ahead', [...runD.slice(0, 4), ['backend-4', 'ready', 6, 31], ['backend-5', 'ready', 0, 0], ...runD.slice(6)],
         ['backend-5', 'backend-4']), ['backend-5'],
         'load fallen to 24 rooms, 120 participants: backend-0..4 hold it and a headroom, so backend-5 drains ahead, not backend-4');
+    // The start of the long simulation's rollout (run r0 of this round, t = 84 s): backend-0..5
+    // at u, backend-6 empty (pack's headroom). The rule before added the surge pod backend-7
+    // first and, while backend-6 was drained (empty), kept the floor one above (a draining pod
+    // below counted as one more): a 7-participant room that no longer fitted below u went to
+    // backend-6 just before its drain, or to backend-7 while backend-6 was replaced, and kept
+    // a pod the load did not need for its lifetime (D 8 instead of 7 for 38 s).
+    const start = [['backend-0', 'ready', 6, 32], ['backend-1', 'ready', 6, 18], ['backend-2', 'ready', 6, 33],
+        ['backend-3', 'ready', 6, 22], ['backend-4', 'ready', 6, 23], ['backend-5', 'ready', 5, 31]];
+    eq(planOf('surge', [...start, ['backend-6', 'ready', 0, 0]], ['backend-6', 'backend-5']), ['no'],
+        'surge: none before the empty top pod (it is replaced first and is the up-to-date place)');
+    eq(planOf('surge', [...start, ['backend-6', 'ready', 1, 7]], ['backend-6', 'backend-5']), ['yes'],
+        'surge: before the first pod that holds a room');
+    eq(planOf('surge', start, ['backend-6', 'backend-5']), ['yes'], 'surge: before a pod that is not registered');
+    eq(planOf('floor', [...start, ['backend-6', 'draining', 0, 0]], ['7']), ['7'],
+        'floor while the empty top pod is drained: no pod more (it is replaced next; 35 rooms, 159 participants: 6 pods + 1 headroom)');
+    eq(planOf('floor', [...start, ['backend-6', 'draining', 1, 7]], ['7']), ['8'],
+        'floor while a top pod holding a room drains: one more');
     eq(planOf('head', after, ['backend-5', 'backend-3', 'backend-2']), ['backend-5'], 'head: the draining pod with the fewest rooms');
     eq(planOf('head', peak, ['backend-2', 'backend-1']), ['backend-2'], 'head: the first old pod when none drains');
     eq(planOf('empty', after, ['backend-3', 'backend-5']), ['backend-5'], 'empty: a drained pod without active rooms is replaced first');

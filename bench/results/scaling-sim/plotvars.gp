@@ -1,11 +1,11 @@
 aware_roll_start = 82.84
-aware_roll_end = 223.60
-aware_ratio = 1.25
+aware_roll_end = 223.81
+aware_ratio = 1.21
 aware_interrupted = 0.00
-aware_end = 212.47
+aware_end = 212.52
 base_roll_start = 82.84
-base_roll_end = 89.57
-base_ratio = 0.75
-base_interrupted = 34.00
+base_roll_end = 88.89
+base_ratio = 0.74
+base_interrupted = 33.00
 base_end = 212.47
 max_replicas = 10.00
