@@ -182,8 +182,7 @@ int pr__client_send2(struct pr_client *c, const char *a, size_t alen, const char
 
 bool pr__client_writing(struct pr_client *c)
 {
-    if (pr__stream_batched(&c->w->sb, (uv_stream_t *)&c->tcp))
-        pr__sendbatch_flush(&c->w->sb);
+    pr__stream_settle(&c->w->sb, (uv_stream_t *)&c->tcp);
     return c->writing;
 }
 

@@ -176,7 +176,6 @@ int pr__sendbatch_init(struct pr_sendbatch *b, uv_loop_t *loop, bool enable)
         pr__sendbatch_finish(b);
         return rc;
     }
-    b->handles = true;
     b->prepare.data = b->check.data = b->idle.data = b;
     uv_prepare_start(&b->prepare, prepare_cb);
     uv_check_start(&b->check, check_cb);
@@ -321,7 +320,7 @@ void pr__sendbatch_flush(struct pr_sendbatch *b)
         else if (notes[i].queued)
             notes[i].queued(notes[i].owner);
     }
-    if (b->n == 0 && b->handles)
+    if (b->n == 0)
         uv_idle_stop(&b->idle);
 }
 
@@ -341,9 +340,10 @@ static struct pr_sb_entry *entry_of(struct pr_sendbatch *b, const uv_stream_t *s
     return i < 0 ? NULL : &b->e[i];
 }
 
-bool pr__stream_batched(const struct pr_sendbatch *b, const uv_stream_t *s)
+void pr__stream_settle(struct pr_sendbatch *b, const uv_stream_t *s)
 {
-    return entry_index(b, s) >= 0;
+    if (entry_index(b, s) >= 0)
+        pr__sendbatch_flush(b);
 }
 
 void pr__stream_forget(struct pr_sendbatch *b, uv_stream_t *s)
@@ -387,7 +387,7 @@ int pr__stream_send2(struct pr_sendbatch *b, uv_stream_t *s, void *owner, const 
     if (!e) {
         /* Prepare callbacks started after ours may send after our flush: while anything
          * waits, an active idle handle keeps the loop from blocking before the check flush. */
-        if (b->n == 0 && b->handles)
+        if (b->n == 0)
             uv_idle_start(&b->idle, idle_cb);
         e = &b->e[b->n++];
         *e = (struct pr_sb_entry){s, owner, cb, queued, fd, b->used, 0};

@@ -58,7 +58,6 @@ struct pr_sendbatch {
     uv_prepare_t prepare; /* flush before the loop blocks */
     uv_check_t check;     /* flush after the I/O callbacks of an iteration */
     uv_idle_t idle;       /* active while sends wait: the loop does not block on them */
-    bool handles;
 };
 
 /* Set b up on loop (enable: --io-uring): 0 (b may end up off: sends then go out at once) or a
@@ -70,8 +69,9 @@ int pr__sendbatch_init(struct pr_sendbatch *b, uv_loop_t *loop, bool enable);
 void pr__sendbatch_finish(struct pr_sendbatch *b);
 /* Hand every batched send to its socket now. */
 void pr__sendbatch_flush(struct pr_sendbatch *b);
-/* true when s has bytes in b (they leave with the next flush). */
-bool pr__stream_batched(const struct pr_sendbatch *b, const uv_stream_t *s);
+/* If s has bytes in b, hand the batch to the sockets now: what s's owner then finds queued
+ * (its writing flag) is what the socket refused. Before deciding to close or linger. */
+void pr__stream_settle(struct pr_sendbatch *b, const uv_stream_t *s);
 /* s is about to be closed: its batched bytes go out now (so a response sent just before a
  * close is not lost and a reused descriptor number never gets them). */
 void pr__stream_forget(struct pr_sendbatch *b, uv_stream_t *s);

@@ -253,15 +253,13 @@ int pr__upstream_send2(struct pr_upstream *u, const char *a, size_t alen, const 
     int rc = pr__stream_send2(sb, (uv_stream_t *)&u->tcp, u, a, alen, b, blen, upstream_write_cb,
                               upstream_queued);
     if (rc == 1)
-        u->writing = true;
+        upstream_queued(u);
     return rc;
 }
 
 bool pr__upstream_writing(struct pr_upstream *u)
 {
-    struct pr_sendbatch *sb = &u->pool->w->sb;
-    if (pr__stream_batched(sb, (uv_stream_t *)&u->tcp))
-        pr__sendbatch_flush(sb);
+    pr__stream_settle(&u->pool->w->sb, (uv_stream_t *)&u->tcp);
     return u->writing;
 }
 
