@@ -95,6 +95,11 @@ void pr__client_stop_read(struct pr_client *c)
     c->reading = false;
 }
 
+void pr__client_batch_reads(struct pr_client *c)
+{
+    pr__stream_batch_reads(&c->w->sb, (uv_stream_t *)&c->tcp);
+}
+
 static struct pr_tq *home_queue(struct pr_client *c)
 {
     switch (c->tq_home) {

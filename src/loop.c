@@ -179,7 +179,7 @@ static void worker_stop(struct pr_worker *w)
     w->stopping = true;
     atomic_fetch_add(&w->srv->stopped_workers, 1);
     /* Close every connection and handle; uv_run returns once all close callbacks ran. */
-    pr__sendbatch_flush(&w->sb);
+    pr__iobatch_flush(&w->sb);
     pr__client_close_all(w);
     pr__pools_close_idle(w);
     uv_walk(&w->loop, close_walk_cb, NULL);
@@ -260,7 +260,7 @@ static struct pr_worker *worker_create(struct pr_server *srv, int id, char *err,
         goto fail_free;
     w->loop.data = w;
     const struct pr_config *cfg = &srv->cfg;
-    rc = pr__sendbatch_init(&w->sb, &w->loop, cfg->io_uring);
+    rc = pr__iobatch_init(&w->sb, &w->loop, cfg->io_uring);
     if (rc)
         goto fail_loop;
     pr__client_queues_init(w, cfg);   /* each transport owns its timers */
@@ -307,7 +307,7 @@ fail_loop:
     if (w->store)
         w->store->ops->close(w->store);
     uv_loop_close(&w->loop);
-    pr__sendbatch_finish(&w->sb);
+    pr__iobatch_finish(&w->sb);
     free(w->policy_pods);
     free(w->pod_infos);
 fail_free:
@@ -331,7 +331,7 @@ static void worker_destroy(struct pr_worker *w)
         pr__exchange_free(x);
     }
     uv_loop_close(&w->loop);
-    pr__sendbatch_finish(&w->sb);
+    pr__iobatch_finish(&w->sb);
     free(w->policy_pods);
     free(w->pod_infos);
     free(w);

@@ -3,6 +3,7 @@
 #include "stream.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <linux/io_uring.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -73,17 +74,23 @@ static int uring_enter(int fd, unsigned submit, unsigned complete, unsigned flag
     return (int)syscall(__NR_io_uring_enter, fd, submit, complete, flags, NULL, 0);
 }
 
-static void flush_cb(uv_handle_t *h)
-{
-    pr__sendbatch_flush(h->data);
-}
+static void read_flush(struct pr_iobatch *b);
+
+/* The batch of the loop this thread runs (set before every poll: the read hook, called only
+ * from libuv's poll, finds it here). */
+static _Thread_local struct pr_iobatch *tl_batch;
+
 static void prepare_cb(uv_prepare_t *h)
 {
-    flush_cb((uv_handle_t *)h);
+    struct pr_iobatch *b = h->data;
+    pr__iobatch_flush(b);
+    tl_batch = b;
 }
 static void check_cb(uv_check_t *h)
 {
-    flush_cb((uv_handle_t *)h);
+    struct pr_iobatch *b = h->data;
+    read_flush(b); /* what it reads may be sent on at once: it goes into the send flush below */
+    pr__iobatch_flush(b);
 }
 static void idle_cb(uv_idle_t *h)
 {
@@ -91,7 +98,7 @@ static void idle_cb(uv_idle_t *h)
 }
 
 /* Map the rings of fd; false (nothing left mapped) on failure. */
-static bool ring_map(struct pr_sendbatch *b, int fd, const struct io_uring_params *p)
+static bool ring_map(struct pr_iobatch *b, int fd, const struct io_uring_params *p)
 {
     b->sq_map_len = p->sq_off.array + p->sq_entries * sizeof(unsigned);
     b->cq_map_len = p->cq_off.cqes + p->cq_entries * sizeof(struct io_uring_cqe);
@@ -136,7 +143,7 @@ static bool ring_map(struct pr_sendbatch *b, int fd, const struct io_uring_param
 /* A ring for b, or b->ring_fd -1 when this kernel (or its seccomp profile: container runtimes
  * commonly refuse io_uring) has none. IORING_SETUP_SUBMIT_ALL (5.18) is required: a flush
  * relies on every entry being consumed. */
-static void ring_open(struct pr_sendbatch *b)
+static void ring_open(struct pr_iobatch *b)
 {
     b->ring_fd = -1;
     struct io_uring_params p;
@@ -150,8 +157,9 @@ static void ring_open(struct pr_sendbatch *b)
         return;
     }
     b->arena = malloc(PR_SB_ARENA);
-    if (!b->arena) {
-        pr__sendbatch_finish(b);
+    b->rarena = malloc((size_t)PR_RB_ENTRIES * PR_RB_BUF);
+    if (!b->arena || !b->rarena) {
+        pr__iobatch_finish(b);
         close(fd);
         return;
     }
@@ -159,10 +167,11 @@ static void ring_open(struct pr_sendbatch *b)
     b->on = true;
 }
 
-int pr__sendbatch_init(struct pr_sendbatch *b, uv_loop_t *loop, bool enable)
+int pr__iobatch_init(struct pr_iobatch *b, uv_loop_t *loop, bool enable)
 {
     memset(b, 0, sizeof(*b));
     b->ring_fd = -1;
+    b->loop = loop;
     if (enable)
         ring_open(b);
     if (!b->on)
@@ -173,7 +182,7 @@ int pr__sendbatch_init(struct pr_sendbatch *b, uv_loop_t *loop, bool enable)
     if (rc == 0)
         rc = uv_idle_init(loop, &b->idle);
     if (rc) {
-        pr__sendbatch_finish(b);
+        pr__iobatch_finish(b);
         return rc;
     }
     b->prepare.data = b->check.data = b->idle.data = b;
@@ -185,7 +194,7 @@ int pr__sendbatch_init(struct pr_sendbatch *b, uv_loop_t *loop, bool enable)
     return 0;
 }
 
-void pr__sendbatch_finish(struct pr_sendbatch *b)
+void pr__iobatch_finish(struct pr_iobatch *b)
 {
     if (b->sqes)
         munmap(b->sqes, b->sqes_len);
@@ -196,6 +205,11 @@ void pr__sendbatch_finish(struct pr_sendbatch *b)
     if (b->on)
         close(b->ring_fd);
     free(b->arena);
+    free(b->rarena);
+    if (tl_batch == b)
+        tl_batch = NULL;
+    b->rarena = NULL;
+    b->rn = 0;
     b->sqes = NULL;
     b->sq_map = b->cq_map = NULL;
     b->arena = NULL;
@@ -215,28 +229,36 @@ struct sb_note {
     int status;
 };
 
-/* Submit every live entry and wait for all of them (MSG_DONTWAIT: none waits for the
- * network); res[i] gets bytes sent or -errno. false when the ring took nothing (then the
- * caller sends the old way). A completion of an earlier flush that arrives late (cannot
- * happen with MSG_DONTWAIT, but the ring does not promise it) is recognised by its
- * generation and dropped; an entry whose completion never comes counts as failed (-EIO). */
-static bool submit_all(struct pr_sendbatch *b, int *res)
+/* One operation of a ring call; fd < 0: none (its result stays -EIO). */
+struct ring_op {
+    int fd;
+    uint8_t opcode; /* IORING_OP_SEND or IORING_OP_RECV */
+    char *addr;
+    uint32_t len;
+    int flags;
+};
+
+/* Submit ops[0..n) in one io_uring_enter and wait for all of them (MSG_DONTWAIT: none waits
+ * for the network); res[i] gets bytes moved or -errno. false when the ring took nothing (then
+ * the caller does it the old way). A completion of an earlier call that arrives late (cannot
+ * happen with MSG_DONTWAIT, but the ring does not promise it) is recognised by its generation
+ * and dropped; an operation whose completion never comes counts as failed (-EIO). */
+static bool ring_run(struct pr_iobatch *b, struct ring_op *ops, uint32_t n, int *res)
 {
     unsigned tail = *b->sq_tail, mask = *b->sq_mask, k = 0;
     uint64_t gen = (uint64_t)(++b->gen) << 32;
-    for (uint32_t i = 0; i < b->n; i++) {
-        const struct pr_sb_entry *e = &b->e[i];
+    for (uint32_t i = 0; i < n; i++) {
         res[i] = -EIO;
-        if (!e->s)
+        if (ops[i].fd < 0)
             continue;
         unsigned idx = (tail + k) & mask;
         struct io_uring_sqe *q = &b->sqes[idx];
         memset(q, 0, sizeof(*q));
-        q->opcode = IORING_OP_SEND;
-        q->fd = e->fd;
-        q->addr = (uint64_t)(uintptr_t)(b->arena + e->off);
-        q->len = e->len;
-        q->msg_flags = MSG_DONTWAIT | MSG_NOSIGNAL;
+        q->opcode = ops[i].opcode;
+        q->fd = ops[i].fd;
+        q->addr = (uint64_t)(uintptr_t)ops[i].addr;
+        q->len = ops[i].len;
+        q->msg_flags = (uint32_t)ops[i].flags;
         q->user_data = gen | i;
         b->sq_array[idx] = idx;
         k++;
@@ -260,7 +282,7 @@ static bool submit_all(struct pr_sendbatch *b, int *res)
         unsigned ctail = atomic_load_explicit((_Atomic unsigned *)b->cq_tail, memory_order_acquire);
         for (; head != ctail; head++) {
             const struct io_uring_cqe *c = &b->cqes[head & *b->cq_mask];
-            if ((c->user_data & ~(uint64_t)UINT32_MAX) == gen && (uint32_t)c->user_data < b->n) {
+            if ((c->user_data & ~(uint64_t)UINT32_MAX) == gen && (uint32_t)c->user_data < n) {
                 res[(uint32_t)c->user_data] = c->res;
                 got++;
             }
@@ -272,12 +294,30 @@ static bool submit_all(struct pr_sendbatch *b, int *res)
             uring_enter(b->ring_fd, left, k - got, IORING_ENTER_GETEVENTS);
         }
     }
-    b->flushes++;
-    b->sends += k;
     return true;
 }
 
-void pr__sendbatch_flush(struct pr_sendbatch *b)
+/* Every live send entry in one ring call. */
+static bool submit_all(struct pr_iobatch *b, int *res)
+{
+    struct ring_op ops[PR_SB_ENTRIES];
+    uint32_t k = 0, n = b->n < PR_SB_ENTRIES ? b->n : PR_SB_ENTRIES;
+    for (uint32_t i = 0; i < n; i++) {
+        const struct pr_sb_entry *e = &b->e[i];
+        ops[i] = (struct ring_op){e->s ? e->fd : -1, IORING_OP_SEND, b->arena + e->off, e->len,
+                                  MSG_DONTWAIT | MSG_NOSIGNAL};
+        k += e->s != NULL;
+    }
+    if (!ring_run(b, ops, n, res))
+        return false;
+    if (k) {
+        b->flushes++;
+        b->sends += k;
+    }
+    return true;
+}
+
+void pr__iobatch_flush(struct pr_iobatch *b)
 {
     if (b->n == 0)
         return;
@@ -324,8 +364,102 @@ void pr__sendbatch_flush(struct pr_sendbatch *b)
         uv_idle_stop(&b->idle);
 }
 
+/* ---- reading tunnels in one ring call -------------------------------------------------- */
+
+/* libuv's own I/O callback of stream handles (the same function for all of them). */
+static uv__io_cb stream_io;
+
+/* In place of stream_io on a stream whose reads are batched: when the socket is readable and
+ * nothing else happened to it (no error, no hang-up, not connecting), remember it instead of
+ * reading now; the check phase reads every remembered socket in one io_uring_enter. Anything
+ * else (the write side, errors, a full batch, another loop) goes to libuv as before. */
+static void read_hook(uv_loop_t *loop, uv__io_t *w, unsigned int events)
+{
+    uv_stream_t *s = (uv_stream_t *)((char *)w - offsetof(uv_stream_t, io_watcher));
+    struct pr_iobatch *b = tl_batch;
+    if (b && b->loop == loop && b->on && (events & POLLIN) && !(events & (POLLERR | POLLHUP)) &&
+        s->read_cb && !s->connect_req) {
+        uint32_t i = 0;
+        while (i < b->rn && b->r[i].s != s)
+            i++;
+        if (i == PR_RB_ENTRIES) {
+            /* Full: these are read now (callbacks during the poll, as libuv's own reads). */
+            read_flush(b);
+            if (uv_is_closing((uv_handle_t *)s))
+                return;
+            i = 0;
+        }
+        if (i == b->rn && s->read_cb)
+            b->r[b->rn++] = (struct pr_rb_entry){s, w->fd};
+        events &= ~(unsigned)POLLIN;
+        if (!events)
+            return;
+    }
+    stream_io(loop, w, events);
+}
+
+void pr__stream_batch_reads(struct pr_iobatch *b, uv_stream_t *s)
+{
+    if (!b || !b->on || !b->rarena)
+        return;
+    if (!stream_io)
+        stream_io = s->io_watcher.cb;
+    if (s->io_watcher.cb == stream_io)
+        s->io_watcher.cb = read_hook;
+}
+
+/* Read every remembered socket in one ring call (MSG_DONTWAIT) and hand each its bytes as
+ * libuv's read would. A socket whose reading stopped or that began closing while earlier ones
+ * were handled is skipped: the bytes already read for it are dropped. Batched reads are only
+ * for tunnels (pr__stream_batch_reads), where a side stops the other only once it has gone
+ * (what the pod sends after its client left, what a client sends after its pod left: both are
+ * dropped by the tunnel anyway). End of stream is left to libuv (one more read) so that the
+ * handle's state is exactly libuv's; an error is reported as libuv reports it. */
+static void read_flush(struct pr_iobatch *b)
+{
+    uint32_t n = b->rn;
+    if (n == 0)
+        return;
+    struct ring_op ops[PR_RB_ENTRIES];
+    int res[PR_RB_ENTRIES];
+    for (uint32_t i = 0; i < n; i++)
+        ops[i] = (struct ring_op){b->r[i].s ? b->r[i].fd : -1, IORING_OP_RECV,
+                                  b->rarena + (size_t)i * PR_RB_BUF, PR_RB_BUF, MSG_DONTWAIT};
+    bool ringed = ring_run(b, ops, n, res);
+    if (ringed) {
+        b->rflushes++;
+        b->recvs += n;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        uv_stream_t *s = b->r[i].s;
+        if (!s || uv_is_closing((uv_handle_t *)s) || !s->read_cb)
+            continue;
+        int r = ringed ? res[i] : -EIO;
+        if (r == -EAGAIN || r == -EINTR)
+            continue; /* level-triggered: the next poll reports it again */
+        if (r == 0 || r == -EIO || (r > 0 && (uint32_t)r == PR_RB_BUF)) {
+            if (r > 0) { /* a full buffer: hand it over, then libuv reads on */
+                uv_buf_t buf = uv_buf_init(ops[i].addr, (unsigned)r);
+                s->read_cb(s, r, &buf);
+                if (!b->r[i].s || uv_is_closing((uv_handle_t *)s) || !s->read_cb)
+                    continue;
+            }
+            stream_io(b->loop, &s->io_watcher, POLLIN);
+        } else if (r > 0) {
+            uv_buf_t buf = uv_buf_init(ops[i].addr, (unsigned)r);
+            s->read_cb(s, r, &buf);
+        } else {
+            uv_buf_t buf = uv_buf_init(NULL, 0);
+            s->read_cb(s, r, &buf); /* libuv errors are negated errno values */
+            if (b->r[i].s && !uv_is_closing((uv_handle_t *)s))
+                uv_read_stop(s);
+        }
+    }
+    b->rn = 0;
+}
+
 /* The index of s's entry in b, or -1. */
-static int entry_index(const struct pr_sendbatch *b, const uv_stream_t *s)
+static int entry_index(const struct pr_iobatch *b, const uv_stream_t *s)
 {
     for (uint32_t i = b->n; i-- > 0;)
         if (b->e[i].s == s)
@@ -334,21 +468,26 @@ static int entry_index(const struct pr_sendbatch *b, const uv_stream_t *s)
 }
 
 /* The entry of s in b, or NULL. */
-static struct pr_sb_entry *entry_of(struct pr_sendbatch *b, const uv_stream_t *s)
+static struct pr_sb_entry *entry_of(struct pr_iobatch *b, const uv_stream_t *s)
 {
     int i = entry_index(b, s);
     return i < 0 ? NULL : &b->e[i];
 }
 
-void pr__stream_settle(struct pr_sendbatch *b, const uv_stream_t *s)
+void pr__stream_settle(struct pr_iobatch *b, const uv_stream_t *s)
 {
     if (entry_index(b, s) >= 0)
-        pr__sendbatch_flush(b);
+        pr__iobatch_flush(b);
 }
 
-void pr__stream_forget(struct pr_sendbatch *b, uv_stream_t *s)
+void pr__stream_forget(struct pr_iobatch *b, uv_stream_t *s)
 {
-    if (!b || b->n == 0)
+    if (!b)
+        return;
+    for (uint32_t i = 0; i < b->rn; i++)
+        if (b->r[i].s == s)
+            b->r[i].s = NULL; /* its bytes stay unread: the connection closes */
+    if (b->n == 0)
         return;
     struct pr_sb_entry *e = entry_of(b, s);
     if (!e)
@@ -365,7 +504,7 @@ void pr__stream_forget(struct pr_sendbatch *b, uv_stream_t *s)
     }
 }
 
-int pr__stream_send2(struct pr_sendbatch *b, uv_stream_t *s, void *owner, const char *a,
+int pr__stream_send2(struct pr_iobatch *b, uv_stream_t *s, void *owner, const char *a,
                      size_t alen, const char *bb, size_t blen, uv_write_cb cb,
                      pr_stream_queued_cb queued)
 {
@@ -379,7 +518,7 @@ int pr__stream_send2(struct pr_sendbatch *b, uv_stream_t *s, void *owner, const 
     bool room = e ? e->off + e->len == b->used : b->n < PR_SB_ENTRIES;
     if (len > PR_SB_MAX_SEND || !room || b->used + len > PR_SB_ARENA) {
         if (e || len <= PR_SB_MAX_SEND)
-            pr__sendbatch_flush(b); /* s's batched bytes go first, or room is made */
+            pr__iobatch_flush(b); /* s's batched bytes go first, or room is made */
         if (len > PR_SB_MAX_SEND || s->write_queue_size > 0 || uv_is_closing((uv_handle_t *)s))
             return send_now(s, owner, a, alen, bb, blen, cb);
         e = NULL;
@@ -401,7 +540,7 @@ int pr__stream_send2(struct pr_sendbatch *b, uv_stream_t *s, void *owner, const 
     return 0;
 }
 
-int pr__stream_send(struct pr_sendbatch *b, uv_stream_t *s, void *owner, const char *data,
+int pr__stream_send(struct pr_iobatch *b, uv_stream_t *s, void *owner, const char *data,
                     size_t len, uv_write_cb cb, pr_stream_queued_cb queued)
 {
     return pr__stream_send2(b, s, owner, data, len, NULL, 0, cb, queued);

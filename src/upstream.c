@@ -218,6 +218,11 @@ void pr__upstream_stop_read(struct pr_upstream *u)
     u->reading = false;
 }
 
+void pr__upstream_batch_reads(struct pr_upstream *u)
+{
+    pr__stream_batch_reads(&u->pool->w->sb, (uv_stream_t *)&u->tcp);
+}
+
 static void upstream_write_cb(uv_write_t *req, int status)
 {
     struct pr_wreq *wr = pr__container_of(req, struct pr_wreq, req);
@@ -249,7 +254,7 @@ int pr__upstream_send2(struct pr_upstream *u, const char *a, size_t alen, const 
                        size_t blen)
 {
     /* A connecting socket cannot take bytes yet: libuv holds them until it is connected. */
-    struct pr_sendbatch *sb = u->state == PR_U_CONNECTING ? NULL : &u->pool->w->sb;
+    struct pr_iobatch *sb = u->state == PR_U_CONNECTING ? NULL : &u->pool->w->sb;
     int rc = pr__stream_send2(sb, (uv_stream_t *)&u->tcp, u, a, alen, b, blen, upstream_write_cb,
                               upstream_queued);
     if (rc == 1)

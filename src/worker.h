@@ -60,7 +60,7 @@ struct pr_worker {
     struct pr_pod_info *pod_infos;
     bool draining, stopping;
     uint64_t drain_deadline;
-    struct pr_sendbatch sb; /* small sends of one loop iteration leave together (stream.h) */
+    struct pr_iobatch sb; /* small sends of one loop iteration leave together (stream.h) */
     char readbuf[PR_READ_BUF];
 };
 

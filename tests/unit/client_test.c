@@ -171,7 +171,7 @@ static void setup(void)
 static void setup_batch(void)
 {
     setup_with(&table_a);
-    cr_assert_eq(pr__sendbatch_init(&w->sb, &w->loop, true), 0);
+    cr_assert_eq(pr__iobatch_init(&w->sb, &w->loop, true), 0);
     if (!w->sb.on)
         cr_skip_test("no io_uring on this machine: the send batch is off");
 }
@@ -188,7 +188,7 @@ static void teardown(void)
     for (int i = 0; i < 100 && uv_run(&w->loop, UV_RUN_NOWAIT); i++)
         ;
     cr_assert_eq(uv_loop_close(&w->loop), 0, "every handle closed and freed");
-    pr__sendbatch_finish(&w->sb);
+    pr__iobatch_finish(&w->sb);
     free(w);
     w = NULL;
     if (peer >= 0)
@@ -498,7 +498,7 @@ Test(client, a_send_after_the_batch_prepare_does_not_wait_for_the_next_event, .i
     static uv_timer_t far;
     uv_prepare_init(&w->loop, &late);
     uv_prepare_start(&late, late_sender);
-    cr_assert_eq(pr__sendbatch_init(&w->sb, &w->loop, true), 0);
+    cr_assert_eq(pr__iobatch_init(&w->sb, &w->loop, true), 0);
     if (!w->sb.on)
         cr_skip_test("no io_uring on this machine: the send batch is off");
     uv_timer_init(&w->loop, &far);
@@ -531,7 +531,7 @@ Test(client, a_full_socket_queues_the_rest_behind_libuv_in_order, .init = setup_
             queued_at = i;
         total += CHUNK;
         if (i % 3 == 2) {
-            pr__sendbatch_flush(&w->sb);
+            pr__iobatch_flush(&w->sb);
             cr_assert_eq(cl->writing, cl->tcp.write_queue_size > 0,
                          "after flush %d: the client knows whether bytes wait", i / 3);
         }
@@ -640,17 +640,219 @@ Test(client, a_send_to_a_closed_peer_reports_the_error_and_closes, .init = setup
     close(peer);
     peer = -1;
     cr_assert_eq(pr__client_send(cl, "lost", 4), 0, "batched: the error comes with the flush");
-    pr__sendbatch_flush(&w->sb);
+    pr__iobatch_flush(&w->sb);
     cr_assert_eq(R.gone, 1, "the write error closed the client");
     cr_assert_null(cl);
 }
 
 Test(client, io_uring_off_sends_at_once, .init = setup, .fini = teardown)
 {
-    cr_assert_eq(pr__sendbatch_init(&w->sb, &w->loop, false), 0, "--io-uring false");
+    cr_assert_eq(pr__iobatch_init(&w->sb, &w->loop, false), 0, "--io-uring false");
     cr_assert_not(w->sb.on);
     cr_assert_not(uv_is_active((uv_handle_t *)&w->sb.check), "no flush handle runs");
     cr_assert_eq(pr__client_send(cl, "now", 3), 0);
     char buf[8];
     cr_assert_eq(read(peer, buf, sizeof(buf)), 3, "no loop iteration needed");
+}
+
+/* ---- tunnel reads in the batch (pr__client_batch_reads) ---- */
+
+static int peer2 = -1;
+static struct pr_client *cl2;
+static int gone_cl2, data_cl2;
+
+/* Second table for the second client: counts its own calls; closes or stops the first client
+ * when asked (what one side of a tunnel does to the other). */
+static enum { DO_NOTHING, DO_CLOSE_OTHER, DO_STOP_OTHER } on_data_do;
+
+static struct pr_client *other_of(struct pr_client *c)
+{
+    return c == cl ? cl2 : cl;
+}
+
+static size_t pair_data(struct pr_client *c, const char *data, size_t len)
+{
+    if (c == cl2)
+        data_cl2++;
+    else
+        R.data_calls++;
+    keep(data, len);
+    struct pr_client *o = other_of(c);
+    if (o && on_data_do == DO_CLOSE_OTHER)
+        pr__client_close(o);
+    else if (o && on_data_do == DO_STOP_OTHER)
+        pr__client_stop_read(o);
+    return len;
+}
+
+static void pair_gone(struct pr_client *c)
+{
+    if (c == cl2) {
+        gone_cl2++;
+        cl2 = NULL;
+    } else {
+        R.gone++;
+        cl = NULL;
+    }
+}
+
+static const struct pr_client_handlers table_pair = {
+    .on_head = t_head,
+    .on_data = pair_data,
+    .on_drained = t_drained,
+    .on_gone = pair_gone,
+    .on_timeout = t_timeout,
+    .on_room = t_room,
+    .on_drain = t_drain,
+};
+
+/* Two clients on table_pair, both read in the batch. */
+static void setup_pair(void)
+{
+    setup_with(&table_pair);
+    cr_assert_eq(pr__iobatch_init(&w->sb, &w->loop, true), 0);
+    if (!w->sb.on)
+        cr_skip_test("no io_uring on this machine: the batch is off");
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    peer2 = sv[1];
+    fcntl(peer2, F_SETFL, fcntl(peer2, F_GETFL) | O_NONBLOCK);
+    gone_cl2 = data_cl2 = 0;
+    on_data_do = DO_NOTHING;
+    cl2 = pr__client_open(w, sv[0], &table_pair);
+    cr_assert_not_null(cl2);
+    pr__client_batch_reads(cl);
+    pr__client_batch_reads(cl2);
+}
+
+static void teardown_pair(void)
+{
+    if (cl2)
+        pr__client_close(cl2);
+    if (peer2 >= 0)
+        close(peer2);
+    peer2 = -1;
+    teardown();
+}
+
+Test(client, tunnel_reads_of_one_iteration_take_one_ring_call, .init = setup_pair,
+     .fini = teardown_pair)
+{
+    peer_write("one", 3);
+    cr_assert_eq(write(peer2, "two", 3), 3);
+    uv_run(&w->loop, UV_RUN_NOWAIT);
+    cr_assert_eq(R.data_calls, 1);
+    cr_assert_eq(data_cl2, 1);
+    cr_assert_eq(R.got_len, 6);
+    cr_assert_eq(w->sb.rflushes, 1, "both sockets read in one io_uring_enter");
+    cr_assert_eq(w->sb.recvs, 2);
+    cr_assert_eq(w->sb.rn, 0, "nothing left for the next iteration");
+}
+
+Test(client, a_read_that_fills_its_buffer_goes_on_in_the_same_iteration, .init = setup_pair,
+     .fini = teardown_pair)
+{
+    /* More than one batch buffer: the ring read fills one, libuv reads the rest at once. */
+    size_t n = 3 * PR_RB_BUF + 123;
+    char *big = malloc(n);
+    cr_assert_not_null(big);
+    for (size_t i = 0; i < n; i++)
+        big[i] = pattern(i);
+    peer_write(big, n);
+    uv_run(&w->loop, UV_RUN_NOWAIT);
+    cr_assert_eq(w->sb.recvs, 1, "the first bytes came through the ring");
+    cr_assert_eq(R.got_len, n, "all of it in one iteration");
+    for (size_t i = 0; i < n; i++)
+        cr_assert_eq(R.got[i], big[i], "byte %zu", i);
+    free(big);
+}
+
+Test(client, end_of_stream_in_the_batch_closes_the_client_once, .init = setup_pair,
+     .fini = teardown_pair)
+{
+    peer_write("last", 4);
+    shutdown(peer, SHUT_WR);
+    RUN_UNTIL(R.gone == 1);
+    cr_assert_eq(R.got_len, 4, "the bytes before the end arrived");
+    cr_assert_eq(memcmp(R.got, "last", 4), 0);
+    cr_assert_null(cl);
+    for (int i = 0; i < 5; i++)
+        uv_run(&w->loop, UV_RUN_NOWAIT);
+    cr_assert_eq(R.gone, 1, "once");
+    cr_assert_not_null(cl2, "the other client is untouched");
+}
+
+/* Runs in the check phase before the batch's check (started later: libuv runs the most
+ * recently started first): takes the client's bytes away and closes the peer with bytes it
+ * never read, so the ring's read finds the reset and no data. */
+static void reset_before_the_batch(uv_check_t *h)
+{
+    uv_os_fd_t fd;
+    cr_assert_eq(uv_fileno((uv_handle_t *)&cl->tcp, &fd), 0);
+    char c;
+    cr_assert_eq(recv(fd, &c, 1, MSG_DONTWAIT), 1);
+    close(peer);
+    peer = -1;
+    uv_check_stop(h);
+}
+
+Test(client, a_reset_in_the_batch_reports_the_error, .init = setup_pair, .fini = teardown_pair)
+{
+    static uv_check_t early;
+    uv_check_init(&w->loop, &early);
+    uv_check_start(&early, reset_before_the_batch);
+    uv_os_fd_t fd;
+    cr_assert_eq(uv_fileno((uv_handle_t *)&cl->tcp, &fd), 0);
+    cr_assert_eq(write(fd, "y", 1), 1); /* never read by the peer: its close resets */
+    cr_assert_eq(write(peer, "x", 1), 1);
+    uv_run(&w->loop, UV_RUN_NOWAIT);
+    cr_assert_eq(w->sb.recvs, 1, "read through the ring");
+    cr_assert_eq(R.got_len, 0);
+    cr_assert_eq(R.gone, 1, "the error closed the client");
+    cr_assert_null(cl);
+    uv_close((uv_handle_t *)&early, NULL);
+}
+
+/* The first socket handled closes or stops the other: the other's bytes, already read, are
+ * not handed to it (what a tunnel does: one side gone, the other's bytes are dropped). Which
+ * of the two comes first is the poll's order: either way exactly one got its bytes. */
+static void one_side_stops_the_other(int how)
+{
+    on_data_do = how;
+    peer_write("aa", 2);
+    cr_assert_eq(write(peer2, "bb", 2), 2);
+    uv_run(&w->loop, UV_RUN_NOWAIT);
+    cr_assert_eq(w->sb.recvs, 2, "both were read in one call");
+    cr_assert_eq(R.data_calls + data_cl2, 1, "only the first handled got its bytes");
+    cr_assert_eq(R.got_len, 2);
+}
+
+Test(client, a_socket_closed_by_an_earlier_one_in_the_batch_gets_nothing, .init = setup_pair,
+     .fini = teardown_pair)
+{
+    one_side_stops_the_other(DO_CLOSE_OTHER);
+    cr_assert_eq(R.gone + gone_cl2, 1, "the other one closed");
+}
+
+Test(client, a_socket_stopped_by_an_earlier_one_in_the_batch_gets_nothing, .init = setup_pair,
+     .fini = teardown_pair)
+{
+    one_side_stops_the_other(DO_STOP_OTHER);
+    struct pr_client *stopped = R.data_calls ? cl2 : cl;
+    cr_assert_not(stopped->reading);
+    on_data_do = DO_NOTHING;
+    peer_write("cc", 2);
+    cr_assert_eq(write(peer2, "dd", 2), 2);
+    for (int i = 0; i < 5; i++)
+        uv_run(&w->loop, UV_RUN_NOWAIT);
+    cr_assert_eq(R.data_calls + data_cl2, 2, "a stopped socket stays unread");
+}
+
+Test(client, without_a_ring_reads_are_not_batched, .init = setup, .fini = teardown)
+{
+    cr_assert_eq(pr__iobatch_init(&w->sb, &w->loop, false), 0, "--io-uring false");
+    pr__client_batch_reads(cl);
+    peer_write("plain", 5);
+    RUN_UNTIL(R.got_len == 5);
+    cr_assert_eq(w->sb.recvs, 0);
 }
