@@ -157,8 +157,9 @@ static void ring_open(struct pr_iobatch *b)
         return;
     }
     b->arena = malloc(PR_SB_ARENA);
-    b->rarena = malloc((size_t)PR_RB_ENTRIES * PR_RB_BUF);
-    if (!b->arena || !b->rarena) {
+    if (pr__stream_reads_batchable())
+        b->rarena = malloc((size_t)PR_RB_ENTRIES * PR_RB_BUF);
+    if (!b->arena || (pr__stream_reads_batchable() && !b->rarena)) {
         pr__iobatch_finish(b);
         close(fd);
         return;
@@ -365,6 +366,16 @@ void pr__iobatch_flush(struct pr_iobatch *b)
 }
 
 /* ---- reading tunnels in one ring call -------------------------------------------------- */
+
+/* Batched reads rely on three things libuv does not promise: a stream's poll callback is
+ * io_watcher.cb (uv__stream_io), epoll is level-triggered, and uv_read_stop clears read_cb.
+ * They hold for the libuv this was tested with (Debian 12's 1.44); elsewhere tunnels are read
+ * the libuv way until someone checks. */
+bool pr__stream_reads_batchable(void)
+{
+    unsigned v = uv_version();
+    return (v >> 16) == 1 && ((v >> 8) & 0xffu) == 44;
+}
 
 /* libuv's own I/O callback of stream handles (the same function for all of them). */
 static uv__io_cb stream_io;

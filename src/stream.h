@@ -100,6 +100,8 @@ void pr__stream_forget(struct pr_iobatch *b, uv_stream_t *s);
  * sockets that become readable in one loop iteration are read together in one io_uring_enter
  * after the poll, instead of one read system call each. No-op without a ring. */
 void pr__stream_batch_reads(struct pr_iobatch *b, uv_stream_t *s);
+/* Whether this libuv is one the read batch was checked against (else sends only). */
+bool pr__stream_reads_batchable(void);
 
 /* 0 sent now (or batched: b not NULL), 1 queued (the caller pauses its source), <0 error.
  * b may be NULL (no batching); queued may be NULL when b is. */
