@@ -83,8 +83,10 @@ void pr__client_start_read(struct pr_client *c)
 {
     if (c->reading || c->closing || c->in_full)
         return;
-    if (uv_read_start((uv_stream_t *)&c->tcp, pr__alloc_cb, client_read_cb) == 0)
+    if (uv_read_start((uv_stream_t *)&c->tcp, pr__alloc_cb, client_read_cb) == 0) {
         c->reading = true;
+        pr__stream_resumed(&c->w->sb, (uv_stream_t *)&c->tcp);
+    }
 }
 
 void pr__client_stop_read(struct pr_client *c)
@@ -93,11 +95,6 @@ void pr__client_stop_read(struct pr_client *c)
         return;
     uv_read_stop((uv_stream_t *)&c->tcp);
     c->reading = false;
-}
-
-void pr__client_batch_reads(struct pr_client *c)
-{
-    pr__stream_batch_reads(&c->w->sb, (uv_stream_t *)&c->tcp);
 }
 
 static struct pr_tq *home_queue(struct pr_client *c)
@@ -369,6 +366,7 @@ static struct pr_client *client_new(struct pr_worker *w, const struct pr_client_
         pr__slab_free(c);
         return NULL;
     }
+    pr__stream_batch_reads(&w->sb, (uv_stream_t *)&c->tcp);
     c->w = w;
     c->tcp.data = (void *)&pr__client_tag;
     c->admin = admin;

@@ -99,9 +99,6 @@ void pr__client_reject(uv_stream_t *server);
 void pr__client_close(struct pr_client *c);
 void pr__client_start_read(struct pr_client *c);
 void pr__client_stop_read(struct pr_client *c);
-/* From now on c is read together with the loop's other tunnel sockets (one io_uring_enter
- * per loop iteration: pr__stream_batch_reads). Only for a tunnel. */
-void pr__client_batch_reads(struct pr_client *c);
 int pr__client_send(struct pr_client *c, const char *data, size_t len);
 /* Whether bytes of c wait for the socket (c->writing), after its batched bytes were handed
  * to it: what a decision to close or linger must ask, not c->writing alone. */

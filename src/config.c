@@ -116,8 +116,8 @@ static const struct flag serve_flags[] = {
      "log one line per proxied request (true or false)"},
     {"io-uring", F_BOOL, FIELD(pr_config, io_uring), 0, 0, NULL, false, "true", "BOOL",
      "send the small writes of each loop iteration in one io_uring call, and read the "
-     "WebSocket tunnels that are readable in one more (false: one write or read each; where "
-     "the kernel refuses io_uring it is off anyway)"},
+     "readable connections in one more (false: one write or read each; where the kernel "
+     "refuses io_uring it is off anyway)"},
     {"send-timeout", F_DURATION, FIELD(pr_config, send_timeout_ms), 1, DURATION_MAX_MS, NULL,
      false, "30s", "DURATION", "close a client or pod that accepts none of its queued bytes"},
     {"trusted-proxies", F_CIDRS, FIELD(pr_config, trusted), 0, 0, NULL, false,

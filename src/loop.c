@@ -421,7 +421,7 @@ static void run_workers(const struct pr_config *cfg, struct pr_registry *reg)
             w0->store->ops->name, "io_uring",
             !w0->sb.on         ? cfg->io_uring ? "refused by the kernel: one write per send" : "off"
             : w0->sb.rarena ? "on"
-                            : "on for sends; tunnels read the libuv way (libuv version not checked)");
+                            : "on for sends; reads the libuv way (libuv version not checked)");
     for (uint32_t i = 1; i < cfg->threads; i++)
         uv_thread_create(&process_srv.workers[i]->thread, worker_thread, process_srv.workers[i]);
     pr_metrics_self = w0->m;

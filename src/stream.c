@@ -75,6 +75,7 @@ static int uring_enter(int fd, unsigned submit, unsigned complete, unsigned flag
 }
 
 static void read_flush(struct pr_iobatch *b);
+static bool held_due(const struct pr_iobatch *b);
 
 /* The batch of the loop this thread runs (set before every poll: the read hook, called only
  * from libuv's poll, finds it here). */
@@ -91,6 +92,8 @@ static void check_cb(uv_check_t *h)
     struct pr_iobatch *b = h->data;
     read_flush(b); /* what it reads may be sent on at once: it goes into the send flush below */
     pr__iobatch_flush(b);
+    if (b->n == 0 && !(b->held && held_due(b)))
+        uv_idle_stop(&b->idle);
 }
 static void idle_cb(uv_idle_t *h)
 {
@@ -361,15 +364,15 @@ void pr__iobatch_flush(struct pr_iobatch *b)
         else if (notes[i].queued)
             notes[i].queued(notes[i].owner);
     }
-    if (b->n == 0)
+    if (b->n == 0 && !(b->held && held_due(b)))
         uv_idle_stop(&b->idle);
 }
 
-/* ---- reading tunnels in one ring call -------------------------------------------------- */
+/* ---- reading in one ring call ---------------------------------------------------------- */
 
 /* Batched reads rely on three things libuv does not promise: a stream's poll callback is
  * io_watcher.cb (uv__stream_io), epoll is level-triggered, and uv_read_stop clears read_cb.
- * They hold for the libuv this was tested with (Debian 12's 1.44); elsewhere tunnels are read
+ * They hold for the libuv this was tested with (Debian 12's 1.44); elsewhere sockets are read
  * the libuv way until someone checks. */
 bool pr__stream_reads_batchable(void)
 {
@@ -380,16 +383,108 @@ bool pr__stream_reads_batchable(void)
 /* libuv's own I/O callback of stream handles (the same function for all of them). */
 static uv__io_cb stream_io;
 
+/* ---- bytes read for a stream that stopped reading before they were handed over ---- */
+
+/* The node of s in b's held list (NULL none). */
+static struct pr_rb_held **held_slot(struct pr_iobatch *b, const uv_stream_t *s)
+{
+    struct pr_rb_held **p = &b->held;
+    while (*p && (*p)->s != s)
+        p = &(*p)->next;
+    return *p ? p : NULL;
+}
+
+/* Keep r for s (bytes in data, or an error) until s reads again: libuv hands a stream nothing
+ * while it is stopped, and these were already taken from the socket. */
+static void hold(struct pr_iobatch *b, uv_stream_t *s, const char *data, int r)
+{
+    struct pr_rb_held **p = held_slot(b, s);
+    struct pr_rb_held *h = p ? *p : NULL;
+    uint32_t old = h ? h->len : 0, add = r > 0 ? (uint32_t)r : 0;
+    struct pr_rb_held *nh = realloc(h, sizeof(*nh) + old + add);
+    if (!nh) {
+        /* Out of memory: the bytes are lost, so the stream must not go on as if they were
+         * not. Its owner sees the end at its next read or write and closes it. */
+        uv_os_fd_t fd;
+        if (uv_fileno((uv_handle_t *)s, &fd) == 0)
+            shutdown(fd, SHUT_RDWR);
+        return;
+    }
+    if (!h) {
+        nh->next = b->held;
+        nh->s = s;
+        nh->err = 0;
+        nh->len = 0;
+        b->held = nh;
+    } else {
+        *p = nh;
+    }
+    if (add)
+        memcpy(nh->data + old, data, add);
+    nh->len = old + add;
+    if (r < 0)
+        nh->err = r;
+}
+
+/* If s has held bytes and reads again, hand them over first (then a held error). false when
+ * s closed or stopped reading meanwhile (its next bytes must wait). */
+static bool give_held(struct pr_iobatch *b, uv_stream_t *s)
+{
+    struct pr_rb_held **p = b->held ? held_slot(b, s) : NULL;
+    if (!p)
+        return true;
+    if (!s->read_cb || uv_is_closing((uv_handle_t *)s))
+        return false;
+    struct pr_rb_held *h = *p;
+    *p = h->next;
+    if (h->len) {
+        uv_buf_t buf = uv_buf_init(h->data, h->len);
+        s->read_cb(s, (ssize_t)h->len, &buf);
+    }
+    if (h->err && s->read_cb && !uv_is_closing((uv_handle_t *)s)) {
+        uv_buf_t buf = uv_buf_init(NULL, 0);
+        s->read_cb(s, h->err, &buf);
+        if (!uv_is_closing((uv_handle_t *)s))
+            uv_read_stop(s);
+    }
+    free(h);
+    return s->read_cb && !uv_is_closing((uv_handle_t *)s);
+}
+
+/* Whether a held stream reads again (its bytes are due: the loop must not block). */
+static bool held_due(const struct pr_iobatch *b)
+{
+    for (const struct pr_rb_held *h = b->held; h; h = h->next)
+        if (h->s->read_cb && !uv_is_closing((const uv_handle_t *)h->s))
+            return true;
+    return false;
+}
+
+void pr__stream_resumed(struct pr_iobatch *b, uv_stream_t *s)
+{
+    if (b && b->held && held_slot(b, s))
+        uv_idle_start(&b->idle, idle_cb); /* the check hands them over */
+}
+
 /* In place of stream_io on a stream whose reads are batched: when the socket is readable and
  * nothing else happened to it (no error, no hang-up, not connecting), remember it instead of
  * reading now; the check phase reads every remembered socket in one io_uring_enter. Anything
- * else (the write side, errors, a full batch, another loop) goes to libuv as before. */
+ * else (the write side, errors, a full batch, another loop) goes to libuv as before, after
+ * any bytes held for the stream. */
 static void read_hook(uv_loop_t *loop, uv__io_t *w, unsigned int events)
 {
     uv_stream_t *s = (uv_stream_t *)((char *)w - offsetof(uv_stream_t, io_watcher));
     struct pr_iobatch *b = tl_batch;
-    if (b && b->loop == loop && b->on && (events & POLLIN) && !(events & (POLLERR | POLLHUP)) &&
-        s->read_cb && !s->connect_req) {
+    if (!b || b->loop != loop || !b->on) {
+        stream_io(loop, w, events);
+        return;
+    }
+    if (b->held && s->read_cb) {
+        give_held(b, s);
+        if (uv_is_closing((uv_handle_t *)s))
+            return;
+    }
+    if ((events & POLLIN) && !(events & (POLLERR | POLLHUP)) && s->read_cb && !s->connect_req) {
         uint32_t i = 0;
         while (i < b->rn && b->r[i].s != s)
             i++;
@@ -419,15 +514,45 @@ void pr__stream_batch_reads(struct pr_iobatch *b, uv_stream_t *s)
         s->io_watcher.cb = read_hook;
 }
 
-/* Read every remembered socket in one ring call (MSG_DONTWAIT) and hand each its bytes as
- * libuv's read would. A socket whose reading stopped or that began closing while earlier ones
- * were handled is skipped: the bytes already read for it are dropped. Batched reads are only
- * for tunnels (pr__stream_batch_reads), where a side stops the other only once it has gone
- * (what the pod sends after its client left, what a client sends after its pod left: both are
- * dropped by the tunnel anyway). End of stream is left to libuv (one more read) so that the
- * handle's state is exactly libuv's; an error is reported as libuv reports it. */
+/* Hand r (bytes at data, 0 end of stream, -EIO: not read, <0 an error) to s as libuv's read
+ * would. */
+static void give(struct pr_iobatch *b, uv_stream_t *s, char *data, int r)
+{
+    if (r > 0) {
+        uv_buf_t buf = uv_buf_init(data, (unsigned)r);
+        s->read_cb(s, r, &buf);
+        if ((uint32_t)r < PR_RB_BUF || uv_is_closing((uv_handle_t *)s) || !s->read_cb)
+            return;
+        /* a full buffer: libuv reads on */
+    } else if (r != 0 && r != -EIO) {
+        uv_buf_t buf = uv_buf_init(NULL, 0);
+        s->read_cb(s, r, &buf); /* libuv errors are negated errno values */
+        if (!uv_is_closing((uv_handle_t *)s))
+            uv_read_stop(s);
+        return;
+    }
+    /* end of stream (or nothing read): libuv's own read, so the handle's state is libuv's */
+    stream_io(b->loop, &s->io_watcher, POLLIN);
+}
+
+/* Hand over what held streams that read again are owed, then read every remembered socket in
+ * one ring call (MSG_DONTWAIT) and hand each its bytes as libuv's read would. A socket that
+ * began closing while earlier ones were handled gets nothing (the connection is going); one
+ * whose reading stopped keeps its bytes until it reads again (hold). End of stream is left to
+ * libuv (one more read) so that the handle's state is exactly libuv's; an error is reported
+ * as libuv reports it. */
 static void read_flush(struct pr_iobatch *b)
 {
+    /* Each round hands one due node over and frees it (callbacks may close streams, which
+     * frees theirs, but never add one): this ends. */
+    for (struct pr_rb_held *h = b->held; h;) {
+        if (h->s->read_cb && !uv_is_closing((uv_handle_t *)h->s)) {
+            give_held(b, h->s);
+            h = b->held;
+        } else {
+            h = h->next;
+        }
+    }
     uint32_t n = b->rn;
     if (n == 0)
         return;
@@ -443,28 +568,17 @@ static void read_flush(struct pr_iobatch *b)
     }
     for (uint32_t i = 0; i < n; i++) {
         uv_stream_t *s = b->r[i].s;
-        if (!s || uv_is_closing((uv_handle_t *)s) || !s->read_cb)
+        if (!s || uv_is_closing((uv_handle_t *)s))
             continue;
         int r = ringed ? res[i] : -EIO;
         if (r == -EAGAIN || r == -EINTR)
             continue; /* level-triggered: the next poll reports it again */
-        if (r == 0 || r == -EIO || (r > 0 && (uint32_t)r == PR_RB_BUF)) {
-            if (r > 0) { /* a full buffer: hand it over, then libuv reads on */
-                uv_buf_t buf = uv_buf_init(ops[i].addr, (unsigned)r);
-                s->read_cb(s, r, &buf);
-                if (!b->r[i].s || uv_is_closing((uv_handle_t *)s) || !s->read_cb)
-                    continue;
-            }
-            stream_io(b->loop, &s->io_watcher, POLLIN);
-        } else if (r > 0) {
-            uv_buf_t buf = uv_buf_init(ops[i].addr, (unsigned)r);
-            s->read_cb(s, r, &buf);
-        } else {
-            uv_buf_t buf = uv_buf_init(NULL, 0);
-            s->read_cb(s, r, &buf); /* libuv errors are negated errno values */
-            if (b->r[i].s && !uv_is_closing((uv_handle_t *)s))
-                uv_read_stop(s);
+        if (!s->read_cb) {
+            if (r > 0 || (r < 0 && r != -EIO))
+                hold(b, s, ops[i].addr, r); /* end of stream stays in the socket */
+            continue;
         }
+        give(b, s, ops[i].addr, r);
     }
     b->rn = 0;
 }
@@ -498,6 +612,12 @@ void pr__stream_forget(struct pr_iobatch *b, uv_stream_t *s)
     for (uint32_t i = 0; i < b->rn; i++)
         if (b->r[i].s == s)
             b->r[i].s = NULL; /* its bytes stay unread: the connection closes */
+    struct pr_rb_held **p = b->held ? held_slot(b, s) : NULL;
+    if (p) {
+        struct pr_rb_held *h = *p;
+        *p = h->next;
+        free(h);
+    }
     if (b->n == 0)
         return;
     struct pr_sb_entry *e = entry_of(b, s);

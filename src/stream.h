@@ -8,11 +8,12 @@
  * costs ~1 µs). Each send is issued with MSG_DONTWAIT, so every one completes inside that
  * io_uring_enter: nothing is in flight afterwards and no buffer outlives the flush.
  *
- * Tunnel sockets are read the same way (pr__stream_batch_reads): libuv's poll reports them
- * readable, the batch remembers them instead of reading each, and after the poll one
- * io_uring_enter reads them all (MSG_DONTWAIT into the batch's buffers, handed to the
- * streams' read callbacks as libuv would); the sends those reads cause leave in the next one.
- * A WebSocket frame relayed costs no system call of its own. */
+ * Sockets are read the same way (pr__stream_batch_reads, on every client and pod
+ * connection): libuv's poll reports them readable, the batch remembers them instead of
+ * reading each, and after the poll one io_uring_enter reads them all (MSG_DONTWAIT into the
+ * batch's buffers, handed to the streams' read callbacks as libuv would); the sends those
+ * reads cause leave in the next one. A handshake or a relayed WebSocket frame costs no system
+ * call of its own. */
 #ifndef PODROUTER_STREAM_H
 #define PODROUTER_STREAM_H
 
@@ -54,6 +55,15 @@ struct pr_rb_entry {
     int fd;
 };
 
+/* Bytes read for a stream whose reading stopped before they were handed over. */
+struct pr_rb_held {
+    struct pr_rb_held *next;
+    uv_stream_t *s;
+    int err; /* an error read after the bytes (0: none) */
+    uint32_t len;
+    char data[];
+};
+
 struct pr_iobatch {
     bool on;     /* false (also when zeroed): every send goes out at once */
     int ring_fd; /* -1: no ring (no io_uring here, or --io-uring false) */
@@ -75,6 +85,7 @@ struct pr_iobatch {
     uint64_t rflushes, recvs; /* for tests and benchmarks */
     char *rarena;             /* PR_RB_ENTRIES buffers of PR_RB_BUF */
     struct pr_rb_entry r[PR_RB_ENTRIES];
+    struct pr_rb_held *held; /* rare: see hold() in stream.c */
     uv_prepare_t prepare; /* flush before the loop blocks */
     uv_check_t check;     /* flush after the I/O callbacks of an iteration */
     uv_idle_t idle;       /* active while sends wait: the loop does not block on them */
@@ -96,10 +107,14 @@ void pr__stream_settle(struct pr_iobatch *b, const uv_stream_t *s);
  * close is not lost and a reused descriptor number never gets them). */
 void pr__stream_forget(struct pr_iobatch *b, uv_stream_t *s);
 
-/* From now on s (a tunnel's socket: see read_flush in stream.c) is read in the batch: the
- * sockets that become readable in one loop iteration are read together in one io_uring_enter
- * after the poll, instead of one read system call each. No-op without a ring. */
+/* From now on s is read in the batch: the sockets that become readable in one loop iteration
+ * are read together in one io_uring_enter after the poll, instead of one read system call
+ * each (read_flush in stream.c). Right after uv_tcp_init; no-op without a ring. */
 void pr__stream_batch_reads(struct pr_iobatch *b, uv_stream_t *s);
+/* s reads again (after uv_read_start): bytes the batch holds for it are handed over at the
+ * end of this loop iteration, before anything newer. Call after every uv_read_start of a
+ * stream whose reads are batched. */
+void pr__stream_resumed(struct pr_iobatch *b, uv_stream_t *s);
 /* Whether this libuv is one the read batch was checked against (else sends only). */
 bool pr__stream_reads_batchable(void);
 

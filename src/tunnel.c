@@ -55,8 +55,6 @@ void pr__tunnel_start(struct pr_client *c)
     if (c->closing || c->up != u)
         return;
     pr__client_in_release(c); /* an idle tunnel keeps no input buffer */
-    pr__client_batch_reads(c);
-    pr__upstream_batch_reads(u);
     if (!u->writing)
         pr__client_start_read(c);
     if (!c->writing)

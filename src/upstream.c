@@ -206,8 +206,10 @@ void pr__upstream_start_read(struct pr_upstream *u)
 {
     if (u->reading || u->state == PR_U_CLOSING || u->state == PR_U_CONNECTING)
         return;
-    if (uv_read_start((uv_stream_t *)&u->tcp, pr__alloc_cb, upstream_read_cb) == 0)
+    if (uv_read_start((uv_stream_t *)&u->tcp, pr__alloc_cb, upstream_read_cb) == 0) {
         u->reading = true;
+        pr__stream_resumed(&u->pool->w->sb, (uv_stream_t *)&u->tcp);
+    }
 }
 
 void pr__upstream_stop_read(struct pr_upstream *u)
@@ -216,11 +218,6 @@ void pr__upstream_stop_read(struct pr_upstream *u)
         return;
     uv_read_stop((uv_stream_t *)&u->tcp);
     u->reading = false;
-}
-
-void pr__upstream_batch_reads(struct pr_upstream *u)
-{
-    pr__stream_batch_reads(&u->pool->w->sb, (uv_stream_t *)&u->tcp);
 }
 
 static void upstream_write_cb(uv_write_t *req, int status)
@@ -369,6 +366,7 @@ static int pool_connect(struct pr_pool *p, struct pr_client *c,
         pr__slab_free(u);
         return rc;
     }
+    pr__stream_batch_reads(&w->sb, (uv_stream_t *)&u->tcp);
     u->tcp.data = (void *)&pr__upstream_tag; /* found and freed by a worker's stop walk */
     u->pool = p;
     u->client = c;

@@ -103,8 +103,6 @@ int pr__upstream_send2(struct pr_upstream *u, const char *a, size_t alen, const 
                        size_t blen);
 void pr__upstream_start_read(struct pr_upstream *u);
 void pr__upstream_stop_read(struct pr_upstream *u);
-/* The same as pr__client_batch_reads for the pod side of a tunnel. */
-void pr__upstream_batch_reads(struct pr_upstream *u);
 void pr__pools_close_idle(struct pr_worker *w);
 extern const char pr__upstream_tag; /* uv_tcp_t.data of every upstream connection */
 void pr__upstream_close_handle(uv_handle_t *h);

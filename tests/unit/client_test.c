@@ -133,7 +133,9 @@ static const struct pr_client_handlers table_swap = {
     .on_drain = t_drain,
 };
 
-static void setup_with(const struct pr_client_handlers *h)
+/* ring: 0 no batch, 1 the batch on (skips without io_uring), 2 --io-uring false; set up
+ * before the client opens, as a worker's is. */
+static void setup_ring(const struct pr_client_handlers *h, int ring)
 {
     memset(&R, 0, sizeof(R));
     R.take_max = (size_t)-1;
@@ -158,8 +160,20 @@ static void setup_with(const struct pr_client_handlers *h)
     setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
     peer = sv[1];
     fcntl(peer, F_SETFL, fcntl(peer, F_GETFL) | O_NONBLOCK);
+    if (ring) {
+        cr_assert_eq(pr__iobatch_init(&w->sb, &w->loop, ring == 1), 0);
+        if (ring == 1 && !w->sb.on) {
+            close(sv[0]);
+            cr_skip_test("no io_uring on this machine: the batch is off");
+        }
+    }
     cl = pr__client_open(w, sv[0], h);
     cr_assert_not_null(cl);
+}
+
+static void setup_with(const struct pr_client_handlers *h)
+{
+    setup_ring(h, 0);
 }
 
 static void setup(void)
@@ -167,13 +181,10 @@ static void setup(void)
     setup_with(&table_a);
 }
 
-/* The same with the loop's send batch on (as the router runs where io_uring is allowed). */
+/* The same with the loop's I/O batch on (as the router runs where io_uring is allowed). */
 static void setup_batch(void)
 {
-    setup_with(&table_a);
-    cr_assert_eq(pr__iobatch_init(&w->sb, &w->loop, true), 0);
-    if (!w->sb.on)
-        cr_skip_test("no io_uring on this machine: the send batch is off");
+    setup_ring(&table_a, 1);
 }
 
 static void teardown(void)
@@ -709,10 +720,7 @@ static const struct pr_client_handlers table_pair = {
 /* Two clients on table_pair, both read in the batch. */
 static void setup_pair(void)
 {
-    setup_with(&table_pair);
-    cr_assert_eq(pr__iobatch_init(&w->sb, &w->loop, true), 0);
-    if (!w->sb.on)
-        cr_skip_test("no io_uring on this machine: the batch is off");
+    setup_ring(&table_pair, 1);
     if (!pr__stream_reads_batchable())
         cr_skip_test("libuv %s: tunnel reads are not batched", uv_version_string());
     int sv[2];
@@ -723,8 +731,6 @@ static void setup_pair(void)
     on_data_do = DO_NOTHING;
     cl2 = pr__client_open(w, sv[0], &table_pair);
     cr_assert_not_null(cl2);
-    pr__client_batch_reads(cl);
-    pr__client_batch_reads(cl2);
 }
 
 static void teardown_pair(void)
@@ -836,24 +842,75 @@ Test(client, a_socket_closed_by_an_earlier_one_in_the_batch_gets_nothing, .init 
     cr_assert_eq(R.gone + gone_cl2, 1, "the other one closed");
 }
 
-Test(client, a_socket_stopped_by_an_earlier_one_in_the_batch_gets_nothing, .init = setup_pair,
-     .fini = teardown_pair)
+/* newer: bytes sent to the stopped one before it reads again (then the poll reports it and
+ * the held bytes go first there), else after (the check hands the held ones over alone);
+ * hangup: the peer also closes (a hang-up goes to libuv's own read: after the held). */
+static void stopped_keeps_its_bytes(bool newer, bool hangup)
 {
     one_side_stops_the_other(DO_STOP_OTHER);
     struct pr_client *stopped = R.data_calls ? cl2 : cl;
+    const char *its = stopped == cl ? "aa" : "bb";
+    int its_peer = stopped == cl ? peer : peer2;
     cr_assert_not(stopped->reading);
     on_data_do = DO_NOTHING;
-    peer_write("cc", 2);
-    cr_assert_eq(write(peer2, "dd", 2), 2);
+    if (newer)
+        cr_assert_eq(write(its_peer, "ee", 2), 2);
+    if (hangup) { /* a whole close: POLLHUP */
+        close(its_peer);
+        *(stopped == cl ? &peer : &peer2) = -1;
+    }
     for (int i = 0; i < 5; i++)
         uv_run(&w->loop, UV_RUN_NOWAIT);
-    cr_assert_eq(R.data_calls + data_cl2, 2, "a stopped socket stays unread");
+    cr_assert_eq(R.got_len, 2, "nothing while it is stopped");
+    pr__client_start_read(stopped);
+    cr_assert(uv_is_active((uv_handle_t *)&w->sb.idle), "the loop will not block on them");
+    uv_run(&w->loop, UV_RUN_NOWAIT);
+    cr_assert_geq(R.got_len, 4);
+    cr_assert_eq(memcmp(R.got + 2, its, 2), 0, "the held bytes first");
+    cr_assert_null(w->sb.held);
+    if (!newer)
+        cr_assert_eq(write(its_peer, "ee", 2), 2);
+    RUN_UNTIL(R.got_len == 6);
+    cr_assert_eq(memcmp(R.got + 4, "ee", 2), 0, "then the newer ones");
+    if (hangup)
+        RUN_UNTIL(R.gone + gone_cl2 == 1);
+    cr_assert_not(uv_is_active((uv_handle_t *)&w->sb.idle));
 }
 
-Test(client, without_a_ring_reads_are_not_batched, .init = setup, .fini = teardown)
+Test(client, a_socket_stopped_by_an_earlier_one_keeps_its_bytes_until_it_reads_again,
+     .init = setup_pair, .fini = teardown_pair)
 {
-    cr_assert_eq(pr__iobatch_init(&w->sb, &w->loop, false), 0, "--io-uring false");
-    pr__client_batch_reads(cl);
+    stopped_keeps_its_bytes(false, false);
+}
+
+Test(client, held_bytes_go_before_newer_ones_that_the_poll_reports, .init = setup_pair,
+     .fini = teardown_pair)
+{
+    stopped_keeps_its_bytes(true, false);
+}
+
+Test(client, held_bytes_go_before_a_hang_up, .init = setup_pair, .fini = teardown_pair)
+{
+    stopped_keeps_its_bytes(true, true);
+}
+
+Test(client, held_bytes_of_a_stream_that_closes_are_freed, .init = setup_pair,
+     .fini = teardown_pair)
+{
+    one_side_stops_the_other(DO_STOP_OTHER);
+    cr_assert_not_null(w->sb.held);
+    on_data_do = DO_NOTHING;
+    pr__client_close(R.data_calls ? cl2 : cl);
+    cr_assert_null(w->sb.held, "freed with the connection (the leak check sees the rest)");
+}
+
+static void setup_no_ring(void)
+{
+    setup_ring(&table_a, 2);
+}
+
+Test(client, without_a_ring_reads_are_not_batched, .init = setup_no_ring, .fini = teardown)
+{
     peer_write("plain", 5);
     RUN_UNTIL(R.got_len == 5);
     cr_assert_eq(w->sb.recvs, 0);

@@ -246,11 +246,6 @@ void pr__client_stop_read(struct pr_client *c)
     c->reading = false;
 }
 
-void pr__client_batch_reads(struct pr_client *c)
-{
-    fcl(c)->batched_reads = true;
-}
-
 static struct pr_tq *home_queue(struct pr_client *c)
 {
     switch (c->tq_home) {
@@ -583,11 +578,6 @@ void pr__upstream_start_read(struct pr_upstream *u)
 void pr__upstream_stop_read(struct pr_upstream *u)
 {
     u->reading = false;
-}
-
-void pr__upstream_batch_reads(struct pr_upstream *u)
-{
-    fup(u)->batched_reads = true;
 }
 
 int pr__upstream_send2(struct pr_upstream *u, const char *a, size_t alen, const char *b,

@@ -33,7 +33,6 @@ struct fake_client {
     struct fake_buf out; /* every byte the router sent (or queued) to the client */
     bool full;           /* the socket takes nothing: sends queue (return 1) */
     int closes;          /* pr__client_close calls that closed it */
-    bool batched_reads;  /* pr__client_batch_reads was called (a tunnel) */
     struct fake_client *next_all;
 };
 
@@ -43,7 +42,6 @@ struct fake_upstream {
     bool full;
     int releases, reusable_releases, closes;
     int sends; /* send calls (each would be one system call) */
-    bool batched_reads; /* pr__upstream_batch_reads was called (a tunnel) */
     struct fake_upstream *next_all;
 };
 
