@@ -210,6 +210,11 @@ void pr__iobatch_finish(struct pr_iobatch *b)
         close(b->ring_fd);
     free(b->arena);
     free(b->rarena);
+    while (b->held) { /* streams closed without pr__stream_forget (the loop's last walk) */
+        struct pr_rb_held *h = b->held;
+        b->held = h->next;
+        free(h);
+    }
     if (tl_batch == b)
         tl_batch = NULL;
     b->rarena = NULL;
