@@ -75,7 +75,7 @@ static int uring_enter(int fd, unsigned submit, unsigned complete, unsigned flag
 }
 
 static void read_flush(struct pr_iobatch *b);
-static bool held_due(const struct pr_iobatch *b);
+static void idle_settle(struct pr_iobatch *b);
 
 /* The batch of the loop this thread runs (set before every poll: the read hook, called only
  * from libuv's poll, finds it here). */
@@ -92,8 +92,7 @@ static void check_cb(uv_check_t *h)
     struct pr_iobatch *b = h->data;
     read_flush(b); /* what it reads may be sent on at once: it goes into the send flush below */
     pr__iobatch_flush(b);
-    if (b->n == 0 && !(b->held && held_due(b)))
-        uv_idle_stop(&b->idle);
+    idle_settle(b);
 }
 static void idle_cb(uv_idle_t *h)
 {
@@ -369,8 +368,7 @@ void pr__iobatch_flush(struct pr_iobatch *b)
         else if (notes[i].queued)
             notes[i].queued(notes[i].owner);
     }
-    if (b->n == 0 && !(b->held && held_due(b)))
-        uv_idle_stop(&b->idle);
+    idle_settle(b);
 }
 
 /* ---- reading in one ring call ---------------------------------------------------------- */
@@ -431,38 +429,47 @@ static void hold(struct pr_iobatch *b, uv_stream_t *s, const char *data, int r)
         nh->err = r;
 }
 
-/* If s has held bytes and reads again, hand them over first (then a held error). false when
- * s closed or stopped reading meanwhile (its next bytes must wait). */
-static bool give_held(struct pr_iobatch *b, uv_stream_t *s)
+/* Whether s reads (libuv would hand it bytes now). */
+static bool reads(const uv_stream_t *s)
+{
+    return s->read_cb && !uv_is_closing((const uv_handle_t *)s);
+}
+
+/* Report a read error to s as libuv does (then its reading stops). */
+static void give_error(uv_stream_t *s, int err)
+{
+    uv_buf_t buf = uv_buf_init(NULL, 0);
+    s->read_cb(s, err, &buf); /* libuv errors are negated errno values */
+    if (!uv_is_closing((uv_handle_t *)s))
+        uv_read_stop(s);
+}
+
+/* If s has held bytes and reads again, hand them over (then a held error). */
+static void give_held(struct pr_iobatch *b, uv_stream_t *s)
 {
     struct pr_rb_held **p = b->held ? held_slot(b, s) : NULL;
-    if (!p)
-        return true;
-    if (!s->read_cb || uv_is_closing((uv_handle_t *)s))
-        return false;
+    if (!p || !reads(s))
+        return;
     struct pr_rb_held *h = *p;
     *p = h->next;
     if (h->len) {
         uv_buf_t buf = uv_buf_init(h->data, h->len);
         s->read_cb(s, (ssize_t)h->len, &buf);
     }
-    if (h->err && s->read_cb && !uv_is_closing((uv_handle_t *)s)) {
-        uv_buf_t buf = uv_buf_init(NULL, 0);
-        s->read_cb(s, h->err, &buf);
-        if (!uv_is_closing((uv_handle_t *)s))
-            uv_read_stop(s);
-    }
+    if (h->err && reads(s))
+        give_error(s, h->err);
     free(h);
-    return s->read_cb && !uv_is_closing((uv_handle_t *)s);
 }
 
-/* Whether a held stream reads again (its bytes are due: the loop must not block). */
-static bool held_due(const struct pr_iobatch *b)
+/* While sends wait or a held stream reads again, the loop must not block. */
+static void idle_settle(struct pr_iobatch *b)
 {
+    if (b->n)
+        return;
     for (const struct pr_rb_held *h = b->held; h; h = h->next)
-        if (h->s->read_cb && !uv_is_closing((const uv_handle_t *)h->s))
-            return true;
-    return false;
+        if (reads(h->s))
+            return;
+    uv_idle_stop(&b->idle);
 }
 
 void pr__stream_resumed(struct pr_iobatch *b, uv_stream_t *s)
@@ -526,14 +533,11 @@ static void give(struct pr_iobatch *b, uv_stream_t *s, char *data, int r)
     if (r > 0) {
         uv_buf_t buf = uv_buf_init(data, (unsigned)r);
         s->read_cb(s, r, &buf);
-        if ((uint32_t)r < PR_RB_BUF || uv_is_closing((uv_handle_t *)s) || !s->read_cb)
+        if ((uint32_t)r < PR_RB_BUF || !reads(s))
             return;
         /* a full buffer: libuv reads on */
     } else if (r != 0 && r != -EIO) {
-        uv_buf_t buf = uv_buf_init(NULL, 0);
-        s->read_cb(s, r, &buf); /* libuv errors are negated errno values */
-        if (!uv_is_closing((uv_handle_t *)s))
-            uv_read_stop(s);
+        give_error(s, r);
         return;
     }
     /* end of stream (or nothing read): libuv's own read, so the handle's state is libuv's */
@@ -551,7 +555,7 @@ static void read_flush(struct pr_iobatch *b)
     /* Each round hands one due node over and frees it (callbacks may close streams, which
      * frees theirs, but never add one): this ends. */
     for (struct pr_rb_held *h = b->held; h;) {
-        if (h->s->read_cb && !uv_is_closing((uv_handle_t *)h->s)) {
+        if (reads(h->s)) {
             give_held(b, h->s);
             h = b->held;
         } else {
