@@ -603,11 +603,16 @@ def fam_pipeline():
     out.append(Case(f, "get-then-get-delayed", [seg(NEXT), seg(NEXT, delay=0.05)]))
     g2000 = gets(2000, pad=200, prefix=b"/q")
     out.append(one(f, "2000-proxied-one-write", g2000, note="%d bytes" % len(g2000)))
+    g2k = b"".join(req(b"GET", b"/k%d" % i, [b"X-Fill: " + b"k" * (2048 - len(req(b"GET", b"/k%d" % i, [b"X-Fill: "])))])
+                   for i in range(30))
+    out.append(one(f, "30-heads-of-2048-one-write", g2k, note="%d bytes" % len(g2k)))
     posts = b"".join(req(b"POST", b"/cp/%d" % i, [b"Transfer-Encoding: chunked"],
                          chunked(b"x" * i, b"y", trailer=b"X-N: %d\r\n" % i), cl=False) for i in range(50))
     out.append(one(f, "50-chunked-posts-trailers", posts))
-    # Heads around --max-header-bytes (16384): accepted whole or refused with 431.
-    for size in (16300, 16384, 16385, 17000, 60000):
+    # Heads around --max-header-bytes (16384): accepted whole or refused with 431. The small
+    # sizes end just before, at and after the read batch's 2 KiB buffer (and twice it): a read
+    # that fills the buffer is finished by libuv's own read (src/stream.c).
+    for size in (2047, 2048, 2049, 4096, 4097, 16300, 16384, 16385, 17000, 60000):
         base = req(b"GET", b"/size", [b"X-Fill: "])
         fill = size - len(base)
         out.append(one(f, "head-%d" % size, req(b"GET", b"/size", [b"X-Fill: " + b"f" * fill]) + NEXT))
