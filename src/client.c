@@ -4,6 +4,7 @@
 #include "client.h"
 
 #include <netinet/in.h>
+#include <sys/socket.h>
 #include <arpa/inet.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,6 +79,56 @@ void pr__client_close(struct pr_client *c)
 }
 
 static void client_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+/* ---- lingering close ---- */
+
+static void linger_nothing(struct pr_client *c)
+{
+    (void)c;
+}
+
+static size_t linger_discard(struct pr_client *c, const char *data, size_t len)
+{
+    (void)c;
+    (void)data;
+    return len;
+}
+
+/* Everything the connection owned was let go when it began lingering: its end of stream, an
+ * error, the timer (expire_state), SIGTERM's drain and the worker's stop close it. */
+static const struct pr_client_handlers linger_client = {
+    .on_head = linger_nothing,
+    .on_data = linger_discard,
+    .on_drained = linger_nothing,
+    .on_gone = linger_nothing,
+    .on_timeout = pr__client_close,
+    .on_room = linger_nothing,
+    .on_drain = pr__client_close,
+};
+
+void pr__client_linger(struct pr_client *c)
+{
+    if (c->closing || c->h == &linger_client)
+        return;
+    struct pr_worker *w = c->w;
+    uv_os_fd_t fd;
+    if (w->draining || w->stopping || pr__client_writing(c) ||
+        uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0 || shutdown(fd, SHUT_WR) != 0) {
+        pr__client_close(c);
+        return;
+    }
+    c->h->on_gone(c); /* the layer above lets go now, as for a close */
+    c->h = &linger_client;
+    c->close_after_write = false;
+    c->state = PR_C_CLOSING;
+    if (c->in && !c->feeding)
+        in_free(c); /* (inside the input loop, linger_discard takes what waits) */
+    c->in_full = false;
+    c->tq_home = PR_CQ_NONE;
+    c->tq_send = false;
+    pr__tq_push(&w->q_clinger, &c->tq, pr__now(w));
+    pr__client_start_read(c);
+}
 
 void pr__client_start_read(struct pr_client *c)
 {
@@ -507,4 +558,5 @@ void pr__client_queues_init(struct pr_worker *w, const struct pr_config *cfg)
     pr__tq_init(&w->q_idle, cfg->idle_timeout_ms, expire_state);
     pr__tq_init(&w->q_tunnel, cfg->idle_timeout_ms, expire_state);
     pr__tq_init(&w->q_send, cfg->send_timeout_ms, expire_send);
+    pr__tq_init(&w->q_clinger, PR_CLIENT_LINGER_MS, expire_state);
 }

@@ -14,6 +14,7 @@
 #include "tq.h"
 
 #define PR_CLIENT_IN_MAX (64 * 1024) /* unconsumed client bytes kept before reading pauses */
+#define PR_CLIENT_LINGER_MS 2000     /* at most this long after our FIN (pr__client_linger) */
 /* An idle tunnel is a pr_client + a pr_upstream (each a 248-B uv_tcp_t plus fields) + the
  * malloc headers (8 B each) + the store entry its room or sid created (~190-230 B: atable.c)
  * + libuv's watcher slot per fd (8-16 B). 344 + 328 + 16 + 230 + 32 = 950 B leaves ~70 B of
@@ -97,6 +98,12 @@ struct pr_client *pr__client_open(struct pr_worker *w, uv_os_sock_t fd,
                                   const struct pr_client_handlers *h);
 void pr__client_reject(uv_stream_t *server);
 void pr__client_close(struct pr_client *c);
+/* Close c once its answer is sent, by choice (Connection: close, an error answer, a tunnel
+ * whose pod left): send a FIN after the answer, then read and drop what c still sends until
+ * it closes or PR_CLIENT_LINGER_MS pass, so that our close never resets the connection and
+ * destroys the answer in the client's buffer (RFC 9112 §9.6). Bytes still to be written:
+ * a plain close. */
+void pr__client_linger(struct pr_client *c);
 void pr__client_start_read(struct pr_client *c);
 void pr__client_stop_read(struct pr_client *c);
 int pr__client_send(struct pr_client *c, const char *data, size_t len);

@@ -421,7 +421,7 @@ void pr__exchange_on_timeout(struct pr_client *c)
 void pr__exchange_on_drained(struct pr_client *c)
 {
     if (c->close_after_write && c->state != PR_C_PROXYING) {
-        pr__client_close(c);
+        pr__client_linger(c);
         return;
     }
     pr__proxy_client_drained(c);

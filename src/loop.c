@@ -204,6 +204,7 @@ static void tick_cb(uv_timer_t *t)
     pr__tq_sweep(&w->q_pool, now);
     pr__tq_sweep(&w->q_send, now);
     pr__tq_sweep(&w->q_linger, now);
+    pr__tq_sweep(&w->q_clinger, now);
     pr__memory_tick(w, now);
     if (w->id == 0) {
         static uint64_t last_housekeeping;

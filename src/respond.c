@@ -246,7 +246,7 @@ void pr__client_request_done(struct pr_client *c)
     if (c->close_after_write) {
         pr__client_stop_read(c);
         if (!pr__client_writing(c))
-            pr__client_close(c);
+            pr__client_linger(c);
         else
             c->state = PR_C_CLOSING;
         return;

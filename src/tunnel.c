@@ -137,7 +137,7 @@ static size_t discard(struct pr_client *c, const char *data, size_t len)
 static const struct pr_client_handlers closing_client = {
     .on_head = client_nothing,
     .on_data = discard,
-    .on_drained = pr__client_close,
+    .on_drained = pr__client_linger,
     .on_gone = client_nothing,
     .on_timeout = pr__client_close,
     .on_room = client_nothing,

@@ -46,6 +46,7 @@ struct pr_worker {
     struct pr_tq q_pool;     /* idle pooled upstream connections */
     struct pr_tq q_send;     /* clients with queued bytes they do not take */
     struct pr_tq q_linger;   /* pod connections of closed tunnels, flushing their last bytes */
+    struct pr_tq q_clinger;  /* clients we close after their answer: read until they close */
     struct pr_store *store;
     struct pr_metrics *m;
     struct pr_pool **pools;

@@ -28,10 +28,11 @@ def free_port():
 
 
 class Router:
-    """One pod-router process: --store memory --threads 1, one capture pod registered."""
+    """One pod-router process: --store memory, --threads 1 (or `threads`), one pod registered."""
 
-    def __init__(self, binary, logdir, tag, san_dir=None):
+    def __init__(self, binary, logdir, tag, san_dir=None, threads=1):
         self.binary = binary
+        self.threads = threads
         self.logdir = logdir
         self.tag = tag
         self.san_dir = san_dir
@@ -51,7 +52,7 @@ class Router:
                 "--store", "memory",
                 "--listen", "127.0.0.1:%d" % self.port,
                 "--admin-listen", "127.0.0.1:%d" % self.admin,
-                "--threads", "1",
+                "--threads", str(self.threads),
                 "--pod-ttl", "1h",
                 "--drain-timeout", "1s",
                 "--log-format", "text",

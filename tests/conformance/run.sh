@@ -9,6 +9,7 @@
 # must fail (the suite's negative control).
 # Environment: POD_ROUTER_BIN (overrides the binary), CONFORMANCE_JOBS (parallel routers,
 # default 4), CONFORMANCE_FILTER (regex of case names).
+# After the cases, concurrent.py (many hostile connections at once; CONFORMANCE_SEEDS).
 # Output: one FAIL line per failing case, a summary per family, per-case details in
 # test-output/conformance/<label>/ (cases.jsonl, fail/*.txt, router logs).
 # The last line is "N passed, N failed".
@@ -87,5 +88,17 @@ if [ "$label" = selftest ]; then
     [ "$p" -eq 0 ]
     exit
 fi
-tail -n 1 "$out/run.log"
-exit "$status"
+# The concurrency family (concurrent.py): many hostile connections at once, one result per seed.
+cstatus=0
+timeout --kill-after=10 300 "$py" tests/conformance/concurrent.py --bin "$bin" --out "$out/concurrent" \
+    --seeds "${CONFORMANCE_SEEDS:-11,12,13,14,15}" ${san:+--san-dir "$san"} >"$out/concurrent.log" 2>&1 || cstatus=$?
+cat "$out/concurrent.log"
+line="$(tail -n 1 "$out/run.log")"
+cline="$(tail -n 1 "$out/concurrent.log")"
+if ! echo "$cline" | grep -qE '^[0-9]+ passed, [0-9]+ failed$'; then
+    echo "conformance: the concurrency family ended without a summary (exit $cstatus)"
+    cline="0 passed, 1 failed"
+    cstatus=1
+fi
+echo "$line" "$cline" | awk '{print $1 + $5 " passed, " $3 + $7 " failed"}'
+[ "$status" -eq 0 ] && [ "$cstatus" -eq 0 ]
