@@ -82,27 +82,15 @@ static void client_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
 /* ---- lingering close ---- */
 
-static void linger_nothing(struct pr_client *c)
-{
-    (void)c;
-}
-
-static size_t linger_discard(struct pr_client *c, const char *data, size_t len)
-{
-    (void)c;
-    (void)data;
-    return len;
-}
-
 /* Everything the connection owned was let go when it began lingering: its end of stream, an
  * error, the timer (expire_state), SIGTERM's drain and the worker's stop close it. */
 static const struct pr_client_handlers linger_client = {
-    .on_head = linger_nothing,
-    .on_data = linger_discard,
-    .on_drained = linger_nothing,
-    .on_gone = linger_nothing,
+    .on_head = pr__client_ignore,
+    .on_data = pr__client_discard,
+    .on_drained = pr__client_ignore,
+    .on_gone = pr__client_ignore,
     .on_timeout = pr__client_close,
-    .on_room = linger_nothing,
+    .on_room = pr__client_ignore,
     .on_drain = pr__client_close,
 };
 
@@ -122,7 +110,7 @@ void pr__client_linger(struct pr_client *c)
     c->close_after_write = false;
     c->state = PR_C_CLOSING;
     if (c->in && !c->feeding)
-        in_free(c); /* (inside the input loop, linger_discard takes what waits) */
+        in_free(c); /* (inside the input loop, pr__client_discard takes what waits) */
     c->in_full = false;
     c->tq_home = PR_CQ_NONE;
     c->tq_send = false;

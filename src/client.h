@@ -40,6 +40,20 @@ struct pr_client_handlers {
     void (*on_drain)(struct pr_client *c);   /* SIGTERM drain of the worker */
 };
 
+/* For handler tables of connections past their exchange (a tunnel, a closing or lingering
+ * client): an event they ignore, bytes they drop. */
+static inline void pr__client_ignore(struct pr_client *c)
+{
+    (void)c;
+}
+
+static inline size_t pr__client_discard(struct pr_client *c, const char *data, size_t len)
+{
+    (void)c;
+    (void)data;
+    return len;
+}
+
 enum pr_client_state {
     PR_C_IDLE = 0,  /* keep-alive, waiting for the first byte */
     PR_C_HEAD,      /* reading the request head */

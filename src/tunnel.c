@@ -111,37 +111,25 @@ static void client_gone(struct pr_client *c)
     pr__tq_push(&u->pool->w->q_linger, &u->tq, pr__now(u->pool->w));
 }
 
-static void client_nothing(struct pr_client *c)
-{
-    (void)c;
-}
-
 static const struct pr_client_handlers tunnel_client = {
-    .on_head = client_nothing,
+    .on_head = pr__client_ignore,
     .on_data = from_client,
     .on_drained = client_drained,
     .on_gone = client_gone,
     .on_timeout = pr__client_close,
-    .on_room = client_nothing,
-    .on_drain = client_nothing, /* a tunnel ends when the worker stops */
+    .on_room = pr__client_ignore,
+    .on_drain = pr__client_ignore, /* a tunnel ends when the worker stops */
 };
 
 /* The pod left: the client gets what is queued for it, then its connection closes. */
-static size_t discard(struct pr_client *c, const char *data, size_t len)
-{
-    (void)c;
-    (void)data;
-    return len;
-}
-
 static const struct pr_client_handlers closing_client = {
-    .on_head = client_nothing,
-    .on_data = discard,
+    .on_head = pr__client_ignore,
+    .on_data = pr__client_discard,
     .on_drained = pr__client_linger,
-    .on_gone = client_nothing,
+    .on_gone = pr__client_ignore,
     .on_timeout = pr__client_close,
-    .on_room = client_nothing,
-    .on_drain = client_nothing,
+    .on_room = pr__client_ignore,
+    .on_drain = pr__client_ignore,
 };
 
 /* ---- pod side ---- */

@@ -44,7 +44,7 @@ import h11
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import Router  # noqa: E402
+from harness import Router, listen_local  # noqa: E402
 
 CONNS = 120
 PIPELINES = (1, 3, 40, 200)
@@ -57,14 +57,7 @@ class EchoPod(threading.Thread):
 
     def __init__(self):
         super().__init__(daemon=True, name="echo-pod")
-        self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.lsock.bind(("127.0.0.1", 0))
-        self.lsock.listen(512)
-        self.lsock.setblocking(False)
-        self.port = self.lsock.getsockname()[1]
-        self.sel = selectors.DefaultSelector()
-        self.sel.register(self.lsock, selectors.EVENT_READ, None)
+        self.lsock, self.port, self.sel = listen_local()
         self.stopping = False
         self.errors = []
         self.requests = 0

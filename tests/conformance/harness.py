@@ -207,6 +207,19 @@ class _PodConn:
         self.continue_sent = False
 
 
+def listen_local():
+    """A non-blocking listener on 127.0.0.1 (a free port) and a selector watching it
+    (its key's data is None): (socket, port, selector)."""
+    lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(512)
+    lsock.setblocking(False)
+    sel = selectors.DefaultSelector()
+    sel.register(lsock, selectors.EVENT_READ, None)
+    return lsock, lsock.getsockname()[1], sel
+
+
 class PodServer(threading.Thread):
     """Raw-socket HTTP/1.1 server on 127.0.0.1 that records every byte per connection and
     answers with the scripted responses of the current case."""
@@ -214,14 +227,7 @@ class PodServer(threading.Thread):
     def __init__(self, name):
         super().__init__(daemon=True, name="pod-" + name)
         self.name = name
-        self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.lsock.bind(("127.0.0.1", 0))
-        self.lsock.listen(512)
-        self.lsock.setblocking(False)
-        self.port = self.lsock.getsockname()[1]
-        self.sel = selectors.DefaultSelector()
-        self.sel.register(self.lsock, selectors.EVENT_READ, None)
+        self.lsock, self.port, self.sel = listen_local()
         self.lock = threading.Lock()
         self.conns = {}
         self.next_id = 1
