@@ -2,7 +2,8 @@
  * in for the exchange / tunnel, the connection is one end of a socketpair (no network) on a
  * real libuv loop. Covers pipelined input order, partial consumption, the input cap and read
  * pausing, backpressure of queued writes, EOF, the state and send timers, and a table swap
- * in the middle of a read (what the tunnel does at the 101). */
+ * in the middle of a read (what the tunnel does at the 101), the send and read batches, and
+ * the lingering close (answer, FIN, input dropped until the client's end, the timer, drain). */
 #include <criterion/criterion.h>
 
 #include <arpa/inet.h>
@@ -914,4 +915,121 @@ Test(client, without_a_ring_reads_are_not_batched, .init = setup_no_ring, .fini 
     peer_write("plain", 5);
     RUN_UNTIL(R.got_len == 5);
     cr_assert_eq(w->sb.recvs, 0);
+}
+
+/* ---- lingering close (pr__client_linger, RFC 9112 9.6) ------------------------------------ */
+
+static int open_clients(void)
+{
+    cr_assert_eq(metrics.conns[PR_CONN_CLIENT], (int64_t)atomic_load(&srv.nclients));
+    return (int)atomic_load(&srv.nclients);
+}
+
+/* Read from the peer until end of stream (bounded, the loop runs meanwhile): the bytes. */
+static size_t peer_read_to_eof(char *buf, size_t cap)
+{
+    size_t got = 0;
+    for (int i = 0; i < 4000; i++) {
+        ssize_t k = read(peer, buf + got, cap - got);
+        if (k == 0)
+            return got;
+        if (k > 0)
+            got += (size_t)k;
+        uv_run(&w->loop, UV_RUN_NOWAIT);
+        if (k < 0)
+            usleep(500);
+    }
+    cr_assert_fail("no end of stream from the router");
+    return got;
+}
+
+/* The answer, then the router's FIN; what the client still sends is read and dropped (no
+ * reset destroys the answer); the client's own end of stream closes the connection. */
+static void linger_then_client_eof(void)
+{
+    struct pr_client *c = cl;
+    cr_assert_eq(pr__client_send(c, "answer", 6), 0);
+    peer_write("late request bytes", 18); /* unread by the router when it answers */
+    pr__client_linger(c);
+    cr_assert_eq(R.gone, 1, "the layer above lets go at once");
+    cr_assert_eq(c->state, PR_C_CLOSING);
+    cr_assert_eq(open_clients(), 1, "still open (and counted) while it lingers");
+    char buf[64];
+    cr_assert_eq(peer_read_to_eof(buf, sizeof(buf)), 6, "the whole answer, then the FIN");
+    cr_assert_eq(memcmp(buf, "answer", 6), 0);
+    /* A client that has not read our FIN yet keeps sending: 1 MiB, all taken and dropped. */
+    size_t n = 1u << 20;
+    char *big = malloc(n);
+    cr_assert_not_null(big);
+    memset(big, 'q', n);
+    peer_write(big, n);
+    free(big);
+    cr_assert_eq(R.data_calls, 0, "nothing reaches the old table");
+    cr_assert_eq(open_clients(), 1);
+    shutdown(peer, SHUT_WR);
+    RUN_UNTIL(open_clients() == 0);
+    cr_assert_eq(R.gone, 1, "on_gone once");
+    cr_assert_eq(w->q_clinger.head.next, &w->q_clinger.head, "out of the linger queue");
+}
+
+Test(client, linger_sends_the_answer_and_a_fin_drops_the_rest_and_closes_at_the_clients_eof,
+     .init = setup, .fini = teardown)
+{
+    linger_then_client_eof();
+}
+
+Test(client, linger_with_the_answer_still_in_the_send_batch_sends_it_before_the_fin,
+     .init = setup_batch, .fini = teardown)
+{
+    linger_then_client_eof();
+}
+
+Test(client, a_lingering_client_is_closed_after_PR_CLIENT_LINGER_MS, .init = setup,
+     .fini = teardown)
+{
+    pr__client_linger(cl);
+    uint64_t t0 = pr__now(w);
+    pr__tq_sweep(&w->q_clinger, t0 + PR_CLIENT_LINGER_MS - 1);
+    cr_assert_eq(open_clients(), 1);
+    pr__tq_sweep(&w->q_clinger, t0 + PR_CLIENT_LINGER_MS);
+    cr_assert_eq(open_clients(), 0, "closed when the linger time is up");
+    cr_assert_eq(R.gone, 1);
+}
+
+Test(client, a_lingering_client_is_closed_by_the_drain, .init = setup, .fini = teardown)
+{
+    pr__client_linger(cl);
+    pr__client_drain(w);
+    cr_assert_eq(R.drains, 0, "the old table is not called");
+    cr_assert_eq(open_clients(), 0);
+}
+
+Test(client, the_clients_close_while_lingering_closes_once, .init = setup, .fini = teardown)
+{
+    pr__client_linger(cl);
+    close(peer);
+    peer = -1;
+    RUN_UNTIL(open_clients() == 0);
+    cr_assert_eq(R.gone, 1);
+}
+
+Test(client, a_client_still_writing_is_closed_not_lingered, .init = setup, .fini = teardown)
+{
+    size_t n = 4u << 20;
+    char *big = malloc(n);
+    cr_assert_not_null(big);
+    memset(big, 'w', n);
+    cr_assert_eq(pr__client_send(cl, big, n), 1, "the socket is full");
+    free(big);
+    pr__client_linger(cl);
+    cr_assert_eq(R.gone, 1);
+    cr_assert_eq(open_clients(), 0, "a FIN after unsent bytes would cut the answer: closed");
+}
+
+Test(client, a_draining_worker_closes_instead_of_lingering, .init = setup, .fini = teardown)
+{
+    w->draining = true;
+    pr__client_linger(cl);
+    cr_assert_eq(open_clients(), 0);
+    w->draining = false;
 }
