@@ -52,6 +52,13 @@ static void poll_cb(uv_poll_t *h, int status, int events)
         sub_read(c);
     else if (events & UV_READABLE)
         redisAsyncHandleRead(c->ac);
+    if (c->ac && c->ac->c.reader && c->ac->c.reader->len - c->ac->c.reader->pos > REPLY_BUF_MAX &&
+        !c->kill) {
+        pr_warn("redis reply over the size limit: connection closed", "#limit_bytes",
+                REPLY_BUF_MAX_STR);
+        conn_kill_later(c, -EMSGSIZE);
+        return;
+    }
     if (c->ac && (events & UV_WRITABLE))
         redisAsyncHandleWrite(c->ac);
 }
@@ -735,7 +742,15 @@ void pr__rs_schedule_soon(struct redis_store *rs)
     uv_timer_start(&rs->timer, pr__rs_timer_cb, 0, 1);
 }
 
-/* Close every connection and the timer of rs (pending calls get -ECANCELED) and free them. */
+static void own_handle_closed(uv_handle_t *h)
+{
+    struct redis_store *rs = h->data;
+    rs->handles_closing--;
+}
+
+/* Close every connection and the timer of rs (pending calls get -ECANCELED) and free them.
+ * The loop runs until the handles inside rs are closed too (rs is freed next), also when no
+ * connection is open (Redis down, between reconnects). */
 void pr__rs_conns_close(struct redis_store *rs)
 {
     bool run = false;
@@ -757,14 +772,16 @@ void pr__rs_conns_close(struct redis_store *rs)
         }
     }
     if (!uv_is_closing((uv_handle_t *)&rs->timer)) {
-        uv_close((uv_handle_t *)&rs->timer, NULL);
+        uv_close((uv_handle_t *)&rs->timer, own_handle_closed);
+        rs->handles_closing++;
         run = true;
     }
     if (!uv_is_closing((uv_handle_t *)&rs->flusher)) {
-        uv_close((uv_handle_t *)&rs->flusher, NULL);
+        uv_close((uv_handle_t *)&rs->flusher, own_handle_closed);
+        rs->handles_closing++;
         run = true;
     }
-    for (int i = 0; run && i < 100 && rs->all; i++)
+    for (int i = 0; run && i < 100 && (rs->all || rs->handles_closing); i++)
         uv_run(rs->loop, UV_RUN_NOWAIT);
     /* Whatever is left had its poll handle closed by the loop's shutdown walk. */
     while (rs->all) {

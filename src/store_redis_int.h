@@ -73,6 +73,13 @@ struct pr__rs_batch;
  * are carved from this block and the block is reset when the reply is freed; what does not
  * fit is malloc'd. */
 #define REPLY_ARENA 16384u
+/* Limits on what a Redis server (or anything on its link) can make us hold: the store's
+ * largest replies are the pod rows (at most PR_MAX_PODS) and a batch's answers (BATCH_MAX).
+ * A reply array longer than this fails the reply (hiredis: out of memory, the connection is
+ * closed); unparsed bytes beyond REPLY_BUF_MAX (one reply still arriving) close it too. */
+#define REPLY_ELEMENTS_MAX 65536
+#define REPLY_BUF_MAX ((size_t)8388608)
+#define REPLY_BUF_MAX_STR "8388608" /* for the log */
 struct pr__rs_arena {
     size_t used;
     size_t skip; /* P events read by us (pr__rs_read_events): bytes of a long message left */
@@ -200,6 +207,7 @@ struct redis_store {
     struct pr_registry *reg;
     bool owner;
     bool closing;
+    uint8_t handles_closing; /* timer and flusher closed by r_close, callbacks not run yet */
     uv_timer_t timer;
     uv_prepare_t flusher; /* writes the commands of one loop iteration at once */
     struct conn *live[ROLE__COUNT];

@@ -82,6 +82,8 @@ static void *create_string(const redisReadTask *task, char *str, size_t len)
 
 static void *create_array(const redisReadTask *task, int elements)
 {
+    if (elements > REPLY_ELEMENTS_MAX)
+        return NULL; /* no reply of ours is this long: the connection fails */
     size_t n = elements > 0 ? (size_t)elements : 0;
     redisReply *r = make(task, REDIS_REPLY_ARRAY, n * sizeof(redisReply *));
     if (!r)

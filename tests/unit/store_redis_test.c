@@ -1,6 +1,8 @@
 /* Unit tests of the Redis store's wire formats (redis_proto.h): --store URLs, key names,
- * room values (HyperStudy's, ours, garbage), pod rows and P events messages. The store's
- * behaviour against a real redis-server is covered by tests/e2e/redis*.test.js. */
+ * room values (HyperStudy's, ours, garbage), pod rows and P events messages; the store's
+ * script, cache and batching against a real redis-server; and a hostile Redis (a fake
+ * server whose replies try to make the store allocate or buffer without bound). The store's
+ * behaviour end to end is covered by tests/e2e/redis*.test.js. */
 #include <criterion/criterion.h>
 #include <hiredis/hiredis.h>
 #include <errno.h>
@@ -1255,4 +1257,179 @@ Test(redis_store_live, pins_and_joins_of_one_iteration_are_one_script_call, .tim
     cr_expect_eq(uv_loop_close(&loop), 0, "handles left open on the loop");
     pr_registry_destroy(reg);
     redis_stop(c);
+}
+
+/* ---- a hostile Redis: what its replies can make the store hold ---------------------------- */
+
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+
+/* A fake Redis on loopback (a thread): every connection's first command is answered with
+ * `head`, then (stream) with 'x' bytes as fast as the store takes them; it notes the most
+ * bytes one connection took and how many connections the store closed (it reconnects). */
+static struct hostile {
+    int lfd;
+    const char *head;
+    bool stream;
+    atomic_bool stop;
+    atomic_int accepted, closed;
+    atomic_llong sent; /* the most one connection took */
+} H;
+
+static void *hostile_run(void *arg)
+{
+    (void)arg;
+    enum { MAXC = 8 };
+    int fds[MAXC], n = 0;
+    bool answered[MAXC] = {false};
+    long long took[MAXC] = {0};
+    static char junk[65536];
+    memset(junk, 'x', sizeof(junk));
+    while (!atomic_load(&H.stop)) {
+        struct pollfd p[MAXC + 1];
+        p[0] = (struct pollfd){H.lfd, POLLIN, 0};
+        for (int i = 0; i < n; i++)
+            p[i + 1] = (struct pollfd){fds[i], (short)(POLLIN | (answered[i] && H.stream ? POLLOUT : 0)), 0};
+        int polled = n;
+        if (poll(p, (nfds_t)polled + 1, 20) <= 0)
+            continue;
+        if ((p[0].revents & POLLIN) && n < MAXC) {
+            int fd = accept(H.lfd, NULL, NULL);
+            if (fd >= 0) {
+                fcntl(fd, F_SETFL, O_NONBLOCK);
+                answered[n] = false;
+                took[n] = 0;
+                fds[n++] = fd;
+                atomic_fetch_add(&H.accepted, 1);
+            }
+        }
+        for (int i = 0; i < polled; i++) {
+            if (fds[i] < 0)
+                continue;
+            short ev = p[i + 1].revents;
+            if (ev & (POLLIN | POLLHUP | POLLERR)) {
+                char buf[4096];
+                ssize_t k = read(fds[i], buf, sizeof(buf));
+                if (k == 0 || (k < 0 && errno != EAGAIN)) {
+                    close(fds[i]);
+                    fds[i] = -1;
+                    atomic_fetch_add(&H.closed, 1);
+                    continue;
+                }
+                if (k > 0 && !answered[i]) {
+                    answered[i] = true;
+                    ssize_t w = write(fds[i], H.head, strlen(H.head));
+                    if (w > 0)
+                        took[i] += w;
+                }
+            }
+            if ((ev & POLLOUT) && fds[i] >= 0) {
+                ssize_t w = write(fds[i], junk, sizeof(junk));
+                if (w > 0)
+                    took[i] += w;
+            }
+            if (took[i] > atomic_load(&H.sent))
+                atomic_store(&H.sent, took[i]);
+        }
+    }
+    for (int i = 0; i < n; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+    return NULL;
+}
+
+static long rss_kib(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    long size = 0, res = 0;
+    if (f) {
+        if (fscanf(f, "%ld %ld", &size, &res) != 2)
+            res = 0;
+        fclose(f);
+    }
+    return res * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+/* Open the store against the hostile server, run its loop for ms; the RSS growth in KiB.
+ * Then close the store on the live loop while it is between reconnects (no connection
+ * open): its timer and flusher must be closed before it is freed (the loop is run after). */
+static long hostile_run_store(const char *head, bool stream, long ms)
+{
+    memset(&H, 0, sizeof(H));
+    H.head = head;
+    H.stream = stream;
+    H.lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    cr_assert_geq(H.lfd, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert_eq(bind(H.lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+    cr_assert_eq(listen(H.lfd, 8), 0);
+    socklen_t al = sizeof(a);
+    cr_assert_eq(getsockname(H.lfd, (struct sockaddr *)&a, &al), 0);
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, hostile_run, NULL), 0);
+
+    struct pr_config cfg;
+    pr_config_defaults(&cfg);
+    snprintf(cfg.store, sizeof(cfg.store), "redis://127.0.0.1:%d", ntohs(a.sin_port));
+    struct pr_registry *reg = pr_registry_create(cfg.pod_ttl_ms);
+    cr_assert(reg);
+    uv_loop_t loop;
+    cr_assert_eq(uv_loop_init(&loop), 0);
+    char err[256] = "";
+    long rss0 = rss_kib(), peak = 0;
+    struct pr_store *s = pr_store_redis_open(&cfg, reg, &loop, err, sizeof(err));
+    cr_assert(s, "%s", err);
+    /* The loop spins as a busy router's does (a read of the reply per iteration). */
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (long i = 0;; i++) {
+        uv_run(&loop, UV_RUN_NOWAIT);
+        if (i % 64 == 0) {
+            long grown = rss_kib() - rss0;
+            if (grown > peak)
+                peak = grown;
+            clock_gettime(CLOCK_MONOTONIC, &t);
+            if ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000 >= ms)
+                break;
+        }
+    }
+    cr_expect_not(s->ops->up(s), "a store answered like this is not up");
+    s->ops->close(s);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    atomic_store(&H.stop, true);
+    pthread_join(th, NULL);
+    close(H.lfd);
+    cr_expect_eq(uv_loop_close(&loop), 0, "handles left open on the loop");
+    pr_registry_destroy(reg);
+    return peak;
+}
+
+Test(redis_hostile, a_reply_array_of_two_billion_elements_is_refused, .timeout = 30)
+{
+    long grown = hostile_run_store("*2000000000\r\n", false, 1500);
+    cr_expect_geq(atomic_load(&H.accepted), 1, "the store connected");
+    cr_expect_geq(atomic_load(&H.closed), 1, "and closed the connection that sent it");
+#if !defined(__SANITIZE_ADDRESS__) /* ASan keeps freed buffers (its quarantine) */
+    cr_expect_lt(grown, 32 * 1024, "RSS grew by %ld KiB (an element vector was allocated)", grown);
+#else
+    (void)grown;
+#endif
+}
+
+Test(redis_hostile, an_endless_bulk_string_is_cut_at_the_reply_limit, .timeout = 30)
+{
+    long grown = hostile_run_store("$2000000000\r\n", true, 1500);
+    long long sent = atomic_load(&H.sent);
+    cr_expect_geq(atomic_load(&H.closed), 1, "the store closed the connection");
+#if !defined(__SANITIZE_ADDRESS__) /* ASan keeps freed buffers (its quarantine) */
+    cr_expect_lt(grown, 48 * 1024, "RSS grew by %ld KiB while the bulk streamed (%lld B sent)",
+                 grown, sent);
+#else
+    (void)grown;
+#endif
+    /* the limit, plus what the two socket buffers of a loopback connection hold */
+    cr_expect_lt(sent, 32ll << 20, "%lld bytes taken by one connection before its close", sent);
 }
