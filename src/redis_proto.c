@@ -703,7 +703,12 @@ int pr_redis_event_format(char *out, size_t cap, const struct pr_redis_event *ev
     case PR_REDIS_EV_POD:
         if (!ev->json || ev->json_len == 0)
             return -EINVAL;
-        n = snprintf(out, cap, "pod %.*s", (int)ev->json_len, ev->json);
+        if (ev->json_len + 4 >= cap)
+            return -ENOSPC;
+        memcpy(out, "pod ", 4); /* the bytes as they are (%.*s would stop at a NUL) */
+        memcpy(out + 4, ev->json, ev->json_len);
+        out[4 + ev->json_len] = '\0';
+        n = (int)(4 + ev->json_len);
         break;
     case PR_REDIS_EV_DELPOD:
         if (!pr_pod_name_valid(ev->pod, strlen(ev->pod)))
