@@ -1320,13 +1320,13 @@ static void *hostile_run(void *arg)
                 }
                 if (k > 0 && !answered[i]) {
                     answered[i] = true;
-                    ssize_t w = write(fds[i], H.head, strlen(H.head));
+                    ssize_t w = send(fds[i], H.head, strlen(H.head), MSG_NOSIGNAL);
                     if (w > 0)
                         took[i] += w;
                 }
             }
             if ((ev & POLLOUT) && fds[i] >= 0) {
-                ssize_t w = write(fds[i], junk, sizeof(junk));
+                ssize_t w = send(fds[i], junk, sizeof(junk), MSG_NOSIGNAL);
                 if (w > 0)
                     took[i] += w;
             }
@@ -1432,4 +1432,241 @@ Test(redis_hostile, an_endless_bulk_string_is_cut_at_the_reply_limit, .timeout =
 #endif
     /* the limit, plus what the two socket buffers of a loopback connection hold */
     cr_expect_lt(sent, 32ll << 20, "%lld bytes taken by one connection before its close", sent);
+}
+
+/* ---- a Redis that answers every command with a reply of the wrong shape ---------------------- */
+
+/* The replies it cycles through, for every command but the set-up ones (SCRIPT LOAD gets a
+ * sha, SUBSCRIBE its confirmation): each shape a handler could trip on. */
+static const char *const wrong_shapes[] = {
+    ":1\r\n", ":0\r\n", ":-5\r\n", ":9223372036854775807\r\n", "$-1\r\n", "*-1\r\n", "*0\r\n",
+    "+OK\r\n", "-ERR nope\r\n", "-NOSCRIPT No matching script\r\n", "$9\r\nbackend-0\r\n",
+    "$9\r\nbackend-9\r\n", "$5\r\nzz zz\r\n", "$0\r\n\r\n", "*1\r\n:1\r\n",
+    "*2\r\n:1\r\n$9\r\nbackend-0\r\n", "*2\r\n:0\r\n$9\r\nbackend-1\r\n", "*2\r\n$1\r\nx\r\n:1\r\n",
+    "*2\r\n:1\r\n*1\r\n:2\r\n", "*2\r\n:1\r\n$-1\r\n", "*3\r\n$9\r\nbackend-0\r\n:1\r\n:2\r\n",
+    "*3\r\n$9\r\nbackend-0\r\n:-1\r\n:-1\r\n", "*3\r\n:1\r\n:1\r\n:1\r\n", "*2\r\n*0\r\n*0\r\n",
+    "$43\r\n{\"podId\":\"backend-0\",\"participantCount\":-1}\r\n",
+    "*2\r\n:1\r\n$34\r\n{\"podId\":\"a b\",\"assignedAt\":\"zzz\"}\r\n",
+    "*4\r\n$9\r\nbackend-0\r\n:1\r\n$1\r\n2\r\n*1\r\n*1\r\n*1\r\n:7\r\n",
+    "*1\r\n$20\r\n{\"name\":\"backend-0\"}\r\n",
+};
+
+struct wconn {
+    int fd;
+    char *buf;
+    size_t len, cap;
+};
+
+/* Length of the complete command at p[0..n) with its first argument in *name (NULL: not
+ * complete yet; -1: not a RESP array of bulk strings). */
+static long resp_command(const char *p, size_t n, const char **name, size_t *name_len)
+{
+    if (n < 1)
+        return 0;
+    if (p[0] != '*')
+        return -1;
+    char *end;
+    const char *nl = memchr(p, '\n', n);
+    if (!nl)
+        return 0;
+    long argc = strtol(p + 1, &end, 10);
+    size_t off = (size_t)(nl - p) + 1;
+    for (long i = 0; i < argc; i++) {
+        if (off >= n)
+            return 0;
+        if (p[off] != '$')
+            return -1;
+        nl = memchr(p + off, '\n', n - off);
+        if (!nl)
+            return 0;
+        long len = strtol(p + off + 1, &end, 10);
+        off = (size_t)(nl - p) + 1;
+        if (off + (size_t)len + 2 > n)
+            return 0;
+        if (i == 0) {
+            *name = p + off;
+            *name_len = (size_t)len;
+        }
+        off += (size_t)len + 2;
+    }
+    return (long)off;
+}
+
+static struct {
+    int lfd;
+    atomic_bool stop;
+    atomic_int commands, accepted;
+} W;
+
+static void *wrong_run(void *arg)
+{
+    (void)arg;
+    enum { MAXC = 16 };
+    struct wconn cs[MAXC];
+    int n = 0;
+    unsigned next = 0;
+    while (!atomic_load(&W.stop)) {
+        struct pollfd p[MAXC + 1];
+        p[0] = (struct pollfd){W.lfd, POLLIN, 0};
+        for (int i = 0; i < n; i++)
+            p[i + 1] = (struct pollfd){cs[i].fd, POLLIN, 0};
+        int polled = n;
+        if (poll(p, (nfds_t)polled + 1, 20) <= 0)
+            continue;
+        if ((p[0].revents & POLLIN) && n < MAXC) {
+            int fd = accept(W.lfd, NULL, NULL);
+            if (fd >= 0) {
+                cs[n++] = (struct wconn){fd, NULL, 0, 0};
+                atomic_fetch_add(&W.accepted, 1);
+            }
+        }
+        for (int i = 0; i < polled; i++) {
+            struct wconn *c = &cs[i];
+            if (c->fd < 0 || !(p[i + 1].revents & (POLLIN | POLLHUP | POLLERR)))
+                continue;
+            if (c->cap - c->len < 65536) {
+                c->cap = c->cap ? c->cap * 2 : 131072;
+                c->buf = realloc(c->buf, c->cap);
+                cr_assert_not_null(c->buf);
+            }
+            ssize_t k = read(c->fd, c->buf + c->len, c->cap - c->len);
+            if (k <= 0) {
+                close(c->fd);
+                c->fd = -1;
+                continue;
+            }
+            c->len += (size_t)k;
+            size_t used = 0;
+            for (;;) {
+                const char *name = NULL;
+                size_t nl = 0;
+                long t = resp_command(c->buf + used, c->len - used, &name, &nl);
+                if (t < 0) {
+                    close(c->fd);
+                    c->fd = -1;
+                    break;
+                }
+                if (t == 0)
+                    break;
+                char out[512];
+                int m;
+                if (nl == 6 && strncasecmp(name, "SCRIPT", 6) == 0)
+                    m = snprintf(out, sizeof(out), "$40\r\n%040d\r\n", 0);
+                else if (nl == 9 && strncasecmp(name, "SUBSCRIBE", 9) == 0)
+                    m = snprintf(out, sizeof(out), "*3\r\n$9\r\nsubscribe\r\n$6\r\nevents\r\n:1\r\n");
+                else
+                    m = snprintf(out, sizeof(out), "%s",
+                                 wrong_shapes[next++ % (sizeof(wrong_shapes) / sizeof(*wrong_shapes))]);
+                atomic_fetch_add(&W.commands, 1);
+                if (send(c->fd, out, (size_t)m, MSG_NOSIGNAL) != m) {
+                    close(c->fd);
+                    c->fd = -1;
+                    break;
+                }
+                used += (size_t)t;
+            }
+            if (c->fd >= 0) {
+                memmove(c->buf, c->buf + used, c->len - used);
+                c->len -= used;
+            }
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        if (cs[i].fd >= 0)
+            close(cs[i].fd);
+        free(cs[i].buf);
+    }
+    return NULL;
+}
+
+struct answers {
+    int calls, ok;
+    bool bad_pod;
+};
+
+static void count_cb(void *arg, int status, const char *pod)
+{
+    struct answers *a = arg;
+    a->calls++;
+    if (status == 0) {
+        a->ok++;
+        if (!pod || !pr_pod_name_valid(pod, strlen(pod)))
+            a->bad_pod = true;
+    }
+}
+
+Test(redis_hostile, replies_of_the_wrong_shape_to_every_operation_fail_cleanly, .timeout = 60)
+{
+    memset(&W, 0, sizeof(W));
+    W.lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    cr_assert_geq(W.lfd, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert_eq(bind(W.lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+    cr_assert_eq(listen(W.lfd, 16), 0);
+    socklen_t al = sizeof(a);
+    cr_assert_eq(getsockname(W.lfd, (struct sockaddr *)&a, &al), 0);
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, wrong_run, NULL), 0);
+
+    struct pr_config cfg;
+    pr_config_defaults(&cfg);
+    snprintf(cfg.store, sizeof(cfg.store), "redis://127.0.0.1:%d", ntohs(a.sin_port));
+    snprintf(cfg.key_prefix, sizeof(cfg.key_prefix), "%s", "");
+    struct pr_registry *reg = pr_registry_create(cfg.pod_ttl_ms);
+    cr_assert(reg);
+    cr_assert_eq(pr_registry_put(reg, "backend-0", "127.0.0.1:3000", 20, 80, NULL, NULL), 0);
+    cr_assert_eq(pr_registry_put(reg, "backend-1", "127.0.0.1:3001", 20, 80, NULL, NULL), 0);
+    uv_loop_t loop;
+    cr_assert_eq(uv_loop_init(&loop), 0);
+    char err[256] = "";
+    struct pr_store *s = pr_store_redis_open(&cfg, reg, &loop, err, sizeof(err));
+    cr_assert(s, "%s", err);
+    cr_assert_eq(store_up(&loop, s), 0, "the set-up replies are right: the store comes up");
+
+    enum { ROUNDS = 200 };
+    struct answers got = {0};
+    int issued = 0;
+    for (int i = 0; i < ROUNDS; i++) {
+        char k[32];
+        int n = snprintf(k, sizeof(k), "key-%03d", i);
+        enum pr_key_kind kind = (enum pr_key_kind)(i % 3);
+        s->ops->get(s, kind, k, (size_t)n, count_cb, &got);
+        s->ops->create(s, kind, k, (size_t)n, "backend-0", count_cb, &got);
+        s->ops->replace(s, kind, k, (size_t)n, "backend-0", "backend-1", count_cb, &got);
+        issued += 3;
+        s->ops->room_join(s, k, (size_t)n, "who", 3);
+        (void)s->ops->set(s, kind, k, (size_t)n, "backend-1");
+        (void)s->ops->del(s, kind, k, (size_t)n);
+        s->ops->touch(s, kind, k, (size_t)n);
+        s->ops->pod_put(s, "backend-0");
+        if (i % 20 == 0) {
+            s->ops->tick(s);
+            for (int j = 0; j < 5; j++)
+                uv_run(&loop, UV_RUN_NOWAIT);
+        }
+    }
+    for (int i = 0; i < 8000 && got.calls < issued; i++) {
+        uv_run(&loop, UV_RUN_NOWAIT);
+        if (i % 50 == 0)
+            s->ops->tick(s);
+        nap_ms(1);
+    }
+    cr_expect_eq(got.calls, issued, "every call answered exactly once (%d of %d)", got.calls,
+                 issued);
+    cr_expect_not(got.bad_pod, "an answer named something that is not a pod name");
+    cr_expect_gt(atomic_load(&W.commands), 100, "the commands reached the fake Redis");
+    uint64_t rooms = 0, participants = 0;
+    s->ops->counts(s, &rooms, &participants);
+    for (int i = 0; i < 50; i++)
+        uv_run(&loop, UV_RUN_NOWAIT);
+    cr_expect_eq(got.calls, issued, "and never twice");
+
+    s->ops->close(s);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    atomic_store(&W.stop, true);
+    pthread_join(th, NULL);
+    close(W.lfd);
+    cr_expect_eq(uv_loop_close(&loop), 0, "handles left open on the loop");
+    pr_registry_destroy(reg);
 }
