@@ -1340,6 +1340,21 @@ static void *hostile_run(void *arg)
     return NULL;
 }
 
+/* A listening socket on a free loopback port (*port). */
+static int listen_loopback(int *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    cr_assert_geq(fd, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    cr_assert_eq(listen(fd, 16), 0);
+    socklen_t al = sizeof(a);
+    cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &al), 0);
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
 static long rss_kib(void)
 {
     FILE *f = fopen("/proc/self/statm", "r");
@@ -1360,20 +1375,14 @@ static long hostile_run_store(const char *head, bool stream, long ms)
     memset(&H, 0, sizeof(H));
     H.head = head;
     H.stream = stream;
-    H.lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    cr_assert_geq(H.lfd, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    cr_assert_eq(bind(H.lfd, (struct sockaddr *)&a, sizeof(a)), 0);
-    cr_assert_eq(listen(H.lfd, 8), 0);
-    socklen_t al = sizeof(a);
-    cr_assert_eq(getsockname(H.lfd, (struct sockaddr *)&a, &al), 0);
+    int port;
+    H.lfd = listen_loopback(&port);
     pthread_t th;
     cr_assert_eq(pthread_create(&th, NULL, hostile_run, NULL), 0);
 
     struct pr_config cfg;
     pr_config_defaults(&cfg);
-    snprintf(cfg.store, sizeof(cfg.store), "redis://127.0.0.1:%d", ntohs(a.sin_port));
+    snprintf(cfg.store, sizeof(cfg.store), "redis://127.0.0.1:%d", port);
     struct pr_registry *reg = pr_registry_create(cfg.pod_ttl_ms);
     cr_assert(reg);
     uv_loop_t loop;
@@ -1598,20 +1607,14 @@ static void count_cb(void *arg, int status, const char *pod)
 Test(redis_hostile, replies_of_the_wrong_shape_to_every_operation_fail_cleanly, .timeout = 60)
 {
     memset(&W, 0, sizeof(W));
-    W.lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    cr_assert_geq(W.lfd, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    cr_assert_eq(bind(W.lfd, (struct sockaddr *)&a, sizeof(a)), 0);
-    cr_assert_eq(listen(W.lfd, 16), 0);
-    socklen_t al = sizeof(a);
-    cr_assert_eq(getsockname(W.lfd, (struct sockaddr *)&a, &al), 0);
+    int port;
+    W.lfd = listen_loopback(&port);
     pthread_t th;
     cr_assert_eq(pthread_create(&th, NULL, wrong_run, NULL), 0);
 
     struct pr_config cfg;
     pr_config_defaults(&cfg);
-    snprintf(cfg.store, sizeof(cfg.store), "redis://127.0.0.1:%d", ntohs(a.sin_port));
+    snprintf(cfg.store, sizeof(cfg.store), "redis://127.0.0.1:%d", port);
     snprintf(cfg.key_prefix, sizeof(cfg.key_prefix), "%s", "");
     struct pr_registry *reg = pr_registry_create(cfg.pod_ttl_ms);
     cr_assert(reg);
