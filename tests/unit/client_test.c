@@ -368,15 +368,21 @@ Test(client, the_state_timer_calls_on_timeout, .init = setup, .fini = teardown)
     cr_assert_eq(R.gone, 1, "the handler closed it");
 }
 
+/* Send n bytes of c to the client: more than its socket takes, so the rest is queued. */
+static void send_more_than_the_socket_takes(size_t n, char c)
+{
+    char *big = malloc(n);
+    cr_assert_not_null(big);
+    memset(big, c, n);
+    cr_assert_eq(pr__client_send(cl, big, n), 1, "the socket is full: the rest is queued");
+    free(big);
+}
+
 Test(client, the_send_timeout_owns_the_timer_while_bytes_wait, .init = setup, .fini = teardown)
 {
     pr__client_queue(cl, &w->q_idle);
     size_t n = 4u << 20;
-    char *big = malloc(n);
-    cr_assert_not_null(big);
-    memset(big, 'y', n);
-    cr_assert_eq(pr__client_send(cl, big, n), 1);
-    free(big);
+    send_more_than_the_socket_takes(n, 'y');
     pr__client_queue(cl, &w->q_header); /* remembered for later, the send timer stays */
     pr__tq_sweep(&w->q_idle, pr__now(w) + 100000);
     pr__tq_sweep(&w->q_header, pr__now(w) + 100000);
@@ -391,11 +397,7 @@ Test(client, the_send_timeout_owns_the_timer_while_bytes_wait, .init = setup, .f
 Test(client, the_timer_of_the_state_comes_back_after_the_send, .init = setup, .fini = teardown)
 {
     size_t n = 1u << 20;
-    char *big = malloc(n);
-    cr_assert_not_null(big);
-    memset(big, 'z', n);
-    cr_assert_eq(pr__client_send(cl, big, n), 1);
-    free(big);
+    send_more_than_the_socket_takes(n, 'z');
     pr__client_queue(cl, &w->q_idle);
     size_t got = 0;
     for (int i = 0; i < 20000 && got < n; i++) {
@@ -1016,11 +1018,7 @@ Test(client, the_clients_close_while_lingering_closes_once, .init = setup, .fini
 Test(client, a_client_still_writing_is_closed_not_lingered, .init = setup, .fini = teardown)
 {
     size_t n = 4u << 20;
-    char *big = malloc(n);
-    cr_assert_not_null(big);
-    memset(big, 'w', n);
-    cr_assert_eq(pr__client_send(cl, big, n), 1, "the socket is full");
-    free(big);
+    send_more_than_the_socket_takes(n, 'w');
     pr__client_linger(cl);
     cr_assert_eq(R.gone, 1);
     cr_assert_eq(open_clients(), 0, "a FIN after unsent bytes would cut the answer: closed");

@@ -1367,6 +1367,46 @@ static long rss_kib(void)
     return res * (sysconf(_SC_PAGESIZE) / 1024);
 }
 
+/* A store on its own loop talking to a fake Redis (a thread running `run` on a listener). */
+struct fake_redis {
+    int lfd;
+    pthread_t th;
+    uv_loop_t loop;
+    struct pr_registry *reg;
+    struct pr_store *s;
+};
+
+static void fake_redis_open(struct fake_redis *f, void *(*run)(void *), int *lfd,
+                            const char *const *pods)
+{
+    int port;
+    *lfd = f->lfd = listen_loopback(&port);
+    cr_assert_eq(pthread_create(&f->th, NULL, run, NULL), 0);
+    struct pr_config cfg;
+    pr_config_defaults(&cfg);
+    snprintf(cfg.store, sizeof(cfg.store), "redis://127.0.0.1:%d", port);
+    f->reg = pr_registry_create(cfg.pod_ttl_ms);
+    cr_assert(f->reg);
+    for (int i = 0; pods && pods[i]; i++)
+        cr_assert_eq(pr_registry_put(f->reg, pods[i], "127.0.0.1:3000", 20, 80, NULL, NULL), 0);
+    cr_assert_eq(uv_loop_init(&f->loop), 0);
+    char err[256] = "";
+    f->s = pr_store_redis_open(&cfg, f->reg, &f->loop, err, sizeof(err));
+    cr_assert(f->s, "%s", err);
+}
+
+/* Close the store on the live loop, then stop the server thread (*stop) and free the rest. */
+static void fake_redis_close(struct fake_redis *f, atomic_bool *stop)
+{
+    f->s->ops->close(f->s);
+    uv_run(&f->loop, UV_RUN_NOWAIT);
+    atomic_store(stop, true);
+    pthread_join(f->th, NULL);
+    close(f->lfd);
+    cr_expect_eq(uv_loop_close(&f->loop), 0, "handles left open on the loop");
+    pr_registry_destroy(f->reg);
+}
+
 /* Open the store against the hostile server, run its loop for ms; the RSS growth in KiB.
  * Then close the store on the live loop while it is between reconnects (no connection
  * open): its timer and flusher must be closed before it is freed (the loop is run after). */
@@ -1375,27 +1415,14 @@ static long hostile_run_store(const char *head, bool stream, long ms)
     memset(&H, 0, sizeof(H));
     H.head = head;
     H.stream = stream;
-    int port;
-    H.lfd = listen_loopback(&port);
-    pthread_t th;
-    cr_assert_eq(pthread_create(&th, NULL, hostile_run, NULL), 0);
-
-    struct pr_config cfg;
-    pr_config_defaults(&cfg);
-    snprintf(cfg.store, sizeof(cfg.store), "redis://127.0.0.1:%d", port);
-    struct pr_registry *reg = pr_registry_create(cfg.pod_ttl_ms);
-    cr_assert(reg);
-    uv_loop_t loop;
-    cr_assert_eq(uv_loop_init(&loop), 0);
-    char err[256] = "";
+    struct fake_redis f;
     long rss0 = rss_kib(), peak = 0;
-    struct pr_store *s = pr_store_redis_open(&cfg, reg, &loop, err, sizeof(err));
-    cr_assert(s, "%s", err);
+    fake_redis_open(&f, hostile_run, &H.lfd, NULL);
     /* The loop spins as a busy router's does (a read of the reply per iteration). */
     struct timespec t0, t;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     for (long i = 0;; i++) {
-        uv_run(&loop, UV_RUN_NOWAIT);
+        uv_run(&f.loop, UV_RUN_NOWAIT);
         if (i % 64 == 0) {
             long grown = rss_kib() - rss0;
             if (grown > peak)
@@ -1405,14 +1432,8 @@ static long hostile_run_store(const char *head, bool stream, long ms)
                 break;
         }
     }
-    cr_expect_not(s->ops->up(s), "a store answered like this is not up");
-    s->ops->close(s);
-    uv_run(&loop, UV_RUN_NOWAIT);
-    atomic_store(&H.stop, true);
-    pthread_join(th, NULL);
-    close(H.lfd);
-    cr_expect_eq(uv_loop_close(&loop), 0, "handles left open on the loop");
-    pr_registry_destroy(reg);
+    cr_expect_not(f.s->ops->up(f.s), "a store answered like this is not up");
+    fake_redis_close(&f, &H.stop);
     return peak;
 }
 
@@ -1607,25 +1628,11 @@ static void count_cb(void *arg, int status, const char *pod)
 Test(redis_hostile, replies_of_the_wrong_shape_to_every_operation_fail_cleanly, .timeout = 60)
 {
     memset(&W, 0, sizeof(W));
-    int port;
-    W.lfd = listen_loopback(&port);
-    pthread_t th;
-    cr_assert_eq(pthread_create(&th, NULL, wrong_run, NULL), 0);
-
-    struct pr_config cfg;
-    pr_config_defaults(&cfg);
-    snprintf(cfg.store, sizeof(cfg.store), "redis://127.0.0.1:%d", port);
-    snprintf(cfg.key_prefix, sizeof(cfg.key_prefix), "%s", "");
-    struct pr_registry *reg = pr_registry_create(cfg.pod_ttl_ms);
-    cr_assert(reg);
-    cr_assert_eq(pr_registry_put(reg, "backend-0", "127.0.0.1:3000", 20, 80, NULL, NULL), 0);
-    cr_assert_eq(pr_registry_put(reg, "backend-1", "127.0.0.1:3001", 20, 80, NULL, NULL), 0);
-    uv_loop_t loop;
-    cr_assert_eq(uv_loop_init(&loop), 0);
-    char err[256] = "";
-    struct pr_store *s = pr_store_redis_open(&cfg, reg, &loop, err, sizeof(err));
-    cr_assert(s, "%s", err);
-    cr_assert_eq(store_up(&loop, s), 0, "the set-up replies are right: the store comes up");
+    static const char *const pods[] = {"backend-0", "backend-1", NULL};
+    struct fake_redis f;
+    fake_redis_open(&f, wrong_run, &W.lfd, pods);
+    struct pr_store *s = f.s;
+    cr_assert_eq(store_up(&f.loop, s), 0, "the set-up replies are right: the store comes up");
 
     enum { ROUNDS = 200 };
     struct answers got = {0};
@@ -1646,11 +1653,11 @@ Test(redis_hostile, replies_of_the_wrong_shape_to_every_operation_fail_cleanly, 
         if (i % 20 == 0) {
             s->ops->tick(s);
             for (int j = 0; j < 5; j++)
-                uv_run(&loop, UV_RUN_NOWAIT);
+                uv_run(&f.loop, UV_RUN_NOWAIT);
         }
     }
     for (int i = 0; i < 8000 && got.calls < issued; i++) {
-        uv_run(&loop, UV_RUN_NOWAIT);
+        uv_run(&f.loop, UV_RUN_NOWAIT);
         if (i % 50 == 0)
             s->ops->tick(s);
         nap_ms(1);
@@ -1662,14 +1669,8 @@ Test(redis_hostile, replies_of_the_wrong_shape_to_every_operation_fail_cleanly, 
     uint64_t rooms = 0, participants = 0;
     s->ops->counts(s, &rooms, &participants);
     for (int i = 0; i < 50; i++)
-        uv_run(&loop, UV_RUN_NOWAIT);
+        uv_run(&f.loop, UV_RUN_NOWAIT);
     cr_expect_eq(got.calls, issued, "and never twice");
 
-    s->ops->close(s);
-    uv_run(&loop, UV_RUN_NOWAIT);
-    atomic_store(&W.stop, true);
-    pthread_join(th, NULL);
-    close(W.lfd);
-    cr_expect_eq(uv_loop_close(&loop), 0, "handles left open on the loop");
-    pr_registry_destroy(reg);
+    fake_redis_close(&f, &W.stop);
 }
