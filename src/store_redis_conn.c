@@ -311,7 +311,8 @@ static void disconnect_cb(const redisAsyncContext *ac, int status)
 {
     struct conn *c = ac->data;
     c->ac = NULL;
-    conn_dead(c, -ECONNRESET, status == REDIS_OK ? "closed" : ac->errstr);
+    conn_dead(c, -ECONNRESET,
+              status == REDIS_OK ? "closed" : c->arena.refused ? c->arena.refused : ac->errstr);
 }
 
 /* Queue the setup of c: credentials, database, role check, script or subscription. */
@@ -346,6 +347,7 @@ static int conn_setup(struct conn *c)
     if (rc == 0 && (c->role == ROLE_SUB || c->role == ROLE_SENT_SUB)) {
         const char *ch = c->role == ROLE_SUB ? pr__rs_g.channel : "+switch-master";
         const char *a[] = {"SUBSCRIBE", ch};
+        c->arena.channel = ch; /* the only push its reply functions let through */
         size_t l[] = {9, strlen(ch)};
         if (redisAsyncCommandArgv(c->ac, sub_cb, c, 2, a, l) != REDIS_OK)
             rc = -ENOTCONN;
@@ -373,7 +375,7 @@ static void conn_connect(struct conn *c, const char *ip) /* failures end in conn
         return;
     }
     c->ac = ac;
-    pr__rs_reply_fns(ac->c.reader, &c->arena); /* no allocation per reply object */
+    pr__rs_reply_fns(ac->c.reader, &c->arena, ac); /* no allocation per reply object */
     redisAsyncSetConnectCallback(ac, connect_cb);
     redisAsyncSetDisconnectCallback(ac, disconnect_cb);
     if (conn_setup(c) != 0 && c->ac) {

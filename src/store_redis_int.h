@@ -83,6 +83,9 @@ struct pr__rs_batch;
 struct pr__rs_arena {
     size_t used;
     size_t skip; /* P events read by us (pr__rs_read_events): bytes of a long message left */
+    const redisAsyncContext *ac; /* whose reader builds here (NULL: a bare reader) */
+    const char *refused;         /* why a reply was refused (the connection then closes) */
+    const char *channel;         /* the one channel its context subscribes to, if any */
     _Alignas(16) unsigned char mem[REPLY_ARENA];
 };
 
@@ -266,7 +269,8 @@ void pr__rs_conns_close(struct redis_store *rs);
 void pr__rs_flush_soon(struct redis_store *rs);
 
 /* store_redis_reply.c (below the connections) */
-void pr__rs_reply_fns(redisReader *reader, struct pr__rs_arena *arena);
+void pr__rs_reply_fns(redisReader *reader, struct pr__rs_arena *arena,
+                      const redisAsyncContext *ac);
 void pr__rs_read_direct(redisAsyncContext *ac, void (*fn)(void *arg, redisReply *r), void *arg);
 void pr__rs_message_prefix(void);
 int pr__rs_read_events(redisAsyncContext *ac, struct pr__rs_arena *in,

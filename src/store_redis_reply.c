@@ -9,11 +9,22 @@
  * malloc'd. freeObject is ours too: hiredis frees what its reader made through
  * reader->fn->freeObject, and nothing in the store frees or keeps a reply.
  *
+ * They also refuse the replies that hiredis 0.14's async dispatch cannot take: it asserts,
+ * aborting the router, on a reply that no command waits for on a connection that is not
+ * subscribed, and on a subscribed one on a push that is not an array of at least three with
+ * two strings first, or on an unsubscribe; and it runs the previous reply's callback again
+ * (its request freed) for a push whose channel or pattern it has no callback for. So on a
+ * subscribed context a push must be [kind, our channel, ...] with a kind that is neither a
+ * pattern's ("p...") nor an unsubscribe. Anything on the Redis link can send such bytes; a
+ * refused reply fails the reader (hiredis: out of memory), so the connection closes and the
+ * store reconnects (arena->refused says why in the log).
+ *
  * Also here: the direct read of a subscribed connection (pr__rs_read_direct), and our own
  * reading of the P events subscription (pr__rs_read_events). */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "store_redis_int.h"
@@ -36,10 +47,38 @@ struct hdr {
 };
 _Static_assert(sizeof(struct hdr) % 16 == 0, "objects stay 16-byte aligned");
 
+/* Whether hiredis's dispatch of a's context takes what the reader is building: a reply with
+ * a command waiting for it, or a push on a subscribed context (checked as its parts come). */
+static bool unwaited(const struct pr__rs_arena *a)
+{
+    return a && a->ac && !a->ac->replies.head;
+}
+
+static bool subscribed(const struct pr__rs_arena *a)
+{
+    return (a->ac->c.flags & REDIS_SUBSCRIBED) != 0;
+}
+
+static void *refuse(struct pr__rs_arena *a, const char *why)
+{
+    if (a)
+        a->refused = why;
+    return NULL;
+}
+
 /* A reply object of type with extra bytes after it, linked into its parent array. */
 static redisReply *make(const redisReadTask *task, int type, size_t extra)
 {
     struct pr__rs_arena *a = task->privdata;
+    if (!task->parent && unwaited(a)) {
+        if (!subscribed(a))
+            return refuse(a, "a reply no command waits for");
+        if (type != REDIS_REPLY_ARRAY)
+            return refuse(a, "a subscription push that is not an array");
+    } else if (task->parent && !task->parent->parent && task->idx < 2 && unwaited(a) &&
+               type != REDIS_REPLY_STRING) {
+        return refuse(a, "a subscription push whose kind or channel is not a string");
+    }
     size_t need = (sizeof(struct hdr) + sizeof(redisReply) + extra + 15) & ~(size_t)15;
     struct hdr *h;
     if (a && need <= REPLY_ARENA - a->used) {
@@ -70,6 +109,16 @@ static redisReply *make(const redisReadTask *task, int type, size_t extra)
 
 static void *create_string(const redisReadTask *task, char *str, size_t len)
 {
+    struct pr__rs_arena *a = task->privdata;
+    if (task->parent && !task->parent->parent && task->idx < 2 && unwaited(a)) {
+        if (task->idx == 0 && len > 0 && (str[0] == 'p' || str[0] == 'P'))
+            return refuse(a, "a pattern subscription push");
+        if (task->idx == 0 && len == 11 && strncasecmp(str, "unsubscribe", 11) == 0)
+            return refuse(a, "an unsubscribe push");
+        if (task->idx == 1 &&
+            (!a->channel || len != strlen(a->channel) || memcmp(str, a->channel, len) != 0))
+            return refuse(a, "a push for a channel not subscribed");
+    }
     redisReply *r = make(task, task->type, len + 1);
     if (!r)
         return NULL;
@@ -82,8 +131,11 @@ static void *create_string(const redisReadTask *task, char *str, size_t len)
 
 static void *create_array(const redisReadTask *task, int elements)
 {
+    struct pr__rs_arena *a = task->privdata;
     if (elements > REPLY_ELEMENTS_MAX)
-        return NULL; /* no reply of ours is this long: the connection fails */
+        return refuse(a, "a reply array over the size limit");
+    if (!task->parent && unwaited(a) && subscribed(a) && elements < 3)
+        return refuse(a, "a subscription push of fewer than three parts");
     size_t n = elements > 0 ? (size_t)elements : 0;
     redisReply *r = make(task, REDIS_REPLY_ARRAY, n * sizeof(redisReply *));
     if (!r)
@@ -144,10 +196,14 @@ static redisReplyObjectFunctions fns = {create_string, create_array, create_inte
                                         free_object};
 
 /* Make reader build its replies with these functions in arena (before it read anything). */
-void pr__rs_reply_fns(redisReader *reader, struct pr__rs_arena *arena)
+void pr__rs_reply_fns(redisReader *reader, struct pr__rs_arena *arena,
+                      const redisAsyncContext *ac)
 {
     if (!reader)
         return;
+    arena->ac = ac;
+    arena->refused = NULL;
+    arena->channel = NULL;
     arena->used = 0;
     arena->skip = 0;
     ARENA_POISON(arena->mem, sizeof(arena->mem));

@@ -86,7 +86,7 @@ static void replies(const uint8_t *data, size_t size)
         oracle_fns.createArray = bounded_array;
     }
     theirs->fn = &oracle_fns;
-    pr__rs_reply_fns(ours, &arena);
+    pr__rs_reply_fns(ours, &arena, NULL);
     size_t off = 0;
     bool failed = false;
     while (off < size && !failed) {

@@ -1266,6 +1266,8 @@ Test(redis_store_live, pins_and_joins_of_one_iteration_are_one_script_call, .tim
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include "../fuzz/resp_command.h"
+
 /* A fake Redis on loopback (a thread): every connection's first command is answered with
  * `head`, then (stream) with 'x' bytes as fast as the store takes them; it notes the most
  * bytes one connection took and how many connections the store closed (it reconnects). */
@@ -1276,6 +1278,7 @@ static struct hostile {
     atomic_bool stop;
     atomic_int accepted, closed;
     atomic_llong sent; /* the most one connection took */
+    bool was_up;       /* the store was up at the end of hostile_run_store */
 } H;
 
 static void *hostile_run(void *arg)
@@ -1376,6 +1379,8 @@ struct fake_redis {
     struct pr_store *s;
 };
 
+static const char *fake_userinfo = ""; /* e.g. ":secret@": the store sends AUTH first */
+
 static void fake_redis_open(struct fake_redis *f, void *(*run)(void *), int *lfd,
                             const char *const *pods)
 {
@@ -1384,7 +1389,7 @@ static void fake_redis_open(struct fake_redis *f, void *(*run)(void *), int *lfd
     cr_assert_eq(pthread_create(&f->th, NULL, run, NULL), 0);
     struct pr_config cfg;
     pr_config_defaults(&cfg);
-    snprintf(cfg.store, sizeof(cfg.store), "redis://127.0.0.1:%d", port);
+    snprintf(cfg.store, sizeof(cfg.store), "redis://%s127.0.0.1:%d", fake_userinfo, port);
     f->reg = pr_registry_create(cfg.pod_ttl_ms);
     cr_assert(f->reg);
     for (int i = 0; pods && pods[i]; i++)
@@ -1432,7 +1437,7 @@ static long hostile_run_store(const char *head, bool stream, long ms)
                 break;
         }
     }
-    cr_expect_not(f.s->ops->up(f.s), "a store answered like this is not up");
+    H.was_up = f.s->ops->up(f.s);
     fake_redis_close(&f, &H.stop);
     return peak;
 }
@@ -1440,6 +1445,7 @@ static long hostile_run_store(const char *head, bool stream, long ms)
 Test(redis_hostile, a_reply_array_of_two_billion_elements_is_refused, .timeout = 30)
 {
     long grown = hostile_run_store("*2000000000\r\n", false, 1500);
+    cr_expect_not(H.was_up, "a store answered like this is not up");
     cr_expect_geq(atomic_load(&H.accepted), 1, "the store connected");
     cr_expect_geq(atomic_load(&H.closed), 1, "and closed the connection that sent it");
 #if !defined(__SANITIZE_ADDRESS__) /* ASan keeps freed buffers (its quarantine) */
@@ -1452,6 +1458,7 @@ Test(redis_hostile, a_reply_array_of_two_billion_elements_is_refused, .timeout =
 Test(redis_hostile, an_endless_bulk_string_is_cut_at_the_reply_limit, .timeout = 30)
 {
     long grown = hostile_run_store("$2000000000\r\n", true, 1500);
+    cr_expect_not(H.was_up, "a store answered like this is not up");
     long long sent = atomic_load(&H.sent);
     cr_expect_geq(atomic_load(&H.closed), 1, "the store closed the connection");
 #if !defined(__SANITIZE_ADDRESS__) /* ASan keeps freed buffers (its quarantine) */
@@ -1462,6 +1469,48 @@ Test(redis_hostile, an_endless_bulk_string_is_cut_at_the_reply_limit, .timeout =
 #endif
     /* the limit, plus what the two socket buffers of a loopback connection hold */
     cr_expect_lt(sent, 32ll << 20, "%lld bytes taken by one connection before its close", sent);
+}
+
+/* hiredis 0.14's dispatch asserts (aborts the process) on a subscription push that is not
+ * [kind, channel, ...]: one that arrives in the same read as the subscription's confirmation
+ * still reaches it. Each is refused instead: the connection closes and the store reconnects. */
+Test(redis_hostile, a_malformed_push_after_the_subscription_closes_the_connection, .timeout = 30)
+{
+    static const char *const pushes[] = {
+        "*1\r\n:1\r\n",
+        "*3\r\n:1\r\n$16\r\npodrouter:events\r\n$1\r\nx\r\n",
+        "*3\r\n$7\r\nmessage\r\n*0\r\n$1\r\nx\r\n",
+        "*2\r\n$11\r\nunsubscribe\r\n$16\r\npodrouter:events\r\n",
+        ":5\r\n",
+        "*3\r\n$7\r\nmessage\r\n$5\r\nother\r\n$1\r\nx\r\n",
+        "*4\r\n$8\r\npmessage\r\n$1\r\n*\r\n$16\r\npodrouter:events\r\n$1\r\nx\r\n",
+    };
+    for (size_t i = 0; i < sizeof(pushes) / sizeof(*pushes); i++) {
+        char head[256];
+        snprintf(head, sizeof(head), "*3\r\n$9\r\nsubscribe\r\n$16\r\npodrouter:events\r\n:1\r\n%s",
+                 pushes[i]);
+        (void)hostile_run_store(head, false, 400);
+        /* the process is still here (hiredis aborted it on pushes 0-3), the subscriber was
+         * closed and reconnected (the command connection took the head as its script's
+         * answer) */
+        cr_expect_geq(atomic_load(&H.accepted), 3, "push %zu: the store reconnected (%d connections)",
+                      i, atomic_load(&H.accepted));
+        cr_expect_geq(atomic_load(&H.closed), 1, "push %zu: after it closed the connection", i);
+    }
+}
+
+/* With a password the subscriber sends AUTH before SUBSCRIBE: a push for a channel it did not
+ * subscribe to, right after AUTH's answer, made hiredis 0.14 run AUTH's callback again with
+ * its request freed (a use-after-free; ASan reports it). Refused now: the connection closes. */
+Test(redis_hostile, a_push_for_another_channel_after_auth_closes_the_connection, .timeout = 30)
+{
+    fake_userinfo = ":secret@";
+    (void)hostile_run_store("+OK\r\n*3\r\n$7\r\nmessage\r\n$5\r\nother\r\n$1\r\nx\r\n",
+                            false, 400);
+    fake_userinfo = "";
+    cr_expect_geq(atomic_load(&H.accepted), 3, "the store reconnected (%d connections)",
+                  atomic_load(&H.accepted));
+    cr_expect_geq(atomic_load(&H.closed), 1, "after it closed the connection");
 }
 
 /* ---- a Redis that answers every command with a reply of the wrong shape ---------------------- */
@@ -1487,46 +1536,29 @@ struct wconn {
     size_t len, cap;
 };
 
-/* Length of the complete command at p[0..n) with its first argument in *name (NULL: not
- * complete yet; -1: not a RESP array of bulk strings). */
-static long resp_command(const char *p, size_t n, const char **name, size_t *name_len)
-{
-    if (n < 1)
-        return 0;
-    if (p[0] != '*')
-        return -1;
-    char *end;
-    const char *nl = memchr(p, '\n', n);
-    if (!nl)
-        return 0;
-    long argc = strtol(p + 1, &end, 10);
-    size_t off = (size_t)(nl - p) + 1;
-    for (long i = 0; i < argc; i++) {
-        if (off >= n)
-            return 0;
-        if (p[off] != '$')
-            return -1;
-        nl = memchr(p + off, '\n', n - off);
-        if (!nl)
-            return 0;
-        long len = strtol(p + off + 1, &end, 10);
-        off = (size_t)(nl - p) + 1;
-        if (off + (size_t)len + 2 > n)
-            return 0;
-        if (i == 0) {
-            *name = p + off;
-            *name_len = (size_t)len;
-        }
-        off += (size_t)len + 2;
-    }
-    return (long)off;
-}
-
 static struct {
     int lfd;
     atomic_bool stop;
     atomic_int commands, accepted;
 } W;
+
+/* Answer one command: the set-up ones rightly, every other with the next wrong shape. */
+static bool wrong_answer(void *arg, const char *name, size_t nl)
+{
+    static unsigned next;
+    struct wconn *c = arg;
+    char out[512];
+    int m;
+    if (nl == 6 && strncasecmp(name, "SCRIPT", 6) == 0)
+        m = snprintf(out, sizeof(out), "$40\r\n%040d\r\n", 0);
+    else if (nl == 9 && strncasecmp(name, "SUBSCRIBE", 9) == 0)
+        m = snprintf(out, sizeof(out), "*3\r\n$9\r\nsubscribe\r\n$16\r\npodrouter:events\r\n:1\r\n");
+    else
+        m = snprintf(out, sizeof(out), "%s",
+                     wrong_shapes[next++ % (sizeof(wrong_shapes) / sizeof(*wrong_shapes))]);
+    atomic_fetch_add(&W.commands, 1);
+    return send(c->fd, out, (size_t)m, MSG_NOSIGNAL) == m;
+}
 
 static void *wrong_run(void *arg)
 {
@@ -1534,7 +1566,6 @@ static void *wrong_run(void *arg)
     enum { MAXC = 16 };
     struct wconn cs[MAXC];
     int n = 0;
-    unsigned next = 0;
     while (!atomic_load(&W.stop)) {
         struct pollfd p[MAXC + 1];
         p[0] = (struct pollfd){W.lfd, POLLIN, 0};
@@ -1566,38 +1597,9 @@ static void *wrong_run(void *arg)
                 continue;
             }
             c->len += (size_t)k;
-            size_t used = 0;
-            for (;;) {
-                const char *name = NULL;
-                size_t nl = 0;
-                long t = resp_command(c->buf + used, c->len - used, &name, &nl);
-                if (t < 0) {
-                    close(c->fd);
-                    c->fd = -1;
-                    break;
-                }
-                if (t == 0)
-                    break;
-                char out[512];
-                int m;
-                if (nl == 6 && strncasecmp(name, "SCRIPT", 6) == 0)
-                    m = snprintf(out, sizeof(out), "$40\r\n%040d\r\n", 0);
-                else if (nl == 9 && strncasecmp(name, "SUBSCRIBE", 9) == 0)
-                    m = snprintf(out, sizeof(out), "*3\r\n$9\r\nsubscribe\r\n$6\r\nevents\r\n:1\r\n");
-                else
-                    m = snprintf(out, sizeof(out), "%s",
-                                 wrong_shapes[next++ % (sizeof(wrong_shapes) / sizeof(*wrong_shapes))]);
-                atomic_fetch_add(&W.commands, 1);
-                if (send(c->fd, out, (size_t)m, MSG_NOSIGNAL) != m) {
-                    close(c->fd);
-                    c->fd = -1;
-                    break;
-                }
-                used += (size_t)t;
-            }
-            if (c->fd >= 0) {
-                memmove(c->buf, c->buf + used, c->len - used);
-                c->len -= used;
+            if (resp_consume(c->buf, &c->len, wrong_answer, c) < 0) {
+                close(c->fd);
+                c->fd = -1;
             }
         }
     }
