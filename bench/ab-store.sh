@@ -14,6 +14,9 @@
 # callgrind  the router under valgrind --tool=callgrind (instrumentation on for the measured run
 #            only, wrk -c10): user-space instructions per handshake, memory vs Redis. Needs a
 #            build with symbols for the top-functions list (CG_BIN, default NEW_BIN).
+# WORKLOAD: hs (default: handshakes, a new sid each), poll (polling POSTs on 1,000 sessions made
+# through the router by bench-loadgen --mode sids before each run: known sids), room (room-key
+# REST requests over 1,000 rooms: known rooms after the warm-up). Figures are per request.
 # Columns: mem and redis with NEW_BIN (default build/src/pod-router); with OLD_BIN set also
 # mem-old and redis-old (OLD_BIN's columns first in every round); COLS picks a subset.
 # Needs: redis-server, redis-cli, wrk, curl, build/bench/bench-pod (POD_BIN); valgrind for
@@ -115,7 +118,37 @@ cols=(mem redis)
 col_bin() { case "$1" in *-old) echo "$OLD_BIN" ;; *) echo "$NEW_BIN" ;; esac; }
 col_store() { echo "${1%-old}"; }
 url="http://127.0.0.1:$R_PORT/"
-hs_lua="$repo/bench/lib/wrk/handshake.lua"
+WORKLOAD="${WORKLOAD:-hs}"
+LOADGEN="${LOADGEN:-$repo/build/bench/bench-loadgen}"
+wl_args=() # the wrk script and its arguments for WORKLOAD
+case "$WORKLOAD" in
+hs) wl_args=(-s "$repo/bench/lib/wrk/handshake.lua") ;;
+room) wl_args=(-s "$repo/bench/lib/wrk/room.lua") ;;
+poll) [ -x "$LOADGEN" ] || { echo "ab-store: $LOADGEN missing" >&2; exit 1; } ;;
+*) echo "ab-store: WORKLOAD is hs, poll or room" >&2; exit 2 ;;
+esac
+# The sessions of a poll run, made through the router just started (its store learns them).
+make_sids() {
+    [ "$WORKLOAD" = poll ] || return 0
+    timeout 120 "$LOADGEN" --target "127.0.0.1:$R_PORT" --mode sids --rooms 1000 --per-room 1 \
+        --room-prefix room_pl --sids-out "$work/sids.txt" --quiet --concurrency 64 \
+        --ramp-timeout 60 >"$work/sids.out" 2>&1
+    if [ ! -s "$work/sids.txt" ]; then
+        echo "ab-store: no sessions for the polling run (see $work/sids.out)" >&2
+        return 1
+    fi
+    wl_args=(-s "$repo/bench/lib/wrk/poll.lua" "$url" -- "$work/sids.txt")
+}
+# wrk_wl TIMEOUT [WRK OPTIONS...]: wrk against the workload, stopped after TIMEOUT seconds.
+wrk_wl() {
+    local t="$1"
+    shift
+    if [ "$WORKLOAD" = poll ]; then
+        timeout "$t" wrk "$@" "${wl_args[@]}"
+    else
+        timeout "$t" wrk "$@" "${wl_args[@]}" "$url"
+    fi
+}
 
 run_ab() {
     local round col
@@ -123,17 +156,18 @@ run_ab() {
         for col in "${cols[@]}"; do
             rcli flushall >/dev/null
             start_router "$(col_bin "$col")" "$(col_store "$col")" || exit 1
-            timeout 60 wrk -t1 -c"$CONNS" -d1s -s "$hs_lua" "$url" >/dev/null 2>&1
+            make_sids || exit 1
+            wrk_wl 60 -t1 -c"$CONNS" -d1s >/dev/null 2>&1
             rcli config resetstat >/dev/null
             local t0 r0 t1 r1 u0 u1 out n p99 errs
             t0=$(cpu_ticks "$rp") r0=$(cpu_ticks "$redis_pid") u0=$(user_ticks "$rp")
-            out=$(timeout $((SECS + 60)) wrk -t1 -c"$CONNS" -d"${SECS}s" --latency -s "$hs_lua" "$url")
+            out=$(wrk_wl $((SECS + 60)) -t1 -c"$CONNS" -d"${SECS}s" --latency)
             t1=$(cpu_ticks "$rp") r1=$(cpu_ticks "$redis_pid") u1=$(user_ticks "$rp")
             n=$(echo "$out" | awk '/requests in/ {print $1}')
             p99=$(echo "$out" | awk '$1=="99%" {print $2}')
             errs=$(echo "$out" | awk '/Non-2xx|Socket errors/ {printf "%s ", $0}')
-            printf '%s %-9s hs/s=%s router_us=%s (user %s) redis_us=%s cmds=%s p99=%s%s\n' \
-                "$round" "$col" "$(awk -v n="$n" -v s="$SECS" 'BEGIN{printf "%.0f", n/s}')" \
+            printf '%s %-9s %s/s=%s router_us=%s (user %s) redis_us=%s cmds=%s p99=%s%s\n' \
+                "$round" "$col" "$WORKLOAD" "$(awk -v n="$n" -v s="$SECS" 'BEGIN{printf "%.0f", n/s}')" \
                 "$(per_hs "$t0" "$t1" "$n")" "$(per_hs "$u0" "$u1" "$n")" "$(per_hs "$r0" "$r1" "$n")" \
                 "$(redis_cmds "$n")" "$p99" "${errs:+ errors: $errs}"
             stop_router
@@ -147,11 +181,12 @@ run_strace() {
     for col in "${cols[@]}"; do
         rcli flushall >/dev/null
         start_router "$(col_bin "$col")" "$(col_store "$col")" || exit 1
-        timeout 60 wrk -t1 -c"$CONNS" -d1s -s "$hs_lua" "$url" >/dev/null 2>&1
+        make_sids || exit 1
+        wrk_wl 60 -t1 -c"$CONNS" -d1s >/dev/null 2>&1
         timeout $((secs + 30)) strace -c -f -o "strace-$col.txt" -p "$rp" & local sp=$!
         sleep 0.5
         local n
-        n=$(timeout $((secs + 60)) wrk -t1 -c"$CONNS" -d"${secs}s" -s "$hs_lua" "$url" |
+        n=$(wrk_wl $((secs + 60)) -t1 -c"$CONNS" -d"${secs}s" |
             awk '/requests in/ {print $1}')
         kill -INT "$sp" 2>/dev/null
         wait "$sp" 2>/dev/null
@@ -172,10 +207,11 @@ run_callgrind() {
         rcli flushall >/dev/null
         start_router "$b" "$col" valgrind --tool=callgrind --callgrind-out-file="$work/cg-$col.out" \
             --instr-atstart=no || exit 1
-        timeout 60 wrk -t1 -c10 -d2s -s "$hs_lua" "$url" >/dev/null 2>&1
+        make_sids || exit 1
+        wrk_wl 60 -t1 -c10 -d2s >/dev/null 2>&1
         callgrind_control -i on "$rp" >/dev/null
         local n
-        n=$(timeout $((secs + 60)) wrk -t1 -c10 -d"${secs}s" -s "$hs_lua" "$url" |
+        n=$(wrk_wl $((secs + 60)) -t1 -c10 -d"${secs}s" |
             awk '/requests in/ {print $1}')
         callgrind_control -i off "$rp" >/dev/null
         stop_router
