@@ -6,7 +6,11 @@
  * activity sharing, the write-back), the NOSCRIPT retry, events applied to the cache and the
  * registry, and connections lost with calls pending.
  *
- * Input: a script of records, each a tag byte and its arguments (a missing byte reads 0):
+ * Two store handles share the loop, as two workers' do: the owner and a second one (its own
+ * command connection, the same process-wide cache).
+ *
+ * Input: a script of records, each a tag byte and its arguments (a missing byte reads 0); a
+ * store operation's tag with bit 0x80 goes to the second handle:
  *   0 GET a             get(kind a%3, key KEYS[a/3%8])
  *   1 CREATE a p        create(..., POD[p%4])
  *   2 REPLACE a p       replace(..., expect POD[p%4], POD[(p/4)%4])
@@ -334,9 +338,10 @@ static void settle(void)
     }
 }
 
-static void run_record(struct pr_store *s, struct cursor *in)
+static void run_record(struct pr_store *const st[2], struct cursor *in)
 {
     uint8_t tag = byte(in);
+    struct pr_store *s = st[tag >> 7]; /* tag bit 0x80: the second handle's operation */
     uint8_t a;
     const char *k;
     switch (tag & 0x0f) {
@@ -464,17 +469,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     for (int i = 0; i < 3; i++)
         (void)pr_registry_put(reg, POD[i], "127.0.0.1:3000", 20, 80, NULL, NULL);
-    char err[256] = "";
-    struct pr_store *s = pr_store_redis_open(&cfg, reg, &loop, err, sizeof(err));
-    if (!s) {
-        fprintf(stderr, "store_fuzz: %s\n", err);
-        abort();
+    /* Two handles, as two workers have: the owner (subscriber, pod table, write-back) and one
+     * with its own command connection; both share the process-wide cache. */
+    struct pr_store *st[2];
+    for (int i = 0; i < 2; i++) {
+        char err[256] = "";
+        st[i] = pr_store_redis_open(&cfg, reg, &loop, err, sizeof(err));
+        if (!st[i]) {
+            fprintf(stderr, "store_fuzz: %s\n", err);
+            abort();
+        }
     }
-    /* Up: the command connection's script loaded, the subscriber subscribed (or closed by
+    struct pr_store *s = st[0];
+    /* Up: the command connections' scripts loaded, the subscriber subscribed (or closed by
      * the store for what followed its confirmation). */
-    for (int i = 0; i < 200000 && !(s->ops->up(s) && (sub_ready(s) || F.sub_gone)); i++)
+    for (int i = 0; i < 200000 && !(s->ops->up(s) && st[1]->ops->up(st[1]) &&
+                                    (sub_ready(s) || F.sub_gone));
+         i++)
         uv_run(&loop, UV_RUN_NOWAIT);
-    if (!s->ops->up(s) || !(sub_ready(s) || (pushes && F.sub_gone))) {
+    if (!s->ops->up(s) || !st[1]->ops->up(st[1]) || !(sub_ready(s) || (pushes && F.sub_gone))) {
         fprintf(stderr, "store_fuzz: the store did not come up against the fake\n");
         abort();
     }
@@ -487,9 +500,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     F.commands = 0;
 
     while (in.n > 0)
-        run_record(s, &in);
+        run_record(st, &in);
     F.ended = true;
     settle();
+    st[1]->ops->close(st[1]);
     s->ops->close(s);
     for (unsigned i = 0; i < F.calls; i++) {
         if (F.answered[i] != 1) {
