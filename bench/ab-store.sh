@@ -17,6 +17,11 @@
 # WORKLOAD: hs (default: handshakes, a new sid each), poll (polling POSTs on 1,000 sessions made
 # through the router by bench-loadgen --mode sids before each run: known sids), room (room-key
 # REST requests over 1,000 rooms: known rooms after the warm-up). Figures are per request.
+# QUOTA_PCT: the router runs in a cgroup-v1 CPU quota of that much of one CPU (root, the cpu
+# controller at /sys/fs/cgroup/cpu), the same in both columns. Then the router's CPU bounds the
+# throughput in both, and redis-server, wrk and the pod have the rest of the two cores: the
+# shape of a cluster, where Redis has a node of its own (otherwise redis-server's CPU per
+# handshake is taken from the same two cores and lowers the Redis store's throughput).
 # Columns: mem and redis with NEW_BIN (default build/src/pod-router); with OLD_BIN set also
 # mem-old and redis-old (OLD_BIN's columns first in every round); COLS picks a subset.
 # Needs: redis-server, redis-cli, wrk, curl, build/bench/bench-pod (POD_BIN); valgrind for
@@ -46,10 +51,13 @@ for cmd in redis-server redis-cli wrk curl; do
 done
 work="$(mktemp -d)"
 pids=()
+QUOTA_PCT="${QUOTA_PCT:-}"
+CG=""
 cleanup() {
     local p
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
     for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
+    [ -n "$CG" ] && [ -d "$CG" ] && rmdir "$CG" 2>/dev/null
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -92,6 +100,10 @@ start_router() {
     wait_port "$R_ADMIN" || return 1
     rp=$(pgrep -P "$rw" | head -1) # the router under its `timeout` wrapper
     [ -n "$rp" ] || return 1
+    if [ -n "$CG" ]; then
+        local t
+        for t in /proc/"$rp"/task/*; do echo "${t##*/}" >"$CG/tasks"; done
+    fi
     curl -fsS -m 5 -o /dev/null -X PUT -H 'content-type: application/json' \
         -d "{\"address\":\"127.0.0.1:$POD_PORT\"}" "http://127.0.0.1:$R_ADMIN/v1/pods/p0" || return 1
     wait_port "$R_PORT"
@@ -111,6 +123,14 @@ redis_cmds() {
               for (c in calls) if (calls[c] / n >= 0.01) s = s sprintf("%s%s=%.2f", s == "" ? "" : ",", c, calls[c] / n)
               printf "%.2f(%s)", tot / n, s }'
 }
+
+if [ -n "$QUOTA_PCT" ]; then
+    [ -w /sys/fs/cgroup/cpu ] || { echo "ab-store: QUOTA_PCT needs root and /sys/fs/cgroup/cpu" >&2; exit 1; }
+    CG=/sys/fs/cgroup/cpu/podrouter-ab-store-$$
+    mkdir "$CG" || exit 1
+    echo 10000 >"$CG/cpu.cfs_period_us" # 10-ms slices, not 100-ms stalls
+    echo $((10000 * QUOTA_PCT / 100)) >"$CG/cpu.cfs_quota_us"
+fi
 
 cols=(mem redis)
 [ -n "$OLD_BIN" ] && cols=(mem-old redis-old mem redis)
