@@ -137,7 +137,7 @@ note "benchmark tooling (bench pod, load generator, bench/run.sh --quick; no fig
 bash bench/selftest.sh 2>&1 | tee "$out/bench-selftest.log" | tail -n 40
 add_summary "$out/bench-selftest.log" "bench selftest"
 
-export FUZZ_SECONDS="${FUZZ_SECONDS:-30}"
+export FUZZ_SECONDS="${FUZZ_SECONDS:-25}"
 note "fuzz targets (libFuzzer + ASan/UBSan, ${FUZZ_SECONDS}s each; FUZZ_SECONDS for longer)"
 if [ -f tests/fuzz/run.sh ]; then
     bash tests/fuzz/run.sh 2>&1 | tee "$out/fuzz.log" | grep -vE '^\s+#[0-9]+ ' | tail -n 40

@@ -4,7 +4,7 @@
 # leak, timeout or invariant violation fails the target. Last line: "N passed, N failed".
 #
 #   FUZZ_SECONDS=60   time per target (CI default); e.g. FUZZ_SECONDS=1800 for a long run
-#   FUZZ_TARGETS="proxy_fuzz pipeline_fuzz tunnel_fuzz affinity_fuzz admin_fuzz redis_fuzz store_fuzz"
+#   FUZZ_TARGETS="proxy_fuzz pipeline_fuzz tunnel_fuzz affinity_fuzz admin_fuzz redis_fuzz store_fuzz http_client_fuzz"
 #   FUZZ_JOBS=1       targets run at once (the machine is shared: keep it small)
 #
 # Corpora grown by a run live in build-fuzz/corpus/<target> (not in git). Inputs in
@@ -16,7 +16,7 @@ cd "$repo" || exit 1
 bdir="$repo/build-fuzz"
 fdir="$repo/tests/fuzz"
 secs="${FUZZ_SECONDS:-60}"
-targets="${FUZZ_TARGETS:-proxy_fuzz pipeline_fuzz tunnel_fuzz affinity_fuzz admin_fuzz redis_fuzz store_fuzz}"
+targets="${FUZZ_TARGETS:-proxy_fuzz pipeline_fuzz tunnel_fuzz affinity_fuzz admin_fuzz redis_fuzz store_fuzz http_client_fuzz}"
 jobs="${FUZZ_JOBS:-1}"
 passed=0
 failed=0
@@ -67,7 +67,7 @@ prepare_corpus() {
     tunnel_fuzz)
         cp -n "$fdir"/corpus/tunnel_seeds/* "$c"/ 2>/dev/null
         ;;
-    affinity_fuzz | admin_fuzz | redis_fuzz | store_fuzz)
+    affinity_fuzz | admin_fuzz | redis_fuzz | store_fuzz | http_client_fuzz)
         [ -d "$fdir/corpus/$t" ] && cp -n "$fdir/corpus/$t"/* "$c"/ 2>/dev/null
         ;;
     esac
