@@ -22,6 +22,7 @@
 #include <string.h>
 #include <uv.h>
 
+#include "fake_peer.h"
 #include "podrouter/http_client.h"
 #include "podrouter/log.h"
 
@@ -53,12 +54,6 @@ static struct {
     unsigned moved;
     int answers; /* callbacks of the request in flight */
 } S;
-
-static void write_done(uv_write_t *w, int status)
-{
-    (void)status;
-    free(w);
-}
 
 static void sconn_closed(uv_handle_t *h)
 {
@@ -132,12 +127,7 @@ static void s_accept(uv_stream_t *l, int status)
             sconn_close(c);
         return;
     }
-    uv_tcp_t *t = malloc(sizeof(*t)); /* no room: take it and close it */
-    if (!t)
-        abort();
-    uv_tcp_init(&loop, t);
-    (void)uv_accept(l, (uv_stream_t *)t);
-    uv_close((uv_handle_t *)t, (uv_close_cb)free);
+    fake_refuse(&loop, l);
 }
 
 /* One piece of every started connection's segment (and its close once written, if asked). */
@@ -165,13 +155,7 @@ static void pump(void)
         const uint8_t *m = memchr(c->p, 0x00, k); /* stop at a pause marker */
         if (m && m > c->p)
             k = (size_t)(m - c->p);
-        uv_write_t *w = malloc(sizeof(*w) + k);
-        if (!w)
-            abort();
-        memcpy(w + 1, c->p, k);
-        uv_buf_t b = uv_buf_init((char *)(w + 1), (unsigned)k);
-        if (uv_write(w, (uv_stream_t *)&c->h, &b, 1, write_done) != 0)
-            free(w);
+        fake_write((uv_stream_t *)&c->h, c->p, k);
         c->p += k;
         c->n -= k;
         S.moved++;
@@ -216,15 +200,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     signal(SIGPIPE, SIG_IGN);
     if (uv_loop_init(&loop) != 0)
         abort();
-    struct sockaddr_in a;
-    uv_ip4_addr("127.0.0.1", 0, &a);
-    uv_tcp_init(&loop, &listener);
-    if (uv_tcp_bind(&listener, (const struct sockaddr *)&a, 0) != 0 ||
-        uv_listen((uv_stream_t *)&listener, 16, s_accept) != 0)
-        abort();
-    int al = sizeof(a);
-    uv_tcp_getsockname(&listener, (struct sockaddr *)&a, &al);
-    snprintf(base_url, sizeof(base_url), "http://127.0.0.1:%d/base", ntohs(a.sin_port));
+    int port = fake_listen(&loop, &listener, s_accept);
+    snprintf(base_url, sizeof(base_url), "http://127.0.0.1:%d/base", port);
     return 0;
 }
 

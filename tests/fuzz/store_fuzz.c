@@ -49,6 +49,7 @@
 #include "podrouter/log.h"
 #include "podrouter/registry.h"
 #include "podrouter/store.h"
+#include "fake_peer.h"
 #include "resp_command.h"
 #include "store_redis_int.h"
 
@@ -118,23 +119,11 @@ static void *next_slot(void)
     return &F.answered[F.calls++];
 }
 
-static void write_done(uv_write_t *w, int status)
-{
-    (void)status;
-    free(w);
-}
-
 static void send_bytes(struct fconn *c, const void *p, size_t n)
 {
     if (c->closing || n == 0)
         return;
-    uv_write_t *w = malloc(sizeof(*w) + n);
-    if (!w)
-        abort();
-    memcpy(w + 1, p, n);
-    uv_buf_t b = uv_buf_init((char *)(w + 1), (unsigned)n);
-    if (uv_write(w, (uv_stream_t *)&c->h, &b, 1, write_done) != 0)
-        free(w);
+    fake_write((uv_stream_t *)&c->h, p, n);
 }
 
 static void fconn_closed(uv_handle_t *h)
@@ -241,12 +230,7 @@ static void fake_accept(uv_stream_t *l, int status)
             fconn_close(c);
         return;
     }
-    uv_tcp_t *t = malloc(sizeof(*t)); /* no room: take it and close it */
-    if (!t)
-        abort();
-    uv_tcp_init(&loop, t);
-    (void)uv_accept(l, (uv_stream_t *)t);
-    uv_close((uv_handle_t *)t, (uv_close_cb)free);
+    fake_refuse(&loop, l);
 }
 
 static struct fconn *fake_find(bool sub)
@@ -293,15 +277,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     signal(SIGPIPE, SIG_IGN); /* as main.c: hiredis writes to a connection the fake closed */
     if (uv_loop_init(&loop) != 0)
         abort();
-    struct sockaddr_in a;
-    uv_ip4_addr("127.0.0.1", 0, &a);
-    uv_tcp_init(&loop, &listener);
-    if (uv_tcp_bind(&listener, (const struct sockaddr *)&a, 0) != 0 ||
-        uv_listen((uv_stream_t *)&listener, 16, fake_accept) != 0)
-        abort();
-    int al = sizeof(a);
-    uv_tcp_getsockname(&listener, (struct sockaddr *)&a, &al);
-    port = ntohs(a.sin_port);
+    port = fake_listen(&loop, &listener, fake_accept);
     pr_config_defaults(&cfg);
     snprintf(cfg.store, sizeof(cfg.store), "redis://127.0.0.1:%d", port);
     return 0;
