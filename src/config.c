@@ -504,6 +504,14 @@ static uint32_t default_threads(void)
 }
 
 /* Fills cfg with the documented serve defaults. */
+uint64_t pr_config_housekeeping_ms(const struct pr_config *cfg)
+{
+    uint64_t ms = cfg->room_active_ms / 120;
+    if (ms < PR_HOUSEKEEPING_MIN_MS)
+        return PR_HOUSEKEEPING_MIN_MS;
+    return ms > PR_HOUSEKEEPING_MAX_MS ? PR_HOUSEKEEPING_MAX_MS : ms;
+}
+
 void pr_config_defaults(struct pr_config *cfg)
 {
     memset(cfg, 0, sizeof(*cfg));

@@ -25,6 +25,7 @@
 #include "upstream.h"
 
 #define PR_TICK_MS 200
+_Static_assert(PR_TICK_MS <= PR_HOUSEKEEPING_MIN_MS, "housekeeping runs on the tick");
 
 /* The process-wide state. Only this file names it (the signal handler and start-up); the
  * modules reach it through their worker (w->srv). */
@@ -208,7 +209,8 @@ static void tick_cb(uv_timer_t *t)
     pr__memory_tick(w, now);
     if (w->id == 0) {
         static uint64_t last_housekeeping;
-        if (now - last_housekeeping >= 1000) {
+        /* Half a tick early, so timer jitter does not skip a period. */
+        if (now - last_housekeeping + PR_TICK_MS / 2 >= pr_config_housekeeping_ms(&w->srv->cfg)) {
             last_housekeeping = now;
             pr_registry_expire(w->srv->reg, forgotten_cb, w->store);
             if (w->store->ops->tick)

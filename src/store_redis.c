@@ -510,6 +510,7 @@ static int shared_init(const struct pr_config *cfg, char *err, size_t errlen)
     pr__rs_g.ttl[PR_KEY_PARTICIPANT] = cfg->participant_ttl_ms;
     pr__rs_g.pod_key_ttl = cfg->pod_ttl_ms * 4;
     pr__rs_g.active_ms = cfg->room_active_ms;
+    pr__rs_g.housekeeping_ms = pr_config_housekeeping_ms(cfg);
     pr__rs_g.max_per_kind = cfg->max_assignments;
     pr__rs_g.pod_ttl = cfg->pod_ttl_ms;
     pr__rs_batch_init();

@@ -37,7 +37,6 @@
 #define BACKOFF_MIN_MS 100u
 #define BACKOFF_MAX_MS 5000u
 #define TIMER_MS 100u
-#define RELOAD_MS 1000u
 #define WRITEBACK_BATCH 256u
 #define WRITEBACK_INFLIGHT 1024u
 #define MEMBERS_MAX 4096u
@@ -177,6 +176,7 @@ struct shared {
     char pod_key_prefix[PR_REDIS_KEY_MAX];
     char active_key[PR_REDIS_KEY_MAX]; /* P active: hash of activity reports */
     uint64_t active_ms;
+    uint64_t housekeeping_ms; /* pr_config_housekeeping_ms: activity sharing and pod reload */
     uint64_t max_per_kind;
     char sha[41];
     size_t prefix_len;

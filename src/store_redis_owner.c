@@ -402,7 +402,7 @@ static void writeback_done(struct redis_store *rs)
     pr_info("redis write-back finished", "#written", w, "#adopted", a);
 }
 
-/* Housekeeping from worker 0 about once a second: cache expiry and loads, pod reload,
+/* Housekeeping from worker 0 every pr_config_housekeeping_ms (1 s by default): cache expiry and loads, pod reload,
  * write-back of what other loops placed while their connection was down. */
 void pr__rs_tick(struct pr_store *s)
 {
@@ -415,7 +415,7 @@ void pr__rs_tick(struct pr_store *s)
         keep_remote_pods_alive(rs);
     if (!rs->owner || !is_up(rs))
         return;
-    if (now_ms() - rs->last_reload >= RELOAD_MS - 100) {
+    if (now_ms() - rs->last_reload + pr__rs_g.housekeeping_ms / 10 >= pr__rs_g.housekeeping_ms) {
         share_activity(rs);
         pr__rs_reload_pods(rs);
     }

@@ -108,6 +108,14 @@ void pr_register_config_defaults(struct pr_register_config *cfg);
 enum pr_config_result pr_register_config_parse(struct pr_register_config *cfg, int argc,
                                                char **argv, char *err, size_t errlen);
 
+/* The period of worker 0's housekeeping (activity expiry and sharing, loads, desired
+ * replicas, registry expiry, the Redis store's pod reload): --room-active / 120, between
+ * 200 ms and 1 s. So the default 2m window keeps the 1-s tick, and a short window (a test,
+ * a simulation compressed in time) sees a room end within the same share of its window. */
+#define PR_HOUSEKEEPING_MIN_MS 200u
+#define PR_HOUSEKEEPING_MAX_MS 1000u
+uint64_t pr_config_housekeeping_ms(const struct pr_config *cfg);
+
 /* Usage texts. */
 const char *pr_config_usage(void);
 const char *pr_register_usage(void);

@@ -759,6 +759,23 @@ Test(config, v11_flag_limits)
     cr_expect_eq(pr_config_parse(&c, 4, mm, err, sizeof(err)), PR_CONFIG_ERROR);
 }
 
+/* Housekeeping follows --room-active: the default window keeps the 1-s tick, a short one
+ * (a test, a simulation compressed in time) gets down to the 200-ms worker tick. */
+Test(config, housekeeping_period_follows_room_active)
+{
+    struct pr_config c;
+    pr_config_defaults(&c);
+    cr_expect_eq(pr_config_housekeeping_ms(&c), 1000);
+    const uint64_t rows[][2] = {{1, 200},         {1200, 200},      {24000, 200}, {36000, 300},
+                                {60000, 500},     {119999, 999},    {120000, 1000},
+                                {3600000, 1000},  {UINT64_MAX, 1000}};
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        c.room_active_ms = rows[i][0];
+        cr_expect_eq(pr_config_housekeeping_ms(&c), rows[i][1], "room-active %llu ms",
+                     (unsigned long long)rows[i][0]);
+    }
+}
+
 /* The sidecar's --address and the router's PUT /v1/pods check are one function: every address
  * gets the same verdict from both (issue 12: "my_host:3000" used to pass the sidecar and get
  * 400 from the router). */
