@@ -114,6 +114,16 @@ static void idle_unlink(struct pr_upstream *u)
     u->pool->nidle--;
 }
 
+/* u on top of p's idle list (the next one reused). */
+static void idle_push(struct pr_pool *p, struct pr_upstream *u)
+{
+    u->u.idle.prev = p->idle.u.idle.prev;
+    u->u.idle.next = &p->idle;
+    p->idle.u.idle.prev->u.idle.next = u;
+    p->idle.u.idle.prev = u;
+    p->nidle++;
+}
+
 static void pool_drop_idle(struct pr_pool *p)
 {
     while (p->idle.u.idle.next != &p->idle)
@@ -400,9 +410,12 @@ int pr__pool_acquire(struct pr_pool *p, struct pr_client *c, const struct pr_ups
         return pool_wait(p, c, h);
     if (!p->resolved)
         return UV_EHOSTUNREACH;
+    p->used_at = pr__now(p->w);
     struct pr_upstream *u = p->idle.u.idle.prev; /* most recently used */
-    if (u == &p->idle)
+    if (u == &p->idle) {
+        p->dry_at = p->used_at;
         return pool_connect(p, c, h, out);
+    }
     idle_unlink(u);
     pr__tq_remove(&u->tq);
     u->state = PR_U_ACTIVE;
@@ -432,11 +445,7 @@ void pr__upstream_release(struct pr_upstream *u, bool reusable)
         return;
     }
     u->state = PR_U_IDLE;
-    u->u.idle.prev = p->idle.u.idle.prev;
-    u->u.idle.next = &p->idle;
-    p->idle.u.idle.prev->u.idle.next = u;
-    p->idle.u.idle.prev = u;
-    p->nidle++;
+    idle_push(p, u);
     pr__tq_push(&w->q_pool, &u->tq, pr__now(w));
     pr__upstream_start_read(u); /* notice the pod closing it */
 }
@@ -448,9 +457,24 @@ static void expire_connect(struct pr_tq_node *n)
     connect_failed(pr__container_of(n, struct pr_upstream, tq), UV_ETIMEDOUT);
 }
 
+/* Idle for PR_POOL_IDLE_MS. LIFO reuse leaves only connections the last PR_POOL_IDLE_MS did
+ * not need at the bottom; they go, unless the pool is in demand (upstream.h): then the
+ * connection moves to the top and the next request takes it, as a cluster's swings between
+ * pods would otherwise close and reopen connections all the time. */
 static void expire_pool(struct pr_tq_node *n)
 {
-    pr__upstream_close(pr__container_of(n, struct pr_upstream, tq));
+    struct pr_upstream *u = pr__container_of(n, struct pr_upstream, tq);
+    struct pr_pool *p = u->pool;
+    struct pr_worker *w = p->w;
+    uint64_t now = pr__now(w);
+    if (w->draining || p->dry_at == 0 || now - p->dry_at >= PR_POOL_NEED_MS ||
+        now - p->used_at >= PR_POOL_BUSY_MS) {
+        pr__upstream_close(u);
+        return;
+    }
+    idle_unlink(u);
+    idle_push(p, u);
+    pr__tq_push(&w->q_pool, &u->tq, now);
 }
 
 /* No response in time (q_wait), or a pod that took none of its queued bytes (q_linger). */

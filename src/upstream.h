@@ -16,6 +16,11 @@
 
 #define PR_POOL_IDLE_MS 3000 /* below Node's 5 s keepAliveTimeout: no reuse races */
 #define PR_POOL_MAX_IDLE 64  /* idle upstream connections kept per pod per thread */
+/* A pool that ran dry (had to connect) within PR_POOL_NEED_MS and took a connection within
+ * PR_POOL_BUSY_MS is in demand: an idle connection reaching PR_POOL_IDLE_MS is used next
+ * instead of closed, so a load that swings between the pods keeps its connections. */
+#define PR_POOL_NEED_MS 10000
+#define PR_POOL_BUSY_MS 250
 
 struct pr_client;
 struct pr_pool;
@@ -72,6 +77,7 @@ struct pr_pool {
     uint32_t slot, gen;
     struct pr_upstream idle; /* sentinel of the idle list */
     uint32_t nidle;
+    uint64_t dry_at, used_at;    /* last acquire that had to connect; last acquire */
     bool resolved, resolving;
     uint64_t resolve_retry_at;   /* a name that did not resolve is not retried before this */
     uv_getaddrinfo_t *gai;       /* in flight */

@@ -1,0 +1,137 @@
+'use strict';
+// The router's pool of pod connections (src/upstream.c): kept-alive connections are reused
+// most recently used first and an idle one goes after 3 s — unless the pool is in demand
+// (it had to connect within 10 s and takes connections now): then it is used next instead of
+// closed, so a load that swings between pods does not close and reopen connections. A pod
+// that counts its TCP connections tells what the router opened and closed (its own
+// keep-alive timeout is 60 s: every close it sees is the router's).
+
+const { describe, it, before, after } = require('node:test');
+const assert = require('node:assert/strict');
+const http = require('node:http');
+const { Cluster, HOST, sleep, waitFor } = require('./lib/cluster');
+
+const BURST = 16;
+
+class CountingPod {
+  constructor() {
+    this.opened = 0;
+    this.closed = 0;
+    this.closedAt = [];
+    this.server = http.createServer((req, res) => {
+      const delay = /[?&]delay=(\d+)/.exec(req.url);
+      const answer = () => {
+        res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '2' });
+        res.end('ok');
+      };
+      if (delay) setTimeout(answer, Number(delay[1]));
+      else answer();
+    });
+    this.server.keepAliveTimeout = 60000;
+    this.server.on('connection', (sock) => {
+      this.opened++;
+      sock.on('close', () => {
+        this.closed++;
+        this.closedAt.push(Date.now());
+      });
+    });
+  }
+
+  start() {
+    return new Promise((resolve) => this.server.listen(0, HOST, () => resolve(this.server.address().port)));
+  }
+
+  stop() {
+    this.server.closeAllConnections();
+    this.server.close();
+  }
+}
+
+function get(agent, port, path) {
+  return new Promise((resolve, reject) => {
+    const req = http.get({ host: HOST, port, path, agent }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode));
+      res.on('error', reject);
+    });
+    req.setTimeout(10000, () => req.destroy(new Error(`${path} timed out`)));
+    req.on('error', reject);
+  });
+}
+
+describe('pod connection pool', { timeout: 120000 }, () => {
+  let cluster;
+  let pod;
+  let podPort;
+  let heartbeat;
+  let agent;
+
+  before(async () => {
+    pod = new CountingPod();
+    podPort = await pod.start();
+    cluster = new Cluster('pool', { pods: 0, routerArgs: ['--threads', '1'] });
+    await cluster.start();
+    const put = () => cluster.admin('PUT', '/v1/pods/count-0', { body: { address: `${HOST}:${podPort}` } });
+    assert.equal((await put()).status, 201);
+    heartbeat = setInterval(() => put().catch(() => {}), 500);
+    agent = new http.Agent({ keepAlive: true, maxSockets: BURST });
+  });
+
+  after(async () => {
+    clearInterval(heartbeat);
+    if (agent) agent.destroy();
+    if (cluster) await cluster.stop();
+    if (pod) pod.stop();
+  });
+
+  async function burst(tag) {
+    const all = [];
+    for (let i = 0; i < BURST; i++) all.push(get(agent, cluster.routerPort, `/api/${tag}/${i}?delay=150`));
+    assert.deepEqual(await Promise.all(all), new Array(BURST).fill(200));
+  }
+
+  it('a pool that ran dry and is still in use keeps its connections; it shrinks once the demand is older than 10 s', async () => {
+    await burst('b1');
+    assert.ok(pod.opened >= BURST - 1, `the burst needed its own connections (pod saw ${pod.opened})`);
+    const openedAfterBurst = pod.opened;
+    const closedAfterBurst = pod.closed;
+    const start = Date.now();
+    // Two requests at a time for 14 s: the burst's extra connections are idle at the bottom of
+    // the pool. Before the 10-s demand window ends none may close (without the rule they all
+    // went 3 s after the burst); after it, they go while the two in use stay.
+    let stop = false;
+    let requests = 0;
+    const loop = async () => {
+      while (!stop) {
+        assert.equal(await get(agent, cluster.routerPort, '/api/steady'), 200);
+        requests++;
+      }
+    };
+    const loops = [loop(), loop()];
+    await sleep(8000);
+    const closedAt8 = pod.closed - closedAfterBurst;
+    await sleep(Math.max(0, start + 14500 - Date.now()));
+    const closedAt14 = pod.closed - closedAfterBurst;
+    stop = true;
+    await Promise.all(loops);
+    assert.ok(requests > 100, `steady load ran (${requests} requests)`);
+    assert.equal(closedAt8, 0, `no pod connection closed under steady load within 8 s of the burst (${closedAt8})`);
+    assert.equal(pod.opened, openedAfterBurst, 'the steady load opened no connection');
+    assert.ok(closedAt14 >= pod.opened - 4,
+      `the burst's idle connections went after the demand window (closed ${closedAt14} of ${pod.opened})`);
+  });
+
+  it('after a burst and no more requests, the idle connections go after 3 s', async () => {
+    await sleep(4000); // what the previous test left has expired
+    const opened0 = pod.opened;
+    const closed0 = pod.closed;
+    const t0 = Date.now();
+    await burst('b2');
+    const done = Date.now();
+    const all = pod.opened - opened0 + (opened0 - closed0); // connections alive after the burst
+    await waitFor(() => pod.closed - closed0 >= all, { timeoutMs: 8000, what: `all ${all} pod connections closed` });
+    const first = pod.closedAt.slice(-all)[0];
+    assert.ok(first - done >= 2500, `none closed before its 3-s idle time (first after ${first - done} ms)`);
+    assert.ok(Date.now() - t0 < 6000, `all closed within about 3 s of the burst (${Date.now() - t0} ms)`);
+  });
+});
