@@ -402,6 +402,21 @@ static int pool_connect(struct pr_pool *p, struct pr_client *c,
     return PR_POOL_CONNECTING;
 }
 
+/* The idle connection a request takes (NULL: none): the most recently used one, so those
+ * the load does not need sink and expire; in demand (upstream.h) the least recently used
+ * one once it has idled PR_POOL_REFRESH_MS, before it expires. */
+static struct pr_upstream *pool_pick(struct pr_pool *p, uint64_t now)
+{
+    struct pr_upstream *top = p->idle.u.idle.prev, *bottom = p->idle.u.idle.next;
+    if (top == &p->idle)
+        return NULL;
+    uint64_t idle_since = bottom->tq.deadline - PR_POOL_IDLE_MS;
+    if (bottom != top && p->dry_at != 0 && now - p->dry_at < PR_POOL_NEED_MS &&
+        now >= idle_since + PR_POOL_REFRESH_MS)
+        return bottom;
+    return top;
+}
+
 int pr__pool_acquire(struct pr_pool *p, struct pr_client *c, const struct pr_upstream_handlers *h,
                      struct pr_upstream **out)
 {
@@ -410,10 +425,10 @@ int pr__pool_acquire(struct pr_pool *p, struct pr_client *c, const struct pr_ups
         return pool_wait(p, c, h);
     if (!p->resolved)
         return UV_EHOSTUNREACH;
-    p->used_at = pr__now(p->w);
-    struct pr_upstream *u = p->idle.u.idle.prev; /* most recently used */
-    if (u == &p->idle) {
-        p->dry_at = p->used_at;
+    uint64_t now = pr__now(p->w);
+    struct pr_upstream *u = pool_pick(p, now);
+    if (!u) {
+        p->dry_at = now;
         return pool_connect(p, c, h, out);
     }
     idle_unlink(u);
@@ -457,24 +472,10 @@ static void expire_connect(struct pr_tq_node *n)
     connect_failed(pr__container_of(n, struct pr_upstream, tq), UV_ETIMEDOUT);
 }
 
-/* Idle for PR_POOL_IDLE_MS. LIFO reuse leaves only connections the last PR_POOL_IDLE_MS did
- * not need at the bottom; they go, unless the pool is in demand (upstream.h): then the
- * connection moves to the top and the next request takes it, as a cluster's swings between
- * pods would otherwise close and reopen connections all the time. */
+/* Idle for PR_POOL_IDLE_MS, no request took it (pool_pick): not needed. */
 static void expire_pool(struct pr_tq_node *n)
 {
-    struct pr_upstream *u = pr__container_of(n, struct pr_upstream, tq);
-    struct pr_pool *p = u->pool;
-    struct pr_worker *w = p->w;
-    uint64_t now = pr__now(w);
-    if (w->draining || p->dry_at == 0 || now - p->dry_at >= PR_POOL_NEED_MS ||
-        now - p->used_at >= PR_POOL_BUSY_MS) {
-        pr__upstream_close(u);
-        return;
-    }
-    idle_unlink(u);
-    idle_push(p, u);
-    pr__tq_push(&w->q_pool, &u->tq, now);
+    pr__upstream_close(pr__container_of(n, struct pr_upstream, tq));
 }
 
 /* No response in time (q_wait), or a pod that took none of its queued bytes (q_linger). */

@@ -16,11 +16,13 @@
 
 #define PR_POOL_IDLE_MS 3000 /* below Node's 5 s keepAliveTimeout: no reuse races */
 #define PR_POOL_MAX_IDLE 64  /* idle upstream connections kept per pod per thread */
-/* A pool that ran dry (had to connect) within PR_POOL_NEED_MS and took a connection within
- * PR_POOL_BUSY_MS is in demand: an idle connection reaching PR_POOL_IDLE_MS is used next
- * instead of closed, so a load that swings between the pods keeps its connections. */
+/* A pool that ran dry (had to connect) within PR_POOL_NEED_MS is in demand: a request takes
+ * its least recently used connection once that one has idled PR_POOL_REFRESH_MS, instead of
+ * the most recently used, so a load that swings between the pods keeps the connections its
+ * last peak needed in use rather than letting them expire (closes and reconnects). Each
+ * request refreshes at most one, so a pool keeps what its request rate can keep warm. */
 #define PR_POOL_NEED_MS 10000
-#define PR_POOL_BUSY_MS 250
+#define PR_POOL_REFRESH_MS 2000
 
 struct pr_client;
 struct pr_pool;
@@ -77,7 +79,7 @@ struct pr_pool {
     uint32_t slot, gen;
     struct pr_upstream idle; /* sentinel of the idle list */
     uint32_t nidle;
-    uint64_t dry_at, used_at;    /* last acquire that had to connect; last acquire */
+    uint64_t dry_at;             /* the last acquire that had to connect (0: never) */
     bool resolved, resolving;
     uint64_t resolve_retry_at;   /* a name that did not resolve is not retried before this */
     uv_getaddrinfo_t *gai;       /* in flight */

@@ -1,10 +1,11 @@
 'use strict';
 // The router's pool of pod connections (src/upstream.c): kept-alive connections are reused
-// most recently used first and an idle one goes after 3 s — unless the pool is in demand
-// (it had to connect within 10 s and takes connections now): then it is used next instead of
-// closed, so a load that swings between pods does not close and reopen connections. A pod
-// that counts its TCP connections tells what the router opened and closed (its own
-// keep-alive timeout is 60 s: every close it sees is the router's).
+// most recently used first and an idle one goes after 3 s — unless the pool is in demand (it
+// had to connect within 10 s): then a request takes the least recently used connection once
+// it has idled 2 s, so a load that swings between pods keeps its connections in use instead
+// of closing and reopening them. A pod that counts its TCP connections tells what was opened
+// and closed; it has Node's default keep-alive timeout (5 s), so a connection the router
+// kept without using it would be closed by the pod and counted too.
 
 const { describe, it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
@@ -27,7 +28,7 @@ class CountingPod {
       if (delay) setTimeout(answer, Number(delay[1]));
       else answer();
     });
-    this.server.keepAliveTimeout = 60000;
+    this.server.keepAliveTimeout = 5000; // Node's default
     this.server.on('connection', (sock) => {
       this.opened++;
       sock.on('close', () => {
