@@ -21,7 +21,7 @@
  * the most recently used, so a load that swings between the pods keeps the connections its
  * last peak needed in use rather than letting them expire (closes and reconnects). Each
  * request refreshes at most one, so a pool keeps what its request rate can keep warm. */
-#define PR_POOL_NEED_MS 10000
+#define PR_POOL_NEED_MS 60000
 #define PR_POOL_REFRESH_MS 2000
 
 struct pr_client;
