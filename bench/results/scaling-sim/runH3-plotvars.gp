@@ -1,0 +1,11 @@
+aware_roll_start = 82.84
+aware_roll_end = 222.91
+aware_ratio = 1.20
+aware_interrupted = 0.00
+aware_end = 212.47
+base_roll_start = 82.84
+base_roll_end = 88.77
+base_ratio = 0.74
+base_interrupted = 34.00
+base_end = 212.47
+max_replicas = 10.00
