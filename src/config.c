@@ -503,7 +503,6 @@ static uint32_t default_threads(void)
     return n > THREADS_MAX ? THREADS_MAX : (uint32_t)n;
 }
 
-/* Fills cfg with the documented serve defaults. */
 uint64_t pr_config_housekeeping_ms(const struct pr_config *cfg)
 {
     uint64_t ms = cfg->room_active_ms / 120;
@@ -512,6 +511,7 @@ uint64_t pr_config_housekeeping_ms(const struct pr_config *cfg)
     return ms > PR_HOUSEKEEPING_MAX_MS ? PR_HOUSEKEEPING_MAX_MS : ms;
 }
 
+/* Fills cfg with the documented serve defaults. */
 void pr_config_defaults(struct pr_config *cfg)
 {
     memset(cfg, 0, sizeof(*cfg));

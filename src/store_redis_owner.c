@@ -402,8 +402,9 @@ static void writeback_done(struct redis_store *rs)
     pr_info("redis write-back finished", "#written", w, "#adopted", a);
 }
 
-/* Housekeeping from worker 0 every pr_config_housekeeping_ms (1 s by default): cache expiry and loads, pod reload,
- * write-back of what other loops placed while their connection was down. */
+/* Housekeeping from worker 0 every pr_config_housekeeping_ms (1 s by default): cache expiry
+ * and loads, activity sharing and pod reload, write-back of what other loops placed while
+ * their connection was down. */
 void pr__rs_tick(struct pr_store *s)
 {
     struct redis_store *rs = (struct redis_store *)s;
