@@ -409,10 +409,9 @@ static struct pr_upstream *pool_pick(struct pr_pool *p, uint64_t now)
 {
     struct pr_upstream *top = p->idle.u.idle.prev, *bottom = p->idle.u.idle.next;
     if (top == &p->idle)
-        return NULL;
+        return NULL; /* every connection came from pool_connect, so dry_at is set below */
     uint64_t idle_since = bottom->tq.deadline - PR_POOL_IDLE_MS;
-    if (bottom != top && p->dry_at != 0 && now - p->dry_at < PR_POOL_NEED_MS &&
-        now >= idle_since + PR_POOL_REFRESH_MS)
+    if (now - p->dry_at < PR_POOL_NEED_MS && now >= idle_since + PR_POOL_REFRESH_MS)
         return bottom;
     return top;
 }

@@ -79,7 +79,7 @@ struct pr_pool {
     uint32_t slot, gen;
     struct pr_upstream idle; /* sentinel of the idle list */
     uint32_t nidle;
-    uint64_t dry_at;             /* the last acquire that had to connect (0: never) */
+    uint64_t dry_at;             /* the last acquire that had to connect */
     bool resolved, resolving;
     uint64_t resolve_retry_at;   /* a name that did not resolve is not retried before this */
     uv_getaddrinfo_t *gai;       /* in flight */
