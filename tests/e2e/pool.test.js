@@ -15,11 +15,21 @@ const { Cluster, HOST, sleep, waitFor } = require('./lib/cluster');
 const BURST = 16;
 
 class CountingPod {
-  constructor() {
+  constructor(keepAliveMs = 5000) {
     this.opened = 0;
     this.closed = 0;
     this.closedAt = [];
     this.server = http.createServer((req, res) => {
+      if (req.method === 'POST') {
+        const parts = [];
+        req.on('data', (c) => parts.push(c));
+        req.on('end', () => {
+          const body = Buffer.concat(parts);
+          res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(body.length) });
+          res.end(body);
+        });
+        return;
+      }
       const delay = /[?&]delay=(\d+)/.exec(req.url);
       const answer = () => {
         res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '2' });
@@ -28,7 +38,7 @@ class CountingPod {
       if (delay) setTimeout(answer, Number(delay[1]));
       else answer();
     });
-    this.server.keepAliveTimeout = 5000; // Node's default
+    this.server.keepAliveTimeout = keepAliveMs; // Node's default: 5 s
     this.server.on('connection', (sock) => {
       this.opened++;
       sock.on('close', () => {
@@ -46,6 +56,20 @@ class CountingPod {
     this.server.closeAllConnections();
     this.server.close();
   }
+}
+
+function post(agent, port, path, body) {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: HOST, port, path, method: 'POST', agent, headers: { 'content-length': String(body.length) } }, (res) => {
+      const parts = [];
+      res.on('data', (c) => parts.push(c));
+      res.on('end', () => resolve({ status: res.statusCode, body: Buffer.concat(parts) }));
+      res.on('error', reject);
+    });
+    req.setTimeout(10000, () => req.destroy(new Error(`${path} timed out`)));
+    req.on('error', reject);
+    req.end(body);
+  });
 }
 
 function get(agent, port, path) {
@@ -135,5 +159,59 @@ describe('pod connection pool', { timeout: 120000 }, () => {
     const first = pod.closedAt.slice(-all)[0];
     assert.ok(first - done >= 2500, `none closed before its 3-s idle time (first after ${first - done} ms)`);
     assert.ok(Date.now() - t0 < 6000, `all closed within about 3 s of the burst (${Date.now() - t0} ms)`);
+  });
+});
+
+// Hostile to the refresh: a pod whose keep-alive timeout (2 s) is the router's refresh age, so
+// the oldest idle connection the router reaches for is the one the pod is closing right then.
+// Every request must still get its own answer: a stale connection costs a retry on a fresh
+// one (the request whole), never an error or another request's bytes.
+describe('pod connection pool, a pod that closes idle connections at 2 s', { timeout: 120000 }, () => {
+  let cluster;
+  let pod;
+  let heartbeat;
+  let agent;
+
+  before(async () => {
+    pod = new CountingPod(2000);
+    const port = await pod.start();
+    cluster = new Cluster('pool-short', { pods: 0, routerArgs: ['--threads', '1'] });
+    await cluster.start();
+    const put = () => cluster.admin('PUT', '/v1/pods/short-0', { body: { address: `${HOST}:${port}` } });
+    assert.equal((await put()).status, 201);
+    heartbeat = setInterval(() => put().catch(() => {}), 500);
+    agent = new http.Agent({ keepAlive: true, maxSockets: BURST });
+  });
+
+  after(async () => {
+    clearInterval(heartbeat);
+    if (agent) agent.destroy();
+    if (cluster) await cluster.stop();
+    if (pod) pod.stop();
+  });
+
+  it('bursts and lighter load with POST bodies: every answer is 200 and echoes its own body', async () => {
+    let requests = 0;
+    const check = async (tag, i) => {
+      const body = Buffer.from(`${tag}-${i}-${'x'.repeat(i % 300)}`);
+      const r = await post(agent, cluster.routerPort, `/api/echo/${tag}/${i}`, body);
+      assert.equal(r.status, 200, `${tag} ${i}`);
+      assert.ok(r.body.equals(body), `${tag} ${i}: its own body back`);
+      requests++;
+    };
+    for (let round = 0; round < 3; round++) {
+      const all = [];
+      for (let i = 0; i < BURST; i++) all.push(get(agent, cluster.routerPort, `/api/burst/${round}/${i}?delay=150`));
+      assert.deepEqual(await Promise.all(all), new Array(BURST).fill(200));
+      const until = Date.now() + 2600; // past the refresh age and the pod's timeout
+      const loop = async (k) => {
+        for (let i = 0; Date.now() < until; i++) {
+          await check(`r${round}l${k}`, i);
+          await sleep(5);
+        }
+      };
+      await Promise.all([loop(0), loop(1)]);
+    }
+    assert.ok(requests > 100, `load ran (${requests} POSTs)`);
   });
 });
