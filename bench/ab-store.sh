@@ -2,7 +2,7 @@
 # A B A B: Engine.IO handshakes (a new sid and a new participant per request, 1,000 rooms)
 # through pod-router with the memory store and with the Redis store, same binary, same bench pod.
 #
-#   bash bench/ab-store.sh [ab|strace|callgrind]     (default: ab)
+#   bash bench/ab-store.sh [ab|strace|callgrind|perf]     (default: ab)
 #
 # ab         ROUNDS (3) rounds of every column: wrk -t1 -c64 -dSECS (5) after a 1 s warm-up, fresh
 #            router (1 thread) per run; per run: handshakes/s, router CPU µs per handshake
@@ -14,6 +14,8 @@
 # callgrind  the router under valgrind --tool=callgrind (instrumentation on for the measured run
 #            only, wrk -c10): user-space instructions per handshake, memory vs Redis. Needs a
 #            build with symbols for the top-functions list (CG_BIN, default NEW_BIN).
+# perf       perf record (cpu-clock, kernel and user) on the router for PERF_SECS (4) of the same
+#            load: the shares of kernel, router, libuv, hiredis, libc and the top symbols.
 # WORKLOAD: hs (default: handshakes, a new sid each), poll (polling POSTs on 1,000 sessions made
 # through the router by bench-loadgen --mode sids before each run: known sids), room (room-key
 # REST requests over 1,000 rooms: known rooms after the warm-up). Figures are per request.
@@ -220,6 +222,37 @@ run_strace() {
     done
 }
 
+run_perf() {
+    command -v perf >/dev/null || { echo "ab-store: perf missing" >&2; exit 1; }
+    local col secs="${PERF_SECS:-4}"
+    for col in "${cols[@]}"; do
+        rcli flushall >/dev/null
+        start_router "$(col_bin "$col")" "$(col_store "$col")" || exit 1
+        make_sids || exit 1
+        wrk_wl 60 -t1 -c"$CONNS" -d1s >/dev/null 2>&1
+        timeout $((secs + 30)) perf record -q -e cpu-clock -F 4999 -o "perf-$col.data" -p "$rp" \
+            >/dev/null 2>&1 &
+        local sp=$!
+        sleep 0.3
+        local n
+        n=$(wrk_wl $((secs + 60)) -t1 -c"$CONNS" -d"${secs}s" | awk '/requests in/ {print $1}')
+        kill -INT "$sp" 2>/dev/null
+        wait "$sp" 2>/dev/null
+        stop_router
+        # samples at 4999 Hz over the whole capture (0.3 s before wrk, a little after): the
+        # shares are what counts, the µs per request are approximate
+        local total
+        total=$(perf report -i "perf-$col.data" --stdio --sort dso 2>/dev/null |
+            awk '/^# Samples:/ {print $3; exit}')
+        echo "== $col: $n requests, $total samples: shares by object, then the top symbols"
+        perf report -i "perf-$col.data" --stdio --sort dso 2>/dev/null |
+            awk '$1 ~ /%$/ && $1+0 >= 1 {printf "  %7s %s\n", $1, $2}'
+        perf report -i "perf-$col.data" --stdio --sort dso,sym 2>/dev/null |
+            awk -v k="${PERF_TOP:-25}" '$1 ~ /%$/ && n < k {printf "  %7s %-22s %s\n", $1, $2, $NF; n++}'
+        [ -n "${PERF_KEEP:-}" ] && cp "perf-$col.data" "$PERF_KEEP-$col.data"
+    done
+}
+
 run_callgrind() {
     command -v valgrind >/dev/null || { echo "ab-store: valgrind missing" >&2; exit 1; }
     local col b="${CG_BIN:-$NEW_BIN}" secs="${CG_SECS:-4}"
@@ -251,5 +284,6 @@ case "$mode" in
 ab) run_ab ;;
 strace) run_strace ;;
 callgrind) run_callgrind ;;
-*) echo "usage: bench/ab-store.sh [ab|strace|callgrind]" >&2; exit 2 ;;
+perf) run_perf ;;
+*) echo "usage: bench/ab-store.sh [ab|strace|callgrind|perf]" >&2; exit 2 ;;
 esac

@@ -109,8 +109,7 @@ int pr__rc_del(enum pr_key_kind kind, const char *key, size_t len)
 }
 
 /* Count who into the room's identities seen by this replica. */
-int pr__rc_join(const char *room, size_t len, const char *who, size_t who_len,
-                char pod[PR_POD_NAME_MAX + 1])
+int pr__rc_join(const char *room, size_t len, const char *who, size_t who_len, uint32_t *count)
 {
     if (!pr__atab_key_ok(PR_KEY_ROOM, room, len) || !who || who_len == 0)
         return -EINVAL;
@@ -129,7 +128,7 @@ int pr__rc_join(const char *room, size_t len, const char *who, size_t who_len,
                 pr_registry_add_load(op.t->reg, e->pod->name, 0, 1);
             e->participant_count++;
             e->report_due = true;
-            memcpy(pod, e->pod->name, PR_POD_NAME_MAX + 1);
+            *count = e->participant_count;
             rc = 1;
         }
     }

@@ -54,10 +54,9 @@ int pr__rc_replace(enum pr_key_kind kind, const char *key, size_t len, const cha
                    const char *pod, char out[PR_POD_NAME_MAX + 1]);
 /* Forget kind:key; 0 or -ENOENT. */
 int pr__rc_del(enum pr_key_kind kind, const char *key, size_t len);
-/* Count who into the room: 1 when new here (pod gets the room's pod), 0 when already
- * counted, -ENOENT when the room is not cached. */
-int pr__rc_join(const char *room, size_t len, const char *who, size_t who_len,
-                char pod[PR_POD_NAME_MAX + 1]);
+/* Count who into the room: 1 when new here (*count gets the room's participantCount after),
+ * 0 when already counted, -ENOENT when the room is not cached. */
+int pr__rc_join(const char *room, size_t len, const char *who, size_t who_len, uint32_t *count);
 /* The room's participantCount as the store reports it (never lowered). */
 void pr__rc_set_count(const char *room, size_t len, uint32_t count);
 /* The cached assignment for the admin API; 0 or -ENOENT. */

@@ -17,12 +17,14 @@
  *            HyperStudy's JSON.stringify) has its count replaced in place; others go through
  *            cjson. Numbers are concatenated as strings once: every number-to-string conversion
  *            is a printf inside Redis, and every redis.call costs a few thousand instructions.
- *   batch    KEYS per entry           ARGV sidttl fullttl roomttl max, then per entry
- *            "p" pod (KEYS sid: a sid pin, SET NX PX sidttl; a sid there already gets
+ *   batch    KEYS per entry           ARGV sidttl fullttl roomttl max origin, then per
+ *            entry "p" pod (KEYS sid: a sid pin, SET NX PX sidttl; a sid there already gets
  *            fullttl and stays) or "j" id who (KEYS room members: join as above)
  *            -> per entry 1 (a pin written: its value is the pod sent) / {0, existing
  *            value}, or join's answer; the joins' counts are published together, as
- *            "counts id n id n ..." messages of at most 1,024 bytes
+ *            "counts origin 0 id n id n ..." messages of at most 1,024 bytes (origin: the
+ *            sending process's "@" token, so it skips its own; not a key, so a parser
+ *            without it finds no such room)
  *   active   KEYS active              ARGV now window                -> {pod, rooms, parts, ...}
  *            per-pod sums of the activity fields (value "pod rooms parts lastActiveMs")
  *            seen within window of now; older fields are deleted
@@ -149,7 +151,8 @@
     "  return count\n"                                                                             \
     "elseif op == 'batch' then\n"                                                                  \
     "  local sttl, fttl, rttl, max = ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])\n"               \
-    "  local out, k, a, ev, evlen = {}, 1, 7, {}, 7\n"                                             \
+    "  local evhead = 'counts ' .. ARGV[7] .. ' 0 '\n"                                             \
+    "  local out, k, a, ev, evlen = {}, 1, 8, {}, #evhead\n"                                       \
     "  while a <= #ARGV do\n"                                                                      \
     "    if ARGV[a] == 'p' then\n"                                                                 \
     "      if redis.call('SET', KEYS[k], ARGV[a + 1], 'PX', sttl, 'NX') then\n"                    \
@@ -166,8 +169,8 @@
     "      if cs then\n"                                                                           \
     "        local e = ARGV[a + 1] .. ' ' .. cs\n"                                                 \
     "        if evlen + #e + 1 > 1024 then\n"                                                      \
-    "          redis.call('PUBLISH', ch, 'counts ' .. table.concat(ev, ' '))\n"                    \
-    "          ev, evlen = {}, 7\n"                                                                \
+    "          redis.call('PUBLISH', ch, evhead .. table.concat(ev, ' '))\n"                       \
+    "          ev, evlen = {}, #evhead\n"                                                          \
     "        end\n"                                                                                \
     "        ev[#ev + 1] = e\n"                                                                    \
     "        evlen = evlen + #e + 1\n"                                                             \
@@ -175,7 +178,7 @@
     "      k, a = k + 2, a + 3\n"                                                                  \
     "    end\n"                                                                                    \
     "  end\n"                                                                                      \
-    "  if #ev > 0 then redis.call('PUBLISH', ch, 'counts ' .. table.concat(ev, ' ')) end\n"        \
+    "  if #ev > 0 then redis.call('PUBLISH', ch, evhead .. table.concat(ev, ' ')) end\n"           \
     "  return out\n"                                                                               \
     "elseif op == 'active' then\n"                                                                 \
     "  local now, window = tonumber(ARGV[3]), tonumber(ARGV[4])\n"                                 \

@@ -58,6 +58,7 @@
 #include <string.h>
 
 #include "atable.h"
+#include "podrouter/affinity.h"
 #include "podrouter/metrics.h"
 #include "store_redis_int.h"
 
@@ -118,6 +119,7 @@ static void reply_assign(struct req *q, redisReply *r, int status)
 static void reply_batch(struct req *q, redisReply *r, int status)
 {
     struct pr__rs_batch *b = q->batch;
+    pr__rs_batch_answered(q->conn->rs);
     bool each = status == 0 && r->type == REDIS_REPLY_ARRAY && r->elements == b->n;
     if (status == 0 && !each)
         status = -EPROTO;
@@ -126,7 +128,8 @@ static void reply_batch(struct req *q, redisReply *r, int status)
         const struct pr__rs_bentry *e = &b->e[i];
         redisReply *v = each ? r->element[i] : NULL;
         if (e->join) {
-            if (v && v->type == REDIS_REPLY_INTEGER && v->integer >= 0)
+            /* The store's count raises the cached one (not when it is what this join made) */
+            if (v && v->type == REDIS_REPLY_INTEGER && v->integer > (long long)e->count)
                 pr__rc_set_count(e->key, e->key_len, (uint32_t)v->integer);
             continue;
         }
@@ -256,11 +259,17 @@ static void r_create(struct pr_store *s, enum pr_key_kind kind, const char *key,
 {
     struct redis_store *rs = (struct redis_store *)s;
     char cached[PR_POD_NAME_MAX + 1], k[PR_REDIS_KEY_MAX];
-    if (!pod || !pr_pod_name_valid(pod, strlen(pod)) ||
-        !pr__rs_akey(k, sizeof(k), kind, key, len)) {
+    size_t pl = pod ? strlen(pod) : 0;
+    if (!pod || !pr_pod_name_valid(pod, pl) || !pr_key_valid(key, len)) {
         cb(arg, -EINVAL, NULL);
         return;
     }
+    /* A new sid's pin goes in this iteration's batch (store_redis_batch.c) without looking in
+     * the cache first: a sid is new by nature (the pod just made it), and one Redis holds
+     * already is answered as a create that lost (SET NX), with the value there. */
+    if (kind == PR_KEY_SID && !pr__rc_full(kind) &&
+        pr__rs_batch_pin(rs, key, len, pod, pl, cb, arg) == 0)
+        return;
     bool renew = false;
     if (pr__rc_get(kind, key, len, cached, &renew) == 0) {
         if (renew)
@@ -272,8 +281,10 @@ static void r_create(struct pr_store *s, enum pr_key_kind kind, const char *key,
         cb(arg, -ENOSPC, NULL); /* --max-assignments: routed, not stored (SPEC 3.6) */
         return;
     }
-    if (kind == PR_KEY_SID && pr__rs_batch_pin(rs, key, len, k, strlen(k), pod, cb, arg) == 0)
-        return; /* a new sid's pin: in this iteration's batch (store_redis_batch.c) */
+    if (!pr__rs_akey(k, sizeof(k), kind, key, len)) {
+        cb(arg, -EINVAL, NULL);
+        return;
+    }
     struct req *q = !is_up(rs) || kind == PR_KEY_SID
                         ? NULL
                         : pr__rs_send_create(rs, OP_CREATE, kind, key, len, pod, 0, 0, true);
@@ -369,9 +380,9 @@ static void r_room_join(struct pr_store *s, const char *room, size_t len, const 
                         size_t who_len)
 {
     struct redis_store *rs = (struct redis_store *)s;
-    char pod[PR_POD_NAME_MAX + 1];
-    if (pr__rc_join(room, len, who, who_len, pod) == 1)
-        pr__rs_batch_join(rs, room, len, who, who_len);
+    uint32_t count = 0;
+    if (pr__rc_join(room, len, who, who_len, &count) == 1)
+        pr__rs_batch_join(rs, room, len, who, who_len, count);
 }
 
 /* This replica's view of an assignment. */

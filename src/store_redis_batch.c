@@ -11,14 +11,19 @@
  * appended, and that buffer is what hiredis gets. The answers are dispatched per entry by
  * store_redis.c (OP_BATCH). Calls only down, into store_redis_conn.c. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
 
 #include "store_redis_int.h"
 
 /* Room for the command's head:
  * "*<argc>\r\n$7\r\nEVALSHA\r\n$40\r\n<sha>\r\n$<n>\r\n<numkeys>\r\n". */
 #define HEAD_ROOM 96
+/* The fixed arguments: "batch", channel, the three TTLs, the members' limit, the origin. */
+#define BATCH_FIXED 7
 
 /* Room for more bytes after *len in a growable buffer; 0 or -ENOMEM. */
 static int reserve(char **buf, size_t len, size_t *cap, size_t more)
@@ -56,23 +61,30 @@ static size_t bulk3(char *out, const char *a, size_t al, const char *b, size_t b
     return (size_t)(p - out);
 }
 
-/* The fixed arguments of every batch call ("batch", channel, the TTLs, the members' limit) as
- * RESP, once per process (pr__rs_g filled, lock held). */
+/* The fixed arguments of every batch call ("batch", channel, the TTLs, the members' limit, this
+ * process's origin token: a random "@" and 16 hex digits) as RESP, once per process (pr__rs_g
+ * filled, lock held). */
 void pr__rs_batch_init(void)
 {
     char sttl[24], fttl[24], rttl[24], max[24];
+    uint64_t token = 0;
+    if (getrandom(&token, sizeof(token), 0) != (ssize_t)sizeof(token))
+        token = uv_hrtime() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)&token;
+    pr__rs_g.origin_len = (size_t)snprintf(pr__rs_g.origin, sizeof(pr__rs_g.origin), "@%016llx",
+                                           (unsigned long long)token);
     uint64_t full = pr__rs_g.ttl[PR_KEY_SID], t = full;
     if (pr__rs_g.active_ms > 0 && pr__rs_g.active_ms < t)
         t = pr__rs_g.active_ms; /* a new sid is tentative until its second use (SPEC 3.6) */
-    const char *fixed[] = {"batch", pr__rs_g.channel, sttl, fttl, rttl, max};
+    const char *fixed[] = {"batch", pr__rs_g.channel, sttl, fttl, rttl, max, pr__rs_g.origin};
     size_t fl[] = {5,
                    strlen(pr__rs_g.channel),
                    pr_redis_u64(sttl, t),
                    pr_redis_u64(fttl, full),
                    pr_redis_u64(rttl, pr__rs_g.ttl[PR_KEY_ROOM]),
-                   pr_redis_u64(max, MEMBERS_MAX)};
+                   pr_redis_u64(max, MEMBERS_MAX),
+                   pr__rs_g.origin_len};
     size_t n = 0;
-    for (int i = 0; i < 6; i++)
+    for (int i = 0; i < BATCH_FIXED; i++)
         n += pr_redis_bulk(pr__rs_g.batch_fixed + n, fixed[i], fl[i]);
     pr__rs_g.batch_fixed_len = n;
     pr__rs_g.prefix_len = strlen(pr__rs_g.prefix);
@@ -100,13 +112,15 @@ static void fail_entries(struct pr__rs_batch *b, int status)
     }
 }
 
+static void batch_send(struct redis_store *rs);
+
 /* The batch of this iteration, with room for one more entry (a full one is sent first; the
  * entries grow by doubling, so a batch of one costs no big allocation). */
 static struct pr__rs_batch *batch_of(struct redis_store *rs)
 {
     struct pr__rs_batch *b = rs->batch;
     if (b && b->n == BATCH_MAX) {
-        pr__rs_batch_send(rs);
+        batch_send(rs);
         b = NULL;
     }
     if (b && b->n < b->cap)
@@ -125,19 +139,19 @@ static struct pr__rs_batch *batch_of(struct redis_store *rs)
     return nb;
 }
 
-/* Queue a new sid's pin (k: its Redis key, made by the caller); 0, or -1 when it cannot be
+/* Queue a new sid's pin (sid and pod checked by the caller); 0, or -1 when it cannot be
  * (Redis down, no memory). */
-int pr__rs_batch_pin(struct redis_store *rs, const char *sid, size_t len, const char *k, size_t kl,
-                     const char *pod, pr_store_cb cb, void *arg)
+int pr__rs_batch_pin(struct redis_store *rs, const char *sid, size_t len, const char *pod,
+                     size_t pl, pr_store_cb cb, void *arg)
 {
-    size_t pl = strlen(pod);
+    size_t pxl = pr__rs_g.prefix_len;
     if (!is_up(rs) || len > PR_KEY_MAX || pl > PR_POD_NAME_MAX)
         return -1;
     struct pr__rs_batch *b = batch_of(rs);
-    if (!b || reserve(&b->keys, b->keys_len, &b->keys_cap, kl + 32) ||
+    if (!b || reserve(&b->keys, b->keys_len, &b->keys_cap, pxl + len + 40) ||
         reserve(&b->args, b->args_len, &b->args_cap, pl + 40))
         return -1;
-    b->keys_len += pr_redis_bulk(b->keys + b->keys_len, k, kl);
+    b->keys_len += bulk3(b->keys + b->keys_len, pr__rs_g.prefix, pxl, "sid:", 4, sid, len);
     memcpy(b->args + b->args_len, "$1\r\np\r\n", 7);
     b->args_len += 7;
     b->args_len += pr_redis_bulk(b->args + b->args_len, pod, pl);
@@ -154,11 +168,11 @@ int pr__rs_batch_pin(struct redis_store *rs, const char *sid, size_t len, const 
     return 0;
 }
 
-/* Queue a join of who into room (fire-and-forget: its answer updates the cached count). The
- * room is one the cache holds, so its id was checked when it was stored: its keys are
- * written here without checking it again. */
+/* Queue a join of who into room, after which the cache counted count (fire-and-forget: an
+ * answer above that raises the cached count). The room is one the cache holds, so its id was
+ * checked when it was stored: its keys are written here without checking it again. */
 void pr__rs_batch_join(struct redis_store *rs, const char *room, size_t len, const char *who,
-                       size_t who_len)
+                       size_t who_len, uint32_t count)
 {
     size_t pxl = pr__rs_g.prefix_len;
     if (!is_up(rs) || len == 0 || len > PR_KEY_MAX || who_len == 0 || who_len > PR_KEY_MAX)
@@ -179,6 +193,7 @@ void pr__rs_batch_join(struct redis_store *rs, const char *room, size_t len, con
     b->args_len = (size_t)(a - b->args);
     struct pr__rs_bentry *e = &b->e[b->n++];
     e->join = true;
+    e->count = count;
     e->key_len = (uint8_t)len;
     memcpy(e->key, room, len);
     e->key[len] = '\0';
@@ -201,7 +216,7 @@ static int batch_command(struct pr__rs_batch *b, struct req *q)
     memcpy(b->keys + b->keys_len, pr__rs_g.batch_fixed, fl);
     memcpy(b->keys + b->keys_len + fl, b->args, b->args_len);
     size_t end = b->keys_len + fl + b->args_len;
-    int tail_argc = 1 + (int)b->nkeys + 6 + (int)b->nargs;
+    int tail_argc = 1 + (int)b->nkeys + BATCH_FIXED + (int)b->nargs;
     char nk[24], head[HEAD_ROOM];
     size_t nkl = pr_redis_u64(nk, b->nkeys);
     char *p = head;
@@ -223,8 +238,8 @@ static int batch_command(struct pr__rs_batch *b, struct req *q)
     return 0;
 }
 
-/* Send this iteration's batch (the flusher is about to write): one EVALSHA. */
-void pr__rs_batch_send(struct redis_store *rs)
+/* Send the batch: one EVALSHA. */
+static void batch_send(struct redis_store *rs)
 {
     struct pr__rs_batch *b = rs->batch;
     if (!b)
@@ -241,13 +256,33 @@ void pr__rs_batch_send(struct redis_store *rs)
         free(b->args);
         b->args = NULL;
         q->batch = b; /* freed with q */
-        if (pr__rs_req_send(rs->live[ROLE_CMD], q) == 0)
+        if (pr__rs_req_send(rs->live[ROLE_CMD], q) == 0) {
+            rs->batch_inflight++;
             return;
+        }
         q->batch = NULL;
     }
     pr__rs_req_free(q);
     fail_entries(b, -ENOTCONN);
     batch_free(b);
+}
+
+/* The flusher is about to write: send the batch, unless BATCH_INFLIGHT batches wait for their
+ * answers: then it goes on gathering entries and is sent when one is answered (a group
+ * commit: under load fewer, larger script calls; alone, an entry is sent at once). */
+void pr__rs_batch_send(struct redis_store *rs)
+{
+    if (rs->batch_inflight < BATCH_INFLIGHT)
+        batch_send(rs);
+}
+
+/* A batch was answered (or failed): the one gathering may go. */
+void pr__rs_batch_answered(struct redis_store *rs)
+{
+    if (rs->batch_inflight > 0)
+        rs->batch_inflight--;
+    if (rs->batch && rs->batch->n > 0)
+        pr__rs_flush_soon(rs);
 }
 
 /* The handle closes: what waits in the batch gets no answer. */

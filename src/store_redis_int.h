@@ -151,6 +151,7 @@ struct req {
 struct pr__rs_bentry {
     bool join;
     uint8_t key_len;
+    uint32_t count; /* joins: the room's cached participantCount after this join */
     char key[PR_KEY_MAX + 1]; /* the sid or the room */
     char pod[PR_POD_NAME_MAX + 1];
     pr_store_cb cb; /* pins */
@@ -158,6 +159,9 @@ struct pr__rs_bentry {
 };
 
 #define BATCH_MAX 128u /* entries per script call (keeps each call short inside Redis) */
+#ifndef BATCH_INFLIGHT
+#define BATCH_INFLIGHT 1u /* batches sent and not answered; the next one gathers meanwhile */
+#endif
 
 struct pr__rs_batch {
     uint32_t n, cap, nkeys, nargs;
@@ -180,6 +184,8 @@ struct shared {
     uint64_t max_per_kind;
     char sha[41];
     size_t prefix_len;
+    char origin[24]; /* "@" and 16 hex digits: this process in its batches' count messages */
+    size_t origin_len;
     char batch_fixed[PR_REDIS_KEY_MAX + 128]; /* the fixed arguments of a batch, RESP */
     size_t batch_fixed_len;
     char msg_prefix[PR_REDIS_KEY_MAX + 40]; /* how a message on the channel starts, RESP */
@@ -232,6 +238,7 @@ struct redis_store {
     uint64_t active_at; /* owner: monotonic ms the shared active loads were last applied */
     struct pr_touch_cache touched; /* this loop's touch throttle */
     struct pr__rs_batch *batch;    /* sid pins and joins of this loop iteration, not sent yet */
+    uint32_t batch_inflight;       /* batches sent, not answered yet */
 };
 
 /* Process-wide settings (pr__rs_g) and its lock. */
@@ -292,11 +299,12 @@ int pr__rs_script_value(const struct req *q, const redisReply *r, char pod[PR_PO
 
 /* store_redis_batch.c */
 void pr__rs_batch_init(void);
-int pr__rs_batch_pin(struct redis_store *rs, const char *sid, size_t len, const char *k,
-                     size_t kl, const char *pod, pr_store_cb cb, void *arg);
+int pr__rs_batch_pin(struct redis_store *rs, const char *sid, size_t len, const char *pod,
+                     size_t pl, pr_store_cb cb, void *arg);
 void pr__rs_batch_join(struct redis_store *rs, const char *room, size_t len, const char *who,
-                       size_t who_len);
+                       size_t who_len, uint32_t count);
 void pr__rs_batch_send(struct redis_store *rs);
+void pr__rs_batch_answered(struct redis_store *rs);
 void pr__rs_batch_cancel(struct redis_store *rs, int status);
 
 /* store_redis_owner.c */

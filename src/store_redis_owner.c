@@ -195,9 +195,9 @@ static bool count_pair(const char *p, const char *end, size_t *id_len, uint32_t 
     return true;
 }
 
-/* "count <roomId> <participantCount>" (a single join) and "counts <roomId> <count> ..." (the
- * joins of one batch, one message per batch; this replica's own come back too), applied in
- * place without the full parser's copy. A malformed pair ends a counts message (the pairs
+/* "count <roomId> <participantCount>" (a single join) and "counts @<origin> 0 <roomId> <count>
+ * ..." (the joins of one batch, one message per batch; this process's own, which its batch's
+ * answer has applied already, are skipped), applied in place without the full parser's copy. A malformed pair ends a counts message (the pairs
  * before it apply). true when msg is a count message (applied, or malformed and ignored as the
  * parser would). */
 static bool count_event(const char *msg, size_t len)
@@ -214,7 +214,16 @@ static bool count_event(const char *msg, size_t len)
     }
     if (len < 7 || msg[5] != 's' || msg[6] != ' ')
         return false;
-    for (p = msg + 7; p < end && count_pair(p, end, &id_len, &n, &next); p = next + 1) {
+    p = msg + 7;
+    if (p < end && *p == '@') { /* the origin: this process's own joins are counted already */
+        size_t ol = pr__rs_g.origin_len;
+        if ((size_t)(end - p) > ol && memcmp(p, pr__rs_g.origin, ol) == 0 && p[ol] == ' ')
+            return true;
+        if (!count_pair(p, end, &id_len, &n, &next) || next == end)
+            return true;
+        p = next + 1;
+    }
+    for (; p < end && count_pair(p, end, &id_len, &n, &next); p = next + 1) {
         pr__rc_set_count(p, id_len, n);
         if (next == end || next + 1 == end)
             break;

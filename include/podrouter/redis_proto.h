@@ -103,8 +103,9 @@ int pr_redis_pod_parse(const char *json, size_t len, struct pr_redis_pod *out);
  *   set <kind> <id> <pod> <participantCount> <assignedAt>   assignment created or moved
  *   del <kind> <id>                                         assignment removed
  *   count <roomId> <participantCount>                       a room gained a participant
- *   counts <roomId> <participantCount> [<roomId> <participantCount> ...]
+ *   counts @<origin> 0 <roomId> <participantCount> [<roomId> <participantCount> ...]
  *                                                           the same for the joins of one batch
+ *                                                           of the process with that origin
  *   pod <pod JSON>                                          pod registered/changed/draining
  *   delpod <name>                                           pod deleted */
 enum pr_redis_event_type {

@@ -222,6 +222,17 @@ test('rooms: two participants arriving at once through different replicas meet o
   const infoB = await b.admin('GET', `/v1/rooms/${results[0].roomId}`);
   assert.equal(infoB.status, 200);
   assert.equal(infoB.json.pod, results[0].wa);
+  // Each replica learns the other's join from the count messages on P events (a replica skips
+  // only its own, which its store's answer has counted): both caches say 2 for every room.
+  for (const [name, r] of [['A', a], ['B', b]]) {
+    await waitFor(async () => {
+      for (const { roomId } of results) {
+        const info = await r.admin('GET', `/v1/rooms/${roomId}`);
+        if (info.status !== 200 || info.json.participantCount !== 2) return false;
+      }
+      return true;
+    }, { timeoutMs: 3000, what: `participantCount 2 in ${name}'s cache for all 20 rooms` });
+  }
 });
 
 test('rooms: a room pinned by HyperStudy writing its JSON into Redis is honoured', async (t) => {
