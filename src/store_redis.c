@@ -233,7 +233,7 @@ static void r_get(struct pr_store *s, enum pr_key_kind kind, const char *key, si
         cb(arg, 0, pod);
         return;
     }
-    if (!is_up(rs)) {
+    if (!is_up(rs) && !pr__rs_can_wait(rs)) {
         cb(arg, -ENOTCONN, NULL);
         return;
     }
@@ -247,7 +247,7 @@ static void r_get(struct pr_store *s, enum pr_key_kind kind, const char *key, si
     pr__rs_req_key(q, kind, key, len, NULL);
     q->cb = cb;
     q->arg = arg;
-    if (pr__rs_req_send(rs->live[ROLE_CMD], q) != 0) {
+    if (pr__rs_req_submit(rs, q) != 0) {
         pr__rs_req_free(q);
         cb(arg, -ENOTCONN, NULL);
     }
@@ -285,7 +285,7 @@ static void r_create(struct pr_store *s, enum pr_key_kind kind, const char *key,
         cb(arg, -EINVAL, NULL);
         return;
     }
-    struct req *q = !is_up(rs) || kind == PR_KEY_SID
+    struct req *q = (!is_up(rs) && !pr__rs_can_wait(rs)) || kind == PR_KEY_SID
                         ? NULL
                         : pr__rs_send_create(rs, OP_CREATE, kind, key, len, pod, 0, 0, true);
     if (!q) {
@@ -310,7 +310,7 @@ static void r_replace(struct pr_store *s, enum pr_key_kind kind, const char *key
         return;
     }
     struct req *q = NULL;
-    if (is_up(rs)) {
+    if (is_up(rs) || pr__rs_can_wait(rs)) {
         snprintf(id, sizeof(id), "%.*s", (int)len, key);
         snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)pr__rs_g.ttl[kind]);
         snprintf(now, sizeof(now), "%llu", (unsigned long long)pr_now_ms());
@@ -404,10 +404,10 @@ static void r_counts(struct pr_store *s, uint64_t *rooms, uint64_t *participants
     pr__rc_counts(rooms, participants);
 }
 
-/* true while this handle's command connection is ready. */
+/* true while every handle's command connection is ready. */
 static bool r_up(struct pr_store *s)
 {
-    return is_up((struct redis_store *)s);
+    return is_up((struct redis_store *)s) && pr__rs_all_up();
 }
 
 /* Remember that name heartbeated here just now. */

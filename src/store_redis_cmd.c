@@ -16,7 +16,8 @@
 struct req *pr__rs_script(struct redis_store *rs, enum op op, int nkeys, const char **keys,
                           int nargs, const char **args)
 {
-    if (!is_up(rs))
+    bool waits = op == OP_GET || op == OP_CREATE || op == OP_REPLACE;
+    if (!is_up(rs) && !(waits && pr__rs_can_wait(rs)))
         return NULL;
     const char *argv[MAX_ARGS];
     size_t argl[MAX_ARGS];
@@ -38,7 +39,7 @@ struct req *pr__rs_script(struct redis_store *rs, enum op op, int nkeys, const c
     struct req *q = pr__rs_req_new(op, argc, argv, argl);
     if (!q)
         return NULL;
-    if (pr__rs_req_send(rs->live[ROLE_CMD], q) != 0) {
+    if (pr__rs_req_submit(rs, q) != 0) {
         pr__rs_req_free(q);
         return NULL;
     }

@@ -37,6 +37,13 @@
 #define BACKOFF_MIN_MS 100u
 #define BACKOFF_MAX_MS 5000u
 #define TIMER_MS 100u
+/* A lookup or assignment that finds its handle's command connection down waits this long for
+ * it (the waiting room, store_redis_conn.c) when the connection was ready until less than this
+ * ago or another handle of the process is connected: a reconnect, not an outage, so Redis still
+ * decides (a choice made locally could differ from another replica's). At most WAIT_MAX wait
+ * per handle; past either limit the request routes degraded (SPEC 6.3). */
+#define WAIT_MS 1000u
+#define WAIT_MAX 8192u
 #define WRITEBACK_BATCH 256u
 #define WRITEBACK_INFLIGHT 1024u
 #define MEMBERS_MAX 4096u
@@ -129,6 +136,7 @@ struct req {
     uint8_t kind;
     uint8_t key_len;
     bool retried;
+    bool waited; /* has been in the waiting room (once at most) */
     pr_store_cb cb;
     void *arg;
     uint32_t count;
@@ -197,6 +205,7 @@ struct shared {
     uint16_t master_port;
     uint32_t master_gen; /* 0: unknown yet */
     bool owner_taken;
+    uint32_t cmd_ready; /* handles whose command connection is ready (atomic, no lock) */
 };
 
 /* Calls from the connections (store_redis_conn.c) up into the store: set by the top layer
@@ -239,6 +248,11 @@ struct redis_store {
     struct pr_touch_cache touched; /* this loop's touch throttle */
     struct pr__rs_batch *batch;    /* sid pins and joins of this loop iteration, not sent yet */
     uint32_t batch_inflight;       /* batches sent, not answered yet */
+    struct req *wait_head, *wait_tail; /* the waiting room (requests for the next connection) */
+    uint32_t nwaiting;
+    uint64_t cmd_lost_at; /* monotonic ms the command connection was lost; 0 while ready */
+    uint64_t kicked_at;   /* last reconnect brought forward for a waiting request */
+    bool cmd_counted;     /* counted in pr__rs_g.cmd_ready */
 };
 
 /* Process-wide settings (pr__rs_g) and its lock. */
@@ -268,6 +282,9 @@ void pr__rs_switch_master(struct redis_store *rs, const char *msg, size_t len);
 
 /* store_redis_conn.c */
 struct req *pr__rs_req_new(enum op op, int argc, const char **argv, const size_t *argl);
+bool pr__rs_can_wait(struct redis_store *rs);
+int pr__rs_req_submit(struct redis_store *rs, struct req *q);
+bool pr__rs_all_up(void);
 void pr__rs_req_free(struct req *q);
 int pr__rs_req_send(struct conn *c, struct req *q);
 void pr__rs_timer_cb(uv_timer_t *t);

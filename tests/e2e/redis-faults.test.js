@@ -4,7 +4,7 @@
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const { sleep, waitFor, waitConnected, whoami } = require('./lib/cluster');
+const { sleep, waitFor, waitConnected, whoami, request } = require('./lib/cluster');
 const { startRedis, startReplicas } = require('./lib/redis');
 
 const uniq = () => `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
@@ -171,4 +171,34 @@ test('redis-server restarted without data: replicas repopulate it without moving
   const fresh = `room_fresh_${tag}`;
   await sameThroughBoth(a, b, fresh);
   assert.notEqual(await redis.cli('GET', `room:${fresh}:pod`), '');
+});
+
+test('a command connection lost and reconnecting: lookups wait for Redis instead of choosing a pod locally (--threads 2)', async (t) => {
+  const redis = await startRedis(t, 'faults-reconnect');
+  const { a, b, names } = await startReplicas(t, 'redis-faults-reconnect', `redis://127.0.0.1:${redis.port}`, {
+    routerArgs: ['--threads', '2'],
+  });
+  const want = names[names.length - 1];
+  const keepAlive = new (require('node:http').Agent)({ keepAlive: true, maxSockets: 32 });
+  t.after(() => keepAlive.destroy());
+  const ready = async (c) => (await c.admin('GET', '/readyz')).json.store === 'up';
+  for (let round = 0; round < 3; round++) {
+    await waitFor(async () => (await ready(a)) && (await ready(b)), { timeoutMs: 5000, what: 'store up on both replicas' });
+    // Rooms HyperStudy pinned to the last pod, unknown to both replicas' caches: only Redis
+    // knows where they go (a degraded choice would spread them over the three pods).
+    const tag = uniq();
+    const rooms = Array.from({ length: 30 }, (_, i) => `room_rc${round}_${tag}_${i}`);
+    for (const r of rooms) {
+      await redis.cli('SET', `room:${r}:pod`, JSON.stringify({ podId: want, participantCount: 1, assignedAt: Date.now() }), 'EX', '600');
+    }
+    // Every replica's command connections go (the subscriptions stay); the lookups follow at once.
+    await redis.cli('CLIENT', 'KILL', 'TYPE', 'normal');
+    const got = await Promise.all(rooms.map((r, i) => request(`${(i % 2 ? a : b).routerUrl}/api/room/${r}/state`, { agent: keepAlive })));
+    got.forEach((res, i) => {
+      assert.equal(res.status, 200, `${rooms[i]}: ${res.status}`);
+      assert.equal(res.headers['x-pod-router-pod'], want, `round ${round}, ${rooms[i]}: routed to ${res.headers['x-pod-router-pod']}, Redis says ${want}`);
+    });
+  }
+  const metrics = await b.admin('GET', '/metrics');
+  t.diagnostic(`B: ${(metrics.text || '').split('\n').filter((l) => l.startsWith('podrouter_assignments_total{kind="room"')).join('; ')}`);
 });

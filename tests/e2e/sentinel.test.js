@@ -67,11 +67,9 @@ test('sentinel failover: routing continues and later assignments land on the new
       return ra.json.store === 'up' && rb.json.store === 'up';
     }, { timeoutMs: 15000, what: 'both routers on the new master' });
     t.diagnostic(`routers up on the new master ${Date.now() - killedAt} ms after the kill`);
-    // /readyz shows worker 0's command connection; each router's second worker reconnects on its
-    // own backoff (100-250 ms after the switch here). A room created through a worker still
-    // reconnecting is placed locally (degraded) and may differ from the other replica's choice
-    // until the write-back: wait that backoff out before the next assignments.
-    await sleep(1000);
+    // /readyz says up once every worker's command connection is; a lookup reaching a worker
+    // still reconnecting waits for it (the store's waiting room) instead of choosing locally, so
+    // the next assignments need no pause here.
     assert.match(await replica.cli('ROLE'), /^master/);
 
     // Later assignments land on the new master and both replicas agree.
