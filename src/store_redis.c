@@ -447,6 +447,7 @@ static void r_close(struct pr_store *s)
         return;
     pr__rs_batch_cancel(rs, -ECANCELED);
     rs->closing = true;
+    pr__rs_wait_expire(rs, 0, true);
     pr__rs_conns_close(rs);
     if (rs->owner) {
         pthread_mutex_lock(&pr__rs_mu);
@@ -463,11 +464,31 @@ static void r_close(struct pr_store *s)
 }
 
 /* What the connections call up into (store_redis_conn.c knows only this table). */
+/* The command connection is ready (what waited for it goes first, then the owner's duties),
+ * or was lost. */
+static void cmd_state(struct redis_store *rs, bool ready)
+{
+    if (!ready) {
+        pr__rs_wait_conn_lost(rs);
+        return;
+    }
+    pr__rs_wait_ready(rs);
+    if (rs->owner)
+        pr__rs_owner_cmd_ready(rs);
+}
+
+static void timer_step(struct redis_store *rs)
+{
+    pr__rs_wait_expire(rs, now_ms(), false);
+    pr__rs_writeback_step(rs);
+}
+
 static const struct pr__rs_hooks hooks = {
     .reply = handle_reply,
     .event = pr__rs_apply_event,
-    .cmd_ready = pr__rs_owner_cmd_ready,
-    .timer = pr__rs_writeback_step,
+    .cmd_state = cmd_state,
+    .lost = pr__rs_wait_lost,
+    .timer = timer_step,
     .flush = pr__rs_batch_send,
 };
 

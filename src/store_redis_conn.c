@@ -1,8 +1,9 @@
 /* Redis store, connections (see store_redis.c for the design): the hiredis libuv adapter,
  * connect/setup/reconnect with backoff, command deadlines, Sentinel, the per-handle timer.
- * Rules: every request is answered exactly once (reply, timeout, disconnect or close); a
- * hiredis context is never freed inside one of its own callbacks (marked, then freed from the
- * timer); the poll handle lives inside struct conn and its memory goes in its close_cb. */
+ * Rules: every request is answered exactly once (reply, timeout, disconnect or close) unless
+ * hooks->lost keeps it for the next connection; a hiredis context is never freed inside one of
+ * its own callbacks (marked, then freed from the timer); the poll handle lives inside struct
+ * conn and its memory goes in its close_cb. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
@@ -275,119 +276,6 @@ int pr__rs_req_send(struct conn *c, struct req *q)
     return 0;
 }
 
-/* ---- the waiting room ------------------------------------------------------------------ */
-
-/* Lookups and assignments: what a client waits for, and what a choice made here instead of by
- * Redis could get wrong (another replica may choose differently). */
-static bool waitable(const struct req *q)
-{
-    return q->op == OP_GET || q->op == OP_CREATE || q->op == OP_REPLACE;
-}
-
-/* Another handle of this process has its command connection ready: Redis is reachable. */
-static bool others_ready(const struct redis_store *rs)
-{
-    return __atomic_load_n(&pr__rs_g.cmd_ready, __ATOMIC_RELAXED) > (rs->cmd_counted ? 1u : 0u);
-}
-
-/* A request may wait for rs's command connection (WAIT_MS). */
-bool pr__rs_can_wait(struct redis_store *rs)
-{
-    if (rs->closing || rs->nwaiting >= WAIT_MAX)
-        return false;
-    return (rs->cmd_lost_at && now_ms() - rs->cmd_lost_at < WAIT_MS) || others_ready(rs);
-}
-
-/* The handle's command connection serves this process's other workers already: connect it
- * now instead of at the end of its backoff (at most every TIMER_MS * 2). */
-static void kick(struct redis_store *rs)
-{
-    uint64_t now = now_ms();
-    if (rs->live[ROLE_CMD] || rs->retry_at[ROLE_CMD] <= now || now - rs->kicked_at < 2 * TIMER_MS ||
-        !others_ready(rs))
-        return;
-    rs->kicked_at = now;
-    rs->retry_at[ROLE_CMD] = now;
-    pr__rs_schedule_soon(rs);
-}
-
-static void wait_add(struct redis_store *rs, struct req *q)
-{
-    q->waited = true;
-    q->conn = NULL;
-    q->deadline = now_ms() + WAIT_MS;
-    q->next = NULL;
-    q->prev = rs->wait_tail;
-    if (rs->wait_tail)
-        rs->wait_tail->next = q;
-    else
-        rs->wait_head = q;
-    rs->wait_tail = q;
-    rs->nwaiting++;
-    kick(rs);
-}
-
-static struct req *wait_pop(struct redis_store *rs)
-{
-    struct req *q = rs->wait_head;
-    if (!q)
-        return NULL;
-    rs->wait_head = q->next;
-    if (rs->wait_head)
-        rs->wait_head->prev = NULL;
-    else
-        rs->wait_tail = NULL;
-    q->prev = q->next = NULL;
-    rs->nwaiting--;
-    return q;
-}
-
-/* No connection for q after all: it gets what a failed command gets (routing degraded). */
-static void wait_fail(struct redis_store *rs, struct req *q, int status)
-{
-    rs->hooks->reply(q, NULL, status);
-    pr__rs_req_free(q);
-}
-
-/* Send q on the command connection, or let it wait for one (a lookup or assignment while the
- * connection reconnects); 0, or -ENOTCONN (q not taken). */
-int pr__rs_req_submit(struct redis_store *rs, struct req *q)
-{
-    if (is_up(rs))
-        return pr__rs_req_send(rs->live[ROLE_CMD], q);
-    if (!waitable(q) || q->waited || !pr__rs_can_wait(rs))
-        return -ENOTCONN;
-    wait_add(rs, q);
-    return 0;
-}
-
-/* The command connection is ready: what waits goes out on it, in arrival order. */
-static void wait_send(struct redis_store *rs, struct conn *c)
-{
-    for (uint32_t n = rs->nwaiting; n > 0; n--) {
-        struct req *q = wait_pop(rs);
-        if (pr__rs_req_send(c, q) != 0)
-            wait_fail(rs, q, -ENOTCONN);
-    }
-}
-
-/* What waited past WAIT_MS gets -ENOTCONN; all gets -ECANCELED when the handle closes. */
-static void wait_expire(struct redis_store *rs, uint64_t now, bool closing)
-{
-    while (rs->wait_head && (closing || now >= rs->wait_head->deadline))
-        wait_fail(rs, wait_pop(rs), closing ? -ECANCELED : -ENOTCONN);
-}
-
-/* true when every handle's command connection is ready (what /readyz and podrouter_store_up
- * call the store being up: a worker reconnecting still routes some requests without it). */
-bool pr__rs_all_up(void)
-{
-    pthread_mutex_lock(&pr__rs_mu);
-    unsigned handles = pr__rs_g.refs;
-    pthread_mutex_unlock(&pr__rs_mu);
-    return handles > 0 && __atomic_load_n(&pr__rs_g.cmd_ready, __ATOMIC_RELAXED) >= handles;
-}
-
 /* ---- connections ----------------------------------------------------------------------- */
 
 static void conn_ready(struct conn *c);
@@ -572,11 +460,6 @@ static void conn_ready(struct conn *c)
     c->state = CS_READY;
     c->was_ready = true;
     rs->backoff[c->role] = 0;
-    if (c->role == ROLE_CMD && rs->live[ROLE_CMD] == c && !rs->cmd_counted) {
-        rs->cmd_counted = true;
-        rs->cmd_lost_at = 0;
-        __atomic_add_fetch(&pr__rs_g.cmd_ready, 1u, __ATOMIC_RELAXED);
-    }
     if (c->role == ROLE_SENT_Q)
         return;
     char port[8];
@@ -584,11 +467,8 @@ static void conn_ready(struct conn *c)
     if (rs->down_logged[c->role] || c->role != ROLE_CMD || rs->owner)
         pr_info("redis connected", "role", role_names[c->role], "host", c->host, "#port", port);
     rs->down_logged[c->role] = false;
-    if (c->role == ROLE_CMD && rs->owner) {
-        rs->hooks->cmd_ready(rs);
-    }
     if (c->role == ROLE_CMD && rs->live[ROLE_CMD] == c)
-        wait_send(rs, c);
+        rs->hooks->cmd_state(rs, true);
 }
 
 /* c is gone or going: fail nothing here (hiredis calls every pending callback with a NULL
@@ -605,11 +485,8 @@ static void conn_dead(struct conn *c, int status, const char *why)
     if (rs->live[c->role] != c)
         return;
     rs->live[c->role] = NULL;
-    if (c->role == ROLE_CMD && rs->cmd_counted) {
-        rs->cmd_counted = false;
-        rs->cmd_lost_at = now_ms();
-        __atomic_sub_fetch(&pr__rs_g.cmd_ready, 1u, __ATOMIC_RELAXED);
-    }
+    if (c->role == ROLE_CMD)
+        rs->hooks->cmd_state(rs, false);
     if (rs->closing)
         return;
     uint32_t wait = next_backoff(rs, c->role);
@@ -687,11 +564,8 @@ static void reply_cb(redisAsyncContext *ac, void *r, void *privdata)
         if (pr__rs_req_send(c, q) == 0)
             return;
     }
-    if (!reply && waitable(q) && !q->waited && !c->rs->closing && c->rs->nwaiting < WAIT_MAX) {
-        /* The connection went with q unanswered: Redis still decides, on the next one. */
-        wait_add(c->rs, q);
-        return;
-    }
+    if (!reply && c->rs->hooks->lost(q))
+        return; /* kept for the next connection (the waiting room) */
     if (q->op < OP_GET)
         handle_setup(q, reply, reply ? 0 : c->fail_status);
     else
@@ -860,7 +734,6 @@ void pr__rs_timer_cb(uv_timer_t *t)
         rs->backoff[ROLE_CMD] = rs->backoff[ROLE_SUB] = 0;
         rs->retry_at[ROLE_CMD] = rs->retry_at[ROLE_SUB] = now;
     }
-    wait_expire(rs, now, false);
     reconnect(rs, now);
     rs->hooks->timer(rs);
     if (uv_timer_get_repeat(t) != TIMER_MS)
@@ -887,7 +760,6 @@ static void own_handle_closed(uv_handle_t *h)
 void pr__rs_conns_close(struct redis_store *rs)
 {
     bool run = false;
-    wait_expire(rs, 0, true);
     for (struct conn *c = rs->all; c; c = c->next_all) {
         if (c->ac) {
             redisAsyncContext *ac = c->ac;

@@ -6,6 +6,8 @@
  *                        activity sharing, write-back after an outage, the tick;
  *   store_redis_batch.c  the sid pins and joins of one loop iteration as one script call;
  *   store_redis_cmd.c    the script call, the create script, value and answer parsing;
+ *   store_redis_wait.c   the waiting room: lookups and assignments waiting for a command
+ *                        connection that reconnects;
  *   store_redis_conn.c   connections: the hiredis libuv adapter and flusher,
  *                        connect/setup/reconnect, deadlines, Sentinel, the per-handle timer,
  *                        the request FIFO;
@@ -213,7 +215,9 @@ struct shared {
 struct pr__rs_hooks {
     void (*reply)(struct req *q, redisReply *r, int status); /* a command's answer, or none */
     void (*event)(struct redis_store *rs, const char *msg, size_t len); /* a P events message */
-    void (*cmd_ready)(struct redis_store *rs); /* the owner's command connection is ready */
+    void (*cmd_state)(struct redis_store *rs, bool ready); /* the live command connection
+                                                            * is ready, or was lost */
+    bool (*lost)(struct req *q); /* q's connection went unanswered: true when kept (waits) */
     void (*timer)(struct redis_store *rs);     /* every run of the handle's timer */
     void (*flush)(struct redis_store *rs); /* the flusher is about to write: batch what waits */
 };
@@ -280,11 +284,18 @@ void pr__rs_master_set(const char *host, uint16_t port);
 uint32_t pr__rs_master_gen(void);
 void pr__rs_switch_master(struct redis_store *rs, const char *msg, size_t len);
 
-/* store_redis_conn.c */
-struct req *pr__rs_req_new(enum op op, int argc, const char **argv, const size_t *argl);
+/* store_redis_wait.c */
 bool pr__rs_can_wait(struct redis_store *rs);
 int pr__rs_req_submit(struct redis_store *rs, struct req *q);
+void pr__rs_wait_ready(struct redis_store *rs);
+void pr__rs_wait_conn_lost(struct redis_store *rs);
+bool pr__rs_wait_lost(struct req *q);
+void pr__rs_wait_expire(struct redis_store *rs, uint64_t now, bool closing);
 bool pr__rs_all_up(void);
+
+/* store_redis_conn.c */
+struct req *pr__rs_req_new(enum op op, int argc, const char **argv, const size_t *argl);
+
 void pr__rs_req_free(struct req *q);
 int pr__rs_req_send(struct conn *c, struct req *q);
 void pr__rs_timer_cb(uv_timer_t *t);
