@@ -15,7 +15,7 @@
 #include "tq.h"
 
 #define PR_POOL_IDLE_MS 3000 /* below Node's 5 s keepAliveTimeout: no reuse races */
-#define PR_POOL_MAX_IDLE 64  /* idle upstream connections kept per pod per thread */
+#define PR_POOL_MAX_IDLE 1024 /* idle upstream connections kept per pod per thread */
 /* A pool that ran dry (had to connect) within PR_POOL_NEED_MS is in demand: a request takes
  * its least recently used connection once that one has idled PR_POOL_REFRESH_MS, instead of
  * the most recently used, so a load that swings between the pods keeps the connections its

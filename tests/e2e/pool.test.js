@@ -215,3 +215,50 @@ describe('pod connection pool, a pod that closes idle connections at 2 s', { tim
     assert.ok(requests > 100, `load ran (${requests} POSTs)`);
   });
 });
+
+// A room broadcast answers all the held long-polls of a pod at once: the pool must keep every
+// connection they used (200 here, one worker), or the next polls reconnect. The router kept
+// at most 64 idle per pod and worker before (136 closed and reopened per wave here; at 256
+// concurrent handshakes in bench/ab-store.sh that was 0.55 connects per request and twice the
+// CPU per request).
+describe('pod connection pool, 200 long-polls answered at once', { timeout: 120000 }, () => {
+  const WAVE = 200;
+  let cluster;
+  let pod;
+  let heartbeat;
+  let agent;
+
+  before(async () => {
+    pod = new CountingPod();
+    const port = await pod.start();
+    cluster = new Cluster('pool-wave', { pods: 0, routerArgs: ['--threads', '1'] });
+    await cluster.start();
+    const put = () => cluster.admin('PUT', '/v1/pods/wave-0', { body: { address: `${HOST}:${port}` } });
+    assert.equal((await put()).status, 201);
+    heartbeat = setInterval(() => put().catch(() => {}), 500);
+    agent = new http.Agent({ keepAlive: true, maxSockets: WAVE });
+  });
+
+  after(async () => {
+    clearInterval(heartbeat);
+    if (agent) agent.destroy();
+    if (cluster) await cluster.stop();
+    if (pod) pod.stop();
+  });
+
+  it('three waves of 200 concurrent requests: the second and third open and close no pod connection', async () => {
+    const wave = async (tag) => {
+      const all = [];
+      for (let i = 0; i < WAVE; i++) all.push(get(agent, cluster.routerPort, `/socket.io/${tag}/${i}?delay=400`));
+      assert.deepEqual(await Promise.all(all), new Array(WAVE).fill(200));
+    };
+    await wave('w1');
+    assert.ok(pod.opened >= WAVE - 5, `the first wave needed its own connections (pod saw ${pod.opened})`);
+    const opened = pod.opened;
+    const closed = pod.closed;
+    await wave('w2');
+    await wave('w3');
+    assert.equal(pod.closed - closed, 0, 'no pod connection closed between the waves');
+    assert.equal(pod.opened - opened, 0, 'the later waves reused the first wave\'s connections');
+  });
+});
