@@ -197,49 +197,45 @@ run_ab() {
     done
 }
 
+# traced_run COL SECS TRACER...: a fresh router of column COL, warmed up, with TRACER (its
+# arguments, then "-p PID") running in the background over SECS seconds of load; sets $n (the
+# requests measured). The router is stopped after.
+traced_run() {
+    local col="$1" secs="$2"
+    shift 2
+    rcli flushall >/dev/null
+    start_router "$(col_bin "$col")" "$(col_store "$col")" || exit 1
+    make_sids || exit 1
+    wrk_wl 60 -t1 -c"$CONNS" -d1s >/dev/null 2>&1
+    timeout $((secs + 30)) "$@" -p "$rp" >/dev/null 2>&1 &
+    local sp=$!
+    sleep 0.5
+    n=$(wrk_wl $((secs + 60)) -t1 -c"$CONNS" -d"${secs}s" | awk '/requests in/ {print $1}')
+    kill -INT "$sp" 2>/dev/null
+    wait "$sp" 2>/dev/null
+    stop_router
+}
+
 run_strace() {
     command -v strace >/dev/null || { echo "ab-store: strace missing" >&2; exit 1; }
-    local col secs="${STRACE_SECS:-3}"
+    local col secs="${STRACE_SECS:-3}" n
     for col in "${cols[@]}"; do
-        rcli flushall >/dev/null
-        start_router "$(col_bin "$col")" "$(col_store "$col")" || exit 1
-        make_sids || exit 1
-        wrk_wl 60 -t1 -c"$CONNS" -d1s >/dev/null 2>&1
-        timeout $((secs + 30)) strace -c -f -o "strace-$col.txt" -p "$rp" & local sp=$!
-        sleep 0.5
-        local n
-        n=$(wrk_wl $((secs + 60)) -t1 -c"$CONNS" -d"${secs}s" |
-            awk '/requests in/ {print $1}')
-        kill -INT "$sp" 2>/dev/null
-        wait "$sp" 2>/dev/null
+        traced_run "$col" "$secs" strace -c -f -o "strace-$col.txt"
         echo "== $col: syscalls per handshake ($n handshakes)"
         awk -v n="$n" '$1 ~ /^[0-9.]+$/ && NF >= 5 {
             calls = $4; err = (NF == 6) ? $5 : 0; name = $NF
             if (calls / n >= 0.01 || name == "total")
                 printf "  %-14s %6.2f%s\n", name, calls / n, err ? sprintf("  (%.2f failed)", err / n) : "" }' \
             "strace-$col.txt"
-        stop_router
     done
 }
 
 run_perf() {
     command -v perf >/dev/null || { echo "ab-store: perf missing" >&2; exit 1; }
-    local col secs="${PERF_SECS:-4}"
+    local col secs="${PERF_SECS:-4}" n
     for col in "${cols[@]}"; do
-        rcli flushall >/dev/null
-        start_router "$(col_bin "$col")" "$(col_store "$col")" || exit 1
-        make_sids || exit 1
-        wrk_wl 60 -t1 -c"$CONNS" -d1s >/dev/null 2>&1
-        timeout $((secs + 30)) perf record -q -e cpu-clock -F 4999 -o "perf-$col.data" -p "$rp" \
-            >/dev/null 2>&1 &
-        local sp=$!
-        sleep 0.3
-        local n
-        n=$(wrk_wl $((secs + 60)) -t1 -c"$CONNS" -d"${secs}s" | awk '/requests in/ {print $1}')
-        kill -INT "$sp" 2>/dev/null
-        wait "$sp" 2>/dev/null
-        stop_router
-        # samples at 4999 Hz over the whole capture (0.3 s before wrk, a little after): the
+        traced_run "$col" "$secs" perf record -q -e cpu-clock -F 4999 -o "perf-$col.data"
+        # samples at 4999 Hz over the whole capture (0.5 s before wrk, a little after): the
         # shares are what counts, the µs per request are approximate
         local total
         total=$(perf report -i "perf-$col.data" --stdio --sort dso 2>/dev/null |

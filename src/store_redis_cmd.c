@@ -16,9 +16,8 @@
 struct req *pr__rs_script(struct redis_store *rs, enum op op, int nkeys, const char **keys,
                           int nargs, const char **args)
 {
-    bool waits = op == OP_GET || op == OP_CREATE || op == OP_REPLACE;
-    if (!is_up(rs) && !(waits && pr__rs_can_wait(rs)))
-        return NULL;
+    if (!is_up(rs) && !pr__rs_can_wait(rs))
+        return NULL; /* (pr__rs_req_submit lets only lookups and assignments wait) */
     const char *argv[MAX_ARGS];
     size_t argl[MAX_ARGS];
     int argc = 0;
