@@ -274,13 +274,15 @@ static void pin_sid(struct pr_client *c, const char *sid, size_t sid_len)
 {
     struct pr_exchange *x = c->x;
     /* Learned from the handshake body: later polls carrying this sid stay on this pod,
-     * also through other router replicas. The client gets the sid only once the pin is
-     * stored (relay holds the bytes), so its next request may reach any replica. */
-    x->pin_wait = !x->dechunk; /* HTTP/1.0 clients get body bytes as they are parsed */
-    if (x->pin_wait)
-        pr__client_hold(c);
+     * also through other router replicas. Unless the room or participant that routed the
+     * handshake leads there as well until the pin lands, the client gets the sid only once
+     * the pin is stored (relay holds the bytes), so its next request may reach any replica.
+     * HTTP/1.0 clients get body bytes as they are parsed. */
     struct pr_route_ctx ctx;
     pr__proxy_route_ctx(c->w, &ctx);
+    x->pin_wait = !x->dechunk && !pr_route_pin_covered(&ctx, &x->route);
+    if (x->pin_wait)
+        pr__client_hold(c);
     pr_route_pin_sid(&ctx, &x->route, sid, sid_len, pinned_cb, x->pin_wait ? c : NULL);
 }
 

@@ -5,6 +5,7 @@
 #include <cjson/cJSON.h>
 #include <ctype.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -503,7 +504,11 @@ char *pr_redis_pod_format(const struct pr_redis_pod *p)
     else
         cJSON_AddNullToObject(o, "zone");
     cJSON_AddBoolToObject(o, "draining", p->draining);
-    cJSON_AddNumberToObject(o, "last_seen_at", (double)p->last_seen_ms);
+    /* Written as digits, not through a double: cJSON prints 15 significant digits, so a
+     * value of 16 digits or more would come back different from the next read. */
+    char ms[24];
+    snprintf(ms, sizeof(ms), "%" PRIu64, p->last_seen_ms);
+    cJSON_AddRawToObject(o, "last_seen_at", ms);
     char *s = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     return s;

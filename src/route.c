@@ -460,6 +460,14 @@ int pr_route_retry(const struct pr_route_ctx *ctx, struct pr_route_req *r)
     return 0;
 }
 
+bool pr_route_pin_covered(const struct pr_route_ctx *ctx, const struct pr_route_req *r)
+{
+    return (r->kind == PR_KEY_ROOM || r->kind == PR_KEY_PARTICIPANT) &&
+           (r->outcome == PR_OUTCOME_HIT || r->outcome == PR_OUTCOME_CREATED ||
+            r->outcome == PR_OUTCOME_REASSIGNED) &&
+           !store_degraded(ctx);
+}
+
 void pr_route_pin_sid(const struct pr_route_ctx *ctx, const struct pr_route_req *r,
                       const char *sid, size_t sid_len, pr_store_cb cb, void *arg)
 {

@@ -121,6 +121,12 @@ bool pr_route_pod_lost(const struct pr_route_ctx *ctx, const struct pr_route_req
  * when no other pod can take it (then nothing is called). */
 int pr_route_retry(const struct pr_route_ctx *ctx, struct pr_route_req *r);
 
+/* Does the key that routed r lead every later request of its session to r's pod while the
+ * sid's pin is still on its way? A room or participant the store holds (found or created
+ * there, store up) does: the client repeats its query on every request of the session
+ * (ENGINEIO.md), and a replica that does not know the sid yet falls through to that key. */
+bool pr_route_pin_covered(const struct pr_route_ctx *ctx, const struct pr_route_req *r);
+
 /* The handshake r was routed with answered with a new Engine.IO sid: pin the sid to r's pod
  * (cb gets the store's answer for arg, exactly once, possibly before the call returns; the
  * caller holds arg itself) and count the session into r's room unless a participant id

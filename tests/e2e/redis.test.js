@@ -122,6 +122,45 @@ test('polling: with a slow Redis link on A, the sid reaches the client only once
   }
 });
 
+test('polling: with a slow Redis link on A, a handshake routed by a stored room is answered before its pin lands; the session continues through B by the room', async (t) => {
+  const redis = await startRedis(t, 'polling-room');
+  const slow = await slowLink(t, redis.port, 400);
+  const { a, b } = await startReplicas(t, 'redis-polling-room', `redis://127.0.0.1:${redis.port}`, {
+    storeUrlA: `redis://127.0.0.1:${slow}`,
+  });
+  const room = `room_fast${uniq()}`;
+  // The room's creation goes over the slow link once; then A's cache holds it.
+  const first = await a.get(`/socket.io/?EIO=4&transport=polling&roomId=${room}&t=f`);
+  assert.equal(first.status, 200);
+  const pod = first.headers['x-pod-router-pod'];
+  assert.equal(JSON.parse(await redis.cli('GET', `room:${room}:pod`)).podId, pod);
+  for (let i = 0; i < 4; i++) {
+    const t0 = Date.now();
+    const hs = await a.get(`/socket.io/?EIO=4&transport=polling&roomId=${room}&t=r${i}`);
+    const took = Date.now() - t0;
+    assert.equal(hs.status, 200);
+    assert.equal(hs.headers['x-pod-router-pod'], pod);
+    const { sid } = openPacket(hs.text);
+    // The pin is still on its way (400 ms); Redis cannot know the sid yet.
+    assert.ok(took < 350, `the answer waited for the pin (${took} ms)`);
+    assert.equal(await redis.cli('EXISTS', `podrouter:sid:${sid}`), '0', 'pinned before the answer');
+    // B does not know the sid: it falls through to the room, which leads to the same pod.
+    const q = `EIO=4&transport=polling&roomId=${room}&sid=${sid}`;
+    const post = await request(`${b.routerUrl}/socket.io/?${q}`, {
+      method: 'POST', headers: { 'content-type': 'text/plain;charset=UTF-8' }, body: '40',
+    });
+    assert.equal(post.status, 200, `POST via B: ${post.status} ${post.text}`);
+    assert.equal(post.headers['x-pod-router-pod'], pod);
+    const poll = await b.get(`/socket.io/?${q}&t=p${i}`);
+    assert.equal(poll.status, 200, `GET via B: ${poll.text}`);
+    assert.equal(poll.headers['x-pod-router-pod'], pod);
+    assert.match(poll.text, /^40/);
+    // And the pin lands all the same.
+    await waitFor(async () => (await redis.cli('GET', `podrouter:sid:${sid}`)) === pod,
+      { timeoutMs: 5000, what: `the pin of ${sid}` });
+  }
+});
+
 // A raw pod answering every request with an Engine.IO open packet (a new sid), then closing
 // ('end') or resetting ('reset') the connection at once: the close arrives while the answer
 // waits for its pin on a slow Redis link.
