@@ -549,6 +549,42 @@ Test(route, table)
     }
 }
 
+/* Which handshakes may answer before their sid pin lands: those routed by a room or
+ * participant the store holds (found, created, moved there, store up). */
+Test(route, pin_covered_by_a_stored_room_or_participant)
+{
+    static const struct {
+        const char *name, *url;
+        struct answer script[3];
+        bool down, covered;
+    } cases[] = {
+        {"room hit", POLL "&roomId=r1", {{0, "backend-0", 0}, END}, false, true},
+        {"room created", POLL "&roomId=r1", {{-ENOENT, NULL, 0}, {0, OURS, 0}, END}, false, true},
+        {"participant hit", POLL "&participantId=u1", {{0, "backend-0", 0}, END}, false, true},
+        {"room, store timing out: degraded", POLL "&roomId=r1",
+         {{-ETIMEDOUT, NULL, 0}, {0, OURS, 0}, END}, false, false},
+        {"room, store down", POLL "&roomId=r1", {{-ENOENT, NULL, 0}, {0, OURS, 0}, END}, true,
+         false},
+        {"room hit, store down", POLL "&roomId=r1", {{0, "backend-0", 0}, END}, true, false},
+        {"no key", POLL, {END}, false, false},
+        {"cookie", POLL, {END}, false, false},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        fake_world("RRR", cases[i].script);
+        fake.up = !cases[i].down;
+        struct caller c;
+        const char *const cookie[] = {"COOKIE backend-2", NULL};
+        route(&c, cases[i].url, strcmp(cases[i].name, "cookie") == 0 ? cookie : NULL);
+        for (int k = 0; k < 4 && fake.npending; k++)
+            fake_flush();
+        cr_assert_eq(c.routed, 1, "%s", cases[i].name);
+        cr_expect_eq(pr_route_pin_covered(&ctx, &c.x->r), cases[i].covered, "%s",
+                     cases[i].name);
+        leave(&c);
+        teardown();
+    }
+}
+
 /* ---- the memory store ---------------------------------------------------------------- */
 
 static void expect_routed(const struct caller *c, const char *pod, enum pr_key_kind kind,
