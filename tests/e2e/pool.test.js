@@ -84,42 +84,44 @@ function get(agent, port, path) {
   });
 }
 
-describe('pod connection pool', { timeout: 120000 }, () => {
-  let cluster;
-  let pod;
-  let podPort;
+// One counting pod behind a one-thread router, registered (and heartbeated) under name, and a
+// keep-alive client agent: set up before the describe's tests, stopped after them.
+function podBehindRouter(tag, name, podKeepAliveMs, maxSockets) {
+  const env = {};
   let heartbeat;
-  let agent;
-
   before(async () => {
-    pod = new CountingPod();
-    podPort = await pod.start();
-    cluster = new Cluster('pool', { pods: 0, routerArgs: ['--threads', '1'] });
-    await cluster.start();
-    const put = () => cluster.admin('PUT', '/v1/pods/count-0', { body: { address: `${HOST}:${podPort}` } });
+    env.pod = new CountingPod(podKeepAliveMs);
+    const port = await env.pod.start();
+    env.cluster = new Cluster(tag, { pods: 0, routerArgs: ['--threads', '1'] });
+    await env.cluster.start();
+    const put = () => env.cluster.admin('PUT', `/v1/pods/${name}`, { body: { address: `${HOST}:${port}` } });
     assert.equal((await put()).status, 201);
     heartbeat = setInterval(() => put().catch(() => {}), 500);
-    agent = new http.Agent({ keepAlive: true, maxSockets: BURST });
+    env.agent = new http.Agent({ keepAlive: true, maxSockets });
   });
-
   after(async () => {
     clearInterval(heartbeat);
-    if (agent) agent.destroy();
-    if (cluster) await cluster.stop();
-    if (pod) pod.stop();
+    if (env.agent) env.agent.destroy();
+    if (env.cluster) await env.cluster.stop();
+    if (env.pod) env.pod.stop();
   });
+  return env;
+}
+
+describe('pod connection pool', { timeout: 120000 }, () => {
+  const env = podBehindRouter('pool', 'count-0', undefined, BURST);
 
   async function burst(tag) {
     const all = [];
-    for (let i = 0; i < BURST; i++) all.push(get(agent, cluster.routerPort, `/api/${tag}/${i}?delay=150`));
+    for (let i = 0; i < BURST; i++) all.push(get(env.agent, env.cluster.routerPort, `/api/${tag}/${i}?delay=150`));
     assert.deepEqual(await Promise.all(all), new Array(BURST).fill(200));
   }
 
   it('a pool that ran dry keeps its connections in use under lighter load, and lets them go when requests stop', async () => {
     await burst('b1');
-    assert.ok(pod.opened >= BURST - 1, `the burst needed its own connections (pod saw ${pod.opened})`);
-    const openedAfterBurst = pod.opened;
-    const closedAfterBurst = pod.closed;
+    assert.ok(env.pod.opened >= BURST - 1, `the burst needed its own connections (pod saw ${env.pod.opened})`);
+    const openedAfterBurst = env.pod.opened;
+    const closedAfterBurst = env.pod.closed;
     // Two requests at a time for 8 s: the burst's extra connections would sink to the bottom
     // of the pool and expire 3 s after the burst (the rule before), or idle into the pod's 5 s
     // if kept without use; in demand, requests refresh them and none closes.
@@ -127,7 +129,7 @@ describe('pod connection pool', { timeout: 120000 }, () => {
     let requests = 0;
     const loop = async () => {
       while (!stop) {
-        assert.equal(await get(agent, cluster.routerPort, '/api/steady'), 200);
+        assert.equal(await get(env.agent, env.cluster.routerPort, '/api/steady'), 200);
         requests++;
       }
     };
@@ -137,26 +139,26 @@ describe('pod connection pool', { timeout: 120000 }, () => {
     await Promise.all(loops);
     const stoppedAt = Date.now();
     assert.ok(requests > 100, `steady load ran (${requests} requests)`);
-    assert.equal(pod.closed - closedAfterBurst, 0, `no pod connection closed under steady load in 8 s after the burst`);
-    assert.equal(pod.opened, openedAfterBurst, 'the steady load opened no connection');
-    const alive = pod.opened - pod.closed;
-    await waitFor(() => pod.closed - closedAfterBurst >= alive, { timeoutMs: 8000, what: `all ${alive} pod connections closed after the load stopped` });
+    assert.equal(env.pod.closed - closedAfterBurst, 0, `no pod connection closed under steady load in 8 s after the burst`);
+    assert.equal(env.pod.opened, openedAfterBurst, 'the steady load opened no connection');
+    const alive = env.pod.opened - env.pod.closed;
+    await waitFor(() => env.pod.closed - closedAfterBurst >= alive, { timeoutMs: 8000, what: `all ${alive} pod connections closed after the load stopped` });
     // the oldest had idled up to 2 s when the load stopped: closed 1-1.2 s later, not at once
-    const first = pod.closedAt[closedAfterBurst];
+    const first = env.pod.closedAt[closedAfterBurst];
     assert.ok(first - stoppedAt >= 500, `none closed at once when the load stopped (first after ${first - stoppedAt} ms)`);
     assert.ok(Date.now() - stoppedAt < 5000, `all closed by the router before the pod's 5 s (${Date.now() - stoppedAt} ms)`);
   });
 
   it('after a burst and no more requests, the idle connections go after 3 s', async () => {
     await sleep(4000); // what the previous test left has expired
-    const opened0 = pod.opened;
-    const closed0 = pod.closed;
+    const opened0 = env.pod.opened;
+    const closed0 = env.pod.closed;
     const t0 = Date.now();
     await burst('b2');
     const done = Date.now();
-    const all = pod.opened - opened0 + (opened0 - closed0); // connections alive after the burst
-    await waitFor(() => pod.closed - closed0 >= all, { timeoutMs: 8000, what: `all ${all} pod connections closed` });
-    const first = pod.closedAt.slice(-all)[0];
+    const all = env.pod.opened - opened0 + (opened0 - closed0); // connections alive after the burst
+    await waitFor(() => env.pod.closed - closed0 >= all, { timeoutMs: 8000, what: `all ${all} pod connections closed` });
+    const first = env.pod.closedAt.slice(-all)[0];
     assert.ok(first - done >= 2500, `none closed before its 3-s idle time (first after ${first - done} ms)`);
     assert.ok(Date.now() - t0 < 6000, `all closed within about 3 s of the burst (${Date.now() - t0} ms)`);
   });
@@ -167,41 +169,20 @@ describe('pod connection pool', { timeout: 120000 }, () => {
 // Every request must still get its own answer: a stale connection costs a retry on a fresh
 // one (the request whole), never an error or another request's bytes.
 describe('pod connection pool, a pod that closes idle connections at 2 s', { timeout: 120000 }, () => {
-  let cluster;
-  let pod;
-  let heartbeat;
-  let agent;
-
-  before(async () => {
-    pod = new CountingPod(2000);
-    const port = await pod.start();
-    cluster = new Cluster('pool-short', { pods: 0, routerArgs: ['--threads', '1'] });
-    await cluster.start();
-    const put = () => cluster.admin('PUT', '/v1/pods/short-0', { body: { address: `${HOST}:${port}` } });
-    assert.equal((await put()).status, 201);
-    heartbeat = setInterval(() => put().catch(() => {}), 500);
-    agent = new http.Agent({ keepAlive: true, maxSockets: BURST });
-  });
-
-  after(async () => {
-    clearInterval(heartbeat);
-    if (agent) agent.destroy();
-    if (cluster) await cluster.stop();
-    if (pod) pod.stop();
-  });
+  const env = podBehindRouter('pool-short', 'short-0', 2000, BURST);
 
   it('bursts and lighter load with POST bodies: every answer is 200 and echoes its own body', async () => {
     let requests = 0;
     const check = async (tag, i) => {
       const body = Buffer.from(`${tag}-${i}-${'x'.repeat(i % 300)}`);
-      const r = await post(agent, cluster.routerPort, `/api/echo/${tag}/${i}`, body);
+      const r = await post(env.agent, env.cluster.routerPort, `/api/echo/${tag}/${i}`, body);
       assert.equal(r.status, 200, `${tag} ${i}`);
       assert.ok(r.body.equals(body), `${tag} ${i}: its own body back`);
       requests++;
     };
     for (let round = 0; round < 3; round++) {
       const all = [];
-      for (let i = 0; i < BURST; i++) all.push(get(agent, cluster.routerPort, `/api/burst/${round}/${i}?delay=150`));
+      for (let i = 0; i < BURST; i++) all.push(get(env.agent, env.cluster.routerPort, `/api/burst/${round}/${i}?delay=150`));
       assert.deepEqual(await Promise.all(all), new Array(BURST).fill(200));
       const until = Date.now() + 2600; // past the refresh age and the pod's timeout
       const loop = async (k) => {
@@ -223,42 +204,21 @@ describe('pod connection pool, a pod that closes idle connections at 2 s', { tim
 // CPU per request).
 describe('pod connection pool, 200 long-polls answered at once', { timeout: 120000 }, () => {
   const WAVE = 200;
-  let cluster;
-  let pod;
-  let heartbeat;
-  let agent;
-
-  before(async () => {
-    pod = new CountingPod();
-    const port = await pod.start();
-    cluster = new Cluster('pool-wave', { pods: 0, routerArgs: ['--threads', '1'] });
-    await cluster.start();
-    const put = () => cluster.admin('PUT', '/v1/pods/wave-0', { body: { address: `${HOST}:${port}` } });
-    assert.equal((await put()).status, 201);
-    heartbeat = setInterval(() => put().catch(() => {}), 500);
-    agent = new http.Agent({ keepAlive: true, maxSockets: WAVE });
-  });
-
-  after(async () => {
-    clearInterval(heartbeat);
-    if (agent) agent.destroy();
-    if (cluster) await cluster.stop();
-    if (pod) pod.stop();
-  });
+  const env = podBehindRouter('pool-wave', 'wave-0', undefined, WAVE);
 
   it('three waves of 200 concurrent requests: the second and third open and close no pod connection', async () => {
     const wave = async (tag) => {
       const all = [];
-      for (let i = 0; i < WAVE; i++) all.push(get(agent, cluster.routerPort, `/socket.io/${tag}/${i}?delay=400`));
+      for (let i = 0; i < WAVE; i++) all.push(get(env.agent, env.cluster.routerPort, `/socket.io/${tag}/${i}?delay=400`));
       assert.deepEqual(await Promise.all(all), new Array(WAVE).fill(200));
     };
     await wave('w1');
-    assert.ok(pod.opened >= WAVE - 5, `the first wave needed its own connections (pod saw ${pod.opened})`);
-    const opened = pod.opened;
-    const closed = pod.closed;
+    assert.ok(env.pod.opened >= WAVE - 5, `the first wave needed its own connections (pod saw ${env.pod.opened})`);
+    const opened = env.pod.opened;
+    const closed = env.pod.closed;
     await wave('w2');
     await wave('w3');
-    assert.equal(pod.closed - closed, 0, 'no pod connection closed between the waves');
-    assert.equal(pod.opened - opened, 0, 'the later waves reused the first wave\'s connections');
+    assert.equal(env.pod.closed - closed, 0, 'no pod connection closed between the waves');
+    assert.equal(env.pod.opened - opened, 0, 'the later waves reused the first wave\'s connections');
   });
 });
