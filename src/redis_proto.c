@@ -311,6 +311,17 @@ size_t pr_redis_u64(char *out, uint64_t v)
                                 "31323334353637383940414243444546474849505152535455565758596061"
                                 "62636465666768697071727374757677787980818283848586878889909192"
                                 "93949596979899";
+    if (v < 10) { /* RESP lengths and counts are mostly one or two digits: no loop, no copy */
+        out[0] = (char)('0' + v);
+        out[1] = '\0';
+        return 1;
+    }
+    if (v < 100) {
+        out[0] = pairs[2 * v];
+        out[1] = pairs[2 * v + 1];
+        out[2] = '\0';
+        return 2;
+    }
     char tmp[20], *p = tmp + sizeof(tmp);
     while (v >= 100) {
         p -= 2;

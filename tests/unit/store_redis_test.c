@@ -214,6 +214,11 @@ Test(redis_resp, same_bytes_as_hiredis)
         }
         x = x * 6364136223846793005ull + 1442695040888963407ull;
     }
+    for (uint64_t v = 0; v <= 1000; v++) { /* the one- and two-digit shortcuts and past them */
+        snprintf(want, sizeof(want), "%llu", (unsigned long long)v);
+        cr_assert_eq(pr_redis_u64(d, v), strlen(want), "length of %s", want);
+        cr_assert_str_eq(d, want);
+    }
 }
 
 Test(redis_keys, kind_names)
