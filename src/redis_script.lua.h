@@ -20,8 +20,11 @@
  *   batch    KEYS per entry           ARGV sidttl fullttl roomttl max origin, then per
  *            entry "p" pod (KEYS sid: a sid pin, SET NX PX sidttl; a sid there already gets
  *            fullttl and stays) or "j" id who (KEYS room members: join as above)
- *            -> per entry 1 (a pin written: its value is the pod sent) / {0, existing
- *            value}, or join's answer; the joins' counts are published together, as
+ *            -> {codes, value, ...}: codes holds one token per entry, separated by
+ *            spaces: a pin's 1 (written: its value is the pod sent) or 0 (there already:
+ *            its value follows codes, in entry order), a join's answer (its count); one
+ *            string instead of an integer per entry (each costs the reader a reply object).
+ *            The joins' counts are published together, as
  *            "counts origin 0 id n id n ..." messages of at most 1,024 bytes (origin: the
  *            sending process's "@" token, so it skips its own; not a key, so a parser
  *            without it finds no such room)
@@ -152,20 +155,21 @@
     "elseif op == 'batch' then\n"                                                                  \
     "  local sttl, fttl, rttl, max = ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])\n"               \
     "  local evhead = 'counts ' .. ARGV[7] .. ' 0 '\n"                                             \
-    "  local out, k, a, ev, evlen = {}, 1, 8, {}, #evhead\n"                                       \
+    "  local codes, out, k, a, ev, evlen = {}, {''}, 1, 8, {}, #evhead\n"                          \
     "  while a <= #ARGV do\n"                                                                      \
     "    if ARGV[a] == 'p' then\n"                                                                 \
     "      if redis.call('SET', KEYS[k], ARGV[a + 1], 'PX', sttl, 'NX') then\n"                    \
-    "        out[#out + 1] = 1\n"                                                                  \
+    "        codes[#codes + 1] = 1\n"                                                              \
     "      else\n"                                                                                 \
     "        local cur = redis.call('GET', KEYS[k])\n"                                             \
     "        redis.call('PEXPIRE', KEYS[k], fttl)\n"                                               \
-    "        out[#out + 1] = {0, cur}\n"                                                           \
+    "        codes[#codes + 1] = 0\n"                                                              \
+    "        out[#out + 1] = cur\n"                                                                \
     "      end\n"                                                                                  \
     "      k, a = k + 1, a + 2\n"                                                                  \
     "    else\n"                                                                                   \
     "      local count, cs = join(KEYS[k], KEYS[k + 1], ARGV[a + 2], rttl, max)\n"                 \
-    "      out[#out + 1] = count\n"                                                                \
+    "      codes[#codes + 1] = count\n"                                                            \
     "      if cs then\n"                                                                           \
     "        local e = ARGV[a + 1] .. ' ' .. cs\n"                                                 \
     "        if evlen + #e + 1 > 1024 then\n"                                                      \
@@ -179,6 +183,7 @@
     "    end\n"                                                                                    \
     "  end\n"                                                                                      \
     "  if #ev > 0 then redis.call('PUBLISH', ch, evhead .. table.concat(ev, ' ')) end\n"           \
+    "  out[1] = table.concat(codes, ' ')\n"                                                        \
     "  return out\n"                                                                               \
     "elseif op == 'active' then\n"                                                                 \
     "  local now, window = tonumber(ARGV[3]), tonumber(ARGV[4])\n"                                 \

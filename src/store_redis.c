@@ -88,15 +88,14 @@ static void reply_get(struct req *q, redisReply *r, int status)
     }
 }
 
-/* A create or replace answer: cache the winner and route by it. */
-static void reply_assign(struct req *q, redisReply *r, int status)
+/* A create or replace answered with its winner (rc 0: pod, count, at parsed from the value;
+ * written: this request's value went in): cache the winner and route by it. */
+static void assigned(struct req *q, int status, int rc, const char *pod, uint32_t count,
+                     uint64_t at, bool written)
 {
     enum pr_key_kind kind = (enum pr_key_kind)q->kind;
-    char pod[PR_POD_NAME_MAX + 1], out[PR_POD_NAME_MAX + 1];
-    uint32_t count = 0;
-    uint64_t at = 0;
-    bool written = false;
-    if (status == 0 && pr__rs_script_value(q, r, pod, &count, &at, &written) == 0) {
+    char out[PR_POD_NAME_MAX + 1];
+    if (status == 0 && rc == 0) {
         if (pr__rc_put(kind, q->key, q->key_len, pod, count, at, PR_RC_OVERWRITE, false, out) != 0)
             pr_str_copy(out, sizeof(out), pod);
         /* A create that found a winner, or a move: this request is a second use (the
@@ -112,28 +111,63 @@ static void reply_assign(struct req *q, redisReply *r, int status)
     q->cb(q->arg, status ? status : -EPROTO, NULL);
 }
 
-/* A batch's answers (store_redis_batch.c), entry by entry: a pin's is 1 when written (the
- * value is the pod it sent), else [0, value] as the create script answers (reply_assign); a
- * join's is the room's count. None at all (status < 0, or not one per entry): pins keep our
- * choice locally, to be written back. */
+/* A create or replace answer ([written, value]). */
+static void reply_assign(struct req *q, redisReply *r, int status)
+{
+    char pod[PR_POD_NAME_MAX + 1];
+    uint32_t count = 0;
+    uint64_t at = 0;
+    bool written = false;
+    int rc = status == 0 ? pr__rs_script_value(q, r, pod, &count, &at, &written) : -EINVAL;
+    assigned(q, status, rc, pod, count, at, written);
+}
+
+/* The next space-separated integer token of a batch's codes at *p (before end); false when
+ * there is none or it is not one. */
+static bool next_code(const char **p, const char *end, long long *out)
+{
+    const char *s = *p;
+    bool neg = s < end && *s == '-';
+    s += neg;
+    long long v = 0;
+    const char *digits = s;
+    while (s < end && *s >= '0' && *s <= '9' && s - digits < 18)
+        v = v * 10 + (*s++ - '0');
+    if (s == digits || (s < end && *s != ' '))
+        return false;
+    *out = neg ? -v : v;
+    *p = s < end ? s + 1 : s;
+    return true;
+}
+
+/* A batch's answers (store_redis_batch.c): [codes, value, ...], codes one token per entry (a
+ * pin's 1 when written, its value being the pod it sent; 0 when there already, its value
+ * next in the array, as the create script answers it; a join's count). None at all (status <
+ * 0, or no codes string): pins keep our choice locally, to be written back; an entry without
+ * its token or value is answered as a create without an answer. */
 static void reply_batch(struct req *q, redisReply *r, int status)
 {
     struct pr__rs_batch *b = q->batch;
     pr__rs_batch_answered(q->conn->rs);
-    bool each = status == 0 && r->type == REDIS_REPLY_ARRAY && r->elements == b->n;
-    if (status == 0 && !each)
+    const redisReply *codes = status == 0 && r->type == REDIS_REPLY_ARRAY && r->elements > 0
+                                  ? r->element[0]
+                                  : NULL;
+    if (status == 0 && (!codes || codes->type != REDIS_REPLY_STRING))
         status = -EPROTO;
+    const char *p = status == 0 ? codes->str : NULL, *end = p ? p + codes->len : NULL;
+    size_t next_value = 1;
     struct req one = {.conn = q->conn, .op = OP_CREATE, .kind = PR_KEY_SID};
     for (uint32_t i = 0; i < b->n; i++) {
         const struct pr__rs_bentry *e = &b->e[i];
-        redisReply *v = each ? r->element[i] : NULL;
+        long long code = -1;
+        bool got = p && next_code(&p, end, &code);
         if (e->join) {
             /* The store's count raises the cached one (not when it is what this join made) */
-            if (v && v->type == REDIS_REPLY_INTEGER && v->integer > (long long)e->count)
-                pr__rc_set_count(e->key, e->key_len, (uint32_t)v->integer);
+            if (got && code > (long long)e->count)
+                pr__rc_set_count(e->key, e->key_len, (uint32_t)code);
             continue;
         }
-        if (v && v->type == REDIS_REPLY_INTEGER && v->integer == 1) {
+        if (got && code == 1) {
             /* Written: the value is our pod (a fresh pin stays tentative, as in reply_assign) */
             char out[PR_POD_NAME_MAX + 1];
             if (pr__rc_put(PR_KEY_SID, e->key, e->key_len, e->pod, 0, 0, PR_RC_OVERWRITE, false,
@@ -147,7 +181,13 @@ static void reply_batch(struct req *q, redisReply *r, int status)
         memcpy(one.pod, e->pod, sizeof(one.pod));
         one.cb = e->cb;
         one.arg = e->arg;
-        reply_assign(&one, v, status);
+        char pod[PR_POD_NAME_MAX + 1];
+        uint32_t count = 0;
+        uint64_t at = 0;
+        int rc = -EINVAL;
+        if (got && code == 0 && next_value < r->elements)
+            rc = pr__rs_value_of(&one, r->element[next_value++], pod, &count, &at);
+        assigned(&one, status, rc, pod, count, at, false);
     }
 }
 

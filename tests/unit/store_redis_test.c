@@ -1035,16 +1035,22 @@ Test(redis_store_live, sid_pins_are_one_batched_set_nx, .timeout = 60, .fini = r
     cr_assert_gt(
         pr_redis_assignment_key(taken, sizeof(taken), cfg.key_prefix, PR_KEY_SID, "taken", 5), 0);
     freeReplyObject(redisCommand(c, "SET %s backend-7 PX 3000", taken));
+    char taken2[PR_REDIS_KEY_MAX]; /* a second one: each gets its own value, in order */
+    cr_assert_gt(
+        pr_redis_assignment_key(taken2, sizeof(taken2), cfg.key_prefix, PR_KEY_SID, "taken2", 6), 0);
+    freeReplyObject(redisCommand(c, "SET %s backend-5 PX 3000", taken2));
     freeReplyObject(redisCommand(c, "CONFIG RESETSTAT"));
     long long reads0 = info_field(c, "stats", "total_reads_processed:");
 
     /* 50 new sids pinned during one loop iteration, plus the taken one */
     enum { N = 50 };
-    struct pins fresh = {0}, old = {0};
+    struct pins fresh = {0}, old = {0}, old2 = {0};
     for (int i = 0; i < N; i++) {
         char sid[32];
         int n = snprintf(sid, sizeof(sid), "sid-%02d-abcdefghij", i);
         s->ops->create(s, PR_KEY_SID, sid, (size_t)n, "backend-0", pin_cb, &fresh);
+        if (i == N / 2)
+            s->ops->create(s, PR_KEY_SID, "taken2", 6, "backend-0", pin_cb, &old2);
     }
     s->ops->create(s, PR_KEY_SID, "taken", 5, "backend-0", pin_cb, &old);
     cr_expect_eq(fresh.answered, 0, "a new sid is answered by Redis, not at once");
@@ -1056,6 +1062,10 @@ Test(redis_store_live, sid_pins_are_one_batched_set_nx, .timeout = 60, .fini = r
     cr_assert_eq(old.answered, 1);
     cr_expect_eq(old.failed, 0);
     cr_expect_str_eq(old.winner, "backend-7", "the pin already in Redis wins");
+    run_until(&loop, &old2.answered, 1);
+    cr_assert_eq(old2.answered, 1);
+    cr_expect_eq(old2.failed, 0);
+    cr_expect_str_eq(old2.winner, "backend-5", "each taken pin gets its own value");
 
     long long reads = info_field(c, "stats", "total_reads_processed:") - reads0 - 1;
     for (int i = 0; i < N; i++) {
@@ -1074,12 +1084,13 @@ Test(redis_store_live, sid_pins_are_one_batched_set_nx, .timeout = 60, .fini = r
     cr_expect(r && r->type == REDIS_REPLY_STRING && strcmp(r->str, "backend-7") == 0);
     freeReplyObject(r);
     cr_expect_gt(pttl(c, taken), 100000, "the existing sid got its full TTL");
+    cr_expect_gt(pttl(c, taken2), 100000, "the existing sid got its full TTL");
 
     /* one SET NX per new sid, the script only for the sid that existed */
     long long sets = info_field(c, "commandstats", "cmdstat_set:calls=");
     long long evals = info_field(c, "commandstats", "cmdstat_evalsha:calls=");
     long long pubs = info_field(c, "commandstats", "cmdstat_publish:calls=");
-    cr_expect_eq(sets, N + 1, "SET calls: %lld (one SET NX per pin)", sets);
+    cr_expect_eq(sets, N + 2, "SET calls: %lld (one SET NX per pin)", sets);
     cr_expect_eq(evals, 1, "EVALSHA calls: %lld", evals);
     cr_expect_eq(pubs, -1, "PUBLISH calls: %lld", pubs);
     /* the 51 commands of one iteration reach Redis in one write (one read there; two more
