@@ -302,7 +302,7 @@ static void r_create(struct pr_store *s, enum pr_key_kind kind, const char *key,
     size_t pl = pod ? strlen(pod) : 0;
     /* A sid comes from the handshake sniffer, which takes only valid ones (affinity.c): its
      * length bounds the batch's buffers, its characters were checked there. */
-    if (!pod || !pr_pod_name_valid(pod, pl) || len == 0 || len > PR_KEY_MAX ||
+    if (!pod || !pr_pod_name_valid(pod, pl) || !key || len == 0 || len > PR_KEY_MAX ||
         (kind != PR_KEY_SID && !pr_key_valid(key, len))) {
         cb(arg, -EINVAL, NULL);
         return;
