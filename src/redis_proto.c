@@ -592,7 +592,7 @@ static bool token(const char **p, const char *end, const char **tok, size_t *tl)
 }
 
 /* A decimal number token of at most max; false otherwise. */
-static bool tok_uint(const char *s, size_t len, uint64_t max, uint64_t *out)
+bool pr_redis_uint(const char *s, size_t len, uint64_t max, uint64_t *out)
 {
     if (len == 0 || len > 20)
         return false;
@@ -661,7 +661,7 @@ int pr_redis_event_parse(const char *msg, size_t len, struct pr_redis_event *ev)
         ev->kind = PR_KEY_ROOM;
         if (!token(&p, end, &t, &tl) || !tok_key(t, tl, ev))
             return -EINVAL;
-        if (!token(&p, end, &t, &tl) || !tok_uint(t, tl, UINT32_MAX, &n) || p != end)
+        if (!token(&p, end, &t, &tl) || !pr_redis_uint(t, tl, UINT32_MAX, &n) || p != end)
             return -EINVAL;
         ev->count = (uint32_t)n;
         return 0;
@@ -684,9 +684,9 @@ int pr_redis_event_parse(const char *msg, size_t len, struct pr_redis_event *ev)
     uint64_t n, at;
     if (!token(&p, end, &t, &tl) || !tok_pod(t, tl, ev))
         return -EINVAL;
-    if (!token(&p, end, &t, &tl) || !tok_uint(t, tl, UINT32_MAX, &n))
+    if (!token(&p, end, &t, &tl) || !pr_redis_uint(t, tl, UINT32_MAX, &n))
         return -EINVAL;
-    if (!token(&p, end, &t, &tl) || !tok_uint(t, tl, UINT64_MAX / 2, &at) || p != end)
+    if (!token(&p, end, &t, &tl) || !pr_redis_uint(t, tl, UINT64_MAX / 2, &at) || p != end)
         return -EINVAL;
     ev->count = (uint32_t)n;
     ev->assigned_at_ms = at;

@@ -122,22 +122,17 @@ static void reply_assign(struct req *q, redisReply *r, int status)
     assigned(q, status, rc, pod, count, at, written);
 }
 
-/* The next space-separated integer token of a batch's codes at *p (before end); false when
- * there is none or it is not one. */
+/* The next space-separated token of a batch's codes at *p (before end) as a count; false when
+ * there is none or it is not one (a join's -1, a room gone, raises nothing either). */
 static bool next_code(const char **p, const char *end, long long *out)
 {
-    const char *s = *p;
-    bool neg = s < end && *s == '-';
-    s += neg;
-    long long v = 0;
-    const char *digits = s;
-    while (s < end && *s >= '0' && *s <= '9' && s - digits < 18)
-        v = v * 10 + (*s++ - '0');
-    if (s == digits || (s < end && *s != ' '))
-        return false;
-    *out = neg ? -v : v;
-    *p = s < end ? s + 1 : s;
-    return true;
+    const char *sp = memchr(*p, ' ', (size_t)(end - *p));
+    const char *tok_end = sp ? sp : end;
+    uint64_t v = 0;
+    bool ok = pr_redis_uint(*p, (size_t)(tok_end - *p), UINT32_MAX, &v);
+    *p = sp ? sp + 1 : end;
+    *out = (long long)v;
+    return ok;
 }
 
 /* A batch's answers (store_redis_batch.c): [codes, value, ...], codes one token per entry (a

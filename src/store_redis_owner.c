@@ -178,16 +178,10 @@ static bool count_pair(const char *p, const char *end, size_t *id_len, uint32_t 
     const char *sp = memchr(p, ' ', (size_t)(end - p));
     if (!sp || sp == p || sp + 1 == end)
         return false;
+    const char *d = memchr(sp + 1, ' ', (size_t)(end - sp - 1));
+    d = d ? d : end;
     uint64_t n = 0;
-    const char *d = sp + 1;
-    for (; d < end && *d != ' '; d++) {
-        if (*d < '0' || *d > '9')
-            return false;
-        n = n * 10 + (uint64_t)(*d - '0');
-        if (n > UINT32_MAX)
-            return false;
-    }
-    if (d == sp + 1)
+    if (!pr_redis_uint(sp + 1, (size_t)(d - sp - 1), UINT32_MAX, &n))
         return false;
     *id_len = (size_t)(sp - p);
     *count = (uint32_t)n;

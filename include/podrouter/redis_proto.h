@@ -42,6 +42,9 @@ const char *pr_redis_kind_name(enum pr_key_kind kind);
 /* The kind named by s[0..len), or -1. */
 int pr_redis_kind_parse(const char *s, size_t len);
 
+/* s[0..len) as a decimal number of at most max (digits only, 1..20 of them); false when not. */
+bool pr_redis_uint(const char *s, size_t len, uint64_t max, uint64_t *out);
+
 /* The Redis key of an assignment: room:{id}:pod (no prefix, HyperStudy's) or P participant:{id}
  * or P sid:{id}. Returns the key length, or -EINVAL (bad kind/id) / -ENAMETOOLONG. */
 int pr_redis_assignment_key(char *out, size_t cap, const char *prefix, enum pr_key_kind kind,
